@@ -1,0 +1,186 @@
+//! Data shared between netwatch's kernel programs and its userspace: map keys and values,
+//! ring-buffer events and the tracepoint field layouts userspace fills in at load time.
+//!
+//! Every type is `#[repr(C)]`, `Copy`, without `bool` and without implicit padding, so the
+//! kernel and userspace agree on it byte for byte; each size is asserted beside the type.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Name of the XDP program in the object file.
+pub const XDP_PROGRAM: &str = "netwatch_xdp";
+/// Name of the `tcp:tcp_retransmit_skb` tracepoint program.
+pub const RETRANSMIT_PROGRAM: &str = "netwatch_tcp_retransmit";
+/// Name of the `tcp:tcp_receive_reset` tracepoint program.
+pub const RESET_PROGRAM: &str = "netwatch_tcp_reset";
+/// Name of the `sock:inet_sock_set_state` tracepoint program.
+pub const SOCK_STATE_PROGRAM: &str = "netwatch_sock_state";
+
+/// Map names, shared so userspace never spells them differently from the kernel side.
+pub mod maps {
+    /// Per-CPU hash: ifindex (`u32`) to [`super::IfaceCounters`].
+    pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
+    /// Per-CPU LRU hash: [`super::DestKey`] to [`super::DestCounters`].
+    pub const DEST_COUNTERS: &str = "DEST_COUNTERS";
+    /// Ring buffer of [`super::TcpEvent`].
+    pub const EVENTS: &str = "EVENTS";
+    /// Per-CPU array of `u64`, indexed by [`super::KernelStat`].
+    pub const KERNEL_STATS: &str = "KERNEL_STATS";
+}
+
+/// Names of the globals userspace sets before loading (see [`TracepointLayout`]).
+pub mod globals {
+    pub const RETRANSMIT_LAYOUT: &str = "RETRANSMIT_LAYOUT";
+    pub const RESET_LAYOUT: &str = "RESET_LAYOUT";
+    pub const SOCK_STATE_LAYOUT: &str = "SOCK_STATE_LAYOUT";
+}
+
+/// Packets seen by XDP on one interface (receive side).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last packet on this CPU.
+    pub last_rx_ns: u64,
+}
+const _: () = assert!(size_of::<IfaceCounters>() == 24);
+
+/// A remote TCP peer: address family (`AF_INET` or `AF_INET6`) and address.
+/// An IPv4 address fills the first four bytes of `addr`; the rest stay zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DestKey {
+    pub family: u16,
+    pub _pad: u16,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<DestKey>() == 20);
+
+/// What the TCP tracepoints saw toward one destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestCounters {
+    /// `tcp_retransmit_skb` runs: once per retransmitted skb, which may carry several segments.
+    pub retransmits: u64,
+    /// RSTs received from this destination.
+    pub resets_received: u64,
+    /// Active opens that reached ESTABLISHED.
+    pub connects_ok: u64,
+    /// Active opens that went from SYN_SENT straight to CLOSE (refused, timed out, unreachable).
+    pub connects_failed: u64,
+    /// `bpf_ktime_get_ns()` of the last event of any kind on this CPU.
+    pub last_event_ns: u64,
+}
+const _: () = assert!(size_of::<DestCounters>() == 40);
+
+/// Kind of a [`TcpEvent`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpEventKind {
+    Retransmit = 1,
+    ResetReceived = 2,
+    ConnectFailed = 3,
+}
+
+impl TcpEventKind {
+    pub fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            1 => Some(Self::Retransmit),
+            2 => Some(Self::ResetReceived),
+            3 => Some(Self::ConnectFailed),
+            _ => None,
+        }
+    }
+}
+
+/// A TCP signal that userspace must hear of at once, sent through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpEvent {
+    pub ts_ns: u64,
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    /// A [`TcpEventKind`] as `u8`.
+    pub kind: u8,
+    /// The socket's TCP state (`TCP_ESTABLISHED` = 1 ...), where the tracepoint gives one.
+    pub tcp_state: u8,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+const _: () = assert!(size_of::<TcpEvent>() == 48);
+
+/// Indices into the `KERNEL_STATS` per-CPU array: the kernel side's own accounting.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelStat {
+    /// Events written to the ring buffer.
+    EventsSent = 0,
+    /// Events not sent because the per-CPU rate limit was reached (their counters still count).
+    EventsRateLimited = 1,
+    /// Events lost because the ring buffer was full.
+    EventsRingFull = 2,
+    /// Destination counters that could not be created (map full and LRU could not evict).
+    DestInsertFailed = 3,
+}
+/// Number of [`KernelStat`] slots.
+pub const KERNEL_STAT_COUNT: u32 = 4;
+
+/// Offsets of a tracepoint's fields in its record, read from tracefs's `format` file at load
+/// time because they differ between kernel versions. [`TracepointLayout::ABSENT`] marks a field
+/// this kernel's tracepoint does not have.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointLayout {
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub saddr: u16,
+    pub daddr: u16,
+    pub saddr_v6: u16,
+    pub daddr_v6: u16,
+    /// `state` of `tcp_retransmit_skb`, or `newstate` of `inet_sock_set_state`.
+    pub state: u16,
+    /// `oldstate` of `inet_sock_set_state`.
+    pub oldstate: u16,
+    /// `protocol` of `inet_sock_set_state`.
+    pub protocol: u16,
+}
+const _: () = assert!(size_of::<TracepointLayout>() == 20);
+
+impl TracepointLayout {
+    pub const ABSENT: u16 = u16::MAX;
+    /// The layout before userspace fills it in: the programs do nothing with it.
+    pub const UNSET: Self = Self {
+        family: Self::ABSENT,
+        sport: Self::ABSENT,
+        dport: Self::ABSENT,
+        saddr: Self::ABSENT,
+        daddr: Self::ABSENT,
+        saddr_v6: Self::ABSENT,
+        daddr_v6: Self::ABSENT,
+        state: Self::ABSENT,
+        oldstate: Self::ABSENT,
+        protocol: Self::ABSENT,
+    };
+}
+
+/// Linux's address family numbers, which the tracepoints report.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+/// TCP states used by the programs (include/net/tcp_states.h).
+pub const TCP_ESTABLISHED: u8 = 1;
+pub const TCP_SYN_SENT: u8 = 2;
+pub const TCP_CLOSE: u8 = 7;
+pub const IPPROTO_TCP: u16 = 6;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: every type is repr(C), Copy, has no padding and is valid for any bit pattern.
+    unsafe impl aya::Pod for super::IfaceCounters {}
+    unsafe impl aya::Pod for super::DestKey {}
+    unsafe impl aya::Pod for super::DestCounters {}
+    unsafe impl aya::Pod for super::TcpEvent {}
+    unsafe impl aya::Pod for super::TracepointLayout {}
+}

@@ -1,0 +1,50 @@
+//! Every map and load-time global of the kernel side, in one place.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use netwatch_common::{DestCounters, DestKey, IfaceCounters, TracepointLayout, KERNEL_STAT_COUNT};
+
+/// Receive counters per ifindex. Interfaces are few; 1024 leaves room for container hosts.
+#[map]
+pub static IFACE_COUNTERS: PerCpuHashMap<u32, IfaceCounters> =
+    PerCpuHashMap::with_max_entries(1024, 0);
+
+/// TCP signals per destination. LRU, so a host talking to many peers keeps the recent ones.
+#[map]
+pub static DEST_COUNTERS: LruPerCpuHashMap<DestKey, DestCounters> =
+    LruPerCpuHashMap::with_max_entries(8192, 0);
+
+/// Events userspace must hear of at once: room for ~5,000 of them (48 bytes + 8 header).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// The kernel side's own accounting, indexed by `KernelStat`.
+#[map]
+pub static KERNEL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KERNEL_STAT_COUNT, 0);
+
+/// Per-CPU state of the ring buffer's rate limiter and wake-up policy.
+#[map]
+pub static EVENT_PACING: PerCpuArray<crate::events::Pacing> = PerCpuArray::with_max_entries(1, 0);
+
+// Field offsets of each tracepoint's record, set by userspace from tracefs before loading.
+#[no_mangle]
+pub static RETRANSMIT_LAYOUT: TracepointLayout = TracepointLayout::UNSET;
+#[no_mangle]
+pub static RESET_LAYOUT: TracepointLayout = TracepointLayout::UNSET;
+#[no_mangle]
+pub static SOCK_STATE_LAYOUT: TracepointLayout = TracepointLayout::UNSET;
+
+/// Reads a load-time global; volatile so the compiler cannot fold in the placeholder value.
+#[inline(always)]
+pub fn layout(global: &'static TracepointLayout) -> TracepointLayout {
+    unsafe { core::ptr::read_volatile(global) }
+}
+
+#[inline(always)]
+pub fn count_stat(stat: netwatch_common::KernelStat) {
+    if let Some(slot) = KERNEL_STATS.get_ptr_mut(stat as u32) {
+        unsafe { *slot += 1 };
+    }
+}

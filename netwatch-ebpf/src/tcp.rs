@@ -1,0 +1,151 @@
+//! TCP tracepoints: retransmits, RSTs received and failed connects, counted per destination
+//! and sent to userspace as events. Field offsets come from the layouts userspace set.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
+use netwatch_common::{
+    DestCounters, DestKey, KernelStat, TcpEvent, TcpEventKind, TracepointLayout, AF_INET, AF_INET6,
+    IPPROTO_TCP, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_SENT,
+};
+
+use crate::{
+    events,
+    maps::{self, count_stat, DEST_COUNTERS, RESET_LAYOUT, RETRANSMIT_LAYOUT, SOCK_STATE_LAYOUT},
+};
+
+#[inline(always)]
+pub fn on_retransmit(ctx: &TracePointContext) {
+    let layout = maps::layout(&RETRANSMIT_LAYOUT);
+    let state = read_u8_of_int(ctx, layout.state).unwrap_or(0);
+    record(ctx, &layout, TcpEventKind::Retransmit, state);
+}
+
+#[inline(always)]
+pub fn on_reset_received(ctx: &TracePointContext) {
+    let layout = maps::layout(&RESET_LAYOUT);
+    record(ctx, &layout, TcpEventKind::ResetReceived, 0);
+}
+
+/// Only active opens matter: SYN_SENT to ESTABLISHED is a connect that worked, SYN_SENT to
+/// CLOSE one that failed (refused, timed out or unreachable).
+#[inline(always)]
+pub fn on_sock_state(ctx: &TracePointContext) {
+    let layout = maps::layout(&SOCK_STATE_LAYOUT);
+    if read::<u16>(ctx, layout.protocol) != Some(IPPROTO_TCP)
+        || read_u8_of_int(ctx, layout.oldstate) != Some(TCP_SYN_SENT)
+    {
+        return;
+    }
+    match read_u8_of_int(ctx, layout.state) {
+        Some(TCP_ESTABLISHED) => {
+            if let Some(dest) = read_dest(ctx, &layout) {
+                bump(&dest, unsafe { bpf_ktime_get_ns() }, |c| c.connects_ok += 1);
+            }
+        }
+        Some(TCP_CLOSE) => record(ctx, &layout, TcpEventKind::ConnectFailed, TCP_SYN_SENT),
+        _ => {}
+    }
+}
+
+/// Counts a bad signal toward its destination and tells userspace about it.
+#[inline(always)]
+fn record(ctx: &TracePointContext, layout: &TracepointLayout, kind: TcpEventKind, state: u8) {
+    let Some(dest) = read_dest(ctx, layout) else {
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    bump(&dest, now, |c| match kind {
+        TcpEventKind::Retransmit => c.retransmits += 1,
+        TcpEventKind::ResetReceived => c.resets_received += 1,
+        TcpEventKind::ConnectFailed => c.connects_failed += 1,
+    });
+    let mut event = TcpEvent {
+        ts_ns: now,
+        family: dest.family,
+        sport: read::<u16>(ctx, layout.sport).unwrap_or(0),
+        dport: read::<u16>(ctx, layout.dport).unwrap_or(0),
+        kind: kind as u8,
+        tcp_state: state,
+        saddr: [0; 16],
+        daddr: dest.addr,
+    };
+    read_addr(
+        ctx,
+        dest.family,
+        layout.saddr,
+        layout.saddr_v6,
+        &mut event.saddr,
+    );
+    events::send(&event);
+}
+
+#[inline(always)]
+fn bump(dest: &DestKey, now: u64, update: impl FnOnce(&mut DestCounters)) {
+    if let Some(counters) = DEST_COUNTERS.get_ptr_mut(dest) {
+        let counters = unsafe { &mut *counters };
+        update(counters);
+        counters.last_event_ns = now;
+        return;
+    }
+    let mut counters = DestCounters {
+        last_event_ns: now,
+        ..DestCounters::default()
+    };
+    update(&mut counters);
+    if DEST_COUNTERS.insert(dest, counters, 0).is_err() {
+        count_stat(KernelStat::DestInsertFailed);
+    }
+}
+
+#[inline(always)]
+fn read_dest(ctx: &TracePointContext, layout: &TracepointLayout) -> Option<DestKey> {
+    let family = read::<u16>(ctx, layout.family)?;
+    let mut dest = DestKey {
+        family,
+        _pad: 0,
+        addr: [0; 16],
+    };
+    read_addr(ctx, family, layout.daddr, layout.daddr_v6, &mut dest.addr).then_some(dest)
+}
+
+/// Fills `out` with the IPv4 or IPv6 address field for `family`; false for other families.
+#[inline(always)]
+fn read_addr(
+    ctx: &TracePointContext,
+    family: u16,
+    v4_offset: u16,
+    v6_offset: u16,
+    out: &mut [u8; 16],
+) -> bool {
+    match family {
+        AF_INET => match read::<[u8; 4]>(ctx, v4_offset) {
+            Some(v4) => {
+                out[..4].copy_from_slice(&v4);
+                true
+            }
+            None => false,
+        },
+        AF_INET6 => match read::<[u8; 16]>(ctx, v6_offset) {
+            Some(v6) => {
+                *out = v6;
+                true
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// TCP states are `int` fields; their values fit a byte.
+#[inline(always)]
+fn read_u8_of_int(ctx: &TracePointContext, offset: u16) -> Option<u8> {
+    read::<i32>(ctx, offset).map(|v| v as u8)
+}
+
+/// The one place a tracepoint record is read: absent fields read as `None`.
+#[inline(always)]
+fn read<T>(ctx: &TracePointContext, offset: u16) -> Option<T> {
+    if offset == TracepointLayout::ABSENT {
+        return None;
+    }
+    unsafe { ctx.read_at::<T>(offset as usize) }.ok()
+}

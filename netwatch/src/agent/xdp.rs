@@ -1,0 +1,97 @@
+//! Which interfaces carry netwatch's XDP counter, and the rule that decides it: every
+//! non-loopback interface, except one where another tool's XDP program already runs.
+
+use std::collections::HashMap;
+
+use tracing::{debug, info, warn};
+
+use crate::{
+    ebpf::{EbpfError, Probes, XdpMode},
+    netlink::Link,
+};
+
+/// What netwatch did about one interface's XDP hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpState {
+    /// Our counter is attached.
+    Attached,
+    /// Another program holds the hook; the interface is watched by netlink alone.
+    LeftAlone { other_prog_id: u32 },
+    /// Attaching failed for another reason (logged); netlink alone.
+    Failed,
+}
+
+pub struct XdpAttacher {
+    mode: XdpMode,
+    states: HashMap<u32, XdpState>,
+}
+
+impl XdpAttacher {
+    pub fn new(mode: XdpMode) -> Self {
+        Self {
+            mode,
+            states: HashMap::new(),
+        }
+    }
+
+    pub fn attached_count(&self) -> usize {
+        self.states
+            .values()
+            .filter(|s| **s == XdpState::Attached)
+            .count()
+    }
+
+    /// Attaches to `link` if it should carry the counter and does not yet. Called for every
+    /// link update, so an interface another tool releases is picked up later.
+    pub fn consider(&mut self, probes: &mut Probes, link: &Link) {
+        if link.loopback || probes.xdp_attached(link.ifindex) {
+            return;
+        }
+        if let Some(other_prog_id) = link.xdp_prog_id {
+            let state = XdpState::LeftAlone { other_prog_id };
+            if self.states.insert(link.ifindex, state) != Some(state) {
+                info!(
+                    ifindex = link.ifindex,
+                    ifname = %link.name,
+                    other_prog_id,
+                    "xdp left alone: another program is attached"
+                );
+            }
+            return;
+        }
+        match probes.attach_xdp(link.ifindex, self.mode) {
+            Ok(()) => {
+                self.states.insert(link.ifindex, XdpState::Attached);
+                info!(
+                    ifindex = link.ifindex,
+                    ifname = %link.name,
+                    prog_id = probes.program_ids().xdp,
+                    mode = self.mode.as_str(),
+                    "xdp attached"
+                );
+            }
+            // The interface went away between its event and this attach: nothing to do.
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                debug!(ifindex = link.ifindex, ifname = %link.name, "interface gone before xdp could attach");
+            }
+            Err(e) => self.failed(link, &e),
+        }
+    }
+
+    fn failed(&mut self, link: &Link, error: &EbpfError) {
+        if self.states.insert(link.ifindex, XdpState::Failed) != Some(XdpState::Failed) {
+            warn!(
+                ifindex = link.ifindex,
+                ifname = %link.name,
+                error = %error,
+                "xdp attach failed: watching this interface by netlink alone"
+            );
+        }
+    }
+
+    /// Forgets an interface that is gone.
+    pub fn forget(&mut self, probes: &mut Probes, ifindex: u32) {
+        self.states.remove(&ifindex);
+        probes.detach_xdp(ifindex);
+    }
+}

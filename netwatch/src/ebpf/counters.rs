@@ -1,0 +1,127 @@
+//! Turns the kernel's per-CPU counters into totals userspace can use.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netwatch_common::{DestCounters, DestKey, IfaceCounters, AF_INET, AF_INET6};
+
+/// Packets XDP saw arriving on one interface, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceRx {
+    pub packets: u64,
+    pub bytes: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the latest packet on any CPU; 0 before the first.
+    pub last_rx_ns: u64,
+}
+
+impl IfaceRx {
+    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a IfaceCounters>) -> Self {
+        per_cpu
+            .into_iter()
+            .fold(Self::default(), |total, cpu| Self {
+                packets: total.packets + cpu.packets,
+                bytes: total.bytes + cpu.bytes,
+                last_rx_ns: total.last_rx_ns.max(cpu.last_rx_ns),
+            })
+    }
+}
+
+/// TCP signals toward one destination, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DestStats {
+    pub retransmits: u64,
+    pub resets_received: u64,
+    pub connects_ok: u64,
+    pub connects_failed: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the latest signal on any CPU.
+    pub last_event_ns: u64,
+}
+
+impl DestStats {
+    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a DestCounters>) -> Self {
+        per_cpu
+            .into_iter()
+            .fold(Self::default(), |total, cpu| Self {
+                retransmits: total.retransmits + cpu.retransmits,
+                resets_received: total.resets_received + cpu.resets_received,
+                connects_ok: total.connects_ok + cpu.connects_ok,
+                connects_failed: total.connects_failed + cpu.connects_failed,
+                last_event_ns: total.last_event_ns.max(cpu.last_event_ns),
+            })
+    }
+}
+
+/// The address a kernel-side key or event names, if its family is IPv4 or IPv6.
+pub fn ip_addr(family: u16, addr: &[u8; 16]) -> Option<IpAddr> {
+    match family {
+        AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            addr[0], addr[1], addr[2], addr[3],
+        ))),
+        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(*addr))),
+        _ => None,
+    }
+}
+
+pub fn dest_addr(key: &DestKey) -> Option<IpAddr> {
+    ip_addr(key.family, &key.addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iface_totals_add_counts_and_keep_the_latest_time() {
+        let cpus = [
+            IfaceCounters {
+                packets: 3,
+                bytes: 300,
+                last_rx_ns: 50,
+            },
+            IfaceCounters {
+                packets: 2,
+                bytes: 120,
+                last_rx_ns: 90,
+            },
+            IfaceCounters::default(),
+        ];
+        assert_eq!(
+            IfaceRx::sum(&cpus),
+            IfaceRx {
+                packets: 5,
+                bytes: 420,
+                last_rx_ns: 90
+            }
+        );
+    }
+
+    #[test]
+    fn dest_totals_add_every_counter() {
+        let cpu = DestCounters {
+            retransmits: 4,
+            resets_received: 1,
+            connects_ok: 2,
+            connects_failed: 3,
+            last_event_ns: 7,
+        };
+        let total = DestStats::sum(&[cpu, cpu]);
+        assert_eq!((total.retransmits, total.resets_received), (8, 2));
+        assert_eq!(
+            (
+                total.connects_ok,
+                total.connects_failed,
+                total.last_event_ns
+            ),
+            (4, 6, 7)
+        );
+    }
+
+    #[test]
+    fn addresses_decode_by_family() {
+        let mut raw = [0u8; 16];
+        raw[..4].copy_from_slice(&[198, 18, 0, 2]);
+        assert_eq!(ip_addr(AF_INET, &raw), Some("198.18.0.2".parse().unwrap()));
+        let v6: Ipv6Addr = "fd00:6e77::2".parse().unwrap();
+        assert_eq!(ip_addr(AF_INET6, &v6.octets()), Some(IpAddr::V6(v6)));
+        assert_eq!(ip_addr(1, &raw), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! netwatch tells programs on a Linux host, within milliseconds, whether the network they
+//! depend on is Up, Degraded or Down.
+//!
+//! Data flows one way: the kernel programs ([`ebpf`]) and rtnetlink ([`netlink`]) produce
+//! observations, which the [`agent`] combines and reports.
+
+pub mod agent;
+pub mod cli;
+pub mod ebpf;
+pub mod netlink;
+pub mod netns;

@@ -1,0 +1,37 @@
+//! The `netwatch` binary: parses the command line and runs what it names.
+
+use std::{process::ExitCode, time::Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use netwatch::cli::{init_logging, AgentArgs, Cli, Command};
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Agent(args) => run_agent(&args, started),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_agent(args: &AgentArgs, started: Instant) -> anyhow::Result<()> {
+    // Before the runtime exists: setns moves only this thread, and the runtime's threads
+    // inherit it.
+    if let Some(name) = &args.netns {
+        netwatch::netns::enter(name)?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(netwatch::agent::run(args.config(), started))?;
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Privileged integration test helpers (being written).
