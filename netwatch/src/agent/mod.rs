@@ -156,6 +156,7 @@ impl Agent {
                     info!(gateway = ?route.gateway, oifs = ?route.oifs, ipv6 = route.ipv6, "default route changed");
                 }
             }
+            NetEvent::NeighbourUpdated(_) | NetEvent::NeighbourRemoved(_) => {}
             NetEvent::Resynced(snapshot) => {
                 warn!(
                     overruns,
@@ -176,7 +177,7 @@ impl Agent {
                 carrier = up_down(link.carrier),
                 oper = %link.oper,
                 mtu = link.mtu,
-                mac = ?link.mac,
+                mac = %link.mac.map(|m| m.to_string()).unwrap_or_default(),
                 "link added"
             ),
             Some(before) if link.state_differs(before) => info!(

@@ -1,10 +1,11 @@
-//! Owns rtnetlink: turns the kernel's link, address and route messages into netwatch's own
+//! Owns rtnetlink: turns the kernel's link, address, route and neighbour messages into netwatch's own
 //! events, re-reads the whole state when the kernel reports that events were lost, and answers
 //! direct questions (one link's state now, the interface toward an address). Nothing of
 //! rtnetlink leaks past this module.
 
 mod addr;
 mod link;
+mod neighbour;
 mod route;
 
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use rtnetlink::{
 
 pub use addr::Address;
 pub use link::{up_down, Link, LinkStats, MacAddr, OperState};
+pub use neighbour::{NeighState, Neighbour};
 pub use route::Route;
 
 /// Receive buffer of the event socket. Large, so bursts (a hundred veths created at once)
@@ -45,6 +47,7 @@ pub struct Snapshot {
     pub links: Vec<Link>,
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
+    pub neighbours: Vec<Neighbour>,
 }
 
 /// A change the kernel reported.
@@ -57,6 +60,8 @@ pub enum NetEvent {
     AddressRemoved(Address),
     RouteAdded(Route),
     RouteRemoved(Route),
+    NeighbourUpdated(Neighbour),
+    NeighbourRemoved(Neighbour),
     /// Events were lost (the socket overran); this is the whole state re-read.
     Resynced(Snapshot),
 }
@@ -80,6 +85,7 @@ impl NetlinkWatcher {
             MulticastGroup::Ipv6Ifaddr,
             MulticastGroup::Ipv4Route,
             MulticastGroup::Ipv6Route,
+            MulticastGroup::Neigh,
         ];
         let (mut connection, _, events) =
             rtnetlink::new_multicast_connection(&groups).map_err(NetlinkError::Socket)?;
@@ -130,6 +136,7 @@ impl NetlinkWatcher {
             links: self.links().await?,
             addresses: self.addresses().await?,
             routes: self.routes().await?,
+            neighbours: self.neighbours().await?,
         })
     }
 
@@ -187,6 +194,21 @@ impl NetlinkWatcher {
         Ok(routes)
     }
 
+    pub async fn neighbours(&self) -> Result<Vec<Neighbour>, NetlinkError> {
+        let messages: Vec<_> = self
+            .requests
+            .neighbours()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("dump neighbours"))?;
+        Ok(messages
+            .iter()
+            .filter_map(Neighbour::from_message)
+            .collect())
+    }
+
     /// The interface the kernel would send a packet to `addr` through (RTM_GETROUTE with a
     /// destination, so policy routing is honoured); `None` if it is unreachable.
     pub async fn route_to(&self, addr: IpAddr) -> Result<Option<u32>, NetlinkError> {
@@ -222,6 +244,12 @@ fn decode_event(message: RouteNetlinkMessage) -> Option<NetEvent> {
         RouteNetlinkMessage::DelAddress(m) => NetEvent::AddressRemoved(Address::from_message(&m)?),
         RouteNetlinkMessage::NewRoute(m) => NetEvent::RouteAdded(Route::from_message(&m)?),
         RouteNetlinkMessage::DelRoute(m) => NetEvent::RouteRemoved(Route::from_message(&m)?),
+        RouteNetlinkMessage::NewNeighbour(m) => {
+            NetEvent::NeighbourUpdated(Neighbour::from_message(&m)?)
+        }
+        RouteNetlinkMessage::DelNeighbour(m) => {
+            NetEvent::NeighbourRemoved(Neighbour::from_message(&m)?)
+        }
         _ => return None,
     })
 }

@@ -1,0 +1,257 @@
+//! `Agent`: the `netwatch agent` binary run against a test namespace, and its JSON log lines.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::netns::NetNs;
+
+/// Environment variable naming the agent binary to test.
+pub const NETWATCH_BIN: &str = "NETWATCH_BIN";
+
+/// How many log lines a failure message shows.
+const TAIL: usize = 30;
+
+/// The log as read so far, and whether stderr has closed.
+#[derive(Default)]
+struct Log {
+    lines: Vec<Value>,
+    closed: bool,
+}
+
+type SharedLog = Arc<(Mutex<Log>, Condvar)>;
+
+/// A running `netwatch agent --netns NAME --log-format json --report-interval 1s`; killed
+/// (SIGKILL) on drop if still running.
+pub struct Agent {
+    child: Child,
+    log: SharedLog,
+    reader: Option<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+impl Agent {
+    /// Starts the agent on `ns` (the agent enters the namespace itself).
+    pub fn start(ns: &NetNs) -> Self {
+        let bin = binary();
+        let mut child = Command::new(&bin)
+            .args(["agent", "--netns", ns.name()])
+            .args(["--log-format", "json", "--report-interval", "1s"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log: SharedLog = Arc::default();
+        let shared = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                // A line that is not JSON is kept as such, so a failure shows it.
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": line, "level": "RAW" }));
+                let (lock, ready) = &*shared;
+                lock.lock().expect("log lock").lines.push(value);
+                ready.notify_all();
+            }
+            let (lock, ready) = &*shared;
+            lock.lock().expect("log lock").closed = true;
+            ready.notify_all();
+        });
+        Agent {
+            child,
+            log,
+            reader: Some(reader),
+            status: None,
+        }
+    }
+
+    /// The process id, e.g. to send it a signal.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A copy of every log line read so far.
+    pub fn lines_so_far(&self) -> Vec<Value> {
+        self.log.0.lock().expect("log lock").lines.clone()
+    }
+
+    /// How many lines have been read so far: a mark for [`Agent::wait_for_after`].
+    pub fn mark(&self) -> usize {
+        self.log.0.lock().expect("log lock").lines.len()
+    }
+
+    /// Waits for a line with `message` for which `predicate` holds, searching the whole log.
+    /// Panics with the last lines of the log on timeout or if the agent exits first.
+    pub fn wait_for(
+        &self,
+        message: &str,
+        predicate: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        self.wait_for_after(0, message, predicate, timeout)
+    }
+
+    /// Like [`Agent::wait_for`], looking only at lines after `mark`.
+    pub fn wait_for_after(
+        &self,
+        mark: usize,
+        message: &str,
+        predicate: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let (lock, ready) = &*self.log;
+        let mut log = lock.lock().expect("log lock");
+        let mut next = mark;
+        loop {
+            if let Some(found) = log.lines[next.min(log.lines.len())..]
+                .iter()
+                .find(|line| line["message"] == message && predicate(line))
+            {
+                return found.clone();
+            }
+            next = log.lines.len().max(mark);
+            let now = Instant::now();
+            if log.closed || now >= deadline {
+                let why = if log.closed {
+                    "the agent closed its log (exited?)"
+                } else {
+                    "timed out"
+                };
+                panic!(
+                    "waiting {timeout:?} for \"{message}\": {why}; last {TAIL} log lines:\n{}",
+                    tail(&log.lines)
+                );
+            }
+            log = ready.wait_timeout(log, deadline - now).expect("log lock").0;
+        }
+    }
+
+    /// The last log lines, one per line, for failure messages.
+    pub fn tail(&self) -> String {
+        tail(&self.log.0.lock().expect("log lock").lines)
+    }
+
+    /// Sends SIGTERM and waits (at most 10 s) for the agent to exit and its log to close.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait(Duration::from_secs(10))
+    }
+
+    /// Sends SIGKILL and waits for the agent to exit and its log to close.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.signal(libc::SIGKILL);
+        self.wait(Duration::from_secs(10))
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if self.status.is_some() {
+            return;
+        }
+        // SAFETY: kill has no memory preconditions; the child is not reaped yet, so its pid is
+        // still ours.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert!(
+            rc == 0,
+            "kill({}, {signal}): {}",
+            self.child.id(),
+            std::io::Error::last_os_error()
+        );
+    }
+
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            match self.child.try_wait().expect("wait for the agent") {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "the agent did not exit within {limit:?}; last {TAIL} log lines:\n{}",
+                        self.tail()
+                    );
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        self.status = Some(status);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether a log line is a WARN or ERROR line.
+pub fn is_problem(line: &Value) -> bool {
+    matches!(line["level"].as_str(), Some("WARN" | "ERROR"))
+}
+
+/// A predicate for [`Agent::wait_for`]: the line is about link `index`.
+pub fn on_link(index: u32) -> impl Fn(&Value) -> bool {
+    move |line| line["ifindex"].as_u64() == Some(u64::from(index))
+}
+
+/// A field of a log line as u64 (tracing's JSON writes integers as numbers; strings are
+/// accepted too in case a field is recorded with Display).
+pub fn field_u64(line: &Value, field: &str) -> u64 {
+    match &line[field] {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| panic!("log line has no integer field `{field}`: {line}"))
+}
+
+/// A field of a log line as a string.
+pub fn field_str<'a>(line: &'a Value, field: &str) -> &'a str {
+    line[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("log line has no string field `{field}`: {line}"))
+}
+
+fn tail(lines: &[Value]) -> String {
+    let start = lines.len().saturating_sub(TAIL);
+    lines[start..]
+        .iter()
+        .map(|line| line.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `$NETWATCH_BIN`, else the workspace's `target/debug/netwatch`.
+fn binary() -> PathBuf {
+    let path = std::env::var_os(NETWATCH_BIN)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netwatch")
+        });
+    assert!(
+        path.is_file(),
+        "the agent binary {} does not exist: build it with `cargo build -p netwatch --bin netwatch` \
+         or set {NETWATCH_BIN}",
+        path.display()
+    );
+    path
+}

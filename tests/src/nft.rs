@@ -1,0 +1,33 @@
+//! nftables inside a test namespace: load a ruleset, read a named counter.
+
+use crate::netns::{assert_success, NetNs};
+
+/// Loads `ruleset` (nft syntax) into `ns` with `nft -f -`.
+pub fn apply(ns: &NetNs, ruleset: &str) {
+    let output = ns.exec_with_stdin("nft", &["-f", "-"], Some(ruleset));
+    assert!(
+        output.status.success(),
+        "nft rejected the ruleset in {} ({}):\n{ruleset}\nstderr: {}",
+        ns.name(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The packet count of named counter `name` in table `family table`.
+pub fn counter_packets(ns: &NetNs, family: &str, table: &str, name: &str) -> u64 {
+    let args = ["-j", "list", "counter", family, table, name];
+    let output = ns.exec("nft", &args);
+    assert_success(ns.name(), "nft", &args, &output);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("`nft -j list counter` printed no JSON: {e}"));
+    // {"nftables": [{"metainfo": {..}}, {"counter": {"name": .., "packets": N, "bytes": M}}]}
+    json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("counter"))
+        .find(|counter| counter["name"] == name)
+        .and_then(|counter| counter["packets"].as_u64())
+        .unwrap_or_else(|| panic!("no counter {name} in `nft -j list counter` output: {json}"))
+}

@@ -1,0 +1,314 @@
+//! Veth topologies built over rtnetlink, and what the kernel says about a link: counters, state
+//! and the XDP program attached to it.
+//!
+//! The async functions here act in the namespace of the thread that polls them: run them with
+//! [`NetNs::block_on`], or with [`block_on_here`] on a thread already inside the namespace.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage, LinkXdp,
+};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+
+use crate::netns::{block_on_here, NetNs};
+
+/// Ifindex of the veth end in namespace A. Both ends get fixed, distinct ifindexes: the kernel
+/// treats a veth whose ifindex differs from its peer's as "urgent" and reports its carrier
+/// changes at once instead of batching them (net/core/link_watch.c, `linkwatch_urgent_event`).
+pub const A_INDEX: u32 = 10;
+/// Ifindex of the veth end in namespace B.
+pub const B_INDEX: u32 = 20;
+
+/// Two namespaces joined by a veth pair, each end with an IPv4 /24 and an IPv6 /64 address.
+#[derive(Debug)]
+pub struct Pair {
+    pub a: NetNs,
+    pub b: NetNs,
+    pub a_if: String,
+    pub b_if: String,
+    pub a_index: u32,
+    pub b_index: u32,
+    pub a_v4: Ipv4Addr,
+    pub b_v4: Ipv4Addr,
+    pub a_v6: Ipv6Addr,
+    pub b_v6: Ipv6Addr,
+}
+
+impl Pair {
+    /// A pair with both ends up.
+    pub fn new() -> Self {
+        Self::build(true)
+    }
+
+    /// A pair whose end in B stays admin down, so nothing reaches B until the test brings it up
+    /// (e.g. to take an exact counter baseline first).
+    pub fn new_with_b_down() -> Self {
+        Self::build(false)
+    }
+
+    fn build(b_up: bool) -> Self {
+        // 198.18.0.0/15 holds 512 /24s; fd00:6e77::/32 has room for far more /64s.
+        let block = crate::next_id() % 512;
+        let (hi, lo) = ((block / 256) as u8, (block % 256) as u8);
+        let v4 = |host| Ipv4Addr::new(198, 18 + hi, lo, host);
+        let v6 = |host| Ipv6Addr::new(0xfd00, 0x6e77, block as u16, 0, 0, 0, 0, host);
+        let (a, b) = (NetNs::new(), NetNs::new());
+        let (a_if, b_if) = ("nwa0".to_string(), "nwb0".to_string());
+        let (a_v4, b_v4, a_v6, b_v6) = (v4(1), v4(2), v6(1), v6(2));
+
+        let b_file = b.open();
+        let b_fd = b_file.as_raw_fd();
+        let a_index = a.block_on(async {
+            add_veth(&a_if, A_INDEX, &b_if, B_INDEX).await;
+            let peer = link_index(&b_if).await.expect("the new veth peer is in A");
+            move_link(peer, b_fd).await;
+            let index = link_index(&a_if).await.expect("the new veth end is in A");
+            add_address(index, IpAddr::V4(a_v4), 24).await;
+            add_address(index, IpAddr::V6(a_v6), 64).await;
+            set_link_up(index, true).await;
+            index
+        });
+        drop(b_file);
+        let b_index = b.block_on(async {
+            let index = link_index(&b_if)
+                .await
+                .expect("the veth peer was moved into B");
+            add_address(index, IpAddr::V4(b_v4), 24).await;
+            add_address(index, IpAddr::V6(b_v6), 64).await;
+            if b_up {
+                set_link_up(index, true).await;
+            }
+            index
+        });
+        assert_ne!(
+            a_index, b_index,
+            "veth ends must have distinct ifindexes (linkwatch urgency)"
+        );
+        Pair {
+            a,
+            b,
+            a_if,
+            b_if,
+            a_index,
+            b_index,
+            a_v4,
+            b_v4,
+            a_v6,
+            b_v6,
+        }
+    }
+}
+
+impl Default for Pair {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A link's receive counters from IFLA_STATS64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RxCounters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl std::ops::Sub for RxCounters {
+    type Output = RxCounters;
+    fn sub(self, earlier: RxCounters) -> RxCounters {
+        RxCounters {
+            packets: self.packets - earlier.packets,
+            bytes: self.bytes - earlier.bytes,
+        }
+    }
+}
+
+/// Opens an rtnetlink socket in the current thread's namespace; its connection task runs on the
+/// current tokio runtime.
+pub fn connect() -> Handle {
+    let (connection, handle, _) = rtnetlink::new_connection().expect("open an rtnetlink socket");
+    tokio::spawn(connection);
+    handle
+}
+
+/// Creates a veth pair `name` (ifindex `index`) <-> `peer` (ifindex `peer_index`), both down.
+pub async fn add_veth(name: &str, index: u32, peer: &str, peer_index: u32) {
+    // LinkVeth's builder cannot set the peer's ifindex, so the peer message is built here: the
+    // kernel takes the peer's ifi_index when the first end's index is given too (veth_newlink).
+    let peer_msg = LinkUnspec::new_with_name(peer).index(peer_index).build();
+    let message = LinkVeth::new(name, peer)
+        .index(index)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
+    connect()
+        .link()
+        .add(message)
+        .execute()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("creating veth {name} (index {index}) <-> {peer} (index {peer_index}): {e}")
+        });
+}
+
+/// Moves link `index` into the namespace whose file is open as `ns_fd`.
+pub async fn move_link(index: u32, ns_fd: i32) {
+    connect()
+        .link()
+        .set(LinkUnspec::new_with_index(index).setns_by_fd(ns_fd).build())
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("moving link {index} to another namespace: {e}"));
+}
+
+/// Deletes link `index` (for a veth, both ends).
+pub async fn delete_link(index: u32) {
+    connect()
+        .link()
+        .del(index)
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("deleting link {index}: {e}"));
+}
+
+/// Sets link `index` admin up or down.
+pub async fn set_link_up(index: u32, up: bool) {
+    let builder = LinkUnspec::new_with_index(index);
+    let builder = if up { builder.up() } else { builder.down() };
+    connect()
+        .link()
+        .set(builder.build())
+        .execute()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "setting link {index} {}: {e}",
+                if up { "up" } else { "down" }
+            )
+        });
+}
+
+/// Adds `address/prefix_len` to link `index`. IPv6 addresses skip duplicate address detection
+/// (IFA_F_NODAD), so they are usable at once rather than after about a second.
+pub async fn add_address(index: u32, address: IpAddr, prefix_len: u8) {
+    let mut request = connect().address().add(index, address, prefix_len);
+    if address.is_ipv6() {
+        let message = request.message_mut();
+        message.header.flags |= AddressHeaderFlags::Nodad;
+        message
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    request
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("adding {address}/{prefix_len} to link {index}: {e}"));
+}
+
+/// The ifindex of link `name`, if it exists in this namespace.
+pub async fn link_index(name: &str) -> Option<u32> {
+    // The handle must outlive the stream: the connection task stops once every handle is gone.
+    let handle = connect();
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(link)) => Some(link.header.index),
+        Ok(None) => None,
+        // The kernel answers a lookup of a missing name with ENODEV.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => None,
+        Err(e) => panic!("looking up link {name}: {e}"),
+    }
+}
+
+/// The kernel's message for link `index`; panics if the link does not exist.
+pub async fn link(index: u32) -> LinkMessage {
+    connect()
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+        .unwrap_or_else(|e| panic!("reading link {index}: {e}"))
+        .unwrap_or_else(|| panic!("link {index} does not exist"))
+}
+
+/// All links of this namespace as (ifindex, name).
+pub async fn links() -> Vec<(u32, String)> {
+    let messages: Vec<LinkMessage> = connect()
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("listing links: {e}"));
+    messages
+        .iter()
+        .map(|link| (link.header.index, link_name(link)))
+        .collect()
+}
+
+/// Link `index`'s receive counters (IFLA_STATS64). Read over netlink because /sys/class/net
+/// keeps showing the namespace sysfs was mounted in.
+pub async fn rx_counters(index: u32) -> RxCounters {
+    let link = link(index).await;
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Stats64(stats) => Some(RxCounters {
+                packets: stats.rx_packets,
+                bytes: stats.rx_bytes,
+            }),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("link {index} has no IFLA_STATS64"))
+}
+
+/// The id of the XDP program attached to link `index`, in any mode, if there is one.
+pub async fn xdp_prog_id(index: u32) -> Option<u32> {
+    let link = link(index).await;
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
+                LinkXdp::ProgId(id) | LinkXdp::SkbProgId(id) | LinkXdp::DrvProgId(id)
+                    if *id != 0 =>
+                {
+                    Some(*id)
+                }
+                _ => None,
+            }),
+            _ => None,
+        })
+}
+
+/// Whether link `index` is admin up (IFF_UP).
+pub async fn is_admin_up(index: u32) -> bool {
+    link(index).await.header.flags.contains(LinkFlags::Up)
+}
+
+fn link_name(link: &LinkMessage) -> String {
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Link up/down from a thread already inside the namespace.
+pub fn set_link_up_here(index: u32, up: bool) {
+    block_on_here(set_link_up(index, up));
+}
+
+/// Receive counters from a thread already inside the namespace.
+pub fn rx_counters_here(index: u32) -> RxCounters {
+    block_on_here(rx_counters(index))
+}
+
+/// The attached XDP program id, from a thread already inside the namespace.
+pub fn xdp_prog_id_here(index: u32) -> Option<u32> {
+    block_on_here(xdp_prog_id(index))
+}

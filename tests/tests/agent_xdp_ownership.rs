@@ -1,0 +1,131 @@
+//! The agent's XDP programs: it never displaces another tool's program, and leaves nothing
+//! attached or loaded behind when it stops, however it stops.
+
+use std::time::Duration;
+
+use netwatch_tests::agent::{field_u64, on_link, Agent};
+use netwatch_tests::bpf_ids::{prog_exists, wait_prog_gone};
+use netwatch_tests::foreign_xdp::ForeignXdp;
+use netwatch_tests::require_privileges;
+use netwatch_tests::topology::{links, xdp_prog_id, Pair};
+
+/// Loading the eBPF programs takes a moment; this only bounds a wait that failed.
+const STARTUP: Duration = Duration::from_secs(30);
+
+#[test]
+fn another_tools_xdp_program_is_kept() {
+    require_privileges();
+    let pair = Pair::new();
+    let b = pair.b_index;
+    let foreign = ForeignXdp::attach(&pair.b, b);
+
+    let agent = Agent::start(&pair.b);
+    let left = agent.wait_for(
+        "xdp left alone: another program is attached",
+        on_link(b),
+        STARTUP,
+    );
+    assert_eq!(
+        field_u64(&left, "other_prog_id"),
+        u64::from(foreign.prog_id),
+        "the agent names another program than the one attached: {left}"
+    );
+    agent.wait_for("agent ready", |_| true, STARTUP);
+
+    assert_eq!(
+        pair.b.block_on(xdp_prog_id(b)),
+        Some(foreign.prog_id),
+        "the foreign XDP program is no longer attached to {}",
+        pair.b_if
+    );
+    let on_b = on_link(b);
+    let attached: Vec<_> = agent
+        .lines_so_far()
+        .into_iter()
+        .filter(|l| l["message"] == "xdp attached" && on_b(l))
+        .collect();
+    assert!(
+        attached.is_empty(),
+        "the agent claims to have attached XDP to {}: {attached:?}",
+        pair.b_if
+    );
+}
+
+#[test]
+fn nothing_stays_attached_after_sigterm() {
+    nothing_stays_attached_after(Stop::Term);
+}
+
+#[test]
+fn nothing_stays_attached_after_sigkill() {
+    nothing_stays_attached_after(Stop::Kill);
+}
+
+enum Stop {
+    Term,
+    Kill,
+}
+
+fn nothing_stays_attached_after(stop: Stop) {
+    require_privileges();
+    let pair = Pair::new();
+    let mut agent = Agent::start(&pair.b);
+    agent.wait_for("agent ready", |_| true, STARTUP);
+
+    let tracepoints = agent.wait_for("tracepoints attached", |_| true, STARTUP);
+    let mut ids: Vec<u64> = ["retransmit_prog_id", "reset_prog_id", "sock_state_prog_id"]
+        .iter()
+        .map(|field| field_u64(&tracepoints, field))
+        .collect();
+    agent.wait_for("xdp attached", on_link(pair.b_index), STARTUP);
+    for line in agent.lines_so_far() {
+        if line["message"] == "xdp attached" {
+            ids.push(field_u64(&line, "prog_id"));
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    for &id in &ids {
+        assert!(
+            prog_exists(id as u32),
+            "program {id} the agent logged does not exist while it runs"
+        );
+    }
+
+    match stop {
+        Stop::Term => {
+            let status = agent.terminate();
+            agent.wait_for("agent stopped", |_| true, Duration::ZERO);
+            assert!(
+                status.success(),
+                "a SIGTERM is a normal stop, yet the agent exited with {status}; last lines:\n{}",
+                agent.tail()
+            );
+        }
+        Stop::Kill => {
+            agent.kill();
+        }
+    }
+
+    let still_attached: Vec<_> = pair.b.block_on(async {
+        let mut attached = Vec::new();
+        for (index, name) in links().await {
+            if let Some(id) = xdp_prog_id(index).await {
+                attached.push(format!("{name} (index {index}): program {id}"));
+            }
+        }
+        attached
+    });
+    assert!(
+        still_attached.is_empty(),
+        "XDP programs still attached in B after the agent stopped: {still_attached:?}"
+    );
+    let alive: Vec<_> = ids
+        .iter()
+        .filter(|&&id| !wait_prog_gone(id as u32, Duration::from_secs(5)))
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "programs still loaded after the agent stopped: {alive:?} (of {ids:?})"
+    );
+}
