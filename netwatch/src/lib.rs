@@ -9,3 +9,4 @@ pub mod cli;
 pub mod ebpf;
 pub mod netlink;
 pub mod netns;
+pub mod state;

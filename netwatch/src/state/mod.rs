@@ -1,0 +1,12 @@
+//! Owns the verdict: the observations it is judged from, the classifier, and the state
+//! that is served to consumers (Up, Degraded, Down or Unknown per link, endpoint and host).
+
+mod classify;
+mod observations;
+mod thresholds;
+mod verdict;
+
+pub use classify::{Assessment, Classifier};
+pub use observations::{EndpointObservation, LinkObservation, Observations, ProbeResult, SourceRx};
+pub use thresholds::Thresholds;
+pub use verdict::{EndpointStatus, Health, LinkStatus, NetworkState, Subject, Verdict};
