@@ -6,7 +6,11 @@
 
 pub mod agent;
 pub mod cli;
+pub mod client;
+pub mod config;
 pub mod ebpf;
+pub mod metrics;
 pub mod netlink;
 pub mod netns;
+pub mod server;
 pub mod state;

@@ -5,8 +5,10 @@ mod classify;
 mod observations;
 mod thresholds;
 mod verdict;
+mod watch;
 
 pub use classify::{Assessment, Classifier};
 pub use observations::{EndpointObservation, LinkObservation, Observations, ProbeResult, SourceRx};
 pub use thresholds::Thresholds;
 pub use verdict::{EndpointStatus, Health, LinkStatus, NetworkState, Subject, Verdict};
+pub use watch::{StateWatch, WaitOutcome};
