@@ -26,6 +26,11 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU array of `u64`, indexed by [`super::KernelStat`].
     pub const KERNEL_STATS: &str = "KERNEL_STATS";
+    /// Per-CPU hash: [`super::DestKey`] of a watched source to [`super::SourceCounters`].
+    /// Userspace inserts the keys; XDP only updates entries that exist.
+    pub const WATCHED_SOURCES: &str = "WATCHED_SOURCES";
+    /// Array of one `u32`: how many sources are watched (0 lets XDP skip parsing).
+    pub const WATCH_COUNT: &str = "WATCH_COUNT";
 }
 
 /// Names of the globals userspace sets before loading (see [`TracepointLayout`]).
@@ -73,6 +78,19 @@ pub struct DestCounters {
     pub last_event_ns: u64,
 }
 const _: () = assert!(size_of::<DestCounters>() == 40);
+
+/// Packets XDP received from one watched source address (a configured endpoint).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCounters {
+    pub packets: u64,
+    /// `bpf_ktime_get_ns()` of the last packet from it on this CPU.
+    pub last_rx_ns: u64,
+}
+const _: () = assert!(size_of::<SourceCounters>() == 16);
+
+/// Most sources userspace may watch.
+pub const MAX_WATCHED_SOURCES: u32 = 256;
 
 /// Kind of a [`TcpEvent`].
 #[repr(u8)]
@@ -183,4 +201,5 @@ mod pod {
     unsafe impl aya::Pod for super::DestCounters {}
     unsafe impl aya::Pod for super::TcpEvent {}
     unsafe impl aya::Pod for super::TracepointLayout {}
+    unsafe impl aya::Pod for super::SourceCounters {}
 }

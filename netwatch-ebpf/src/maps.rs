@@ -2,14 +2,28 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use netwatch_common::{DestCounters, DestKey, IfaceCounters, TracepointLayout, KERNEL_STAT_COUNT};
+use netwatch_common::{
+    DestCounters, DestKey, IfaceCounters, SourceCounters, TracepointLayout, KERNEL_STAT_COUNT,
+    MAX_WATCHED_SOURCES,
+};
 
 /// Receive counters per ifindex. Interfaces are few; 1024 leaves room for container hosts.
 #[map]
 pub static IFACE_COUNTERS: PerCpuHashMap<u32, IfaceCounters> =
     PerCpuHashMap::with_max_entries(1024, 0);
+
+/// Packets from the sources userspace watches (configured endpoints); only existing keys
+/// are updated, so unwatched traffic never grows it.
+#[map]
+pub static WATCHED_SOURCES: PerCpuHashMap<DestKey, SourceCounters> =
+    PerCpuHashMap::with_max_entries(MAX_WATCHED_SOURCES, 0);
+
+/// Slot 0: how many sources are watched. An array lookup is inlined by the verifier, so an
+/// agent with no endpoints pays almost nothing for the feature.
+#[map]
+pub static WATCH_COUNT: Array<u32> = Array::with_max_entries(1, 0);
 
 /// TCP signals per destination. LRU, so a host talking to many peers keeps the recent ones.
 #[map]

@@ -1,9 +1,19 @@
-//! Counts every received packet per interface. Always passes the packet on.
+//! Counts every received packet per interface, and per source address for the sources
+//! userspace watches. Always passes the packet on.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
-use netwatch_common::IfaceCounters;
+use netwatch_common::{DestKey, IfaceCounters, AF_INET, AF_INET6};
 
-use crate::maps::IFACE_COUNTERS;
+use crate::maps::{IFACE_COUNTERS, WATCHED_SOURCES, WATCH_COUNT};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+/// Source address offsets within the IPv4 and IPv6 headers.
+const IPV4_SADDR: usize = 12;
+const IPV6_SADDR: usize = 8;
 
 #[inline(always)]
 pub fn count_packet(ctx: &XdpContext) {
@@ -29,4 +39,60 @@ pub fn count_packet(ctx: &XdpContext) {
             let _ = IFACE_COUNTERS.insert(ifindex, first, 0);
         }
     }
+    if WATCH_COUNT.get(0).is_some_and(|count| *count > 0) {
+        count_watched_source(ctx, now);
+    }
+}
+
+#[inline(always)]
+fn count_watched_source(ctx: &XdpContext, now: u64) {
+    let Some(source) = source_of(ctx) else {
+        return;
+    };
+    if let Some(counters) = WATCHED_SOURCES.get_ptr_mut(&source) {
+        unsafe {
+            (*counters).packets += 1;
+            (*counters).last_rx_ns = now;
+        }
+    }
+}
+
+/// The IPv4 or IPv6 source address, behind at most one VLAN tag.
+#[inline(always)]
+fn source_of(ctx: &XdpContext) -> Option<DestKey> {
+    let mut ethertype = u16::from_be(read::<u16>(ctx, 12)?);
+    let mut l3 = ETH_HLEN;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        ethertype = u16::from_be(read::<u16>(ctx, 16)?);
+        l3 += 4;
+    }
+    let mut key = DestKey {
+        family: 0,
+        _pad: 0,
+        addr: [0; 16],
+    };
+    match ethertype {
+        ETH_P_IP => {
+            key.family = AF_INET;
+            let v4 = read::<[u8; 4]>(ctx, l3 + IPV4_SADDR)?;
+            key.addr[..4].copy_from_slice(&v4);
+        }
+        ETH_P_IPV6 => {
+            key.family = AF_INET6;
+            key.addr = read::<[u8; 16]>(ctx, l3 + IPV6_SADDR)?;
+        }
+        _ => return None,
+    }
+    Some(key)
+}
+
+/// The one place packet bytes are read: bounds-checked against the packet's end, as the
+/// verifier requires.
+#[inline(always)]
+fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    let start = ctx.data() + offset;
+    if start + core::mem::size_of::<T>() > ctx.data_end() {
+        return None;
+    }
+    Some(unsafe { core::ptr::read_unaligned(start as *const T) })
 }

@@ -32,6 +32,9 @@ fn run_agent(args: &AgentArgs, started: Instant) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(netwatch::agent::run(args.config(), started))?;
+    let (publish, _state) = netwatch::state::StateWatch::channel(
+        netwatch::state::NetworkState::initial(netwatch::ebpf::monotonic_ns()),
+    );
+    runtime.block_on(netwatch::agent::run(args.config(), started, publish))?;
     Ok(())
 }

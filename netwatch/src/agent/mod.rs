@@ -1,23 +1,46 @@
 //! The privileged host agent: loads the kernel programs, follows rtnetlink, keeps XDP on
-//! every interface, reports, and leaves nothing behind when it stops.
+//! every interface, turns what it sees into verdicts, and leaves nothing behind when it stops.
+//!
+//! One task owns everything, so the data flows one way without locks: kernel and netlink
+//! events update the tracker, the tracker's observations go through the classifier, and the
+//! resulting state is published to every consumer through a watch channel.
 
+mod fast_path;
+mod logging;
 mod privileges;
+mod probe;
 mod report;
+mod tracker;
 mod xdp;
 
-use std::{collections::HashMap, time::Duration, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::{mpsc, watch},
+};
 use tracing::{debug, info, warn};
 
 use crate::{
-    ebpf::{EbpfError, Probes, TcpSignal, XdpMode},
-    netlink::{up_down, Link, NetEvent, NetlinkError, NetlinkWatcher, Snapshot},
+    ebpf::{monotonic_ns, EbpfError, Probes, TcpSignal, XdpMode},
+    netlink::{NetEvent, NetlinkError, NetlinkWatcher, Snapshot},
+    state::{Classifier, NetworkState, StateWatch, Thresholds},
 };
+use fast_path::FastPath;
+pub use probe::ProbeSpec;
 use report::Reporter;
+pub use tracker::EndpointSpec;
+use tracker::Tracker;
 use xdp::XdpAttacher;
 
-/// The agent's settings, resolved from flags and defaults.
+/// How often verdicts are re-judged when nothing else prompts it (windows move on).
+const CLASSIFY_EVERY: Duration = Duration::from_millis(500);
+
+/// The agent's settings, resolved once from flags, the config file and defaults.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
     /// How often to log one line per interface; `None` turns it off.
@@ -25,6 +48,9 @@ pub struct AgentConfig {
     pub xdp_mode: XdpMode,
     /// Receive buffer of the netlink event socket, in bytes.
     pub event_buffer: usize,
+    pub thresholds: Thresholds,
+    /// Endpoints to judge, each with its probe if probing is on.
+    pub endpoints: Vec<(EndpointSpec, Option<ProbeSpec>)>,
 }
 
 impl Default for AgentConfig {
@@ -33,6 +59,8 @@ impl Default for AgentConfig {
             report_interval: Some(Duration::from_secs(5)),
             xdp_mode: XdpMode::Generic,
             event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
+            thresholds: Thresholds::default(),
+            endpoints: Vec::new(),
         }
     }
 }
@@ -47,9 +75,14 @@ pub enum AgentError {
     Signals(#[source] std::io::Error),
 }
 
-/// Runs until SIGINT or SIGTERM. `started` is when the process started, for the start-up
-/// time it logs. Needs a tokio runtime in the namespace to watch.
-pub async fn run(config: AgentConfig, started: Instant) -> Result<(), AgentError> {
+/// Runs until SIGINT or SIGTERM, publishing every new state to `publish`. `started` is when
+/// the process started, for the start-up time it logs. Needs a tokio runtime in the network
+/// namespace to watch.
+pub async fn run(
+    config: AgentConfig,
+    started: Instant,
+    publish: watch::Sender<Arc<NetworkState>>,
+) -> Result<(), AgentError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
 
@@ -61,14 +94,34 @@ pub async fn run(config: AgentConfig, started: Instant) -> Result<(), AgentError
         sock_state_prog_id = ids.sock_state,
         "tracepoints attached"
     );
+    let sources: Vec<_> = config
+        .endpoints
+        .iter()
+        .map(|(e, _)| e.address.ip())
+        .collect();
+    probes.watch_sources(&sources)?;
     let mut tcp_events = probes
         .take_events()?
         .ok_or(EbpfError::Missing("EVENTS ring buffer"))?;
     let (mut watcher, snapshot) = NetlinkWatcher::start(config.event_buffer).await?;
+    let (probe_results, mut probe_inbox) = mpsc::channel(64);
+    for (endpoint, probe) in &config.endpoints {
+        if let Some(spec) = probe {
+            probe::spawn(
+                endpoint.name.clone(),
+                endpoint.address,
+                spec.clone(),
+                probe_results.clone(),
+            );
+        }
+    }
     let mut agent = Agent {
-        links: HashMap::new(),
+        tracker: Tracker::new(config.endpoints.iter().map(|(e, _)| e.clone()).collect()),
         xdp: XdpAttacher::new(config.xdp_mode),
         reporter: Reporter::new(),
+        classifier: Classifier::new(config.thresholds.clone()),
+        fast: FastPath::default(),
+        publish,
     };
     agent.apply_snapshot(&mut probes, snapshot, false);
 
@@ -76,25 +129,27 @@ pub async fn run(config: AgentConfig, started: Instant) -> Result<(), AgentError
         Ok(dropped) => debug!(count = dropped.len(), "capabilities dropped"),
         Err(e) => warn!(error = %e, "could not drop capabilities; running with all of them"),
     }
+    agent.classify(&probes, &watcher).await;
     info!(
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
-        links = agent.links.len(),
+        links = agent.tracker.links.len(),
         xdp_attached = agent.xdp.attached_count(),
         "agent ready"
     );
 
-    let mut report_tick = config.report_interval.map(|every| {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick
-    });
+    let mut report_tick = config.report_interval.map(|every| ticker(every, every));
+    let mut classify_tick = ticker(CLASSIFY_EVERY, CLASSIFY_EVERY);
+    let mut poll_tick: Option<tokio::time::Interval> = None;
     let mut signals = Vec::new();
     let stopped_by = loop {
         tokio::select! {
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
             event = watcher.next() => match event {
-                Some(Ok(event)) => agent.handle(&mut probes, event, watcher.overruns()),
+                Some(Ok(event)) => {
+                    agent.handle(&mut probes, event, watcher.overruns());
+                    agent.classify(&probes, &watcher).await;
+                }
                 Some(Err(e)) => warn!(error = %e, "re-reading network state after an overrun failed; will retry on the next overrun"),
                 None => {
                     warn!("the netlink event socket closed; stopping");
@@ -105,7 +160,25 @@ pub async fn run(config: AgentConfig, started: Instant) -> Result<(), AgentError
                 if let Err(e) = result {
                     warn!(error = %e, "reading TCP events failed");
                 }
-                log_signals(signals.drain(..));
+                agent.tcp_trouble(&mut probes, &watcher, &signals).await;
+                signals.clear();
+                agent.classify(&probes, &watcher).await;
+            }
+            Some((endpoint, result)) = probe_inbox.recv() => {
+                agent.tracker.set_probe(&endpoint, result);
+                agent.classify(&probes, &watcher).await;
+            }
+            _ = classify_tick.tick() => {
+                agent.refresh_links(&mut probes, &watcher).await;
+                agent.classify(&probes, &watcher).await;
+                if poll_tick.is_none() && agent.fast.active(monotonic_ns()) {
+                    poll_tick = Some(ticker(Duration::ZERO, Duration::from_millis(fast_path::POLL_MS)));
+                }
+            }
+            _ = tick(&mut poll_tick) => {
+                if !agent.poll_reception(&mut probes, &watcher).await {
+                    poll_tick = None;
+                }
             }
             _ = tick(&mut report_tick) => agent.reporter.report(&probes, &watcher).await,
         }
@@ -117,6 +190,20 @@ pub async fn run(config: AgentConfig, started: Instant) -> Result<(), AgentError
     Ok(())
 }
 
+/// Starts the agent on a runtime thread of its own and returns its state: the in-process
+/// monitor for programs that run as root themselves. Stops when the process does.
+pub fn spawn(config: AgentConfig) -> (StateWatch, tokio::task::JoinHandle<Result<(), AgentError>>) {
+    let (publish, watch) = StateWatch::channel(NetworkState::initial(monotonic_ns()));
+    let task = tokio::spawn(run(config, Instant::now(), publish));
+    (watch, task)
+}
+
+fn ticker(first_after: Duration, every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first_after, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
         Some(interval) => {
@@ -126,100 +213,137 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
-fn log_signals(signals: impl Iterator<Item = TcpSignal>) {
-    for signal in signals {
-        debug!(kind = ?signal.kind, local = %signal.local, remote = %signal.remote, "tcp signal");
-    }
-}
-
-/// The agent's view of the interfaces and what it did about each.
+/// The agent's view of the network and what it did about it.
 struct Agent {
-    links: HashMap<u32, Link>,
+    tracker: Tracker,
     xdp: XdpAttacher,
     reporter: Reporter,
+    classifier: Classifier,
+    fast: FastPath,
+    publish: watch::Sender<Arc<NetworkState>>,
 }
 
 impl Agent {
     fn handle(&mut self, probes: &mut Probes, event: NetEvent, overruns: u64) {
-        match event {
-            NetEvent::LinkUpdated(link) => self.link_updated(probes, link),
-            NetEvent::LinkRemoved(link) => self.link_removed(probes, link.ifindex),
-            NetEvent::AddressAdded(a) => {
-                info!(ifindex = a.ifindex, address = %a.addr, prefix_len = a.prefix_len, "address added")
+        match &event {
+            NetEvent::LinkUpdated(link) => {
+                logging::link_updated(self.tracker.links.get(&link.ifindex), link);
+                self.xdp.consider(probes, link);
             }
-            NetEvent::AddressRemoved(a) => {
-                info!(ifindex = a.ifindex, address = %a.addr, prefix_len = a.prefix_len, "address removed")
+            NetEvent::LinkRemoved(link) => {
+                logging::link_removed(link);
+                self.xdp.forget(probes, link.ifindex);
             }
+            NetEvent::AddressAdded(a) => logging::address(a, true),
+            NetEvent::AddressRemoved(a) => logging::address(a, false),
             NetEvent::RouteAdded(route) | NetEvent::RouteRemoved(route) => {
                 self.reporter.routes_changed();
-                if route.is_default() && route.in_main_table() {
-                    info!(gateway = ?route.gateway, oifs = ?route.oifs, ipv6 = route.ipv6, "default route changed");
-                }
+                logging::route(route);
             }
-            NetEvent::NeighbourUpdated(_) | NetEvent::NeighbourRemoved(_) => {}
+            NetEvent::NeighbourUpdated(n) => {
+                debug!(ifindex = n.ifindex, addr = %n.addr, state = %n.state, "neighbour")
+            }
+            NetEvent::NeighbourRemoved(_) => {}
             NetEvent::Resynced(snapshot) => {
                 warn!(
                     overruns,
                     "netlink overrun: events were lost, the full state was re-read"
                 );
                 self.reporter.routes_changed();
-                self.apply_snapshot(probes, snapshot, true);
+                return self.apply_snapshot(probes, snapshot.clone(), true);
             }
         }
-    }
-
-    fn link_updated(&mut self, probes: &mut Probes, link: Link) {
-        match self.links.get(&link.ifindex) {
-            None => info!(
-                ifindex = link.ifindex,
-                ifname = %link.name,
-                admin = up_down(link.admin_up),
-                carrier = up_down(link.carrier),
-                oper = %link.oper,
-                mtu = link.mtu,
-                mac = %link.mac.map(|m| m.to_string()).unwrap_or_default(),
-                "link added"
-            ),
-            Some(before) if link.state_differs(before) => info!(
-                ifindex = link.ifindex,
-                ifname = %link.name,
-                admin = up_down(link.admin_up),
-                carrier = up_down(link.carrier),
-                oper = %link.oper,
-                carrier_changes = link.carrier_changes,
-                "link changed"
-            ),
-            Some(_) => {}
-        }
-        self.xdp.consider(probes, &link);
-        self.links.insert(link.ifindex, link);
-    }
-
-    fn link_removed(&mut self, probes: &mut Probes, ifindex: u32) {
-        if let Some(link) = self.links.remove(&ifindex) {
-            info!(ifindex, ifname = %link.name, "link removed");
-        }
-        self.xdp.forget(probes, ifindex);
+        self.tracker.apply(&event);
     }
 
     /// Brings the view in line with a full dump: links that vanished are removed, the rest
     /// go through the same path as events (so changes missed during an overrun are logged).
     fn apply_snapshot(&mut self, probes: &mut Probes, snapshot: Snapshot, announce_removals: bool) {
-        let present: std::collections::HashSet<u32> =
-            snapshot.links.iter().map(|l| l.ifindex).collect();
-        let gone: Vec<u32> = self
+        let gone: Vec<_> = self
+            .tracker
             .links
-            .keys()
-            .copied()
-            .filter(|i| !present.contains(i))
+            .values()
+            .filter(|l| !snapshot.links.iter().any(|s| s.ifindex == l.ifindex))
+            .cloned()
             .collect();
-        for ifindex in gone {
+        for link in gone {
             if announce_removals {
-                self.link_removed(probes, ifindex);
+                logging::link_removed(&link);
+            }
+            self.xdp.forget(probes, link.ifindex);
+        }
+        for link in &snapshot.links {
+            logging::link_updated(self.tracker.links.get(&link.ifindex), link);
+            self.xdp.consider(probes, link);
+        }
+        self.tracker.load(&snapshot);
+    }
+
+    /// Re-reads every link for fresh counters (the verdict's ratios need transmit counts).
+    async fn refresh_links(&mut self, probes: &mut Probes, watcher: &NetlinkWatcher) {
+        match watcher.links().await {
+            Ok(links) => {
+                for link in links {
+                    self.handle(probes, NetEvent::LinkUpdated(link), watcher.overruns());
+                }
+            }
+            Err(e) => warn!(error = %e, "reading link counters failed"),
+        }
+    }
+
+    /// Asks the kernel about one link now (the fast path), and takes the answer as an event.
+    async fn ask_about(&mut self, probes: &mut Probes, watcher: &NetlinkWatcher, ifindex: u32) {
+        match watcher.link(ifindex).await {
+            Ok(Some(link)) => self.handle(probes, NetEvent::LinkUpdated(link), watcher.overruns()),
+            Ok(None) => {}
+            Err(e) => debug!(ifindex, error = %e, "asking the kernel about a link failed"),
+        }
+    }
+
+    /// Polls reception while links are active; returns whether polling should go on.
+    async fn poll_reception(&mut self, probes: &mut Probes, watcher: &NetlinkWatcher) -> bool {
+        let now = monotonic_ns();
+        let ifindexes: Vec<u32> = self.tracker.links.keys().copied().collect();
+        let quiet = self.fast.quiet_links(probes, ifindexes.into_iter(), now);
+        for ifindex in &quiet {
+            debug!(
+                ifindex,
+                "reception stopped: asking the kernel about the link"
+            );
+            self.ask_about(probes, watcher, *ifindex).await;
+        }
+        if !quiet.is_empty() {
+            self.classify(probes, watcher).await;
+        }
+        self.fast.active(now)
+    }
+
+    /// Retransmits, resets or failed connects: ask about the links they were routed through.
+    async fn tcp_trouble(
+        &mut self,
+        probes: &mut Probes,
+        watcher: &NetlinkWatcher,
+        signals: &[TcpSignal],
+    ) {
+        let now = monotonic_ns();
+        let mut asked = HashMap::new();
+        for signal in signals {
+            debug!(kind = ?signal.kind, local = %signal.local, remote = %signal.remote, "tcp signal");
+            if let Some(oif) = self.tracker.route_to(watcher, signal.remote_ip()).await {
+                if !asked.contains_key(&oif) && self.fast.on_tcp_trouble(oif, now) {
+                    asked.insert(oif, ());
+                    self.ask_about(probes, watcher, oif).await;
+                }
             }
         }
-        for link in snapshot.links {
-            self.link_updated(probes, link);
-        }
+    }
+
+    /// Judges the current observations and publishes the state, logging verdict changes.
+    async fn classify(&mut self, probes: &Probes, watcher: &NetlinkWatcher) {
+        let observations = self.tracker.observe(probes, watcher).await;
+        let state = self.classifier.classify(&observations, monotonic_ns());
+        let before = self.publish.borrow().clone();
+        logging::verdict_changes(&before, &state);
+        self.publish.send_replace(Arc::new(state));
     }
 }

@@ -79,6 +79,7 @@ impl AgentArgs {
                 XdpModeArg::Native => XdpMode::Native,
             },
             event_buffer: self.event_buffer,
+            ..AgentConfig::default()
         }
     }
 }

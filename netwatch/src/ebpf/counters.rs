@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netwatch_common::{DestCounters, DestKey, IfaceCounters, AF_INET, AF_INET6};
+use netwatch_common::{DestCounters, DestKey, IfaceCounters, SourceCounters, AF_INET, AF_INET6};
 
 /// Packets XDP saw arriving on one interface, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +48,41 @@ impl DestStats {
                 last_event_ns: total.last_event_ns.max(cpu.last_event_ns),
             })
     }
+}
+
+/// Packets XDP received from one watched source address, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceRx {
+    pub packets: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the latest packet from it; 0 before the first.
+    pub last_rx_ns: u64,
+}
+
+impl SourceRx {
+    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a SourceCounters>) -> Self {
+        per_cpu
+            .into_iter()
+            .fold(Self::default(), |total, cpu| Self {
+                packets: total.packets + cpu.packets,
+                last_rx_ns: total.last_rx_ns.max(cpu.last_rx_ns),
+            })
+    }
+}
+
+/// The kernel-side key for an address.
+pub fn dest_key(addr: IpAddr) -> DestKey {
+    let mut key = DestKey::default();
+    match addr {
+        IpAddr::V4(v4) => {
+            key.family = AF_INET;
+            key.addr[..4].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            key.family = AF_INET6;
+            key.addr = v6.octets();
+        }
+    }
+    key
 }
 
 /// The address a kernel-side key or event names, if its family is IPv4 or IPv6.
@@ -113,6 +148,14 @@ mod tests {
             ),
             (4, 6, 7)
         );
+    }
+
+    #[test]
+    fn keys_round_trip_through_addresses() {
+        for text in ["198.18.3.4", "fd00:6e77::9"] {
+            let addr: IpAddr = text.parse().unwrap();
+            assert_eq!(dest_addr(&dest_key(addr)), Some(addr));
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Every attachment is a bpf link owned by this process, so nothing stays attached after the
 //! process ends, however it ends (kernel links are released with their last file descriptor).
 
+mod clock;
 mod counters;
 mod events;
 mod tracefs;
@@ -10,16 +11,18 @@ mod tracefs;
 use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 
 use aya::{
-    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
     programs::{xdp::XdpLinkId, ProgramError, TracePoint, Xdp},
     Ebpf, EbpfLoader,
 };
 use netwatch_common::{
-    globals, maps, DestCounters, DestKey, IfaceCounters, KernelStat, KERNEL_STAT_COUNT,
-    RESET_PROGRAM, RETRANSMIT_PROGRAM, SOCK_STATE_PROGRAM, XDP_PROGRAM,
+    globals, maps, DestCounters, DestKey, IfaceCounters, KernelStat, SourceCounters,
+    KERNEL_STAT_COUNT, MAX_WATCHED_SOURCES, RESET_PROGRAM, RETRANSMIT_PROGRAM, SOCK_STATE_PROGRAM,
+    XDP_PROGRAM,
 };
 
-pub use counters::{DestStats, IfaceRx};
+pub use clock::monotonic_ns;
+pub use counters::{DestStats, IfaceRx, SourceRx};
 pub use events::{TcpEvents, TcpSignal};
 pub use netwatch_common::TcpEventKind;
 
@@ -138,6 +141,21 @@ pub struct ProgramIds {
     pub retransmit: u32,
     pub reset: u32,
     pub sock_state: u32,
+}
+
+/// What one program has cost, from the kernel's bpf stats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramCost {
+    pub name: String,
+    pub id: u32,
+    pub run_time_ns: u64,
+    pub run_count: u64,
+}
+
+/// Turns on the kernel's run-time accounting of every BPF program for as long as the
+/// returned descriptor is open (BPF_ENABLE_STATS), without touching the sysctl.
+pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd, std::io::Error> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| e.io_error)
 }
 
 /// The kernel side's own accounting (see `netwatch_common::KernelStat`).
@@ -288,6 +306,91 @@ impl Probes {
             events_ring_full: totals[KernelStat::EventsRingFull as usize],
             dest_insert_failed: totals[KernelStat::DestInsertFailed as usize],
         })
+    }
+
+    /// Makes XDP count packets from these source addresses (the configured endpoints),
+    /// replacing any earlier set. At most `MAX_WATCHED_SOURCES`; extra ones are ignored.
+    pub fn watch_sources(&mut self, sources: &[IpAddr]) -> Result<(), EbpfError> {
+        let map_error = |map| move |source| EbpfError::Map { map, source };
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| EbpfError::Map {
+            map: maps::WATCHED_SOURCES,
+            source: aya::maps::MapError::IoError(e),
+        })?;
+        let wanted: Vec<DestKey> = sources
+            .iter()
+            .take(MAX_WATCHED_SOURCES as usize)
+            .map(|addr| counters::dest_key(*addr))
+            .collect();
+        {
+            let raw = self
+                .ebpf
+                .map_mut(maps::WATCHED_SOURCES)
+                .ok_or(EbpfError::Missing(maps::WATCHED_SOURCES))?;
+            let mut watched = PerCpuHashMap::<_, DestKey, SourceCounters>::try_from(raw)
+                .map_err(map_error(maps::WATCHED_SOURCES))?;
+            let stale: Vec<DestKey> = watched
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !wanted.contains(k))
+                .collect();
+            for key in stale {
+                watched
+                    .remove(&key)
+                    .map_err(map_error(maps::WATCHED_SOURCES))?;
+            }
+            for key in &wanted {
+                if watched.get(key, 0).is_err() {
+                    let zeros = PerCpuValues::try_from(vec![SourceCounters::default(); cpus])
+                        .map_err(|e| EbpfError::Map {
+                            map: maps::WATCHED_SOURCES,
+                            source: aya::maps::MapError::IoError(e),
+                        })?;
+                    watched
+                        .insert(key, zeros, 0)
+                        .map_err(map_error(maps::WATCHED_SOURCES))?;
+                }
+            }
+        }
+        let raw = self
+            .ebpf
+            .map_mut(maps::WATCH_COUNT)
+            .ok_or(EbpfError::Missing(maps::WATCH_COUNT))?;
+        let mut count = Array::<_, u32>::try_from(raw).map_err(map_error(maps::WATCH_COUNT))?;
+        count
+            .set(0, wanted.len() as u32, 0)
+            .map_err(map_error(maps::WATCH_COUNT))?;
+        Ok(())
+    }
+
+    /// What XDP received from a watched source; `None` if it is not watched.
+    pub fn source_rx(&self, addr: IpAddr) -> Result<Option<SourceRx>, EbpfError> {
+        let watched: PerCpuHashMap<&MapData, DestKey, SourceCounters> =
+            map(&self.ebpf, maps::WATCHED_SOURCES)?;
+        match watched.get(&counters::dest_key(addr), 0) {
+            Ok(per_cpu) => Ok(Some(SourceRx::sum(per_cpu.iter()))),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(EbpfError::Map {
+                map: maps::WATCHED_SOURCES,
+                source,
+            }),
+        }
+    }
+
+    /// Run time and run count per program, from the kernel's accounting (zero unless
+    /// kernel.bpf_stats_enabled or a BPF_ENABLE_STATS file descriptor is held).
+    pub fn program_costs(&self) -> Vec<ProgramCost> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some(ProgramCost {
+                    name: name.to_string(),
+                    id: info.id(),
+                    run_time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                    run_count: info.run_count(),
+                })
+            })
+            .collect()
     }
 
     /// Hands over the ring buffer of TCP events; `None` if it was already taken. Needs a

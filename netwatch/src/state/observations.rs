@@ -3,6 +3,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr, net::SocketAddr};
 
+pub use crate::ebpf::SourceRx;
 use crate::{
     ebpf::{DestStats, IfaceRx},
     netlink::{Link, NeighState},
@@ -39,13 +40,6 @@ pub struct EndpointObservation {
     pub rx: Option<SourceRx>,
     /// The latest configured probe, if probing is on.
     pub probe: Option<ProbeResult>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SourceRx {
-    pub packets: u64,
-    /// CLOCK_MONOTONIC nanoseconds of the latest packet from it.
-    pub last_rx_ns: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

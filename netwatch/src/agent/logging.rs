@@ -1,0 +1,77 @@
+//! The agent's log lines for link, address, route and verdict changes. Their messages and
+//! fields are stable: tests and people's scripts read them (`--log-format json`).
+
+use tracing::{info, warn};
+
+use crate::{
+    netlink::{up_down, Address, Link, Route},
+    state::{Health, NetworkState},
+};
+
+/// "link added" for a new link, "link changed" when its state moved; nothing otherwise.
+pub fn link_updated(before: Option<&Link>, link: &Link) {
+    match before {
+        None => info!(
+            ifindex = link.ifindex,
+            ifname = %link.name,
+            admin = up_down(link.admin_up),
+            carrier = up_down(link.carrier),
+            oper = %link.oper,
+            mtu = link.mtu,
+            mac = %link.mac.map(|m| m.to_string()).unwrap_or_default(),
+            "link added"
+        ),
+        Some(before) if link.state_differs(before) => info!(
+            ifindex = link.ifindex,
+            ifname = %link.name,
+            admin = up_down(link.admin_up),
+            carrier = up_down(link.carrier),
+            oper = %link.oper,
+            carrier_changes = link.carrier_changes,
+            "link changed"
+        ),
+        Some(_) => {}
+    }
+}
+
+pub fn link_removed(link: &Link) {
+    info!(ifindex = link.ifindex, ifname = %link.name, "link removed");
+}
+
+pub fn address(a: &Address, added: bool) {
+    let message = if added {
+        "address added"
+    } else {
+        "address removed"
+    };
+    info!(ifindex = a.ifindex, address = %a.addr, prefix_len = a.prefix_len, "{message}");
+}
+
+pub fn route(route: &Route) {
+    if route.is_default() && route.in_main_table() {
+        info!(gateway = ?route.gateway, oifs = ?route.oifs, ipv6 = route.ipv6, "default route changed");
+    }
+}
+
+/// "verdict changed" per subject whose health moved: Down and Degraded as warnings.
+pub fn verdict_changes(before: &NetworkState, after: &NetworkState) {
+    for subject in after.changes_since(before) {
+        let Some(now) = after.verdict(&subject) else {
+            continue;
+        };
+        let previous = before.verdict(&subject).map(|v| v.health);
+        if previous == Some(now.health) {
+            continue;
+        }
+        let previous = previous.map_or("none", Health::as_str);
+        let reasons = now.reasons.join("; ");
+        match now.health {
+            Health::Down | Health::Degraded => {
+                warn!(subject = %subject, health = %now.health, previous, reasons, "verdict changed")
+            }
+            _ => {
+                info!(subject = %subject, health = %now.health, previous, reasons, "verdict changed")
+            }
+        }
+    }
+}
