@@ -108,7 +108,9 @@ impl Pace {
             self.base_packets = packets;
         }
         let silent = now_ns.saturating_sub(self.last_rx_ns);
+        // Until the pace is known, silence cannot be told from a link's normal gaps.
         let quiet = self.last_rx_ns != 0
+            && self.gap_ns != 0
             && silent < ACTIVE_NS
             && silent >= MIN_QUIET_NS.max(QUIET_GAPS * self.gap_ns)
             && self.asked_at_ns.is_none();
