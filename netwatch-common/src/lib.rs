@@ -22,7 +22,7 @@ pub mod maps {
     pub const IFACE_COUNTERS: &str = "IFACE_COUNTERS";
     /// Per-CPU LRU hash: [`super::DestKey`] to [`super::DestCounters`].
     pub const DEST_COUNTERS: &str = "DEST_COUNTERS";
-    /// Ring buffer of [`super::TcpEvent`].
+    /// Ring buffer of [`super::Event`].
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU array of `u64`, indexed by [`super::KernelStat`].
     pub const KERNEL_STATS: &str = "KERNEL_STATS";
@@ -92,42 +92,52 @@ const _: () = assert!(size_of::<SourceCounters>() == 16);
 /// Most sources userspace may watch.
 pub const MAX_WATCHED_SOURCES: u32 = 256;
 
-/// Kind of a [`TcpEvent`].
+/// Kind of an [`Event`].
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TcpEventKind {
+pub enum EventKind {
     Retransmit = 1,
     ResetReceived = 2,
     ConnectFailed = 3,
+    /// XDP saw a packet on an interface after at least `RX_RESUMED_AFTER_NS` of silence on
+    /// that CPU: userspace should start watching its pace.
+    RxResumed = 4,
 }
 
-impl TcpEventKind {
+impl EventKind {
     pub fn from_u8(value: u8) -> Option<Self> {
         match value {
             1 => Some(Self::Retransmit),
             2 => Some(Self::ResetReceived),
             3 => Some(Self::ConnectFailed),
+            4 => Some(Self::RxResumed),
             _ => None,
         }
     }
 }
 
-/// A TCP signal that userspace must hear of at once, sent through the ring buffer.
+/// Silence after which a received packet is reported as [`EventKind::RxResumed`].
+pub const RX_RESUMED_AFTER_NS: u64 = 1_000_000_000;
+
+/// A signal that userspace must hear of at once, sent through the ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpEvent {
+pub struct Event {
     pub ts_ns: u64,
+    /// The interface, for [`EventKind::RxResumed`]; 0 for TCP events.
+    pub ifindex: u32,
     pub family: u16,
-    pub sport: u16,
-    pub dport: u16,
-    /// A [`TcpEventKind`] as `u8`.
+    /// An [`EventKind`] as `u8`.
     pub kind: u8,
     /// The socket's TCP state (`TCP_ESTABLISHED` = 1 ...), where the tracepoint gives one.
     pub tcp_state: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u32,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
 }
-const _: () = assert!(size_of::<TcpEvent>() == 48);
+const _: () = assert!(size_of::<Event>() == 56);
 
 /// Indices into the `KERNEL_STATS` per-CPU array: the kernel side's own accounting.
 #[repr(u32)]
@@ -199,7 +209,7 @@ mod pod {
     unsafe impl aya::Pod for super::IfaceCounters {}
     unsafe impl aya::Pod for super::DestKey {}
     unsafe impl aya::Pod for super::DestCounters {}
-    unsafe impl aya::Pod for super::TcpEvent {}
+    unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::TracepointLayout {}
     unsafe impl aya::Pod for super::SourceCounters {}
 }

@@ -1,4 +1,4 @@
-//! Sends TCP events to userspace through the ring buffer, rate-limited per CPU.
+//! Sends events to userspace through the ring buffer, rate-limited per CPU.
 //!
 //! Waking the reader is almost all of an event's cost (shared/docs/ebpf-toolchain.md: ~4,400 ns
 //! with a wake-up, ~350 ns without), so the reader is woken only when it has not been woken
@@ -6,7 +6,7 @@
 //! draining every few milliseconds until the ring stays empty.
 
 use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-use netwatch_common::{KernelStat, TcpEvent};
+use netwatch_common::{Event, KernelStat};
 
 use crate::maps::{count_stat, EVENTS, EVENT_PACING};
 
@@ -24,8 +24,9 @@ pub struct Pacing {
     last_wakeup_ns: u64,
 }
 
+/// Sends `event`; an `urgent` one always wakes the reader (it is rare by construction).
 #[inline(always)]
-pub fn send(event: &TcpEvent) {
+pub fn send(event: &Event, urgent: bool) {
     let Some(pacing) = EVENT_PACING.get_ptr_mut(0) else {
         return;
     };
@@ -39,12 +40,12 @@ pub fn send(event: &TcpEvent) {
         count_stat(KernelStat::EventsRateLimited);
         return;
     }
-    let Some(mut entry) = EVENTS.reserve::<TcpEvent>(0) else {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         count_stat(KernelStat::EventsRingFull);
         return;
     };
     entry.write(*event);
-    let flags = if now.wrapping_sub(pacing.last_wakeup_ns) >= WAKEUP_GAP_NS {
+    let flags = if urgent || now.wrapping_sub(pacing.last_wakeup_ns) >= WAKEUP_GAP_NS {
         pacing.last_wakeup_ns = now;
         BPF_RB_FORCE_WAKEUP
     } else {

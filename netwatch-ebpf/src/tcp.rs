@@ -3,7 +3,7 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
 use netwatch_common::{
-    DestCounters, DestKey, KernelStat, TcpEvent, TcpEventKind, TracepointLayout, AF_INET, AF_INET6,
+    DestCounters, DestKey, Event, EventKind, KernelStat, TracepointLayout, AF_INET, AF_INET6,
     IPPROTO_TCP, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_SENT,
 };
 
@@ -16,13 +16,13 @@ use crate::{
 pub fn on_retransmit(ctx: &TracePointContext) {
     let layout = maps::layout(&RETRANSMIT_LAYOUT);
     let state = read_u8_of_int(ctx, layout.state).unwrap_or(0);
-    record(ctx, &layout, TcpEventKind::Retransmit, state);
+    record(ctx, &layout, EventKind::Retransmit, state);
 }
 
 #[inline(always)]
 pub fn on_reset_received(ctx: &TracePointContext) {
     let layout = maps::layout(&RESET_LAYOUT);
-    record(ctx, &layout, TcpEventKind::ResetReceived, 0);
+    record(ctx, &layout, EventKind::ResetReceived, 0);
 }
 
 /// Only active opens matter: SYN_SENT to ESTABLISHED is a connect that worked, SYN_SENT to
@@ -41,25 +41,28 @@ pub fn on_sock_state(ctx: &TracePointContext) {
                 bump(&dest, unsafe { bpf_ktime_get_ns() }, |c| c.connects_ok += 1);
             }
         }
-        Some(TCP_CLOSE) => record(ctx, &layout, TcpEventKind::ConnectFailed, TCP_SYN_SENT),
+        Some(TCP_CLOSE) => record(ctx, &layout, EventKind::ConnectFailed, TCP_SYN_SENT),
         _ => {}
     }
 }
 
 /// Counts a bad signal toward its destination and tells userspace about it.
 #[inline(always)]
-fn record(ctx: &TracePointContext, layout: &TracepointLayout, kind: TcpEventKind, state: u8) {
+fn record(ctx: &TracePointContext, layout: &TracepointLayout, kind: EventKind, state: u8) {
     let Some(dest) = read_dest(ctx, layout) else {
         return;
     };
     let now = unsafe { bpf_ktime_get_ns() };
     bump(&dest, now, |c| match kind {
-        TcpEventKind::Retransmit => c.retransmits += 1,
-        TcpEventKind::ResetReceived => c.resets_received += 1,
-        TcpEventKind::ConnectFailed => c.connects_failed += 1,
+        EventKind::Retransmit => c.retransmits += 1,
+        EventKind::ResetReceived => c.resets_received += 1,
+        EventKind::ConnectFailed => c.connects_failed += 1,
+        EventKind::RxResumed => {}
     });
-    let mut event = TcpEvent {
+    let mut event = Event {
         ts_ns: now,
+        ifindex: 0,
+        _pad: 0,
         family: dest.family,
         sport: read::<u16>(ctx, layout.sport).unwrap_or(0),
         dport: read::<u16>(ctx, layout.dport).unwrap_or(0),
@@ -75,7 +78,7 @@ fn record(ctx: &TracePointContext, layout: &TracepointLayout, kind: TcpEventKind
         layout.saddr_v6,
         &mut event.saddr,
     );
-    events::send(&event);
+    events::send(&event, false);
 }
 
 #[inline(always)]

@@ -2,9 +2,14 @@
 //! userspace watches. Always passes the packet on.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
-use netwatch_common::{DestKey, IfaceCounters, AF_INET, AF_INET6};
+use netwatch_common::{
+    DestKey, Event, EventKind, IfaceCounters, AF_INET, AF_INET6, RX_RESUMED_AFTER_NS,
+};
 
-use crate::maps::{IFACE_COUNTERS, WATCHED_SOURCES, WATCH_COUNT};
+use crate::{
+    events,
+    maps::{IFACE_COUNTERS, WATCHED_SOURCES, WATCH_COUNT},
+};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -24,6 +29,9 @@ pub fn count_packet(ctx: &XdpContext) {
     let now = unsafe { bpf_ktime_get_ns() };
     match IFACE_COUNTERS.get_ptr_mut(ifindex) {
         Some(counters) => unsafe {
+            if now.wrapping_sub((*counters).last_rx_ns) >= RX_RESUMED_AFTER_NS {
+                rx_resumed(ifindex, now);
+            }
             (*counters).packets += 1;
             (*counters).bytes += bytes;
             (*counters).last_rx_ns = now;
@@ -37,11 +45,25 @@ pub fn count_packet(ctx: &XdpContext) {
             // Failure means the map is full; the packet still passes and userspace sees the
             // interface through netlink alone.
             let _ = IFACE_COUNTERS.insert(ifindex, first, 0);
+            rx_resumed(ifindex, now);
         }
     }
     if WATCH_COUNT.get(0).is_some_and(|count| *count > 0) {
         count_watched_source(ctx, now);
     }
+}
+
+/// Tells userspace that a silent interface receives again, so it can watch its pace (the
+/// fast path for carrier loss needs to know what "quiet" means for this link).
+#[inline(always)]
+fn rx_resumed(ifindex: u32, now: u64) {
+    let event = Event {
+        ts_ns: now,
+        ifindex,
+        kind: EventKind::RxResumed as u8,
+        ..Event::default()
+    };
+    events::send(&event, true);
 }
 
 #[inline(always)]

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::ebpf::Probes;
+use crate::{ebpf::Probes, state::Observations};
 
 /// Poll reception this often while a link is active.
 pub const POLL_MS: u64 = 20;
@@ -22,17 +22,16 @@ const MIN_QUIET_NS: u64 = 30 * MS;
 const QUIET_GAPS: u64 = 4;
 /// At most one question per link this often.
 const ASK_SPACING_NS: u64 = 100 * MS;
-/// How often the usual gap between packets is re-estimated.
-const PACE_EVERY_NS: u64 = 250 * MS;
 
 #[derive(Default)]
 struct Pace {
     packets: u64,
     last_rx_ns: u64,
-    /// Mean gap between packets over the last estimate.
+    /// Typical gap between packets: the latest, decaying slowly so a burst does not
+    /// shrink it at once.
     gap_ns: u64,
-    base_at_ns: u64,
-    base_packets: u64,
+    /// Counter changes seen: the pace is known from the second on.
+    changes: u32,
     asked_at_ns: Option<u64>,
 }
 
@@ -44,7 +43,17 @@ pub struct FastPath {
 }
 
 impl FastPath {
-    /// Whether any link is active, i.e. whether polling is worth its cost.
+    /// Whether any link XDP watches received something within the last second: then
+    /// polling is worth its cost.
+    pub fn wanted(observations: &Observations, now_ns: u64) -> bool {
+        observations.links.values().any(|l| {
+            l.xdp_rx.is_some_and(|rx| {
+                rx.last_rx_ns != 0 && now_ns.saturating_sub(rx.last_rx_ns) < ACTIVE_NS
+            })
+        })
+    }
+
+    /// Whether any polled link is still active.
     pub fn active(&self, now_ns: u64) -> bool {
         self.pace
             .values()
@@ -95,22 +104,24 @@ impl Pace {
     /// Updates the pace with the latest counters; true if the link just went quiet.
     fn note(&mut self, packets: u64, last_rx_ns: u64, now_ns: u64) -> bool {
         if packets != self.packets {
+            let received = packets.saturating_sub(self.packets);
+            // After a silence the old pace says nothing: the gap across it is not a gap
+            // between packets of the same traffic.
+            if last_rx_ns.saturating_sub(self.last_rx_ns) >= ACTIVE_NS {
+                self.changes = 0;
+                self.gap_ns = 0;
+            } else if received > 0 {
+                let gap = last_rx_ns.saturating_sub(self.last_rx_ns) / received;
+                self.gap_ns = gap.max(self.gap_ns - self.gap_ns / 8);
+            }
             self.packets = packets;
             self.last_rx_ns = last_rx_ns;
             self.asked_at_ns = None;
-        }
-        if now_ns.saturating_sub(self.base_at_ns) >= PACE_EVERY_NS {
-            let received = packets.saturating_sub(self.base_packets);
-            if received > 0 && self.base_at_ns != 0 {
-                self.gap_ns = now_ns.saturating_sub(self.base_at_ns) / received;
-            }
-            self.base_at_ns = now_ns;
-            self.base_packets = packets;
+            self.changes = self.changes.saturating_add(1);
         }
         let silent = now_ns.saturating_sub(self.last_rx_ns);
         // Until the pace is known, silence cannot be told from a link's normal gaps.
-        let quiet = self.last_rx_ns != 0
-            && self.gap_ns != 0
+        let quiet = self.changes >= 2
             && silent < ACTIVE_NS
             && silent >= MIN_QUIET_NS.max(QUIET_GAPS * self.gap_ns)
             && self.asked_at_ns.is_none();
@@ -157,6 +168,21 @@ mod tests {
             let quiet = pace.note(packets, packets * 200 * MS, now);
             assert!(!quiet, "quiet at {} ms", now / MS);
         }
+    }
+
+    #[test]
+    fn a_link_resuming_after_silence_starts_a_fresh_pace() {
+        let mut pace = Pace::default();
+        for ms in 1..=100u64 {
+            pace.note(ms, ms * MS, ms * MS);
+        }
+        pace.note(100, 100 * MS, 2_000 * MS);
+        // Traffic again from 5 s, a packet a millisecond; then silence from 5.1 s.
+        for ms in 5_001..=5_100u64 {
+            assert!(!pace.note(ms, ms * MS, ms * MS));
+        }
+        let asked = (5_101..=5_300u64).find(|ms| pace.note(5_100, 5_100 * MS, ms * MS));
+        assert_eq!(asked, Some(5_100 + MIN_QUIET_NS / MS));
     }
 
     #[test]

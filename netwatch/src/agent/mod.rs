@@ -14,7 +14,7 @@ mod tracker;
 mod xdp;
 
 use std::{
-    collections::HashMap,
+    collections::HashSet,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -26,7 +26,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    ebpf::{monotonic_ns, EbpfError, Probes, TcpSignal, XdpMode},
+    ebpf::{monotonic_ns, EbpfError, KernelSignal, Probes, XdpMode},
     netlink::{NetEvent, NetlinkError, NetlinkWatcher, Snapshot},
     state::{Classifier, NetworkState, StateWatch, Thresholds},
 };
@@ -100,7 +100,7 @@ pub async fn run(
         .map(|(e, _)| e.address.ip())
         .collect();
     probes.watch_sources(&sources)?;
-    let mut tcp_events = probes
+    let mut kernel_events = probes
         .take_events()?
         .ok_or(EbpfError::Missing("EVENTS ring buffer"))?;
     let (mut watcher, snapshot) = NetlinkWatcher::start(config.event_buffer).await?;
@@ -121,6 +121,7 @@ pub async fn run(
         reporter: Reporter::new(),
         classifier: Classifier::new(config.thresholds.clone()),
         fast: FastPath::default(),
+        wants_polling: false,
         publish,
     };
     agent.apply_snapshot(&mut probes, snapshot, false);
@@ -156,11 +157,11 @@ pub async fn run(
                     break "netlink closed";
                 }
             },
-            result = tcp_events.next_batch(&mut signals) => {
+            result = kernel_events.next_batch(&mut signals) => {
                 if let Err(e) = result {
-                    warn!(error = %e, "reading TCP events failed");
+                    warn!(error = %e, "reading kernel events failed");
                 }
-                agent.tcp_trouble(&mut probes, &watcher, &signals).await;
+                agent.kernel_signals(&mut probes, &watcher, &signals).await;
                 signals.clear();
                 agent.classify(&probes, &watcher).await;
             }
@@ -171,9 +172,6 @@ pub async fn run(
             _ = classify_tick.tick() => {
                 agent.refresh_links(&mut probes, &watcher).await;
                 agent.classify(&probes, &watcher).await;
-                if poll_tick.is_none() && agent.fast.active(monotonic_ns()) {
-                    poll_tick = Some(ticker(Duration::ZERO, Duration::from_millis(fast_path::POLL_MS)));
-                }
             }
             _ = tick(&mut poll_tick) => {
                 if !agent.poll_reception(&mut probes, &watcher).await {
@@ -182,9 +180,15 @@ pub async fn run(
             }
             _ = tick(&mut report_tick) => agent.reporter.report(&probes, &watcher).await,
         }
+        if poll_tick.is_none() && agent.wants_polling {
+            poll_tick = Some(ticker(
+                Duration::ZERO,
+                Duration::from_millis(fast_path::POLL_MS),
+            ));
+        }
     };
     // Dropping the programs closes their links: the kernel detaches them.
-    drop(tcp_events);
+    drop(kernel_events);
     drop(probes);
     info!(signal = stopped_by, "agent stopped");
     Ok(())
@@ -220,6 +224,8 @@ struct Agent {
     reporter: Reporter,
     classifier: Classifier,
     fast: FastPath,
+    /// Set by the classifier when a link is receiving: reception polling should run.
+    wants_polling: bool,
     publish: watch::Sender<Arc<NetworkState>>,
 }
 
@@ -315,23 +321,34 @@ impl Agent {
         if !quiet.is_empty() {
             self.classify(probes, watcher).await;
         }
-        self.fast.active(now)
+        let active = self.fast.active(now);
+        self.wants_polling = active;
+        active
     }
 
-    /// Retransmits, resets or failed connects: ask about the links they were routed through.
-    async fn tcp_trouble(
+    /// A link receiving again: watch its pace. Retransmits, resets or failed connects: ask
+    /// about the links they were routed through.
+    async fn kernel_signals(
         &mut self,
         probes: &mut Probes,
         watcher: &NetlinkWatcher,
-        signals: &[TcpSignal],
+        signals: &[KernelSignal],
     ) {
         let now = monotonic_ns();
-        let mut asked = HashMap::new();
+        let mut asked = HashSet::new();
         for signal in signals {
-            debug!(kind = ?signal.kind, local = %signal.local, remote = %signal.remote, "tcp signal");
-            if let Some(oif) = self.tracker.route_to(watcher, signal.remote_ip()).await {
-                if !asked.contains_key(&oif) && self.fast.on_tcp_trouble(oif, now) {
-                    asked.insert(oif, ());
+            let tcp = match signal {
+                KernelSignal::RxResumed { ifindex, .. } => {
+                    debug!(ifindex, "reception resumed: watching its pace");
+                    self.wants_polling = true;
+                    continue;
+                }
+                KernelSignal::Tcp(tcp) => tcp,
+            };
+            debug!(kind = ?tcp.kind, local = %tcp.local, remote = %tcp.remote, "tcp signal");
+            if let Some(oif) = self.tracker.route_to(watcher, tcp.remote_ip()).await {
+                if !asked.contains(&oif) && self.fast.on_tcp_trouble(oif, now) {
+                    asked.insert(oif);
                     self.ask_about(probes, watcher, oif).await;
                 }
             }
@@ -341,7 +358,9 @@ impl Agent {
     /// Judges the current observations and publishes the state, logging verdict changes.
     async fn classify(&mut self, probes: &Probes, watcher: &NetlinkWatcher) {
         let observations = self.tracker.observe(probes, watcher).await;
-        let state = self.classifier.classify(&observations, monotonic_ns());
+        let now = monotonic_ns();
+        self.wants_polling = FastPath::wanted(&observations, now);
+        let state = self.classifier.classify(&observations, now);
         let before = self.publish.borrow().clone();
         logging::verdict_changes(&before, &state);
         self.publish.send_replace(Arc::new(state));

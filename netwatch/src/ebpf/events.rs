@@ -1,4 +1,5 @@
-//! Reads the kernel's TCP events from the ring buffer as they arrive.
+//! Reads the kernel's events from the ring buffer as they arrive: TCP trouble, and links
+//! that start receiving again.
 //!
 //! The kernel wakes this reader only on the first event after a quiet spell (see
 //! netwatch-ebpf's events.rs); events written without a wake-up are collected by a short
@@ -11,7 +12,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use netwatch_common::{TcpEvent, TcpEventKind};
+use netwatch_common::{Event, EventKind};
 use tokio::io::unix::AsyncFd;
 
 use super::counters::ip_addr;
@@ -19,10 +20,21 @@ use super::counters::ip_addr;
 /// How soon to look again after a batch, for events that were written without a wake-up.
 const FOLLOW_UP: Duration = Duration::from_millis(5);
 
+/// One event from the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelSignal {
+    Tcp(TcpSignal),
+    /// The interface received a packet after a second or more of silence.
+    RxResumed {
+        ifindex: u32,
+        at_ns: u64,
+    },
+}
+
 /// One TCP signal from the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpSignal {
-    pub kind: TcpEventKind,
+    pub kind: EventKind,
     /// CLOCK_MONOTONIC nanoseconds when the kernel saw it.
     pub at_ns: u64,
     pub local: SocketAddr,
@@ -30,11 +42,11 @@ pub struct TcpSignal {
 }
 
 impl TcpSignal {
-    pub fn from_event(event: &TcpEvent) -> Option<Self> {
+    pub fn from_event(event: &Event) -> Option<Self> {
         let local = ip_addr(event.family, &event.saddr)?;
         let remote = ip_addr(event.family, &event.daddr)?;
         Some(Self {
-            kind: TcpEventKind::from_u8(event.kind)?,
+            kind: EventKind::from_u8(event.kind)?,
             at_ns: event.ts_ns,
             local: SocketAddr::new(local, event.sport),
             remote: SocketAddr::new(remote, event.dport),
@@ -46,13 +58,13 @@ impl TcpSignal {
     }
 }
 
-/// The ring buffer, as an async source of [`TcpSignal`] batches.
-pub struct TcpEvents {
+/// The ring buffer, as an async source of [`KernelSignal`] batches.
+pub struct KernelEvents {
     ring: AsyncFd<RingBuf<MapData>>,
     events_flowing: bool,
 }
 
-impl TcpEvents {
+impl KernelEvents {
     pub(super) fn new(ring: RingBuf<MapData>) -> std::io::Result<Self> {
         // SAFETY: the RingBuf owns its map's fd, which stays open and the same for as long as
         // the AsyncFd owns the RingBuf.
@@ -64,7 +76,7 @@ impl TcpEvents {
     }
 
     /// Waits for the next non-empty batch and appends it to `out`.
-    pub async fn next_batch(&mut self, out: &mut Vec<TcpSignal>) -> std::io::Result<()> {
+    pub async fn next_batch(&mut self, out: &mut Vec<KernelSignal>) -> std::io::Result<()> {
         let before = out.len();
         loop {
             if self.events_flowing {
@@ -89,12 +101,18 @@ impl TcpEvents {
     }
 }
 
-fn parse(bytes: &[u8]) -> Option<TcpSignal> {
-    if bytes.len() < size_of::<TcpEvent>() {
+fn parse(bytes: &[u8]) -> Option<KernelSignal> {
+    if bytes.len() < size_of::<Event>() {
         return None;
     }
-    // SAFETY: TcpEvent is plain old data, valid for any bytes; the length was checked and
+    // SAFETY: Event is plain old data, valid for any bytes; the length was checked and
     // read_unaligned makes no alignment assumption.
-    let event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<TcpEvent>()) };
-    TcpSignal::from_event(&event)
+    let event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) };
+    match EventKind::from_u8(event.kind)? {
+        EventKind::RxResumed => Some(KernelSignal::RxResumed {
+            ifindex: event.ifindex,
+            at_ns: event.ts_ns,
+        }),
+        _ => TcpSignal::from_event(&event).map(KernelSignal::Tcp),
+    }
 }

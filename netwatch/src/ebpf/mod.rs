@@ -23,8 +23,8 @@ use netwatch_common::{
 
 pub use clock::monotonic_ns;
 pub use counters::{DestStats, IfaceRx, SourceRx};
-pub use events::{TcpEvents, TcpSignal};
-pub use netwatch_common::TcpEventKind;
+pub use events::{KernelEvents, KernelSignal, TcpSignal};
+pub use netwatch_common::EventKind;
 
 /// The compiled kernel programs, built from `netwatch-ebpf` by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netwatch.bpf.o"));
@@ -395,7 +395,7 @@ impl Probes {
 
     /// Hands over the ring buffer of TCP events; `None` if it was already taken. Needs a
     /// tokio runtime.
-    pub fn take_events(&mut self) -> Result<Option<TcpEvents>, EbpfError> {
+    pub fn take_events(&mut self) -> Result<Option<KernelEvents>, EbpfError> {
         let Some(events) = self.ebpf.take_map(maps::EVENTS) else {
             return Ok(None);
         };
@@ -403,7 +403,7 @@ impl Probes {
             map: maps::EVENTS,
             source,
         })?;
-        let reader = TcpEvents::new(ring).map_err(EbpfError::EventsReader)?;
+        let reader = KernelEvents::new(ring).map_err(EbpfError::EventsReader)?;
         Ok(Some(reader))
     }
 }
