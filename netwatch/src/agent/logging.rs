@@ -1,7 +1,7 @@
 //! The agent's log lines for link, address, route and verdict changes. Their messages and
 //! fields are stable: tests and people's scripts read them (`--log-format json`).
 
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{
     netlink::{up_down, Address, Link, Route},
@@ -53,7 +53,8 @@ pub fn route(route: &Route) {
     }
 }
 
-/// "verdict changed" per subject whose health moved: Down and Degraded as warnings.
+/// "verdict changed" per subject whose health moved. At info level like every other report
+/// of the network's state: warnings are kept for trouble with netwatch itself.
 pub fn verdict_changes(before: &NetworkState, after: &NetworkState) {
     for subject in after.changes_since(before) {
         let Some(now) = after.verdict(&subject) else {
@@ -63,15 +64,12 @@ pub fn verdict_changes(before: &NetworkState, after: &NetworkState) {
         if previous == Some(now.health) {
             continue;
         }
-        let previous = previous.map_or("none", Health::as_str);
-        let reasons = now.reasons.join("; ");
-        match now.health {
-            Health::Down | Health::Degraded => {
-                warn!(subject = %subject, health = %now.health, previous, reasons, "verdict changed")
-            }
-            _ => {
-                info!(subject = %subject, health = %now.health, previous, reasons, "verdict changed")
-            }
-        }
+        info!(
+            subject = %subject,
+            health = %now.health,
+            previous = previous.map_or("none", Health::as_str),
+            reasons = now.reasons.join("; "),
+            "verdict changed"
+        );
     }
 }
