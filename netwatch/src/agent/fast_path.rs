@@ -110,8 +110,10 @@ impl Pace {
             if last_rx_ns.saturating_sub(self.last_rx_ns) >= ACTIVE_NS {
                 self.changes = 0;
                 self.gap_ns = 0;
-            } else if received > 0 {
-                let gap = last_rx_ns.saturating_sub(self.last_rx_ns) / received;
+            } else if let Some(gap) = last_rx_ns
+                .saturating_sub(self.last_rx_ns)
+                .checked_div(received)
+            {
                 self.gap_ns = gap.max(self.gap_ns - self.gap_ns / 8);
             }
             self.packets = packets;

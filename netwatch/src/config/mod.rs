@@ -1,1 +1,136 @@
-//! (being written)
+//! The configuration file (`netwatch agent --config PATH`): every key optional, every default
+//! written here and in docs/config.md, every mistake reported with the file, line and the form
+//! the key expects.
+
+mod address;
+mod error;
+mod read;
+mod table;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{ebpf::XdpMode, state::Thresholds};
+
+pub use address::{AddressError, EndpointAddress};
+pub use error::{ConfigError, Location};
+
+/// Where the agent's socket is, unless `[socket] path` says otherwise.
+pub const DEFAULT_SOCKET_PATH: &str = "/run/netwatch/netwatch.sock";
+/// Anyone may ask for the verdict: it reveals no more than `ip link` does.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o666;
+/// Loopback only: the agent must not expose itself on the network.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9477);
+pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Everything the configuration file can set, with defaults for what it leaves out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    /// `[agent]`
+    pub agent: AgentSettings,
+    /// `[socket]`
+    pub socket: SocketSettings,
+    /// `[metrics]`
+    pub metrics: MetricsSettings,
+    /// `[thresholds]`: the classifier's thresholds, durations written as strings.
+    pub thresholds: Thresholds,
+    /// `[[endpoint]]`, in file order.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// `[agent]`: how the agent runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentSettings {
+    /// How often the agent logs a summary; `"0s"` in the file turns it off (`None`).
+    pub report_interval: Option<Duration>,
+    /// Where XDP runs: `"generic"` (default) or `"native"`.
+    pub xdp_mode: XdpMode,
+    /// Receive buffer of the netlink event socket, in bytes.
+    pub netlink_event_buffer: usize,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            report_interval: Some(DEFAULT_REPORT_INTERVAL),
+            xdp_mode: XdpMode::default(),
+            netlink_event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
+        }
+    }
+}
+
+/// `[socket]`: the Unix socket clients ask the agent through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketSettings {
+    pub path: PathBuf,
+    /// Permission bits of the socket file (written as an octal string, `"0666"`).
+    pub mode: u32,
+    /// Name of the group that owns the socket; `None` leaves it root's.
+    pub group: Option<String>,
+}
+
+impl Default for SocketSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(DEFAULT_SOCKET_PATH),
+            mode: DEFAULT_SOCKET_MODE,
+            group: None,
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus exporter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// A loopback address to serve `/metrics` on; `None` when `enabled = false`.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: Some(DEFAULT_METRICS_LISTEN),
+        }
+    }
+}
+
+/// One `[[endpoint]]`: a host:port whose reachability gets its own verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// Unique; clients ask for `endpoint:NAME`.
+    pub name: String,
+    pub address: EndpointAddress,
+    /// Whether to confirm it with a TCP connect every `probe_interval`.
+    pub probe: bool,
+    pub probe_interval: Duration,
+    /// Shorter than `probe_interval`, so probes never overlap.
+    pub probe_timeout: Duration,
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            let path = path.to_path_buf();
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound { path, source }
+            } else {
+                ConfigError::Read { path, source }
+            }
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks `text`, naming `origin` in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        read::config(text, origin)
+    }
+}

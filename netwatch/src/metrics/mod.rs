@@ -1,7 +1,21 @@
 //! Prometheus metrics on a loopback address: per-interface counters, retransmits, verdicts,
 //! and what the agent itself costs.
+//!
+//! The text format is written by hand (`text.rs`): the crates for it bring a registry and
+//! locks, of no use to an exporter that renders one snapshot per scrape.
+
+mod render;
+mod server;
+#[cfg(test)]
+mod tests;
+mod text;
 
 use crate::ebpf::KernelStats;
+pub use crate::ebpf::ProgramCost;
+
+pub use render::render;
+pub use server::{bind, serve, MetricsError};
+pub use text::CONTENT_TYPE;
 
 /// What the agent costs and what it lost, refreshed by the agent for the exporter.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -22,12 +36,4 @@ pub struct AgentCosts {
     /// The agent process's resident memory and CPU time.
     pub rss_bytes: u64,
     pub cpu_seconds: f64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProgramCost {
-    pub name: String,
-    pub id: u32,
-    pub run_time_ns: u64,
-    pub run_count: u64,
 }

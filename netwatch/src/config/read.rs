@@ -1,0 +1,316 @@
+//! Reads the TOML tree (with the span of every key and value) into a `Config`, so that every
+//! refusal can point at the line it is about. Walking the tree by hand rather than through
+//! serde is what lets unknown keys get a suggestion and checks across keys get a line.
+
+use std::{collections::HashMap, net::SocketAddr, path::Path};
+
+use toml::de::{DeTable, DeValue};
+
+use super::{
+    table::{Doc, Table},
+    AgentSettings, Config, ConfigError, EndpointAddress, EndpointConfig, MetricsSettings,
+    SocketSettings,
+};
+use crate::{ebpf::XdpMode, state::Thresholds};
+
+pub(super) const AGENT_KEYS: &[&str] = &["report_interval", "xdp_mode", "netlink_event_buffer"];
+pub(super) const SOCKET_KEYS: &[&str] = &["path", "mode", "group"];
+pub(super) const METRICS_KEYS: &[&str] = &["enabled", "listen"];
+pub(super) const THRESHOLD_KEYS: &[&str] = &[
+    "evidence_window",
+    "loss_window",
+    "degraded_retransmit_ratio",
+    "recovered_retransmit_ratio",
+    "min_retransmits",
+    "flap_changes",
+    "flap_window",
+    "recovery_hold",
+    "blackhole_retransmits",
+    "rx_stall",
+];
+pub(super) const ENDPOINT_KEYS: &[&str] = &[
+    "name",
+    "address",
+    "probe",
+    "probe_interval",
+    "probe_timeout",
+];
+const TOP_KEYS: &[&str] = &["agent", "socket", "metrics", "thresholds", "endpoint"];
+
+/// Every table with its keys, as messages name them.
+pub(super) const TABLES: &[(&str, &[&str])] = &[
+    ("the top level", TOP_KEYS),
+    ("[agent]", AGENT_KEYS),
+    ("[socket]", SOCKET_KEYS),
+    ("[metrics]", METRICS_KEYS),
+    ("[thresholds]", THRESHOLD_KEYS),
+    ("[[endpoint]]", ENDPOINT_KEYS),
+];
+
+/// `sun_path` holds 108 bytes with the terminating NUL (unix(7)).
+const MAX_SOCKET_PATH: usize = 107;
+
+pub(super) fn config(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    let doc = Doc { text, origin };
+    let root = DeTable::parse(text).map_err(|toml| ConfigError::Syntax {
+        at: doc.at(toml.span().map_or(0, |span| span.start)),
+        toml: Box::new(toml),
+    })?;
+    let top = Table::new(
+        &doc,
+        "the top level",
+        TOP_KEYS,
+        root.span(),
+        Some(root.get_ref()),
+    )?;
+    Ok(Config {
+        agent: agent(&top.table("agent", "[agent]", AGENT_KEYS)?)?,
+        socket: socket(&top.table("socket", "[socket]", SOCKET_KEYS)?)?,
+        metrics: metrics(&top.table("metrics", "[metrics]", METRICS_KEYS)?)?,
+        thresholds: thresholds(&top.table("thresholds", "[thresholds]", THRESHOLD_KEYS)?)?,
+        endpoints: endpoints(&top)?,
+    })
+}
+
+fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
+    const XDP_MODE: &str = "\"generic\" or \"native\"";
+    const BUFFER: &str = "a size in bytes above 0, like 4194304 (4 MiB)";
+    let defaults = AgentSettings::default();
+    let xdp_mode = match table.string("xdp_mode", XDP_MODE)? {
+        None => defaults.xdp_mode,
+        Some("generic") => XdpMode::Generic,
+        Some("native") => XdpMode::Native,
+        Some(_) => return Err(table.invalid("xdp_mode", XDP_MODE)),
+    };
+    let buffer = table.integer("netlink_event_buffer", BUFFER)?;
+    Ok(AgentSettings {
+        report_interval: match table.duration("report_interval")? {
+            None => defaults.report_interval,
+            Some(every) if every.is_zero() => None,
+            Some(every) => Some(every),
+        },
+        xdp_mode,
+        netlink_event_buffer: match buffer.map(usize::try_from) {
+            None => defaults.netlink_event_buffer,
+            Some(Ok(bytes)) if bytes > 0 => bytes,
+            Some(_) => return Err(table.invalid("netlink_event_buffer", BUFFER)),
+        },
+    })
+}
+
+fn socket(table: &Table) -> Result<SocketSettings, ConfigError> {
+    const PATH: &str =
+        "an absolute path of at most 107 bytes, like \"/run/netwatch/netwatch.sock\"";
+    const MODE: &str =
+        "permission bits in octal, in quotes, from \"0000\" to \"0777\", like \"0660\"";
+    const GROUP: &str = "a group name like \"netwatch\"";
+    let defaults = SocketSettings::default();
+    let path = match table.string("path", PATH)? {
+        None => defaults.path,
+        Some(path) if path.starts_with('/') && path.len() <= MAX_SOCKET_PATH => path.into(),
+        Some(_) => return Err(table.invalid("path", PATH)),
+    };
+    let mode = match table.get("mode").map(|value| value.get_ref()) {
+        None => defaults.mode,
+        Some(DeValue::String(text)) => {
+            let digits = text.strip_prefix("0o").unwrap_or(text);
+            match u32::from_str_radix(digits, 8) {
+                Ok(mode) if mode <= 0o777 && !digits.starts_with('+') => mode,
+                _ => return Err(table.invalid("mode", MODE)),
+            }
+        }
+        // TOML's own octal (`0o660`) says what it means; a decimal 660 would not.
+        Some(DeValue::Integer(int)) if int.radix() == 8 => {
+            match u32::from_str_radix(int.as_str(), 8) {
+                Ok(mode) if mode <= 0o777 => mode,
+                _ => return Err(table.invalid("mode", MODE)),
+            }
+        }
+        Some(_) => return Err(table.invalid("mode", MODE)),
+    };
+    let group = match table.string("group", GROUP)? {
+        None => None,
+        Some(name)
+            if !name.is_empty()
+                && !name.contains([':', '/'])
+                && !name.contains(char::is_whitespace) =>
+        {
+            Some(name.to_string())
+        }
+        Some(_) => return Err(table.invalid("group", GROUP)),
+    };
+    Ok(SocketSettings { path, mode, group })
+}
+
+fn metrics(table: &Table) -> Result<MetricsSettings, ConfigError> {
+    const LISTEN: &str = "an address and port like \"127.0.0.1:9477\" or \"[::1]:9477\"";
+    let enabled = table.boolean("enabled")?.unwrap_or(true);
+    let listen = match table.string("listen", LISTEN)? {
+        None => MetricsSettings::default().listen,
+        Some(text) => match text.parse::<SocketAddr>() {
+            Ok(addr) if addr.port() == 0 => {
+                return Err(table.invalid(
+                    "listen",
+                    "a port from 1 to 65535: Prometheus must know where to scrape",
+                ))
+            }
+            Ok(addr) if addr.ip().is_loopback() => Some(addr),
+            Ok(_) => {
+                let (at, value) = table.place("listen");
+                return Err(ConfigError::NotLoopback { at, value });
+            }
+            Err(_) => return Err(table.invalid("listen", LISTEN)),
+        },
+    };
+    Ok(MetricsSettings {
+        listen: listen.filter(|_| enabled),
+    })
+}
+
+fn thresholds(table: &Table) -> Result<Thresholds, ConfigError> {
+    const AT_LEAST_ONE: &str = "a whole number of at least 1, like 2";
+    const COUNT: &str = "a whole number, like 3";
+    let d = Thresholds::default();
+    let count = |key, min: u64, expected| -> Result<Option<u64>, ConfigError> {
+        match table.integer(key, expected)? {
+            Some(n) if n < min => Err(table.invalid(key, expected)),
+            n => Ok(n),
+        }
+    };
+    let flap_changes = match count("flap_changes", 1, AT_LEAST_ONE)?.map(u32::try_from) {
+        None => d.flap_changes,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Err(table.invalid("flap_changes", AT_LEAST_ONE)),
+    };
+    let thresholds = Thresholds {
+        evidence_window: table
+            .positive_duration("evidence_window")?
+            .unwrap_or(d.evidence_window),
+        loss_window: table
+            .positive_duration("loss_window")?
+            .unwrap_or(d.loss_window),
+        degraded_retransmit_ratio: table
+            .ratio("degraded_retransmit_ratio")?
+            .unwrap_or(d.degraded_retransmit_ratio),
+        recovered_retransmit_ratio: table
+            .ratio("recovered_retransmit_ratio")?
+            .unwrap_or(d.recovered_retransmit_ratio),
+        min_retransmits: count("min_retransmits", 0, COUNT)?.unwrap_or(d.min_retransmits),
+        flap_changes,
+        flap_window: table
+            .positive_duration("flap_window")?
+            .unwrap_or(d.flap_window),
+        recovery_hold: table.duration("recovery_hold")?.unwrap_or(d.recovery_hold),
+        blackhole_retransmits: count("blackhole_retransmits", 1, AT_LEAST_ONE)?
+            .unwrap_or(d.blackhole_retransmits),
+        rx_stall: table.positive_duration("rx_stall")?.unwrap_or(d.rx_stall),
+    };
+    let (enter, leave) = (
+        thresholds.degraded_retransmit_ratio,
+        thresholds.recovered_retransmit_ratio,
+    );
+    if leave >= enter {
+        // Hysteresis needs a gap: leaving at or above the entry ratio would toggle the verdict.
+        return Err(if table.get("recovered_retransmit_ratio").is_some() {
+            let expected = format!(
+                "a ratio below degraded_retransmit_ratio ({enter}): Degraded is left at a \
+                 lower loss than it is entered at"
+            );
+            table.invalid("recovered_retransmit_ratio", expected)
+        } else {
+            let expected = format!(
+                "a ratio above recovered_retransmit_ratio ({leave}): Degraded is entered at a \
+                 higher loss than it is left at"
+            );
+            table.invalid("degraded_retransmit_ratio", expected)
+        });
+    }
+    Ok(thresholds)
+}
+
+fn endpoints(top: &Table) -> Result<Vec<EndpointConfig>, ConfigError> {
+    const TABLES: &str = "one [[endpoint]] table (double brackets) per endpoint";
+    let Some(value) = top.get("endpoint") else {
+        return Ok(Vec::new());
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        return Err(top.invalid("endpoint", TABLES));
+    };
+    let mut first_line = HashMap::new();
+    let mut endpoints = Vec::with_capacity(items.len());
+    for item in items.iter() {
+        let DeValue::Table(entries) = item.get_ref() else {
+            return Err(top.invalid("endpoint", TABLES));
+        };
+        let table = Table::new(
+            top.doc,
+            "[[endpoint]]",
+            ENDPOINT_KEYS,
+            item.span(),
+            Some(entries),
+        )?;
+        let endpoint = endpoint(&table)?;
+        let line = table.place("name").0.line;
+        if let Some(first_line) = first_line.insert(endpoint.name.clone(), line) {
+            let (at, value) = table.place("name");
+            return Err(ConfigError::DuplicateEndpoint {
+                at,
+                value,
+                first_line,
+            });
+        }
+        endpoints.push(endpoint);
+    }
+    Ok(endpoints)
+}
+
+fn endpoint(table: &Table) -> Result<EndpointConfig, ConfigError> {
+    const NAME: &str = "a name in quotes, like \"mirror\"";
+    const ADDRESS: &str =
+        "address = \"host:port\", like \"198.18.0.2:8080\" or \"mirror.example:443\"";
+    let name = match table.string("name", NAME)? {
+        None => return Err(table.missing("name", "name = \"NAME\", unique among endpoints")),
+        Some("") => return Err(table.invalid("name", "a name that is not empty, like \"mirror\"")),
+        Some(name) => name.to_string(),
+    };
+    let address = match table.string("address", ADDRESS)? {
+        None => return Err(table.missing("address", ADDRESS)),
+        Some(text) => text
+            .parse::<EndpointAddress>()
+            .map_err(|error| table.invalid("address", error.expected))?,
+    };
+    let probe_interval = table
+        .positive_duration("probe_interval")?
+        .unwrap_or(super::DEFAULT_PROBE_INTERVAL);
+    let probe_timeout = table
+        .positive_duration("probe_timeout")?
+        .unwrap_or(super::DEFAULT_PROBE_TIMEOUT);
+    if probe_timeout >= probe_interval {
+        // A probe still waiting when the next is due would overlap it.
+        let show = humantime::format_duration;
+        return Err(if table.get("probe_timeout").is_some() {
+            table.invalid(
+                "probe_timeout",
+                format!(
+                    "a duration shorter than probe_interval ({})",
+                    show(probe_interval)
+                ),
+            )
+        } else {
+            table.invalid(
+                "probe_interval",
+                format!(
+                    "a duration longer than probe_timeout ({})",
+                    show(probe_timeout)
+                ),
+            )
+        });
+    }
+    Ok(EndpointConfig {
+        name,
+        address,
+        probe: table.boolean("probe")?.unwrap_or(false),
+        probe_interval,
+        probe_timeout,
+    })
+}

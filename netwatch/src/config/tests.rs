@@ -1,0 +1,488 @@
+use std::{error::Error, net::SocketAddr, path::Path, time::Duration};
+
+use super::{read::TABLES, *};
+
+const ORIGIN: &str = "/etc/netwatch.toml";
+const EXAMPLE: &str = include_str!("../../../docs/netwatch.example.toml");
+const DOCS: &str = include_str!("../../../docs/config.md");
+
+fn parse(text: &str) -> Config {
+    Config::parse(text, Path::new(ORIGIN)).unwrap_or_else(|e| panic!("refused: {}", chain(&e)))
+}
+
+/// The message as the binary prints it (`{:#}`): the error, then each source.
+fn chain(error: &dyn Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
+}
+
+fn refused(text: &str) -> String {
+    match Config::parse(text, Path::new(ORIGIN)) {
+        Ok(config) => panic!("accepted {text:?} as {config:?}"),
+        Err(error) => chain(&error),
+    }
+}
+
+/// Asserts the message names the file and the place, and says what was expected.
+fn assert_refused(text: &str, place: &str, expected: &str) {
+    let message = refused(text);
+    let after = message.strip_prefix(&format!("{ORIGIN} {place}"));
+    assert!(
+        after.is_some_and(|rest| rest.starts_with(": ") || rest.starts_with(", column")),
+        "{message:?} does not start with the file and {place:?}"
+    );
+    assert!(
+        message.contains(expected),
+        "{message:?} does not say {expected:?}"
+    );
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn an_empty_file_gives_every_default() {
+    let config = parse("# nothing set\n");
+    assert_eq!(config, Config::default());
+    assert_eq!(config.agent.report_interval, Some(secs(5)));
+    assert_eq!(config.agent.xdp_mode, XdpMode::Generic);
+    assert_eq!(
+        config.agent.netlink_event_buffer,
+        crate::netlink::DEFAULT_EVENT_BUFFER
+    );
+    assert_eq!(config.socket.path, Path::new("/run/netwatch/netwatch.sock"));
+    assert_eq!(config.socket.mode, 0o666);
+    assert_eq!(config.socket.group, None);
+    assert_eq!(
+        config.metrics.listen,
+        Some("127.0.0.1:9477".parse().unwrap())
+    );
+    assert_eq!(config.thresholds, Thresholds::default());
+    assert!(config.endpoints.is_empty());
+}
+
+#[test]
+fn the_example_file_parses_to_what_it_says() {
+    let expected = Config {
+        agent: AgentSettings {
+            report_interval: Some(secs(30)),
+            xdp_mode: XdpMode::Generic,
+            netlink_event_buffer: 8 << 20,
+        },
+        socket: SocketSettings {
+            path: "/run/netwatch/netwatch.sock".into(),
+            mode: 0o660,
+            group: Some("netwatch".into()),
+        },
+        metrics: MetricsSettings {
+            listen: Some("127.0.0.1:9478".parse().unwrap()),
+        },
+        thresholds: Thresholds {
+            degraded_retransmit_ratio: 0.03,
+            recovered_retransmit_ratio: 0.01,
+            recovery_hold: secs(5),
+            ..Thresholds::default()
+        },
+        endpoints: vec![
+            EndpointConfig {
+                name: "mirror".into(),
+                address: EndpointAddress::Host {
+                    host: "mirror.example".into(),
+                    port: 443,
+                },
+                probe: true,
+                probe_interval: secs(15),
+                probe_timeout: secs(2),
+            },
+            EndpointConfig {
+                name: "storage".into(),
+                address: EndpointAddress::Ip("[fd00::2]:443".parse().unwrap()),
+                probe: false,
+                probe_interval: secs(10),
+                probe_timeout: secs(3),
+            },
+            EndpointConfig {
+                name: "build-cache".into(),
+                address: EndpointAddress::Ip("198.18.0.2:8080".parse().unwrap()),
+                probe: false,
+                probe_interval: secs(10),
+                probe_timeout: secs(3),
+            },
+        ],
+    };
+    assert_eq!(parse(EXAMPLE), expected);
+}
+
+#[test]
+fn the_example_and_the_docs_name_every_key() {
+    for (table, keys) in TABLES {
+        for key in *keys {
+            let set = EXAMPLE
+                .lines()
+                .any(|line| line.starts_with(&format!("{key} =")))
+                || EXAMPLE.contains(&format!("[{key}]"));
+            assert!(
+                set,
+                "docs/netwatch.example.toml does not set `{key}` ({table})"
+            );
+            let described = DOCS.contains(&format!("`{key}`"))
+                || DOCS.contains(&format!("## `[{key}]`"))
+                || DOCS.contains(&format!("## `[[{key}]]`"));
+            assert!(
+                described,
+                "docs/config.md does not describe `{key}` ({table})"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_file_setting_every_key_overrides_every_default() {
+    let config = parse(
+        r#"
+        [agent]
+        report_interval = "0s"
+        xdp_mode = "native"
+        netlink_event_buffer = 65536
+        [socket]
+        path = "/tmp/nw.sock"
+        mode = 0o600
+        group = "adm"
+        [metrics]
+        enabled = false
+        listen = "[::1]:9100"
+        [thresholds]
+        evidence_window = "20s"
+        loss_window = "5s"
+        degraded_retransmit_ratio = 0.1
+        recovered_retransmit_ratio = 0.05
+        min_retransmits = 10
+        flap_changes = 6
+        flap_window = "30s"
+        recovery_hold = "0s"
+        blackhole_retransmits = 3
+        rx_stall = "2s"
+        [[endpoint]]
+        name = "db"
+        address = "db.internal:5432"
+        probe = true
+        probe_interval = "1m"
+        probe_timeout = "500ms"
+        "#,
+    );
+    let expected = Config {
+        agent: AgentSettings {
+            report_interval: None,
+            xdp_mode: XdpMode::Native,
+            netlink_event_buffer: 65536,
+        },
+        socket: SocketSettings {
+            path: "/tmp/nw.sock".into(),
+            mode: 0o600,
+            group: Some("adm".into()),
+        },
+        metrics: MetricsSettings { listen: None },
+        thresholds: Thresholds {
+            evidence_window: secs(20),
+            loss_window: secs(5),
+            degraded_retransmit_ratio: 0.1,
+            recovered_retransmit_ratio: 0.05,
+            min_retransmits: 10,
+            flap_changes: 6,
+            flap_window: secs(30),
+            recovery_hold: Duration::ZERO,
+            blackhole_retransmits: 3,
+            rx_stall: secs(2),
+        },
+        endpoints: vec![EndpointConfig {
+            name: "db".into(),
+            address: EndpointAddress::Host {
+                host: "db.internal".into(),
+                port: 5432,
+            },
+            probe: true,
+            probe_interval: secs(60),
+            probe_timeout: Duration::from_millis(500),
+        }],
+    };
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn a_syntax_error_gives_the_line_and_what_the_parser_expected() {
+    assert_refused(
+        "[agent]\nreport_interval = 5s\n",
+        "line 2, column 19",
+        "not valid TOML: string values must be quoted, expected literal string",
+    );
+    assert_refused(
+        "[agent\n",
+        "line 1, column 7",
+        "not valid TOML: unclosed table, expected `]`",
+    );
+    assert_refused(
+        "[agent]\nxdp_mode = \"native\"\nxdp_mode = \"generic\"\n",
+        "line 3, column 1",
+        "duplicate key",
+    );
+}
+
+#[test]
+fn a_bad_duration_is_shown_as_written_with_the_expected_form() {
+    let text = format!("{}[agent]\nreport_interval = \"5\"\n", "#\n".repeat(10));
+    assert_eq!(
+        refused(&text),
+        "/etc/netwatch.toml line 12, column 19: report_interval = \"5\": expected a duration \
+         like \"5s\" or \"500ms\": time unit needed, for example 5sec or 5ms"
+    );
+    assert_refused(
+        "[thresholds]\nloss_window = 3\n",
+        "line 2, column 15",
+        "loss_window = 3: expected a duration in quotes, like \"5s\"",
+    );
+    assert_refused(
+        "[[endpoint]]\nname = \"a\"\naddress = \"a.example:1\"\nprobe_interval = \"10 parsecs\"\n",
+        "line 4, column 18",
+        "expected a duration like \"5s\" or \"500ms\": unknown time unit \"parsecs\"",
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_says_what_the_key_takes() {
+    assert_refused(
+        "[agent]\nnetlink_event_buffer = \"4MiB\"\n",
+        "line 2, column 24",
+        "netlink_event_buffer = \"4MiB\": expected a size in bytes above 0",
+    );
+    assert_refused(
+        "[[endpoint]]\nname = \"a\"\naddress = \"a.example:1\"\nprobe = \"yes\"\n",
+        "line 4, column 9",
+        "probe = \"yes\": expected true or false",
+    );
+    assert_refused(
+        "agent = 5\n",
+        "line 1, column 9",
+        "agent = 5: expected a table: a [agent] header followed by its keys",
+    );
+    assert_refused(
+        "[agent]\nxdp_mode = \"driver\"\n",
+        "line 2, column 12",
+        "expected \"generic\" or \"native\"",
+    );
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_the_nearest_known_one() {
+    assert_eq!(
+        refused("[agent]\nxdp_mod = \"native\"\n"),
+        "/etc/netwatch.toml line 2, column 1: unknown key `xdp_mod` in [agent]; did you mean \
+         `xdp_mode`?"
+    );
+    assert_refused(
+        "[[endpoints]]\nname = \"a\"\n",
+        "line 1, column 3",
+        "unknown key `endpoints` in the top level; did you mean `endpoint`?",
+    );
+    assert_refused(
+        "[agent]\nlisten = \"127.0.0.1:9477\"\n",
+        "line 2, column 1",
+        "unknown key `listen` in [agent]; did you mean to put it in [metrics]?",
+    );
+    assert_refused(
+        "[socket]\nowner = \"root\"\n",
+        "line 2, column 1",
+        "unknown key `owner` in [socket]: expected one of `path`, `mode`, `group`",
+    );
+}
+
+#[test]
+fn a_metrics_address_off_loopback_is_refused_and_the_reason_given() {
+    assert_refused(
+        "[metrics]\nlisten = \"0.0.0.0:9477\"\n",
+        "line 2, column 10",
+        "listen = \"0.0.0.0:9477\": expected a loopback address like \"127.0.0.1:9477\" or \
+         \"[::1]:9477\": the agent must not expose itself on the network",
+    );
+    assert_refused(
+        "[metrics]\nlisten = \"localhost:9477\"\n",
+        "line 2, column 10",
+        "expected an address and port like \"127.0.0.1:9477\"",
+    );
+    assert_refused(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        "line 2, column 10",
+        "expected a port from 1 to 65535",
+    );
+    let v6: SocketAddr = "[::1]:9477".parse().unwrap();
+    assert_eq!(
+        parse("[metrics]\nlisten = \"[::1]:9477\"\n").metrics.listen,
+        Some(v6)
+    );
+}
+
+#[test]
+fn metrics_can_be_turned_off() {
+    assert_eq!(parse("[metrics]\nenabled = false\n").metrics.listen, None);
+}
+
+#[test]
+fn a_bad_endpoint_address_says_which_part_is_wrong() {
+    let endpoint = |address: &str| format!("[[endpoint]]\nname = \"a\"\naddress = \"{address}\"\n");
+    assert_refused(
+        &endpoint("mirror.example"),
+        "line 3, column 11",
+        "address = \"mirror.example\": expected host:port, like \"198.18.0.2:8080\"",
+    );
+    assert_refused(
+        &endpoint("198.18.0.2:0"),
+        "line 3, column 11",
+        "expected a port from 1 to 65535",
+    );
+    assert_refused(
+        &endpoint("fd00::2:443"),
+        "line 3, column 11",
+        "expected an IPv6 address in brackets",
+    );
+    assert_refused(
+        "[[endpoint]]\nname = \"a\"\n",
+        "line 1, column 1",
+        "[[endpoint]] has no `address`: expected address = \"host:port\"",
+    );
+}
+
+#[test]
+fn endpoint_names_must_be_present_unique_and_not_empty() {
+    assert_eq!(
+        refused(
+            "[[endpoint]]\nname = \"mirror\"\naddress = \"a.example:1\"\n\n\
+             [[endpoint]]\nname = \"mirror\"\naddress = \"b.example:1\"\n"
+        ),
+        "/etc/netwatch.toml line 6, column 8: name = \"mirror\": expected a name no other \
+         [[endpoint]] has, but the one at line 2 has it"
+    );
+    assert_refused(
+        "[[endpoint]]\nname = \"\"\naddress = \"a.example:1\"\n",
+        "line 2, column 8",
+        "name = \"\": expected a name that is not empty",
+    );
+    assert_refused(
+        "\n[[endpoint]]\naddress = \"a.example:1\"\n",
+        "line 2, column 1",
+        "[[endpoint]] has no `name`: expected name = \"NAME\"",
+    );
+    assert_refused(
+        "[endpoint]\nname = \"a\"\n",
+        "line 1, column 1",
+        "expected one [[endpoint]] table (double brackets) per endpoint",
+    );
+}
+
+#[test]
+fn a_probe_timeout_must_be_shorter_than_its_interval() {
+    assert_refused(
+        "[[endpoint]]\nname = \"a\"\naddress = \"a.example:1\"\nprobe_timeout = \"10s\"\n",
+        "line 4, column 17",
+        "probe_timeout = \"10s\": expected a duration shorter than probe_interval (10s)",
+    );
+    assert_refused(
+        "[[endpoint]]\nname = \"a\"\naddress = \"a.example:1\"\nprobe_interval = \"2s\"\n",
+        "line 4, column 18",
+        "probe_interval = \"2s\": expected a duration longer than probe_timeout (3s)",
+    );
+}
+
+#[test]
+fn the_socket_mode_must_be_octal_permission_bits() {
+    for (mode, column) in [
+        ("\"0999\"", 8),
+        ("\"1777\"", 8),
+        ("\"rw-rw----\"", 8),
+        ("660", 8),
+    ] {
+        assert_refused(
+            &format!("[socket]\nmode = {mode}\n"),
+            &format!("line 2, column {column}"),
+            &format!("mode = {mode}: expected permission bits in octal"),
+        );
+    }
+    for (mode, bits) in [("\"0660\"", 0o660), ("\"600\"", 0o600), ("0o640", 0o640)] {
+        assert_eq!(
+            parse(&format!("[socket]\nmode = {mode}\n")).socket.mode,
+            bits
+        );
+    }
+    assert_refused(
+        "[socket]\npath = \"netwatch.sock\"\n",
+        "line 2, column 8",
+        "expected an absolute path",
+    );
+}
+
+#[test]
+fn thresholds_out_of_range_are_refused() {
+    let threshold = |line: &str| format!("[thresholds]\n{line}\n");
+    for line in [
+        "degraded_retransmit_ratio = 1.5",
+        "degraded_retransmit_ratio = 0.0",
+        "recovered_retransmit_ratio = 1",
+    ] {
+        assert_refused(
+            &threshold(line),
+            "line 2",
+            "expected a ratio between 0 and 1",
+        );
+    }
+    assert_refused(
+        &threshold("recovered_retransmit_ratio = 0.02"),
+        "line 2, column 30",
+        "expected a ratio below degraded_retransmit_ratio (0.02)",
+    );
+    assert_refused(
+        &threshold("degraded_retransmit_ratio = 0.004"),
+        "line 2, column 29",
+        "expected a ratio above recovered_retransmit_ratio (0.005)",
+    );
+    for window in ["evidence_window", "loss_window", "flap_window", "rx_stall"] {
+        assert_refused(
+            &threshold(&format!("{window} = \"0s\"")),
+            "line 2",
+            "expected a duration above zero",
+        );
+    }
+    assert_refused(
+        &threshold("flap_changes = 0"),
+        "line 2, column 16",
+        "expected a whole number of at least 1",
+    );
+    assert_refused(
+        &threshold("min_retransmits = -1"),
+        "line 2, column 19",
+        "expected a whole number",
+    );
+}
+
+#[test]
+fn a_missing_file_is_named_and_the_flag_called_optional() {
+    let path = Path::new("/nonexistent/netwatch-test/netwatch.toml");
+    let message = chain(&Config::load(path).unwrap_err());
+    assert!(
+        message.contains("config file /nonexistent/netwatch-test/netwatch.toml does not exist"),
+        "{message}"
+    );
+    assert!(message.contains("--config, which is optional"));
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    assert_refused(
+        "# café\nagent = { report_interval = \"é\", xdp_mode = \"x\" }\n",
+        "line 2, column 45",
+        "xdp_mode = \"x\"",
+    );
+}

@@ -1,0 +1,149 @@
+//! The HTTP side of the exporter: `GET /metrics` on a loopback listener, HTTP/1 through hyper.
+
+use std::{convert::Infallible, io, net::SocketAddr, sync::Arc, time::Duration};
+
+use hyper::{
+    header::{ALLOW, CONTENT_TYPE},
+    server::conn::http1,
+    service::service_fn,
+    Method, Request, Response, StatusCode,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    net::TcpListener,
+    sync::{watch, Semaphore},
+};
+
+use super::{render, text, AgentCosts};
+use crate::state::StateWatch;
+
+/// Connections served at once; more wait to be accepted. A scraper needs one: the cap only
+/// keeps a local client from making a root process hold thousands of sockets.
+const MAX_CONNECTIONS: usize = 16;
+/// A client that has not sent its request headers by then is dropped.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The listen address could not be bound.
+    #[error("cannot serve metrics on {addr}{}", bind_hint(source))]
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+fn bind_hint(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::AddrInUse => {
+            ": another process (another netwatch agent?) listens there; set [metrics] listen to \
+             a free port, or enabled = false"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            ": no interface has that address; set [metrics] listen to 127.0.0.1 or [::1]"
+        }
+        _ => "",
+    }
+}
+
+/// Binds the exporter's listener (the caller checks the address is loopback: the config does).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError::Bind { addr, source })
+}
+
+/// Answers `GET /metrics` on `listener` with the current state and costs until the state's
+/// source closes (the agent is stopping), which returns `Ok`. Fails only if accepting does,
+/// for a reason other than a client that went away or a momentary lack of descriptors.
+pub async fn serve(
+    listener: TcpListener,
+    state: StateWatch,
+    costs: watch::Receiver<Arc<AgentCosts>>,
+) -> io::Result<()> {
+    let mut source = state.clone();
+    tokio::select! {
+        result = accept(listener, state, costs) => result,
+        () = async { while source.changed().await.is_some() {} } => Ok(()),
+    }
+}
+
+/// Serves each connection in a task of its own; returns only on an accept error it cannot
+/// survive.
+async fn accept(
+    listener: TcpListener,
+    state: StateWatch,
+    costs: watch::Receiver<Arc<AgentCosts>>,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let slot = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                retry_accept(error).await?;
+                continue;
+            }
+        };
+        let state = state.clone();
+        let costs = costs.clone();
+        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+            let response = respond(&request, &state, &costs);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(async move {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "metrics connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Returns `Ok` after an accept error the listener survives, waiting first if it is a lack of
+/// resources (as tokio's and hyper's examples do: retrying at once would spin).
+async fn retry_accept(error: io::Error) -> io::Result<()> {
+    match error.kind() {
+        // The client gave up before it was accepted.
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => Ok(()),
+        _ if matches!(
+            error.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        ) =>
+        {
+            tracing::warn!(%error, "metrics: cannot accept a connection; retrying in 1s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(())
+        }
+        _ => Err(error),
+    }
+}
+
+fn respond<B>(
+    request: &Request<B>,
+    state: &StateWatch,
+    costs: &watch::Receiver<Arc<AgentCosts>>,
+) -> Response<String> {
+    let builder = Response::builder();
+    let response = match (request.uri().path(), request.method()) {
+        ("/metrics", &Method::GET | &Method::HEAD) => {
+            let costs = Arc::clone(&costs.borrow());
+            builder
+                .header(CONTENT_TYPE, text::CONTENT_TYPE)
+                .body(render(&state.current(), &costs))
+        }
+        ("/metrics", _) => builder
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(ALLOW, "GET, HEAD")
+            .body("only GET and HEAD\n".to_string()),
+        _ => builder
+            .status(StatusCode::NOT_FOUND)
+            .body("not found: netwatch serves /metrics\n".to_string()),
+    };
+    response.expect("constant headers are valid")
+}
