@@ -4,7 +4,9 @@ use std::{process::ExitCode, time::Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use netwatch::cli::{init_logging, AgentArgs, Cli, Command};
+use netwatch::cli::{
+    init_logging, run_status, run_wait_online, run_watch, AgentArgs, Cli, Command,
+};
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -12,6 +14,10 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Agent(args) => run_agent(&args, started),
+        // Client commands report their own errors and choose their exit status.
+        Command::Status(args) => return run_status(&args),
+        Command::Watch(args) => return run_watch(&args),
+        Command::WaitOnline(args) => return run_wait_online(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -28,6 +34,7 @@ fn run_agent(args: &AgentArgs, started: Instant) -> anyhow::Result<()> {
     if let Some(name) = &args.netns {
         netwatch::netns::enter(name)?;
     }
+    let config = args.resolve()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -35,6 +42,6 @@ fn run_agent(args: &AgentArgs, started: Instant) -> anyhow::Result<()> {
     let (publish, _state) = netwatch::state::StateWatch::channel(
         netwatch::state::NetworkState::initial(netwatch::ebpf::monotonic_ns()),
     );
-    runtime.block_on(netwatch::agent::run(args.config(), started, publish))?;
+    runtime.block_on(netwatch::agent::run(config, started, publish))?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! events update the tracker, the tracker's observations go through the classifier, and the
 //! resulting state is published to every consumer through a watch channel.
 
+mod costs;
 mod fast_path;
 mod logging;
 mod privileges;
@@ -15,6 +16,8 @@ mod xdp;
 
 use std::{
     collections::HashSet,
+    net::SocketAddr,
+    os::fd::OwnedFd,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -27,7 +30,9 @@ use tracing::{debug, info, warn};
 
 use crate::{
     ebpf::{monotonic_ns, EbpfError, KernelSignal, Probes, XdpMode},
+    metrics::{self, AgentCosts},
     netlink::{NetEvent, NetlinkError, NetlinkWatcher, Snapshot},
+    server::{self, ServerOptions},
     state::{Classifier, NetworkState, StateWatch, Thresholds},
 };
 use fast_path::FastPath;
@@ -51,6 +56,18 @@ pub struct AgentConfig {
     pub thresholds: Thresholds,
     /// Endpoints to judge, each with its probe if probing is on.
     pub endpoints: Vec<(EndpointSpec, Option<ProbeSpec>)>,
+    /// The Unix socket clients ask through; `None` serves none.
+    pub socket: Option<ServerOptions>,
+    /// Where to serve Prometheus metrics; `None` serves none.
+    pub metrics: Option<MetricsListen>,
+}
+
+/// A metrics address, and whether failing to bind it is fatal (it is when a user chose it;
+/// the built-in default is best-effort, e.g. in a namespace whose loopback is down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsListen {
+    pub addr: SocketAddr,
+    pub required: bool,
 }
 
 impl Default for AgentConfig {
@@ -61,6 +78,8 @@ impl Default for AgentConfig {
             event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
             thresholds: Thresholds::default(),
             endpoints: Vec::new(),
+            socket: None,
+            metrics: None,
         }
     }
 }
@@ -73,6 +92,10 @@ pub enum AgentError {
     Netlink(#[from] NetlinkError),
     #[error("installing signal handlers failed: {0}")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Socket(#[from] crate::server::ServerError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Runs until SIGINT or SIGTERM, publishing every new state to `publish`. `started` is when
@@ -85,6 +108,14 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
+    // Listeners first: a second agent or a busy port fails before anything is loaded, and
+    // the socket's directory and owner need privileges dropped later.
+    let socket = match &config.socket {
+        Some(options) => Some(server::bind(options).await?),
+        None => None,
+    };
+    let metrics_listener = bind_metrics(config.metrics).await?;
+    let bpf_stats = enable_bpf_stats();
 
     let mut probes = Probes::load()?;
     let ids = probes.program_ids();
@@ -122,6 +153,7 @@ pub async fn run(
         classifier: Classifier::new(config.thresholds.clone()),
         fast: FastPath::default(),
         wants_polling: false,
+        events_received: 0,
         publish,
     };
     agent.apply_snapshot(&mut probes, snapshot, false);
@@ -131,6 +163,15 @@ pub async fn run(
         Err(e) => warn!(error = %e, "could not drop capabilities; running with all of them"),
     }
     agent.classify(&probes, &watcher).await;
+    let state = StateWatch::new(agent.publish.subscribe());
+    if let Some(listener) = socket {
+        tokio::spawn(server::serve(listener, state.clone()));
+    }
+    let costs = metrics_listener.map(|listener| {
+        let (costs, receiver) = watch::channel(Arc::new(AgentCosts::default()));
+        tokio::spawn(metrics::serve(listener, state.clone(), receiver));
+        costs
+    });
     info!(
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         links = agent.tracker.links.len(),
@@ -161,6 +202,7 @@ pub async fn run(
                 if let Err(e) = result {
                     warn!(error = %e, "reading kernel events failed");
                 }
+                agent.events_received += signals.len() as u64;
                 agent.kernel_signals(&mut probes, &watcher, &signals).await;
                 signals.clear();
                 agent.classify(&probes, &watcher).await;
@@ -172,6 +214,10 @@ pub async fn run(
             _ = classify_tick.tick() => {
                 agent.refresh_links(&mut probes, &watcher).await;
                 agent.classify(&probes, &watcher).await;
+                if let Some(costs) = &costs {
+                    let gathered = costs::gather(&probes, bpf_stats.is_some(), watcher.overruns(), agent.fast.asked, agent.events_received);
+                    costs.send_replace(Arc::new(gathered));
+                }
             }
             _ = tick(&mut poll_tick) => {
                 if !agent.poll_reception(&mut probes, &watcher).await {
@@ -190,6 +236,10 @@ pub async fn run(
     // Dropping the programs closes their links: the kernel detaches them.
     drop(kernel_events);
     drop(probes);
+    if let Some(options) = &config.socket {
+        // Clients then get "not running" at once instead of a refused connection.
+        let _ = std::fs::remove_file(&options.path);
+    }
     info!(signal = stopped_by, "agent stopped");
     Ok(())
 }
@@ -200,6 +250,37 @@ pub fn spawn(config: AgentConfig) -> (StateWatch, tokio::task::JoinHandle<Result
     let (publish, watch) = StateWatch::channel(NetworkState::initial(monotonic_ns()));
     let task = tokio::spawn(run(config, Instant::now(), publish));
     (watch, task)
+}
+
+async fn bind_metrics(
+    listen: Option<MetricsListen>,
+) -> Result<Option<tokio::net::TcpListener>, AgentError> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    match metrics::bind(listen.addr).await {
+        Ok(listener) => {
+            info!(address = %listen.addr, "serving metrics");
+            Ok(Some(listener))
+        }
+        Err(e) if !listen.required => {
+            warn!(error = %e, "metrics not served (the default address is best-effort; set [metrics] listen to require it)");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes the kernel account each program's run time while the agent runs (BPF_ENABLE_STATS),
+/// unless `kernel.bpf_stats_enabled` already does.
+fn enable_bpf_stats() -> Option<OwnedFd> {
+    match crate::ebpf::enable_run_time_stats() {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            warn!(error = %e, "eBPF run-time accounting unavailable: program costs will read 0");
+            None
+        }
+    }
 }
 
 fn ticker(first_after: Duration, every: Duration) -> tokio::time::Interval {
@@ -226,6 +307,8 @@ struct Agent {
     fast: FastPath,
     /// Set by the classifier when a link is receiving: reception polling should run.
     wants_polling: bool,
+    /// Kernel events read from the ring buffer.
+    events_received: u64,
     publish: watch::Sender<Arc<NetworkState>>,
 }
 

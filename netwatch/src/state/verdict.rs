@@ -113,11 +113,12 @@ impl NetworkState {
         }
     }
 
-    /// Every subject whose verdict (health or reasons) differs from `before`, including
-    /// ones that appeared or went.
+    /// Every subject whose health differs from `before`, including ones that appeared or
+    /// went. Reasons alone are no change: they carry live figures ("received 0.3s ago")
+    /// that move on every classification, and ride along in the state.
     pub fn changes_since(&self, before: &NetworkState) -> Vec<Subject> {
         let mut changed = Vec::new();
-        if self.host != before.host {
+        if self.host.health != before.host.health {
             changed.push(Subject::Host);
         }
         diff(
@@ -146,7 +147,7 @@ fn diff<T>(
     out: &mut Vec<Subject>,
 ) {
     for (name, item) in now {
-        if before.get(name).map(&verdict) != Some(verdict(item)) {
+        if before.get(name).map(|b| verdict(b).health) != Some(verdict(item).health) {
             out.push(subject(name.clone()));
         }
     }
@@ -185,5 +186,32 @@ impl std::str::FromStr for Subject {
                 "`{text}` is not a subject: expected `host`, `link:NAME` or `endpoint:NAME`"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_host(health: Health, reason: &str) -> NetworkState {
+        let mut state = NetworkState::initial(0);
+        state.host = Verdict {
+            health,
+            reasons: vec![reason.to_string()],
+            since_ns: 0,
+        };
+        state
+    }
+
+    #[test]
+    fn a_change_is_a_health_change_not_new_figures_in_the_reasons() {
+        let before = with_host(Health::Up, "traffic received 0.1s ago");
+        assert!(with_host(Health::Up, "traffic received 0.6s ago")
+            .changes_since(&before)
+            .is_empty());
+        assert_eq!(
+            with_host(Health::Down, "no carrier").changes_since(&before),
+            [Subject::Host]
+        );
     }
 }

@@ -1,0 +1,324 @@
+//! `netwatch agent`: its flags, and how they, the environment, the config file and the
+//! built-in defaults resolve into one `AgentConfig` (in that order of precedence).
+
+use std::{
+    net::{SocketAddr, ToSocketAddrs},
+    path::PathBuf,
+    time::Duration,
+};
+
+use clap::ValueEnum;
+
+use super::{env_vars, parse_duration};
+use crate::{
+    agent::{AgentConfig, EndpointSpec, MetricsListen, ProbeSpec},
+    config::{Config, ConfigError, EndpointAddress, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET_PATH},
+    ebpf::XdpMode,
+    server::ServerOptions,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Read settings from this TOML file (every key optional; see docs/config.md). Flags
+    /// given here win over the file.
+    #[arg(long, value_name = "PATH", env = env_vars::NETWATCH_CONFIG)]
+    pub config: Option<PathBuf>,
+
+    /// Watch the network namespace NAME (as `ip netns` names it) instead of the current one.
+    /// Its socket then defaults to /run/netwatch/netns-NAME.sock.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    /// How often to log one line per interface (rates and retransmits), e.g. `5s`, `500ms`;
+    /// `0` turns it off. [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub report_interval: Option<Duration>,
+
+    /// Where XDP runs: `generic` works on every interface and never resets a NIC; `native`
+    /// runs in the driver (faster), but some drivers briefly drop the link to attach it.
+    /// [default: generic]
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<XdpModeArg>,
+
+    /// Receive buffer of the netlink event socket, in bytes. When a burst overruns it the
+    /// agent re-reads the full state, so this only trades memory for fewer re-reads.
+    /// [default: 4194304]
+    #[arg(long, value_name = "BYTES")]
+    pub event_buffer: Option<usize>,
+
+    /// The Unix socket clients (`netwatch status`, programs) ask through.
+    /// [default: /run/netwatch/netwatch.sock]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Serve Prometheus metrics on this loopback address, or `off`. [default: 127.0.0.1:9477,
+    /// skipped with a warning if it cannot be bound]
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_metrics)]
+    pub metrics: Option<MetricsFlag>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpModeArg {
+    Generic,
+    Native,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsFlag {
+    Listen(SocketAddr),
+    Off,
+}
+
+/// Why the agent's settings could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An endpoint's host name did not resolve.
+    #[error("endpoint {endpoint:?}: cannot resolve `{host}`: {source}; fix the name or give an IP address")]
+    Resolve {
+        endpoint: String,
+        host: String,
+        source: std::io::Error,
+    },
+}
+
+impl AgentArgs {
+    /// The settings: flags, then the environment (through clap), then the file, then
+    /// defaults. Endpoint host names are resolved here, in the namespace the agent watches,
+    /// and only those a user configured.
+    pub fn resolve(&self) -> Result<AgentConfig, SettingsError> {
+        let file = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let report_interval = match self.report_interval {
+            Some(interval) => (!interval.is_zero()).then_some(interval),
+            None => file.agent.report_interval,
+        };
+        let xdp_mode = match self.xdp_mode {
+            Some(XdpModeArg::Generic) => XdpMode::Generic,
+            Some(XdpModeArg::Native) => XdpMode::Native,
+            None => file.agent.xdp_mode,
+        };
+        let socket_path = match (&self.socket, &self.netns) {
+            (Some(path), _) => path.clone(),
+            (None, Some(netns)) if file.socket.path.as_os_str() == DEFAULT_SOCKET_PATH => {
+                PathBuf::from(format!("/run/netwatch/netns-{netns}.sock"))
+            }
+            _ => file.socket.path.clone(),
+        };
+        let metrics = match self.metrics {
+            Some(MetricsFlag::Off) => None,
+            Some(MetricsFlag::Listen(addr)) => Some(MetricsListen {
+                addr,
+                required: true,
+            }),
+            None => file.metrics.listen.map(|addr| MetricsListen {
+                addr,
+                required: addr != DEFAULT_METRICS_LISTEN,
+            }),
+        };
+        let mut endpoints = Vec::with_capacity(file.endpoints.len());
+        for endpoint in &file.endpoints {
+            let address = resolve_address(&endpoint.name, &endpoint.address)?;
+            let probe = endpoint.probe.then_some(ProbeSpec {
+                interval: endpoint.probe_interval,
+                timeout: endpoint.probe_timeout,
+            });
+            endpoints.push((
+                EndpointSpec {
+                    name: endpoint.name.clone(),
+                    address,
+                },
+                probe,
+            ));
+        }
+        Ok(AgentConfig {
+            report_interval,
+            xdp_mode,
+            event_buffer: self.event_buffer.unwrap_or(file.agent.netlink_event_buffer),
+            thresholds: file.thresholds,
+            endpoints,
+            socket: Some(ServerOptions {
+                path: socket_path,
+                mode: file.socket.mode,
+                group: file.socket.group,
+            }),
+            metrics,
+        })
+    }
+}
+
+fn resolve_address(endpoint: &str, address: &EndpointAddress) -> Result<SocketAddr, SettingsError> {
+    match address {
+        EndpointAddress::Ip(addr) => Ok(*addr),
+        EndpointAddress::Host { host, port } => {
+            let error = |source| SettingsError::Resolve {
+                endpoint: endpoint.to_string(),
+                host: host.clone(),
+                source,
+            };
+            (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(error)?
+                .next()
+                .ok_or_else(|| error(std::io::Error::other("no address found")))
+        }
+    }
+}
+
+fn parse_metrics(text: &str) -> Result<MetricsFlag, String> {
+    if text == "off" {
+        return Ok(MetricsFlag::Off);
+    }
+    let addr: SocketAddr = text.parse().map_err(|_| {
+        format!("`{text}`: expected a loopback address like 127.0.0.1:9477, or `off`")
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "`{text}` is not a loopback address: the agent serves metrics only on this host (127.0.0.1 or [::1])"
+        ));
+    }
+    Ok(MetricsFlag::Listen(addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(argv: &[&str]) -> AgentArgs {
+        let mut full = vec!["netwatch", "agent"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full).expect("valid arguments").command {
+            Command::Agent(args) => args,
+            _ => panic!("parsed as another command"),
+        }
+    }
+
+    fn config_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write config");
+        file
+    }
+
+    #[test]
+    fn built_in_defaults_without_flags_or_file() {
+        let config = args(&[]).resolve().unwrap();
+        assert_eq!(config.report_interval, Some(Duration::from_secs(5)));
+        assert_eq!(config.xdp_mode, XdpMode::Generic);
+        let socket = config.socket.unwrap();
+        assert_eq!(socket.path, PathBuf::from(DEFAULT_SOCKET_PATH));
+        assert_eq!(socket.mode, 0o666);
+        assert_eq!(
+            config.metrics,
+            Some(MetricsListen {
+                addr: DEFAULT_METRICS_LISTEN,
+                required: false
+            })
+        );
+        assert!(
+            config.endpoints.is_empty(),
+            "no endpoint is probed by default"
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = config_file(
+            "[agent]\nreport_interval = \"2s\"\nxdp_mode = \"native\"\n[metrics]\nlisten = \"127.0.0.1:9999\"\n",
+        );
+        let path = file.path().to_str().unwrap();
+        let from_file = args(&["--config", path]).resolve().unwrap();
+        assert_eq!(from_file.report_interval, Some(Duration::from_secs(2)));
+        assert_eq!(from_file.xdp_mode, XdpMode::Native);
+        assert!(
+            from_file.metrics.unwrap().required,
+            "a configured address is required"
+        );
+        let flagged = args(&[
+            "--config",
+            path,
+            "--report-interval",
+            "0",
+            "--xdp-mode",
+            "generic",
+            "--metrics",
+            "off",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(flagged.report_interval, None);
+        assert_eq!(flagged.xdp_mode, XdpMode::Generic);
+        assert_eq!(flagged.metrics, None);
+    }
+
+    #[test]
+    fn a_namespaced_agent_gets_a_socket_of_its_own() {
+        let config = args(&["--netns", "lab"]).resolve().unwrap();
+        assert_eq!(
+            config.socket.unwrap().path,
+            PathBuf::from("/run/netwatch/netns-lab.sock")
+        );
+        let config = args(&["--netns", "lab", "--socket", "/tmp/x.sock"])
+            .resolve()
+            .unwrap();
+        assert_eq!(config.socket.unwrap().path, PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn endpoints_from_the_file_with_probes_only_where_asked() {
+        let file = config_file(
+            "[[endpoint]]\nname = \"a\"\naddress = \"198.18.0.2:80\"\n\n[[endpoint]]\nname = \"b\"\naddress = \"[fd00:6e77::2]:443\"\nprobe = true\n",
+        );
+        let config = args(&["--config", file.path().to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        let names: Vec<_> = config
+            .endpoints
+            .iter()
+            .map(|(e, p)| (e.name.as_str(), p.is_some()))
+            .collect();
+        assert_eq!(names, [("a", false), ("b", true)]);
+        assert_eq!(
+            config.endpoints[1].0.address,
+            "[fd00:6e77::2]:443".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error_naming_it() {
+        let error = args(&["--config", "/nonexistent/netwatch.toml"])
+            .resolve()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/netwatch.toml"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn metrics_flag_refuses_other_hosts() {
+        let error =
+            Cli::try_parse_from(["netwatch", "agent", "--metrics", "0.0.0.0:9477"]).unwrap_err();
+        assert!(
+            error.to_string().contains("not a loopback address"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_duration_without_unit_is_refused_with_the_expected_form() {
+        let error =
+            Cli::try_parse_from(["netwatch", "agent", "--report-interval", "5"]).unwrap_err();
+        assert!(
+            error.to_string().contains("expected a duration like"),
+            "{error}"
+        );
+    }
+}

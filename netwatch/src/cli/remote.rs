@@ -1,0 +1,66 @@
+//! What the commands that talk to a running agent share: the `--socket` flag, their runtime,
+//! their errors, and writing to stdout.
+
+use std::{
+    future::Future,
+    io::{self, IsTerminal, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use crate::client::{default_socket_path, ClientError};
+
+#[derive(Debug, clap::Args)]
+pub struct SocketArg {
+    /// The agent's socket; NETWATCH_SOCKET sets another default.
+    #[arg(long, value_name = "PATH", default_value_os_t = default_socket_path())]
+    pub socket: PathBuf,
+}
+
+/// Why a client command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Talking to the agent failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Standard output is gone or full.
+    #[error("writing to standard output failed: {0}")]
+    Output(#[source] io::Error),
+}
+
+/// Runs a client command on a single-threaded runtime and turns its result into the exit
+/// status; errors are printed to stderr for people.
+pub(super) fn run(command: impl Future<Output = Result<ExitCode, CommandError>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(code) => code,
+        // The reader went away (`netwatch watch | head`): nothing left to do.
+        Err(CommandError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `text` and a newline to stdout, at once (for `watch` behind a pipe).
+pub(super) fn emit(text: &str) -> Result<(), CommandError> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(CommandError::Output)
+}
+
+/// True when stdout is a terminal: colours and pretty JSON for people, plain text otherwise.
+pub(super) fn stdout_is_terminal() -> bool {
+    io::stdout().is_terminal()
+}
