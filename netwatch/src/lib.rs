@@ -7,10 +7,12 @@
 pub mod agent;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod ebpf;
 pub mod metrics;
 pub mod netlink;
 pub mod netns;
+pub mod retry;
 pub mod server;
 pub mod state;

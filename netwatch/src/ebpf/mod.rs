@@ -3,7 +3,6 @@
 //! Every attachment is a bpf link owned by this process, so nothing stays attached after the
 //! process ends, however it ends (kernel links are released with their last file descriptor).
 
-mod clock;
 mod counters;
 mod events;
 mod tracefs;
@@ -21,7 +20,7 @@ use netwatch_common::{
     XDP_PROGRAM,
 };
 
-pub use clock::monotonic_ns;
+pub use crate::clock::monotonic_ns;
 pub use counters::{DestStats, IfaceRx, SourceRx};
 pub use events::{KernelEvents, KernelSignal, TcpSignal};
 pub use netwatch_common::EventKind;

@@ -210,7 +210,7 @@ impl Clock {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Self {
             at_unix_ms,
-            now_ns: crate::ebpf::monotonic_ns(),
+            now_ns: crate::clock::monotonic_ns(),
         }
     }
 

@@ -46,6 +46,12 @@ impl StateWatch {
         Some(Arc::clone(&self.receiver.borrow_and_update()))
     }
 
+    /// Whether the source is gone (the agent stopped, the connection closed): no further
+    /// change will come.
+    pub fn is_closed(&self) -> bool {
+        self.receiver.has_changed().is_err()
+    }
+
     /// The verdict for `subject` now, if it exists.
     pub fn verdict(&self, subject: &Subject) -> Option<Verdict> {
         self.receiver.borrow().verdict(subject).cloned()

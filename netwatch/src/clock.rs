@@ -1,5 +1,5 @@
-//! The kernel programs' clock (`bpf_ktime_get_ns` is CLOCK_MONOTONIC), read from userspace,
-//! so kernel timestamps and userspace times compare directly.
+//! The one clock of netwatch: CLOCK_MONOTONIC, which the kernel programs stamp events with
+//! (`bpf_ktime_get_ns`) and the verdicts carry, so every timestamp compares directly.
 
 /// CLOCK_MONOTONIC now, in nanoseconds.
 pub fn monotonic_ns() -> u64 {
