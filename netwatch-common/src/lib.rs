@@ -38,6 +38,7 @@ pub mod globals {
     pub const RETRANSMIT_LAYOUT: &str = "RETRANSMIT_LAYOUT";
     pub const RESET_LAYOUT: &str = "RESET_LAYOUT";
     pub const SOCK_STATE_LAYOUT: &str = "SOCK_STATE_LAYOUT";
+    pub const NETNS_FILTER: &str = "NETNS_FILTER";
 }
 
 /// Packets seen by XDP on one interface (receive side).
@@ -174,8 +175,10 @@ pub struct TracepointLayout {
     pub oldstate: u16,
     /// `protocol` of `inet_sock_set_state`.
     pub protocol: u16,
+    /// `skaddr`: the socket, whose network namespace decides whether the event counts.
+    pub skaddr: u16,
 }
-const _: () = assert!(size_of::<TracepointLayout>() == 20);
+const _: () = assert!(size_of::<TracepointLayout>() == 22);
 
 impl TracepointLayout {
     pub const ABSENT: u16 = u16::MAX;
@@ -191,6 +194,32 @@ impl TracepointLayout {
         state: Self::ABSENT,
         oldstate: Self::ABSENT,
         protocol: Self::ABSENT,
+        skaddr: Self::ABSENT,
+    };
+}
+
+/// Which network namespace's TCP events count. The TCP tracepoints fire for every namespace;
+/// an agent watches one. Offsets come from the kernel's BTF at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetnsFilter {
+    /// 0: count every namespace (the offsets could not be found).
+    pub enabled: u32,
+    /// The watched namespace's inode number (`stat /proc/self/ns/net`).
+    pub inum: u32,
+    /// Offset of `skc_net` (a `struct net *`) in `struct sock`.
+    pub sk_net: u32,
+    /// Offset of `ns.inum` in `struct net`.
+    pub net_inum: u32,
+}
+const _: () = assert!(size_of::<NetnsFilter>() == 16);
+
+impl NetnsFilter {
+    pub const OFF: Self = Self {
+        enabled: 0,
+        inum: 0,
+        sk_net: 0,
+        net_inum: 0,
     };
 }
 
@@ -212,4 +241,5 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::TracepointLayout {}
     unsafe impl aya::Pod for super::SourceCounters {}
+    unsafe impl aya::Pod for super::NetnsFilter {}
 }

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use netwatch_common::{
-    DestCounters, DestKey, IfaceCounters, SourceCounters, TracepointLayout, KERNEL_STAT_COUNT,
-    MAX_WATCHED_SOURCES,
+    DestCounters, DestKey, IfaceCounters, NetnsFilter, SourceCounters, TracepointLayout,
+    KERNEL_STAT_COUNT, MAX_WATCHED_SOURCES,
 };
 
 /// Receive counters per ifindex. Interfaces are few; 1024 leaves room for container hosts.
@@ -49,11 +49,18 @@ pub static RETRANSMIT_LAYOUT: TracepointLayout = TracepointLayout::UNSET;
 pub static RESET_LAYOUT: TracepointLayout = TracepointLayout::UNSET;
 #[no_mangle]
 pub static SOCK_STATE_LAYOUT: TracepointLayout = TracepointLayout::UNSET;
+#[no_mangle]
+pub static NETNS_FILTER: NetnsFilter = NetnsFilter::OFF;
 
 /// Reads a load-time global; volatile so the compiler cannot fold in the placeholder value.
 #[inline(always)]
 pub fn layout(global: &'static TracepointLayout) -> TracepointLayout {
     unsafe { core::ptr::read_volatile(global) }
+}
+
+#[inline(always)]
+pub fn netns_filter() -> NetnsFilter {
+    unsafe { core::ptr::read_volatile(&NETNS_FILTER) }
 }
 
 #[inline(always)]

@@ -1,7 +1,10 @@
 //! TCP tracepoints: retransmits, RSTs received and failed connects, counted per destination
 //! and sent to userspace as events. Field offsets come from the layouts userspace set.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    programs::TracePointContext,
+};
 use netwatch_common::{
     DestCounters, DestKey, Event, EventKind, KernelStat, TracepointLayout, AF_INET, AF_INET6,
     IPPROTO_TCP, TCP_CLOSE, TCP_ESTABLISHED, TCP_SYN_SENT,
@@ -15,6 +18,9 @@ use crate::{
 #[inline(always)]
 pub fn on_retransmit(ctx: &TracePointContext) {
     let layout = maps::layout(&RETRANSMIT_LAYOUT);
+    if !in_watched_netns(ctx, &layout) {
+        return;
+    }
     let state = read_u8_of_int(ctx, layout.state).unwrap_or(0);
     record(ctx, &layout, EventKind::Retransmit, state);
 }
@@ -22,6 +28,9 @@ pub fn on_retransmit(ctx: &TracePointContext) {
 #[inline(always)]
 pub fn on_reset_received(ctx: &TracePointContext) {
     let layout = maps::layout(&RESET_LAYOUT);
+    if !in_watched_netns(ctx, &layout) {
+        return;
+    }
     record(ctx, &layout, EventKind::ResetReceived, 0);
 }
 
@@ -35,6 +44,9 @@ pub fn on_sock_state(ctx: &TracePointContext) {
     {
         return;
     }
+    if !in_watched_netns(ctx, &layout) {
+        return;
+    }
     match read_u8_of_int(ctx, layout.state) {
         Some(TCP_ESTABLISHED) => {
             if let Some(dest) = read_dest(ctx, &layout) {
@@ -44,6 +56,28 @@ pub fn on_sock_state(ctx: &TracePointContext) {
         Some(TCP_CLOSE) => record(ctx, &layout, EventKind::ConnectFailed, TCP_SYN_SENT),
         _ => {}
     }
+}
+
+/// Whether the event's socket lives in the namespace the agent watches: the tracepoints fire
+/// for every namespace on the host. Without the offsets (no BTF), every event counts.
+#[inline(always)]
+fn in_watched_netns(ctx: &TracePointContext, layout: &TracepointLayout) -> bool {
+    let filter = maps::netns_filter();
+    if filter.enabled == 0 {
+        return true;
+    }
+    let Some(sk) = read::<u64>(ctx, layout.skaddr) else {
+        return false;
+    };
+    // SAFETY: bpf_probe_read_kernel checks every address; a bad one gives an error.
+    let net: Option<u64> =
+        unsafe { bpf_probe_read_kernel((sk + u64::from(filter.sk_net)) as *const u64) }.ok();
+    let Some(net) = net else {
+        return false;
+    };
+    let inum: Option<u32> =
+        unsafe { bpf_probe_read_kernel((net + u64::from(filter.net_inum)) as *const u32) }.ok();
+    inum == Some(filter.inum)
 }
 
 /// Counts a bad signal toward its destination and tells userspace about it.

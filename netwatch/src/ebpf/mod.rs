@@ -3,6 +3,7 @@
 //! Every attachment is a bpf link owned by this process, so nothing stays attached after the
 //! process ends, however it ends (kernel links are released with their last file descriptor).
 
+mod btf;
 mod counters;
 mod events;
 mod tracefs;
@@ -15,7 +16,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use netwatch_common::{
-    globals, maps, DestCounters, DestKey, IfaceCounters, KernelStat, SourceCounters,
+    globals, maps, DestCounters, DestKey, IfaceCounters, KernelStat, NetnsFilter, SourceCounters,
     KERNEL_STAT_COUNT, MAX_WATCHED_SOURCES, RESET_PROGRAM, RETRANSMIT_PROGRAM, SOCK_STATE_PROGRAM,
     XDP_PROGRAM,
 };
@@ -182,10 +183,12 @@ impl Probes {
         for (_, group, name, global) in TRACEPOINTS {
             layouts.push((global, tracefs::read_layout(&tracefs, group, name)?));
         }
+        let filter = own_netns_filter();
         let mut loader = EbpfLoader::new();
         for (global, layout) in &layouts {
             loader.override_global(global, layout, true);
         }
+        loader.override_global(globals::NETNS_FILTER, &filter, true);
         let mut ebpf = loader.load(OBJECT)?;
 
         let xdp: &mut Xdp = program(&mut ebpf, XDP_PROGRAM)?;
@@ -404,6 +407,23 @@ impl Probes {
         })?;
         let reader = KernelEvents::new(ring).map_err(EbpfError::EventsReader)?;
         Ok(Some(reader))
+    }
+}
+
+/// Counts only the calling thread's network namespace, where the kernel's BTF allows; else
+/// every namespace (with a warning: on a host with containers, their TCP would count too).
+fn own_netns_filter() -> NetnsFilter {
+    use std::os::unix::fs::MetadataExt;
+    let inum = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino() as u32);
+    let btf = std::fs::read(btf::VMLINUX_BTF)
+        .ok()
+        .and_then(|data| btf::Btf::parse(&data));
+    match (inum, btf.as_ref().and_then(|b| btf::netns_filter(b, 0))) {
+        (Ok(inum), Some(filter)) => NetnsFilter { inum, ..filter },
+        _ => {
+            tracing::warn!("kernel BTF lacks what is needed to tell network namespaces apart: TCP events from every namespace will count");
+            NetnsFilter::OFF
+        }
     }
 }
 

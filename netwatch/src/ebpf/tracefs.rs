@@ -82,6 +82,7 @@ pub fn layout_from_format(format: &str) -> Result<TracepointLayout, &'static str
         state: find(&["state", "newstate"], 4),
         oldstate: find(&["oldstate"], 4),
         protocol: find(&["protocol"], 2),
+        skaddr: find(&["skaddr"], 8),
     };
     for (offset, field) in [
         (layout.family, "family (2 bytes)"),

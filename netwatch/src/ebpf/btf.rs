@@ -1,0 +1,213 @@
+//! Reads the few struct member offsets netwatch needs from the kernel's BTF
+//! (/sys/kernel/btf/vmlinux), so the kernel programs follow a socket to its network
+//! namespace on any kernel layout. The format: Documentation/bpf/btf.rst.
+//!
+//! Written here rather than taken from a crate: three offsets need ~100 lines, and the one
+//! maintained BTF crate (btf-rs) is LGPL, which a statically linked MIT/Apache binary avoids.
+
+use std::collections::HashMap;
+
+use netwatch_common::NetnsFilter;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+const MAGIC: u16 = 0xeb9f;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_TYPEDEF: u32 = 8;
+
+/// A struct's members: name to (byte offset, type id).
+type Members = HashMap<String, (u32, u32)>;
+
+/// What netwatch keeps of one BTF type.
+enum Type {
+    Aggregate(Members),
+    Typedef(u32),
+    Other,
+}
+
+/// The structs, unions and typedefs of a BTF blob.
+pub struct Btf {
+    /// By type id; id 0 is `void`.
+    types: Vec<Type>,
+    /// Named structs and unions to their type id.
+    by_name: HashMap<String, u32>,
+}
+
+impl Btf {
+    /// Parses `data`; `None` if it is not BTF this reader understands.
+    pub fn parse(data: &[u8]) -> Option<Self> {
+        let u16_at = |at: usize| Some(u16::from_le_bytes(data.get(at..at + 2)?.try_into().ok()?));
+        let u32_at = |at: usize| Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?));
+        if u16_at(0)? != MAGIC {
+            return None;
+        }
+        let hdr_len = u32_at(4)? as usize;
+        let (type_off, type_len) = (u32_at(8)? as usize, u32_at(12)? as usize);
+        let str_off = u32_at(16)? as usize;
+        let types = hdr_len + type_off;
+        let strings = hdr_len + str_off;
+        let name = |offset: u32| -> Option<String> {
+            let start = strings + offset as usize;
+            let end = start + data.get(start..)?.iter().position(|b| *b == 0)?;
+            Some(String::from_utf8_lossy(&data[start..end]).into_owned())
+        };
+        let mut table = vec![Type::Other];
+        let mut by_name = HashMap::new();
+        let mut at = types;
+        while at < types + type_len {
+            let (name_off, info) = (u32_at(at)?, u32_at(at + 4)?);
+            let kind = (info >> 24) & 0x1f;
+            let vlen = (info & 0xffff) as usize;
+            let bitfields = info >> 31 == 1;
+            at += 12;
+            let extra = match kind {
+                1 | 14 | 17 => 4,             // int, var, decl_tag
+                3 => 12,                      // array
+                4 | 5 | 15 | 19 => vlen * 12, // struct, union, datasec, enum64
+                6 | 13 => vlen * 8,           // enum, func_proto
+                2 | 7..=12 | 16 | 18 => 0, // ptr, fwd, typedef, qualifiers, func, float, type_tag
+                _ => return None,
+            };
+            let id = table.len() as u32;
+            table.push(match kind {
+                KIND_STRUCT | KIND_UNION => {
+                    let mut members = Members::new();
+                    for i in 0..vlen {
+                        let m = at + i * 12;
+                        let offset_bits = u32_at(m + 8)?;
+                        let bits = if bitfields {
+                            offset_bits & 0xff_ffff
+                        } else {
+                            offset_bits
+                        };
+                        members.insert(name(u32_at(m)?)?, (bits / 8, u32_at(m + 4)?));
+                    }
+                    if name_off != 0 {
+                        // The first definition wins; later duplicates are rare and equal.
+                        by_name.entry(name(name_off)?).or_insert(id);
+                    }
+                    Type::Aggregate(members)
+                }
+                KIND_TYPEDEF => Type::Typedef(u32_at(at - 4)?),
+                _ => Type::Other,
+            });
+            at += extra;
+        }
+        Some(Self {
+            types: table,
+            by_name,
+        })
+    }
+
+    /// Byte offset of `member` in `struct name`.
+    pub fn offset(&self, name: &str, member: &str) -> Option<u32> {
+        self.member(*self.by_name.get(name)?, member)
+            .map(|(offset, _)| offset)
+    }
+
+    /// Offset and type of `member` in the aggregate `id` (through typedefs).
+    fn member(&self, mut id: u32, member: &str) -> Option<(u32, u32)> {
+        loop {
+            match self.types.get(id as usize)? {
+                Type::Typedef(target) => id = *target,
+                Type::Aggregate(members) => return members.get(member).copied(),
+                Type::Other => return None,
+            }
+        }
+    }
+
+    /// Byte offset of `path` (member, member of that member...) in `struct name`.
+    pub fn path_offset(&self, name: &str, path: &[&str]) -> Option<u32> {
+        let mut id = *self.by_name.get(name)?;
+        let mut total = 0;
+        for member in path {
+            let (offset, ty) = self.member(id, member)?;
+            total += offset;
+            id = ty;
+        }
+        Some(total)
+    }
+}
+
+/// The filter that makes the TCP programs count only sockets of the namespace with inode
+/// `inum`: `sk->__sk_common.skc_net.net->ns.inum`. `None` if this kernel's BTF lacks a piece.
+pub fn netns_filter(btf: &Btf, inum: u32) -> Option<NetnsFilter> {
+    // skc_net is a possible_net_t: a typedef of an anonymous struct wrapping the pointer.
+    Some(NetnsFilter {
+        enabled: 1,
+        inum,
+        sk_net: btf.path_offset("sock", &["__sk_common", "skc_net", "net"])?,
+        net_inum: btf.path_offset("net", &["ns", "inum"])?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob with `struct outer { int a; struct inner in; }` and a bitfield struct.
+    fn blob() -> Vec<u8> {
+        let strings = b"\0outer\0a\0in\0inner\0x\0y\0bits\0";
+        let at = |s: &str| {
+            strings
+                .windows(s.len() + 1)
+                .position(|w| &w[..s.len()] == s.as_bytes() && w[s.len()] == 0)
+                .unwrap() as u32
+        };
+        let mut types = Vec::new();
+        let mut push = |words: &[u32]| {
+            words
+                .iter()
+                .for_each(|w| types.extend_from_slice(&w.to_le_bytes()))
+        };
+        push(&[0, 1 << 24, 4, 0x20]); // [1] int, 4 bytes
+        push(&[at("inner"), 4 << 24 | 2, 8]); // [2] struct inner { x @0, y @32 bits }
+        push(&[at("x"), 1, 0]);
+        push(&[at("y"), 1, 32]);
+        push(&[at("outer"), 4 << 24 | 2, 12]); // [3] struct outer { a @0, in @32 bits }
+        push(&[at("a"), 1, 0]);
+        push(&[at("in"), 2, 32]);
+        push(&[at("bits"), 1 << 31 | 4 << 24 | 1, 4]); // [4] bitfield struct: 3 bits at bit 8
+        push(&[at("x"), 1, 3 << 24 | 8]);
+        let mut data = Vec::new();
+        data.extend_from_slice(&MAGIC.to_le_bytes());
+        data.extend_from_slice(&[1, 0]); // version, flags
+        for word in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            data.extend_from_slice(&word.to_le_bytes());
+        }
+        data.extend_from_slice(&types);
+        data.extend_from_slice(strings);
+        data
+    }
+
+    #[test]
+    fn member_offsets_are_read_in_bytes() {
+        let btf = Btf::parse(&blob()).expect("valid BTF");
+        assert_eq!(btf.offset("outer", "in"), Some(4));
+        assert_eq!(btf.offset("inner", "y"), Some(4));
+        assert_eq!(btf.offset("bits", "x"), Some(1));
+        assert_eq!(btf.offset("outer", "nope"), None);
+        assert_eq!(btf.path_offset("outer", &["in", "y"]), Some(8));
+    }
+
+    #[test]
+    fn not_btf_is_refused() {
+        assert!(Btf::parse(b"hello world, this is not btf").is_none());
+    }
+
+    #[test]
+    fn this_kernels_socket_namespace_offsets_are_found() {
+        let Ok(data) = std::fs::read(VMLINUX_BTF) else {
+            return; // a kernel without BTF: the agent then counts every namespace
+        };
+        let btf = Btf::parse(&data).expect("the kernel's BTF parses");
+        let filter = netns_filter(&btf, 1).expect("sock, net and ns_common are described");
+        assert!(filter.sk_net > 0 && filter.net_inum > 0, "{filter:?}");
+    }
+}
