@@ -99,12 +99,6 @@ impl Btf {
         })
     }
 
-    /// Byte offset of `member` in `struct name`.
-    pub fn offset(&self, name: &str, member: &str) -> Option<u32> {
-        self.member(*self.by_name.get(name)?, member)
-            .map(|(offset, _)| offset)
-    }
-
     /// Offset and type of `member` in the aggregate `id` (through typedefs).
     fn member(&self, mut id: u32, member: &str) -> Option<(u32, u32)> {
         loop {
@@ -189,10 +183,10 @@ mod tests {
     #[test]
     fn member_offsets_are_read_in_bytes() {
         let btf = Btf::parse(&blob()).expect("valid BTF");
-        assert_eq!(btf.offset("outer", "in"), Some(4));
-        assert_eq!(btf.offset("inner", "y"), Some(4));
-        assert_eq!(btf.offset("bits", "x"), Some(1));
-        assert_eq!(btf.offset("outer", "nope"), None);
+        assert_eq!(btf.path_offset("outer", &["in"]), Some(4));
+        assert_eq!(btf.path_offset("inner", &["y"]), Some(4));
+        assert_eq!(btf.path_offset("bits", &["x"]), Some(1));
+        assert_eq!(btf.path_offset("outer", &["nope"]), None);
         assert_eq!(btf.path_offset("outer", &["in", "y"]), Some(8));
     }
 
