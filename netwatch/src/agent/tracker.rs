@@ -62,6 +62,19 @@ impl Tracker {
     pub fn apply(&mut self, event: &NetEvent) {
         match event {
             NetEvent::LinkUpdated(link) => {
+                let carrier_back = self
+                    .links
+                    .get(&link.ifindex)
+                    .is_some_and(|before| !before.carrier)
+                    && link.carrier;
+                if carrier_back {
+                    // Resolution failures from while the carrier was gone say nothing about
+                    // now, and the kernel keeps FAILED entries until traffic asks again: the
+                    // link would stay Down until something sent, which a retry waiting for
+                    // Up never does.
+                    self.neighbours
+                        .retain(|(ifindex, _), _| *ifindex != link.ifindex);
+                }
                 self.links.insert(link.ifindex, link.clone());
             }
             NetEvent::LinkRemoved(link) => {
@@ -188,4 +201,43 @@ fn same_route(a: &Route, b: &Route) -> bool {
         && a.table == b.table
         && a.priority == b.priority
         && a.ipv6 == b.ipv6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::{LinkStats, Neighbour, OperState};
+
+    fn link(carrier: bool) -> Link {
+        Link {
+            ifindex: 2,
+            name: "eth0".into(),
+            admin_up: true,
+            carrier,
+            oper: if carrier { OperState::Up } else { OperState::LowerLayerDown },
+            mtu: 1500,
+            mac: None,
+            loopback: false,
+            carrier_changes: 0,
+            xdp_prog_id: None,
+            stats: LinkStats::default(),
+        }
+    }
+
+    #[test]
+    fn a_failed_gateway_is_forgotten_when_the_carrier_comes_back() {
+        let mut tracker = Tracker::default();
+        let gateway = Neighbour {
+            ifindex: 2,
+            addr: "198.18.0.1".parse().unwrap(),
+            state: NeighState::Failed,
+        };
+        tracker.apply(&NetEvent::LinkUpdated(link(false)));
+        tracker.apply(&NetEvent::NeighbourUpdated(gateway));
+        assert_eq!(tracker.neighbours.len(), 1);
+        tracker.apply(&NetEvent::LinkUpdated(link(false)));
+        assert_eq!(tracker.neighbours.len(), 1, "still no carrier: still failed");
+        tracker.apply(&NetEvent::LinkUpdated(link(true)));
+        assert!(tracker.neighbours.is_empty());
+    }
 }
