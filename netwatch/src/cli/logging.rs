@@ -1,5 +1,7 @@
 //! Logs go to stderr through tracing; `RUST_LOG` overrides the default level (info).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use super::{env_vars, LogFormat};
@@ -13,6 +15,7 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

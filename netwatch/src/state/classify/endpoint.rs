@@ -26,19 +26,32 @@ pub fn assess(obs: &EndpointObservation, cx: &EndpointContext, t: &Thresholds) -
             .with(&link.reasons);
     }
     if cx.retransmits_since_rx >= t.blackhole_retransmits {
-        let silent = cx
+        // Unanswered retransmits are Degraded at once. Down needs the silence to last too:
+        // under heavy random loss a lost retransmission also leaves two retransmits without
+        // a reply, for a moment, while replies still flow overall.
+        let silent_ns = cx
             .last_rx_ns
-            .map(|at| cx.now_ns.saturating_sub(at) as f64 / 1e9);
-        let silence = match silent {
-            Some(s) => format!("nothing received from it for {s:.1}s"),
+            .map_or(u64::MAX, |at| cx.now_ns.saturating_sub(at));
+        let silence = match cx.last_rx_ns {
+            Some(_) => format!(
+                "nothing received from it for {:.1}s",
+                silent_ns as f64 / 1e9
+            ),
             None => "nothing received from it".to_string(),
         };
+        let health = if silent_ns >= 2 * ns(t.rx_stall) {
+            Health::Down
+        } else {
+            Health::Degraded
+        };
+        let what = if health == Health::Down {
+            "blackholed"
+        } else {
+            "no reply"
+        };
         return Assessment::new(
-            Health::Down,
-            format!(
-                "blackholed: {} retransmits, {silence}",
-                cx.retransmits_since_rx
-            ),
+            health,
+            format!("{what}: {} retransmits, {silence}", cx.retransmits_since_rx),
         );
     }
     if let Some(probe) = &obs.probe {
@@ -78,11 +91,13 @@ pub fn assess(obs: &EndpointObservation, cx: &EndpointContext, t: &Thresholds) -
         }
     }
     if link.health == Health::Degraded {
+        // The link's own hold covers its recovery; the endpoint need not wait a second one.
         return Assessment::new(
             Health::Degraded,
             format!("its link {link_name} is degraded"),
         )
-        .with(&link.reasons);
+        .with(&link.reasons)
+        .inherited();
     }
     if let Some(probe) = &obs.probe {
         if cx.now_ns.saturating_sub(probe.at_ns) <= ns(t.evidence_window) {

@@ -22,6 +22,9 @@ use window::{Sample, Window};
 pub struct Assessment {
     pub health: Health,
     pub reasons: Vec<String>,
+    /// Taken over from another subject (an endpoint's link): it does not start this
+    /// subject's own recovery hold.
+    pub inherited: bool,
 }
 
 impl Assessment {
@@ -29,7 +32,13 @@ impl Assessment {
         Self {
             health,
             reasons: vec![reason.into()],
+            inherited: false,
         }
+    }
+
+    fn inherited(mut self) -> Self {
+        self.inherited = true;
+        self
     }
 
     fn with(mut self, more: &[String]) -> Self {
@@ -104,7 +113,7 @@ impl Memory {
     /// subscribers within one event); leaving Degraded for Up waits until no Degraded
     /// condition has been seen for `hold`.
     fn settle(&mut self, raw: Assessment, now_ns: u64, hold: Duration) -> Verdict {
-        if raw.health == Health::Degraded {
+        if raw.health == Health::Degraded && !raw.inherited {
             self.degraded_at_ns = Some(now_ns);
         }
         let current = self.verdict.take();

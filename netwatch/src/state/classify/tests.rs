@@ -337,7 +337,7 @@ fn since_changes_only_with_health() {
 }
 
 #[test]
-fn endpoint_blackholed_under_traffic_is_down_after_two_retransmits() {
+fn endpoint_without_replies_is_degraded_then_down_once_silent() {
     let mut s = Scenario::new();
     s.with_endpoint();
     s.traffic(100);
@@ -354,18 +354,86 @@ fn endpoint_blackholed_under_traffic_is_down_after_two_retransmits() {
     s.advance(400 * MS);
     s.endpoint().tcp.retransmits = 2;
     let state = s.run();
+    assert_eq!(endpoint_verdict(&state).health, Health::Degraded);
+    assert_reason(endpoint_verdict(&state), "no reply: 2 retransmits");
+    // Still nothing back two stall periods after the last reply: Down.
+    s.advance(1_400 * MS);
+    s.endpoint().tcp.retransmits = 3;
+    let state = s.run();
     assert_eq!(endpoint_verdict(&state).health, Health::Down);
-    assert_reason(endpoint_verdict(&state), "blackholed: 2 retransmits");
+    assert_reason(endpoint_verdict(&state), "blackholed: 3 retransmits");
     assert_eq!(state.host.health, Health::Degraded);
     assert_reason(&state.host, "endpoint mirror down");
-    // Replies again: Up at once (Down is not held).
+    // Replies again: no longer Down at once (Down is not held); Degraded while the recent
+    // retransmits are inside the loss window.
     s.advance(100 * MS);
     let now = s.now;
     s.endpoint().rx = Some(SourceRx {
         packets: 51,
         last_rx_ns: now,
     });
-    assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Degraded);
+}
+
+#[test]
+fn a_lost_retransmission_under_loss_is_not_a_blackhole() {
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    s.traffic(100);
+    let now = s.now;
+    s.endpoint().rx = Some(SourceRx {
+        packets: 50,
+        last_rx_ns: now,
+    });
+    s.run();
+    // Two retransmits 0.6 s apart without a reply, then replies again.
+    s.advance(600 * MS);
+    s.endpoint().tcp.retransmits = 2;
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Degraded);
+    s.advance(100 * MS);
+    let now = s.now;
+    s.endpoint().rx = Some(SourceRx {
+        packets: 60,
+        last_rx_ns: now,
+    });
+    assert_ne!(endpoint_verdict(&s.run()).health, Health::Down);
+}
+
+#[test]
+fn an_endpoint_recovers_with_its_link_without_a_second_hold() {
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    s.traffic(100);
+    s.run();
+    // The link is lossy, the endpoint inherits Degraded from it...
+    s.run_for(2 * S, 250 * MS, |s| {
+        s.traffic(100);
+        s.link().retransmits += 10;
+        let now = s.now;
+        let rx = s.endpoint().rx.get_or_insert_with(SourceRx::default);
+        rx.packets += 50;
+        rx.last_rx_ns = now;
+    });
+    // ...then clean: both are Up in the same classification once the link's hold is over.
+    let states = s.run_for(10 * S, 250 * MS, |s| {
+        s.traffic(100);
+        let now = s.now;
+        let rx = s.endpoint().rx.get_or_insert_with(SourceRx::default);
+        rx.packets += 50;
+        rx.last_rx_ns = now;
+    });
+    let link_up = states
+        .iter()
+        .position(|st| link_verdict(st).health == Health::Up)
+        .expect("link Up again");
+    let endpoint_up = states
+        .iter()
+        .position(|st| endpoint_verdict(st).health == Health::Up)
+        .expect("endpoint Up again");
+    assert_eq!(
+        endpoint_up, link_up,
+        "the endpoint waited a hold of its own"
+    );
 }
 
 #[test]
