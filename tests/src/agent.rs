@@ -1,7 +1,7 @@
 //! `Agent`: the `netwatch agent` binary run against a test namespace, and its JSON log lines.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -13,6 +13,10 @@ use crate::netns::NetNs;
 
 /// Environment variable naming the agent binary to test.
 pub const NETWATCH_BIN: &str = "NETWATCH_BIN";
+
+/// Environment variable with the agent's log filter (its `RUST_LOG`) for debugging a test,
+/// e.g. `debug`; `info` without it. Tests wait for info lines, so it can only add lines.
+pub const AGENT_LOG: &str = "NWT_AGENT_LOG";
 
 /// How many log lines a failure message shows.
 const TAIL: usize = 30;
@@ -27,22 +31,46 @@ struct Log {
 type SharedLog = Arc<(Mutex<Log>, Condvar)>;
 
 /// A running `netwatch agent --netns NAME --log-format json --report-interval 1s`; killed
-/// (SIGKILL) on drop if still running.
+/// (SIGKILL) on drop if still running, and its socket file removed then.
 pub struct Agent {
     child: Child,
     log: SharedLog,
     reader: Option<JoinHandle<()>>,
     status: Option<ExitStatus>,
+    socket: PathBuf,
+    /// The configuration file, deleted with the agent.
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Agent {
     /// Starts the agent on `ns` (the agent enters the namespace itself).
     pub fn start(ns: &NetNs) -> Self {
+        Self::start_with(ns, &[], None)
+    }
+
+    /// Starts the agent on `ns` with more flags, and with `config` (TOML text) as its
+    /// configuration file if given.
+    pub fn start_with(ns: &NetNs, extra_args: &[&str], config: Option<&str>) -> Self {
         let bin = binary();
-        let mut child = Command::new(&bin)
+        let config = config.map(write_config);
+        let socket = extra_args
+            .iter()
+            .position(|arg| *arg == "--socket")
+            .and_then(|at| extra_args.get(at + 1))
+            .map_or_else(|| default_socket(ns), PathBuf::from);
+        let mut command = Command::new(&bin);
+        command
             .args(["agent", "--netns", ns.name()])
             .args(["--log-format", "json", "--report-interval", "1s"])
-            .env("RUST_LOG", "info")
+            .args(extra_args);
+        if let Some(file) = &config {
+            command.arg("--config").arg(file.path());
+        }
+        let mut child = command
+            .env(
+                "RUST_LOG",
+                std::env::var(AGENT_LOG).unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -70,7 +98,14 @@ impl Agent {
             log,
             reader: Some(reader),
             status: None,
+            socket,
+            _config: config,
         }
+    }
+
+    /// The Unix socket the agent serves its verdict on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// The process id, e.g. to send it a signal.
@@ -200,7 +235,28 @@ impl Drop for Agent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // A killed agent cannot remove its socket; the next agent would clean it up, but
+        // namespaces are never reused, so nothing else would.
+        let _ = std::fs::remove_file(&self.socket);
     }
+}
+
+/// The socket an agent started with `--netns NAME` and no `--socket` serves.
+pub fn default_socket(ns: &NetNs) -> PathBuf {
+    PathBuf::from(format!("/run/netwatch/netns-{}.sock", ns.name()))
+}
+
+/// Writes `text` to a temporary `.toml` file, deleted when the returned guard drops.
+pub fn write_config(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .prefix("nwt-config-")
+        .suffix(".toml")
+        .tempfile()
+        .unwrap_or_else(|e| panic!("creating a temporary config file: {e}"));
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.flush())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", file.path().display()));
+    file
 }
 
 /// Whether a log line is a WARN or ERROR line.
@@ -241,7 +297,7 @@ fn tail(lines: &[Value]) -> String {
 }
 
 /// `$NETWATCH_BIN`, else the workspace's `target/debug/netwatch`.
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     let path = std::env::var_os(NETWATCH_BIN)
         .map(PathBuf::from)
         .unwrap_or_else(|| {

@@ -1,5 +1,6 @@
 //! Helpers for netwatch's privileged integration tests: namespaces, veth topologies built over
-//! rtnetlink, bounded traffic, nftables faults, a foreign XDP program and the agent process.
+//! rtnetlink, bounded traffic, nftables faults, a foreign XDP program, the agent process and
+//! the verdicts it serves.
 //!
 //! Every test builds its own namespaces (`nwt-<pid>-<n>`) and tears them down on drop, so the
 //! host's interfaces, routes and firewall are never touched. Traffic only flows between those
@@ -7,12 +8,15 @@
 
 pub mod agent;
 pub mod bpf_ids;
+pub mod download;
 pub mod foreign_xdp;
+pub mod link_events;
 pub mod netns;
 pub mod nft;
 mod sys_bpf;
 pub mod topology;
 pub mod traffic;
+pub mod verdicts;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

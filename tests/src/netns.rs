@@ -68,6 +68,36 @@ impl NetNs {
         })
     }
 
+    /// Starts `f` on a new thread that has entered this namespace and lets it run in the
+    /// background; join the handle for its result (a panic in `f` comes back from `join`).
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let ns = self.open();
+        let path = self.path();
+        std::thread::Builder::new()
+            .name(format!("{what}-in-{}", self.name))
+            .spawn(move || {
+                // SAFETY: `ns` is an open namespace file; setns only changes this thread.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert!(
+                    rc == 0,
+                    "setns into {path} failed: {}",
+                    std::io::Error::last_os_error()
+                );
+                drop(ns);
+                f()
+            })
+            .unwrap_or_else(|e| panic!("spawning the {what} thread: {e}"))
+    }
+
+    /// Sets sysctl `key` (e.g. `net.ipv6.conf.all.disable_ipv6`) to `value` in this namespace.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.exec_ok("sysctl", &["-q", "-w", &format!("{key}={value}")]);
+    }
+
     /// Runs `fut` to completion on a current-thread tokio runtime inside this namespace.
     pub fn block_on<F>(&self, fut: F) -> F::Output
     where

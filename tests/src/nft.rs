@@ -31,3 +31,8 @@ pub fn counter_packets(ns: &NetNs, family: &str, table: &str, name: &str) -> u64
         .and_then(|counter| counter["packets"].as_u64())
         .unwrap_or_else(|| panic!("no counter {name} in `nft -j list counter` output: {json}"))
 }
+
+/// Deletes table `family table` from `ns` (the faults it held stop at once).
+pub fn delete_table(ns: &NetNs, family: &str, table: &str) {
+    ns.exec_ok("nft", &["delete", "table", family, table]);
+}

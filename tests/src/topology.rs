@@ -12,7 +12,7 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHe
 use rtnetlink::packet_route::link::{
     InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage, LinkXdp,
 };
-use rtnetlink::{Handle, LinkUnspec, LinkVeth};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::netns::{block_on_here, NetNs};
 
@@ -38,19 +38,46 @@ pub struct Pair {
     pub b_v6: Ipv6Addr,
 }
 
+/// How [`Pair::with`] builds a pair.
+#[derive(Clone, Copy, Debug)]
+pub struct PairOptions {
+    /// Bring B's end up (A's end always is).
+    pub b_up: bool,
+    /// Off: IPv6 is disabled in both namespaces before the veth exists, so neither end sends
+    /// neighbour discovery, MLD or router solicitations: the link carries nothing unless a
+    /// test sends it. The pair's IPv6 addresses are then unused.
+    pub ipv6: bool,
+    /// Both ends get this same ifindex: the kernel then batches their carrier changes
+    /// (linkwatch's delay, shared/docs/ebpf-toolchain.md). `None`: [`A_INDEX`], [`B_INDEX`].
+    pub shared_index: Option<u32>,
+}
+
+impl Default for PairOptions {
+    fn default() -> Self {
+        Self {
+            b_up: true,
+            ipv6: true,
+            shared_index: None,
+        }
+    }
+}
+
 impl Pair {
     /// A pair with both ends up.
     pub fn new() -> Self {
-        Self::build(true)
+        Self::with(PairOptions::default())
     }
 
     /// A pair whose end in B stays admin down, so nothing reaches B until the test brings it up
     /// (e.g. to take an exact counter baseline first).
     pub fn new_with_b_down() -> Self {
-        Self::build(false)
+        Self::with(PairOptions {
+            b_up: false,
+            ..PairOptions::default()
+        })
     }
 
-    fn build(b_up: bool) -> Self {
+    pub fn with(options: PairOptions) -> Self {
         // 198.18.0.0/15 holds 512 /24s; fd00:6e77::/32 has room for far more /64s.
         let block = crate::next_id() % 512;
         let (hi, lo) = ((block / 256) as u8, (block % 256) as u8);
@@ -59,16 +86,34 @@ impl Pair {
         let (a, b) = (NetNs::new(), NetNs::new());
         let (a_if, b_if) = ("nwa0".to_string(), "nwb0".to_string());
         let (a_v4, b_v4, a_v6, b_v6) = (v4(1), v4(2), v6(1), v6(2));
+        if !options.ipv6 {
+            // `default` covers devices created (or moved in) from now on.
+            for ns in [&a, &b] {
+                ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+                ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+            }
+        }
+        let (a_wanted, b_wanted) = options
+            .shared_index
+            .map_or((A_INDEX, B_INDEX), |index| (index, index));
 
         let b_file = b.open();
         let b_fd = b_file.as_raw_fd();
         let a_index = a.block_on(async {
-            add_veth(&a_if, A_INDEX, &b_if, B_INDEX).await;
-            let peer = link_index(&b_if).await.expect("the new veth peer is in A");
-            move_link(peer, b_fd).await;
+            if options.shared_index.is_some() {
+                // B has a link with this index in no namespace but its own, so the peer is
+                // created there directly rather than moved (a move would keep A's numbering).
+                add_veth_with_peer_in(&a_if, a_wanted, &b_if, b_wanted, Some(b_fd)).await;
+            } else {
+                add_veth(&a_if, a_wanted, &b_if, b_wanted).await;
+                let peer = link_index(&b_if).await.expect("the new veth peer is in A");
+                move_link(peer, b_fd).await;
+            }
             let index = link_index(&a_if).await.expect("the new veth end is in A");
             add_address(index, IpAddr::V4(a_v4), 24).await;
-            add_address(index, IpAddr::V6(a_v6), 64).await;
+            if options.ipv6 {
+                add_address(index, IpAddr::V6(a_v6), 64).await;
+            }
             set_link_up(index, true).await;
             index
         });
@@ -78,15 +123,18 @@ impl Pair {
                 .await
                 .expect("the veth peer was moved into B");
             add_address(index, IpAddr::V4(b_v4), 24).await;
-            add_address(index, IpAddr::V6(b_v6), 64).await;
-            if b_up {
+            if options.ipv6 {
+                add_address(index, IpAddr::V6(b_v6), 64).await;
+            }
+            if options.b_up {
                 set_link_up(index, true).await;
             }
             index
         });
-        assert_ne!(
-            a_index, b_index,
-            "veth ends must have distinct ifindexes (linkwatch urgency)"
+        assert_eq!(
+            (a_index, b_index),
+            (a_wanted, b_wanted),
+            "the veth ends did not get the ifindexes asked for"
         );
         Pair {
             a,
@@ -100,6 +148,12 @@ impl Pair {
             a_v6,
             b_v6,
         }
+    }
+
+    /// Gives B a default route via A's IPv4 address (the host's verdict needs one).
+    pub fn default_route_via_a(&self) {
+        let gateway = self.a_v4;
+        self.b.block_on(add_default_route(gateway));
     }
 }
 
@@ -136,12 +190,26 @@ pub fn connect() -> Handle {
 
 /// Creates a veth pair `name` (ifindex `index`) <-> `peer` (ifindex `peer_index`), both down.
 pub async fn add_veth(name: &str, index: u32, peer: &str, peer_index: u32) {
+    add_veth_with_peer_in(name, index, peer, peer_index, None).await;
+}
+
+/// Like [`add_veth`], with the peer created directly in the namespace open as `peer_ns_fd`.
+pub async fn add_veth_with_peer_in(
+    name: &str,
+    index: u32,
+    peer: &str,
+    peer_index: u32,
+    peer_ns_fd: Option<i32>,
+) {
     // LinkVeth's builder cannot set the peer's ifindex, so the peer message is built here: the
     // kernel takes the peer's ifi_index when the first end's index is given too (veth_newlink).
-    let peer_msg = LinkUnspec::new_with_name(peer).index(peer_index).build();
+    let mut peer_msg = LinkUnspec::new_with_name(peer).index(peer_index);
+    if let Some(fd) = peer_ns_fd {
+        peer_msg = peer_msg.setns_by_fd(fd);
+    }
     let message = LinkVeth::new(name, peer)
         .index(index)
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
         .build();
     connect()
         .link()
@@ -151,6 +219,20 @@ pub async fn add_veth(name: &str, index: u32, peer: &str, peer_index: u32) {
         .unwrap_or_else(|e| {
             panic!("creating veth {name} (index {index}) <-> {peer} (index {peer_index}): {e}")
         });
+}
+
+/// Adds (or replaces) the main table's IPv4 default route via `gateway`.
+pub async fn add_default_route(gateway: Ipv4Addr) {
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .build();
+    connect()
+        .route()
+        .add(route)
+        .replace()
+        .execute()
+        .await
+        .unwrap_or_else(|e| panic!("adding a default route via {gateway}: {e}"));
 }
 
 /// Moves link `index` into the namespace whose file is open as `ns_fd`.
@@ -263,6 +345,18 @@ pub async fn rx_counters(index: u32) -> RxCounters {
             _ => None,
         })
         .unwrap_or_else(|| panic!("link {index} has no IFLA_STATS64"))
+}
+
+/// How many times link `index`'s carrier changed since it was created (IFLA_CARRIER_CHANGES).
+pub async fn carrier_changes(index: u32) -> u32 {
+    let link = link(index).await;
+    link.attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::CarrierChanges(changes) => Some(*changes),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("link {index} has no IFLA_CARRIER_CHANGES"))
 }
 
 /// The id of the XDP program attached to link `index`, in any mode, if there is one.

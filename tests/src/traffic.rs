@@ -138,3 +138,263 @@ pub fn ping(ns: &NetNs, addr: IpAddr, count: u32) {
     );
     crate::netns::assert_success(ns.name(), "ping", &[&addr], &output);
 }
+
+/// `ping` running in the background: bounded by its count and deadline, and killed on drop.
+pub struct BackgroundPing {
+    child: std::process::Child,
+}
+
+impl BackgroundPing {
+    /// `ping -c count -i interval -w deadline addr` from `ns`. Its output is discarded and
+    /// failures are ignored: it only provides traffic (it may run while the link is down).
+    pub fn start(ns: &NetNs, addr: IpAddr, interval: &str, count: u32, deadline: Duration) -> Self {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns.name(), "ping", "-n", "-q"])
+            .args(["-c", &count.to_string(), "-i", interval])
+            .args(["-w", &deadline.as_secs().max(1).to_string()])
+            .arg(addr.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start ping in {}: {e}", ns.name()));
+        BackgroundPing { child }
+    }
+
+    /// Stops the ping (if it is still running).
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        // `ip netns exec` execs ping, so the child's pid is ping's.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BackgroundPing {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The pace and bounds of a [`PacedFlow`].
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// Bytes per write.
+    pub chunk: usize,
+    /// Time between writes.
+    pub every: Duration,
+    /// The flow stops after this many bytes...
+    pub max_bytes: u64,
+    /// ...or this long after it started, whichever comes first.
+    pub max_time: Duration,
+}
+
+impl Default for Pace {
+    /// 16 KiB every 10 ms (1.6 MB/s): a steady stream of packets that costs little CPU.
+    fn default() -> Self {
+        Pace {
+            chunk: 16 * 1024,
+            every: Duration::from_millis(10),
+            max_bytes: 64 * 1024 * 1024,
+            max_time: Duration::from_secs(40),
+        }
+    }
+}
+
+/// What a paced flow achieved.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowReport {
+    /// Bytes the client's writes accepted.
+    pub sent: u64,
+    /// Bytes the server read.
+    pub received: u64,
+}
+
+/// A TCP flow at a steady pace from a client in one namespace to a server in another, in the
+/// background until stopped, its byte count reached or its time up. Writes and reads time
+/// out quickly, so the flow survives a blackhole and stops promptly.
+pub struct PacedFlow {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    client: Option<std::thread::JoinHandle<u64>>,
+    server: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl PacedFlow {
+    /// Starts a server on `server_addr:port` in `server_ns` and a client in `client_ns`;
+    /// returns once they are connected.
+    pub fn start(
+        client_ns: &NetNs,
+        server_ns: &NetNs,
+        server_addr: IpAddr,
+        port: u16,
+        pace: Pace,
+    ) -> Self {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+
+        let deadline = Instant::now() + pace.max_time;
+        let target = SocketAddr::new(server_addr, port);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (listening_tx, listening_rx) = mpsc::channel::<()>();
+        let server_stop = Arc::clone(&stop);
+        let server = server_ns.spawn("flow-server", move || {
+            serve_paced(target, deadline, &server_stop, listening_tx)
+        });
+        if listening_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            match server.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(_) => panic!("the flow's server at {target} did not start listening"),
+            }
+        }
+        let (connected_tx, connected_rx) = mpsc::channel::<Result<(), String>>();
+        let client_stop = Arc::clone(&stop);
+        let client = client_ns.spawn("flow-client", move || {
+            send_paced(target, pace, deadline, &client_stop, connected_tx)
+        });
+        let mut flow = PacedFlow {
+            stop,
+            client: Some(client),
+            server: Some(server),
+        };
+        match connected_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => flow,
+            Ok(Err(e)) => {
+                flow.finish();
+                panic!("the flow's client could not connect to {target}: {e}")
+            }
+            Err(_) => {
+                flow.finish();
+                panic!("the flow's client did not connect to {target} within 10 s")
+            }
+        }
+    }
+
+    /// Whether the client is still sending (false once stopped, done or failed).
+    pub fn running(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| !c.is_finished())
+    }
+
+    /// Stops both sides and reports what went through.
+    pub fn stop(mut self) -> FlowReport {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> FlowReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let join = |handle: Option<std::thread::JoinHandle<u64>>| {
+            handle.map_or(0, |h| match h.join() {
+                Ok(bytes) => bytes,
+                Err(panic) if !std::thread::panicking() => std::panic::resume_unwind(panic),
+                Err(_) => 0,
+            })
+        };
+        let sent = join(self.client.take());
+        let received = join(self.server.take());
+        FlowReport { sent, received }
+    }
+}
+
+impl Drop for PacedFlow {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// How long one blocking read or write of a paced flow may take before the stop flag and
+/// the deadline are looked at again.
+const STEP: Duration = Duration::from_millis(100);
+
+fn serve_paced(
+    addr: SocketAddr,
+    deadline: Instant,
+    stop: &std::sync::atomic::AtomicBool,
+    listening: mpsc::Sender<()>,
+) -> u64 {
+    use std::sync::atomic::Ordering;
+    let listener =
+        TcpListener::bind(addr).unwrap_or_else(|e| panic!("binding the server to {addr}: {e}"));
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let _ = listening.send(());
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    return 0;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accepting on {addr}: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).expect("blocking stream");
+    stream.set_read_timeout(Some(STEP)).expect("read timeout");
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut received = 0u64;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => received += n as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            // A reset (the client gave up) ends the flow; the test judges by its own means.
+            Err(_) => break,
+        }
+    }
+    received
+}
+
+fn send_paced(
+    addr: SocketAddr,
+    pace: Pace,
+    deadline: Instant,
+    stop: &std::sync::atomic::AtomicBool,
+    connected: mpsc::Sender<Result<(), String>>,
+) -> u64 {
+    use std::sync::atomic::Ordering;
+    let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(stream) => stream,
+        Err(e) => {
+            let _ = connected.send(Err(e.to_string()));
+            return 0;
+        }
+    };
+    // Each write leaves at once instead of waiting for the previous one's ACK (Nagle).
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    stream.set_write_timeout(Some(STEP)).expect("write timeout");
+    let _ = connected.send(Ok(()));
+    let chunk = vec![0x6e_u8; pace.chunk];
+    let mut sent = 0u64;
+    let mut next = Instant::now();
+    while sent < pace.max_bytes && !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let n = chunk.len().min((pace.max_bytes - sent) as usize);
+        match stream.write(&chunk[..n]) {
+            Ok(written) => sent += written as u64,
+            // A full send buffer (loss, a blackhole): try again on the next step.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break,
+        }
+        next += pace.every;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    sent
+}

@@ -1,10 +1,13 @@
 //! The library's probes against the kernel's own accounting: XDP packet counts against the
-//! interface counters, retransmit counts against the packets an nft rule dropped.
+//! interface counters, retransmit counts against the packets an nft rule dropped, and only
+//! for the namespace the probes watch.
 
 use std::net::IpAddr;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use netwatch::ebpf::{Probes, XdpMode};
+use netwatch_tests::netns::NetNs;
 use netwatch_tests::topology::{rx_counters_here, set_link_up_here, xdp_prog_id_here, Pair};
 use netwatch_tests::{nft, require_privileges, traffic};
 
@@ -121,7 +124,21 @@ fn retransmits_counted_under_nft_loss(ipv6: bool) {
         ),
     );
 
-    // The tracepoints see every namespace, so the probes may live in A's.
+    // The tracepoints fire for every namespace, but the probes count only sockets of the
+    // namespace they were loaded in: the sender's (A) counts; a bystander's sees none of it.
+    let bystander = NetNs::new();
+    let (ready, loaded) = mpsc::channel();
+    let (finish, finished) = mpsc::channel::<()>();
+    let bystander_probes = bystander.spawn("bystander-probes", move || {
+        let probes =
+            Probes::load().unwrap_or_else(|e| panic!("loading the bystander's probes: {e}"));
+        ready.send(()).expect("the test waits for the bystander");
+        let _ = finished.recv();
+        probes
+            .dest_stats()
+            .unwrap_or_else(|e| panic!("reading the bystander's stats: {e}"))
+    });
+    loaded.recv().expect("the bystander's probes loaded");
     let stats = pair.a.run(|| {
         let probes = Probes::load().unwrap_or_else(|e| panic!("loading the probes: {e}"));
         let transfer = traffic::tcp_bulk(
@@ -137,6 +154,14 @@ fn retransmits_counted_under_nft_loss(ipv6: bool) {
             .dest_stats()
             .unwrap_or_else(|e| panic!("reading destination stats: {e}"))
     });
+
+    let _ = finish.send(());
+    let bystander_stats = bystander_probes.join().expect("the bystander's thread");
+    assert!(
+        !bystander_stats.contains_key(&dest),
+        "probes in another namespace counted A's retransmits: {:?}",
+        bystander_stats.get(&dest)
+    );
 
     let dropped = nft::counter_packets(&pair.b, "inet", "nwt", "dropped");
     assert!(
