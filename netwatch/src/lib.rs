@@ -16,3 +16,4 @@ pub mod netns;
 pub mod retry;
 pub mod server;
 pub mod state;
+pub mod transfer;

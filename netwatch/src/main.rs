@@ -5,7 +5,8 @@ use std::{process::ExitCode, time::Instant};
 use anyhow::Context;
 use clap::Parser;
 use netwatch::cli::{
-    init_logging, run_status, run_wait_online, run_watch, AgentArgs, Cli, Command,
+    init_logging, run_get, run_mirrors, run_put, run_status, run_wait_online, run_watch, AgentArgs,
+    Cli, Command,
 };
 
 fn main() -> ExitCode {
@@ -18,6 +19,9 @@ fn main() -> ExitCode {
         Command::Status(args) => return run_status(&args),
         Command::Watch(args) => return run_watch(&args),
         Command::WaitOnline(args) => return run_wait_online(&args),
+        Command::Put(args) => return run_put(&args),
+        Command::Get(args) => return run_get(&args),
+        Command::Mirrors(args) => return run_mirrors(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

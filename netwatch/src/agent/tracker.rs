@@ -214,7 +214,11 @@ mod tests {
             name: "eth0".into(),
             admin_up: true,
             carrier,
-            oper: if carrier { OperState::Up } else { OperState::LowerLayerDown },
+            oper: if carrier {
+                OperState::Up
+            } else {
+                OperState::LowerLayerDown
+            },
             mtu: 1500,
             mac: None,
             loopback: false,
@@ -236,7 +240,11 @@ mod tests {
         tracker.apply(&NetEvent::NeighbourUpdated(gateway));
         assert_eq!(tracker.neighbours.len(), 1);
         tracker.apply(&NetEvent::LinkUpdated(link(false)));
-        assert_eq!(tracker.neighbours.len(), 1, "still no carrier: still failed");
+        assert_eq!(
+            tracker.neighbours.len(),
+            1,
+            "still no carrier: still failed"
+        );
         tracker.apply(&NetEvent::LinkUpdated(link(true)));
         assert!(tracker.neighbours.is_empty());
     }

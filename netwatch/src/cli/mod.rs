@@ -5,6 +5,7 @@ mod format;
 mod logging;
 mod remote;
 mod status;
+mod transfer;
 mod wait_online;
 mod watch;
 
@@ -17,6 +18,7 @@ pub use agent::{AgentArgs, SettingsError};
 pub use logging::init as init_logging;
 pub use remote::{CommandError, SocketArg};
 pub use status::{run_status, StatusArgs};
+pub use transfer::{run_get, run_mirrors, run_put, GetArgs, MirrorsArgs, PutArgs};
 pub use wait_online::{
     run_wait_online, WaitOnlineArgs, EXIT_DOWN, EXIT_ERROR, EXIT_TIMEOUT, EXIT_UP,
 };
@@ -32,6 +34,8 @@ pub mod env_vars {
     pub const NETWATCH_SOCKET: &str = "NETWATCH_SOCKET";
     /// The agent's configuration file; the `--config` flag wins.
     pub const NETWATCH_CONFIG: &str = "NETWATCH_CONFIG";
+    /// The local chunk cache of `netwatch get`; the `--cache` flag wins.
+    pub const NETWATCH_CACHE_DIR: &str = "NETWATCH_CACHE_DIR";
 }
 
 /// Tells programs on this host, within milliseconds, whether the network is Up, Degraded or Down.
@@ -63,6 +67,12 @@ pub enum Command {
     Watch(WatchArgs),
     /// Wait until the host (or an endpoint) is Up: exit 0 then, 3 at the timeout, 4 if Down.
     WaitOnline(WaitOnlineArgs),
+    /// Upload a file to a mirror as KEY: only the chunks the mirror lacks (docs/transfer.md).
+    Put(PutArgs),
+    /// Fetch KEY into OUT: only the chunks the local cache lacks, falling back across mirrors.
+    Get(GetArgs),
+    /// List the configured mirrors and whether each answers, with its latency.
+    Mirrors(MirrorsArgs),
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {

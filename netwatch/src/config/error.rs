@@ -117,6 +117,16 @@ pub enum ConfigError {
         value: String,
         first_line: u32,
     },
+    /// Two `[[mirror]]` tables with the same name: `--mirror NAME` could not tell them apart.
+    #[error(
+        "{at}: name = {value}: expected a name no other [[mirror]] has, but the one at line \
+         {first_line} has it"
+    )]
+    DuplicateMirror {
+        at: Location,
+        value: String,
+        first_line: u32,
+    },
 }
 
 impl ConfigError {
@@ -130,7 +140,8 @@ impl ConfigError {
             | Self::BadDuration { at, .. }
             | Self::Invalid { at, .. }
             | Self::NotLoopback { at, .. }
-            | Self::DuplicateEndpoint { at, .. } => Some(at),
+            | Self::DuplicateEndpoint { at, .. }
+            | Self::DuplicateMirror { at, .. } => Some(at),
         }
     }
 }

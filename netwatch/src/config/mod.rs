@@ -15,7 +15,11 @@ use std::{
     time::Duration,
 };
 
-use crate::{ebpf::XdpMode, state::Thresholds};
+use crate::{
+    ebpf::XdpMode,
+    state::Thresholds,
+    transfer::{Compression, MirrorUrl},
+};
 
 pub use address::{AddressError, EndpointAddress};
 pub use error::{ConfigError, Location};
@@ -30,6 +34,8 @@ pub const DEFAULT_METRICS_LISTEN: SocketAddr =
 pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Mirrors without a `priority` come after those with one (lower is tried first).
+pub const DEFAULT_MIRROR_PRIORITY: u32 = 100;
 
 /// Everything the configuration file can set, with defaults for what it leaves out.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -44,6 +50,8 @@ pub struct Config {
     pub thresholds: Thresholds,
     /// `[[endpoint]]`, in file order.
     pub endpoints: Vec<EndpointConfig>,
+    /// `[[mirror]]`, in file order (`Config::mirrors_by_priority` sorts them).
+    pub mirrors: Vec<MirrorConfig>,
 }
 
 /// `[agent]`: how the agent runs.
@@ -115,7 +123,30 @@ pub struct EndpointConfig {
     pub probe_timeout: Duration,
 }
 
+/// One `[[mirror]]`: where `netwatch put` stores artifacts and `netwatch get` fetches them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorConfig {
+    /// Unique; `--mirror NAME` picks it.
+    pub name: String,
+    /// A label for people, like "eu-central".
+    pub region: Option<String>,
+    /// Lower is tried first: the lowest is the primary. Ties keep file order.
+    pub priority: u32,
+    pub url: MirrorUrl,
+    /// How `put` stores chunks there: `"auto"` (zstd, or raw on a link faster than the
+    /// compressor), `"zstd"`, `"gzip"` (for a mirror that requires it) or `"none"`.
+    pub compression: Compression,
+}
+
 impl Config {
+    /// The mirrors, primary first.
+    pub fn mirrors_by_priority(&self) -> Vec<&MirrorConfig> {
+        let mut mirrors: Vec<&MirrorConfig> = self.mirrors.iter().collect();
+        // A stable sort keeps file order among equal priorities.
+        mirrors.sort_by_key(|m| m.priority);
+        mirrors
+    }
+
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| {

@@ -9,9 +9,13 @@ use toml::de::{DeTable, DeValue};
 use super::{
     table::{Doc, Table},
     AgentSettings, Config, ConfigError, EndpointAddress, EndpointConfig, MetricsSettings,
-    SocketSettings,
+    MirrorConfig, SocketSettings,
 };
-use crate::{ebpf::XdpMode, state::Thresholds};
+use crate::{
+    ebpf::XdpMode,
+    state::Thresholds,
+    transfer::{Compression, MirrorUrl, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL},
+};
 
 pub(super) const AGENT_KEYS: &[&str] = &["report_interval", "xdp_mode", "netlink_event_buffer"];
 pub(super) const SOCKET_KEYS: &[&str] = &["path", "mode", "group"];
@@ -35,7 +39,15 @@ pub(super) const ENDPOINT_KEYS: &[&str] = &[
     "probe_interval",
     "probe_timeout",
 ];
-const TOP_KEYS: &[&str] = &["agent", "socket", "metrics", "thresholds", "endpoint"];
+pub(super) const MIRROR_KEYS: &[&str] = &["name", "region", "priority", "url", "compression"];
+const TOP_KEYS: &[&str] = &[
+    "agent",
+    "socket",
+    "metrics",
+    "thresholds",
+    "endpoint",
+    "mirror",
+];
 
 /// Every table with its keys, as messages name them.
 pub(super) const TABLES: &[(&str, &[&str])] = &[
@@ -45,6 +57,7 @@ pub(super) const TABLES: &[(&str, &[&str])] = &[
     ("[metrics]", METRICS_KEYS),
     ("[thresholds]", THRESHOLD_KEYS),
     ("[[endpoint]]", ENDPOINT_KEYS),
+    ("[[mirror]]", MIRROR_KEYS),
 ];
 
 /// `sun_path` holds 108 bytes with the terminating NUL (unix(7)).
@@ -69,6 +82,7 @@ pub(super) fn config(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         metrics: metrics(&top.table("metrics", "[metrics]", METRICS_KEYS)?)?,
         thresholds: thresholds(&top.table("thresholds", "[thresholds]", THRESHOLD_KEYS)?)?,
         endpoints: endpoints(&top)?,
+        mirrors: mirrors(&top)?,
     })
 }
 
@@ -312,5 +326,90 @@ fn endpoint(table: &Table) -> Result<EndpointConfig, ConfigError> {
         probe: table.boolean("probe")?.unwrap_or(false),
         probe_interval,
         probe_timeout,
+    })
+}
+
+fn mirrors(top: &Table) -> Result<Vec<MirrorConfig>, ConfigError> {
+    const TABLES: &str = "one [[mirror]] table (double brackets) per mirror";
+    let Some(value) = top.get("mirror") else {
+        return Ok(Vec::new());
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        return Err(top.invalid("mirror", TABLES));
+    };
+    let mut first_line = HashMap::new();
+    let mut mirrors = Vec::with_capacity(items.len());
+    for item in items.iter() {
+        let DeValue::Table(entries) = item.get_ref() else {
+            return Err(top.invalid("mirror", TABLES));
+        };
+        let table = Table::new(
+            top.doc,
+            "[[mirror]]",
+            MIRROR_KEYS,
+            item.span(),
+            Some(entries),
+        )?;
+        let mirror = mirror(&table)?;
+        let line = table.place("name").0.line;
+        if let Some(first_line) = first_line.insert(mirror.name.clone(), line) {
+            let (at, value) = table.place("name");
+            return Err(ConfigError::DuplicateMirror {
+                at,
+                value,
+                first_line,
+            });
+        }
+        mirrors.push(mirror);
+    }
+    Ok(mirrors)
+}
+
+fn mirror(table: &Table) -> Result<MirrorConfig, ConfigError> {
+    const NAME: &str = "a name of letters, digits, `-`, `_` and `.`, like \"eu-central\"";
+    const REGION: &str = "a region label in quotes, like \"eu-central-1\"";
+    const PRIORITY: &str = "a whole number from 0 to 1000, like 1 (lower is tried first)";
+    const URL: &str = "url = \"s3://BUCKET/PREFIX\", \"https://HOST/PATH\" or \"file:///PATH\"";
+    const COMPRESSION: &str = "\"auto\", \"zstd\", \"gzip\" or \"none\"";
+    let name = match table.string("name", NAME)? {
+        None => return Err(table.missing("name", "name = \"NAME\", unique among mirrors")),
+        Some(name)
+            if !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
+        {
+            name.to_string()
+        }
+        Some(_) => return Err(table.invalid("name", NAME)),
+    };
+    let region = match table.string("region", REGION)? {
+        Some("") => return Err(table.invalid("region", REGION)),
+        region => region.map(str::to_string),
+    };
+    let priority = match table.integer("priority", PRIORITY)? {
+        None => super::DEFAULT_MIRROR_PRIORITY,
+        Some(priority @ 0..=1000) => priority as u32,
+        Some(_) => return Err(table.invalid("priority", PRIORITY)),
+    };
+    let url = match table.string("url", URL)? {
+        None => return Err(table.missing("url", URL)),
+        Some(text) => text
+            .parse::<MirrorUrl>()
+            .map_err(|error| table.invalid("url", error.expected))?,
+    };
+    let compression = match table.string("compression", COMPRESSION)? {
+        None | Some("auto") => Compression::Auto,
+        Some("zstd") => Compression::Zstd(DEFAULT_ZSTD_LEVEL),
+        Some("gzip") => Compression::Gzip(DEFAULT_GZIP_LEVEL),
+        Some("none") => Compression::None,
+        Some(_) => return Err(table.invalid("compression", COMPRESSION)),
+    };
+    Ok(MirrorConfig {
+        name,
+        region,
+        priority,
+        url,
+        compression,
     })
 }

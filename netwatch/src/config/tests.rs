@@ -1,6 +1,7 @@
 use std::{error::Error, net::SocketAddr, path::Path, time::Duration};
 
 use super::{read::TABLES, *};
+use crate::transfer::{Compression, MirrorUrl};
 
 const ORIGIN: &str = "/etc/netwatch.toml";
 const EXAMPLE: &str = include_str!("../../../docs/netwatch.example.toml");
@@ -115,6 +116,36 @@ fn the_example_file_parses_to_what_it_says() {
                 probe_timeout: secs(3),
             },
         ],
+        mirrors: vec![
+            MirrorConfig {
+                name: "eu-central".into(),
+                region: Some("eu-central-1".into()),
+                priority: 1,
+                url: MirrorUrl::S3 {
+                    bucket: "build-cache".into(),
+                    prefix: "netwatch".into(),
+                },
+                compression: Compression::Auto,
+            },
+            MirrorConfig {
+                name: "office".into(),
+                region: None,
+                priority: 2,
+                url: MirrorUrl::Http {
+                    url: "https://cache.example/dav/netwatch".into(),
+                },
+                compression: Compression::Auto,
+            },
+            MirrorConfig {
+                name: "nfs".into(),
+                region: None,
+                priority: DEFAULT_MIRROR_PRIORITY,
+                url: MirrorUrl::File {
+                    path: "/srv/netwatch-mirror".into(),
+                },
+                compression: Compression::Gzip(6),
+            },
+        ],
     };
     assert_eq!(parse(EXAMPLE), expected);
 }
@@ -174,6 +205,12 @@ fn a_file_setting_every_key_overrides_every_default() {
         probe = true
         probe_interval = "1m"
         probe_timeout = "500ms"
+        [[mirror]]
+        name = "local"
+        region = "rack-3"
+        priority = 0
+        url = "file:///srv/mirror"
+        compression = "none"
         "#,
     );
     let expected = Config {
@@ -209,6 +246,15 @@ fn a_file_setting_every_key_overrides_every_default() {
             probe: true,
             probe_interval: secs(60),
             probe_timeout: Duration::from_millis(500),
+        }],
+        mirrors: vec![MirrorConfig {
+            name: "local".into(),
+            region: Some("rack-3".into()),
+            priority: 0,
+            url: MirrorUrl::File {
+                path: "/srv/mirror".into(),
+            },
+            compression: Compression::None,
         }],
     };
     assert_eq!(config, expected);
@@ -485,4 +531,80 @@ fn columns_count_characters_not_bytes() {
         "line 2, column 45",
         "xdp_mode = \"x\"",
     );
+}
+
+#[test]
+fn mirrors_need_a_name_and_a_url_they_can_be_reached_by() {
+    let mirror = |body: &str| format!("[[mirror]]\n{body}\n");
+    assert_refused(
+        &mirror("name = \"a\"\nurl = \"ftp://mirror.example/x\""),
+        "line 3, column 7",
+        "url = \"ftp://mirror.example/x\": expected \"s3://BUCKET/PREFIX\", \"https://HOST/PATH\" (WebDAV) or \"file:///ABSOLUTE/PATH\"",
+    );
+    assert_refused(
+        &mirror("name = \"a\"\nurl = \"https://user:pw@cache.example/\""),
+        "line 3, column 7",
+        "credentials come from the environment, never from the file",
+    );
+    assert_refused(
+        &mirror("name = \"a\"\nurl = \"file://srv/mirror\""),
+        "line 3, column 7",
+        "expected an absolute path after file://",
+    );
+    assert_refused(
+        &mirror("name = \"a\""),
+        "line 1, column 1",
+        "[[mirror]] has no `url`: expected url = \"s3://BUCKET/PREFIX\"",
+    );
+    assert_refused(
+        &mirror("url = \"file:///m\""),
+        "line 1, column 1",
+        "[[mirror]] has no `name`",
+    );
+    assert_refused(
+        &mirror("name = \"a b\"\nurl = \"file:///m\""),
+        "line 2, column 8",
+        "expected a name of letters, digits",
+    );
+    assert_refused(
+        &mirror("name = \"a\"\nurl = \"file:///m\"\npriority = 1001"),
+        "line 4, column 12",
+        "priority = 1001: expected a whole number from 0 to 1000",
+    );
+    assert_refused(
+        &mirror("name = \"a\"\nurl = \"file:///m\"\ncompression = \"lz4\""),
+        "line 4, column 15",
+        "expected \"auto\", \"zstd\", \"gzip\" or \"none\"",
+    );
+    assert_refused(
+        &mirror("name = \"a\"\nurl = \"file:///m\"\nweight = 3"),
+        "line 4, column 1",
+        "unknown key `weight` in [[mirror]]: expected one of `name`, `region`, `priority`, `url`, `compression`",
+    );
+    assert_refused(
+        &mirror("name = \"a\"\nurl = \"file:///m\"\nprobe = true"),
+        "line 4, column 1",
+        "unknown key `probe` in [[mirror]]; did you mean to put it in [[endpoint]]?",
+    );
+    assert_eq!(
+        refused("[[mirror]]\nname = \"a\"\nurl = \"file:///m\"\n[[mirror]]\nname = \"a\"\nurl = \"file:///n\"\n"),
+        "/etc/netwatch.toml line 5, column 8: name = \"a\": expected a name no other [[mirror]] \
+         has, but the one at line 2 has it"
+    );
+}
+
+#[test]
+fn mirrors_are_tried_by_priority_then_file_order() {
+    let config = parse(
+        "[[mirror]]\nname = \"c\"\nurl = \"file:///c\"\n\
+         [[mirror]]\nname = \"b\"\nurl = \"file:///b\"\npriority = 2\n\
+         [[mirror]]\nname = \"a\"\nurl = \"file:///a\"\npriority = 2\n\
+         [[mirror]]\nname = \"z\"\nurl = \"file:///z\"\npriority = 1\n",
+    );
+    let order: Vec<&str> = config
+        .mirrors_by_priority()
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(order, ["z", "b", "a", "c"]);
 }

@@ -1,0 +1,352 @@
+//! The manifest: what an artifact is made of (its chunks in order, their sizes and stored
+//! encodings, the whole file's SHA-256) and when it was written. Written to a mirror after
+//! every chunk it names, so a manifest a reader can see names chunks that are there; checked
+//! on the way in, so a hostile or broken mirror cannot make a reader write outside its paths,
+//! allocate without bound, or assemble a file other than the one described.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    chunk::{self, MAX_CHUNK},
+    compress::Encoding,
+    digest::Sha256,
+    key::ArtifactKey,
+};
+
+/// The format this version writes and reads. A reader refuses any other: a newer writer may
+/// have changed what a field means.
+pub const FORMAT_VERSION: u32 = 1;
+/// No manifest is read past this size: 4 million chunks, a 256 GB artifact at the average
+/// chunk size.
+pub const MAX_MANIFEST_BYTES: u64 = 512 << 20;
+/// What a chunk of at most `MAX_CHUNK` bytes may take stored: zstd and gzip add at most a few
+/// hundred bytes to data they cannot compress.
+pub const MAX_STORED_CHUNK: u64 = MAX_CHUNK as u64 + 64 * 1024;
+
+/// A checked manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub key: ArtifactKey,
+    /// The artifact's size in bytes.
+    pub size: u64,
+    /// The SHA-256 of the whole artifact.
+    pub sha256: Sha256,
+    /// When `put` wrote it (milliseconds since the Unix epoch): the newest wins in `sync`.
+    pub created_unix_ms: u64,
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// One chunk of an artifact, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkRef {
+    pub id: Sha256,
+    pub offset: u64,
+    /// The chunk's size, decoded.
+    pub size: u32,
+    /// How it is stored, which also names its object (`chunks/aa/ID.zst`).
+    pub encoding: Encoding,
+    /// Its stored size: the body a mirror must return.
+    pub stored_size: u64,
+}
+
+/// The JSON form, with every field as written, before any check.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    format: u32,
+    key: String,
+    size: u64,
+    sha256: String,
+    /// RFC 3339, for people; `created_unix_ms` is what programs compare.
+    created: String,
+    created_unix_ms: u64,
+    chunker: Chunker,
+    chunks: Vec<WireChunk>,
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+struct Chunker {
+    algorithm: String,
+    min_size: u64,
+    avg_size: u64,
+    max_size: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireChunk {
+    id: String,
+    offset: u64,
+    size: u64,
+    encoding: Encoding,
+    stored_size: u64,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON, or not a manifest's fields.
+    #[error("not a netwatch manifest: {0}")]
+    Json(#[source] serde_json::Error),
+    /// Larger than any manifest netwatch writes.
+    #[error("{size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest may have")]
+    TooLarge { size: u64 },
+    /// Another format version.
+    #[error(
+        "format {found}, but this netwatch reads format {FORMAT_VERSION}: {}",
+        if *found > FORMAT_VERSION { "upgrade netwatch" } else { "put the artifact again" }
+    )]
+    Format { found: u32 },
+    /// The key inside is not valid, or not the one asked for (a mirror answering for another
+    /// artifact).
+    #[error("it names key `{found}`, not `{expected}`")]
+    WrongKey { found: String, expected: String },
+    /// The whole-file digest is not a SHA-256 in hex.
+    #[error("its sha256 is invalid: {0}")]
+    Digest(#[source] super::digest::DigestError),
+    /// Chunks cut another way, which this version cannot use for a delta.
+    #[error("its chunks were cut by {found}, not {ALGORITHM} with 16/64/256 KiB", ALGORITHM = chunk::ALGORITHM)]
+    Chunker { found: String },
+    /// A chunk entry is wrong; the message names it by position.
+    #[error("chunk {index}: {problem}")]
+    Chunk { index: usize, problem: String },
+    /// The chunks do not add up to the artifact's size.
+    #[error("its chunks add up to {sum} bytes, but it gives the artifact's size as {size}")]
+    SizeMismatch { sum: u64, size: u64 },
+}
+
+impl Manifest {
+    /// Reads and checks a manifest fetched for `expected`.
+    pub fn from_json(bytes: &[u8], expected: &ArtifactKey) -> Result<Self, ManifestError> {
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge {
+                size: bytes.len() as u64,
+            });
+        }
+        let wire: Wire = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
+        if wire.format != FORMAT_VERSION {
+            return Err(ManifestError::Format { found: wire.format });
+        }
+        if wire.key != expected.as_str() {
+            return Err(ManifestError::WrongKey {
+                found: wire.key.chars().take(200).collect(),
+                expected: expected.to_string(),
+            });
+        }
+        if wire.chunker != chunker() {
+            return Err(ManifestError::Chunker {
+                found: format!(
+                    "{} with {}/{}/{} bytes",
+                    wire.chunker.algorithm,
+                    wire.chunker.min_size,
+                    wire.chunker.avg_size,
+                    wire.chunker.max_size
+                ),
+            });
+        }
+        let sha256 = Sha256::parse(&wire.sha256).map_err(ManifestError::Digest)?;
+        let mut chunks = Vec::with_capacity(wire.chunks.len());
+        let mut offset = 0u64;
+        for (index, chunk) in wire.chunks.into_iter().enumerate() {
+            let problem = |problem: String| ManifestError::Chunk { index, problem };
+            let id = Sha256::parse(&chunk.id).map_err(|e| problem(e.to_string()))?;
+            if chunk.offset != offset {
+                let what = if chunk.offset < offset {
+                    "overlaps"
+                } else {
+                    "leaves a gap after"
+                };
+                return Err(problem(format!(
+                    "starts at byte {}, so it {what} the previous chunk, which ends at {offset}",
+                    chunk.offset
+                )));
+            }
+            if chunk.size == 0 || chunk.size > MAX_CHUNK as u64 {
+                return Err(problem(format!(
+                    "size {} is outside 1..={MAX_CHUNK} bytes",
+                    chunk.size
+                )));
+            }
+            if chunk.stored_size == 0 || chunk.stored_size > MAX_STORED_CHUNK {
+                return Err(problem(format!(
+                    "stored size {} is outside 1..={MAX_STORED_CHUNK} bytes",
+                    chunk.stored_size
+                )));
+            }
+            offset = offset.saturating_add(chunk.size);
+            chunks.push(ChunkRef {
+                id,
+                offset: chunk.offset,
+                size: chunk.size as u32,
+                encoding: chunk.encoding,
+                stored_size: chunk.stored_size,
+            });
+        }
+        if offset != wire.size {
+            return Err(ManifestError::SizeMismatch {
+                sum: offset,
+                size: wire.size,
+            });
+        }
+        Ok(Self {
+            key: expected.clone(),
+            size: wire.size,
+            sha256,
+            created_unix_ms: wire.created_unix_ms,
+            chunks,
+        })
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let wire = Wire {
+            format: FORMAT_VERSION,
+            key: self.key.to_string(),
+            size: self.size,
+            sha256: self.sha256.to_hex(),
+            created: humantime::format_rfc3339_millis(
+                UNIX_EPOCH + Duration::from_millis(self.created_unix_ms),
+            )
+            .to_string(),
+            created_unix_ms: self.created_unix_ms,
+            chunker: chunker(),
+            chunks: self
+                .chunks
+                .iter()
+                .map(|c| WireChunk {
+                    id: c.id.to_hex(),
+                    offset: c.offset,
+                    size: u64::from(c.size),
+                    encoding: c.encoding,
+                    stored_size: c.stored_size,
+                })
+                .collect(),
+        };
+        // Compact: a manifest is moved with every get, ~130 bytes a chunk.
+        let mut json = serde_json::to_vec(&wire).expect("a manifest always serialises");
+        json.push(b'\n');
+        json
+    }
+}
+
+fn chunker() -> Chunker {
+    Chunker {
+        algorithm: chunk::ALGORITHM.to_string(),
+        min_size: chunk::MIN_CHUNK as u64,
+        avg_size: chunk::AVG_CHUNK as u64,
+        max_size: MAX_CHUNK as u64,
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ArtifactKey {
+        "builds/app.tar".parse().unwrap()
+    }
+
+    fn manifest() -> Manifest {
+        let (a, b) = (b"a".repeat(20_000), b"b".repeat(30_000));
+        let whole = [a.clone(), b.clone()].concat();
+        Manifest {
+            key: key(),
+            size: 50_000,
+            sha256: Sha256::of(&whole),
+            created_unix_ms: 1_700_000_000_123,
+            chunks: vec![
+                ChunkRef {
+                    id: Sha256::of(&a),
+                    offset: 0,
+                    size: 20_000,
+                    encoding: Encoding::Zstd,
+                    stored_size: 30,
+                },
+                ChunkRef {
+                    id: Sha256::of(&b),
+                    offset: 20_000,
+                    size: 30_000,
+                    encoding: Encoding::None,
+                    stored_size: 30_000,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_manifest_round_trips_through_json() {
+        let json = manifest().to_json();
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(
+            text.contains("\"created\":\"2023-11-14T22:13:20.123Z\""),
+            "{text}"
+        );
+        assert!(text.contains("\"encoding\":\"zstd\""), "{text}");
+        assert_eq!(Manifest::from_json(&json, &key()).unwrap(), manifest());
+    }
+
+    /// The manifest's JSON with `edit` applied to it as a tree.
+    fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut tree: serde_json::Value = serde_json::from_slice(&manifest().to_json()).unwrap();
+        edit(&mut tree);
+        serde_json::to_vec(&tree).unwrap()
+    }
+
+    fn refused(json: &[u8]) -> String {
+        Manifest::from_json(json, &key()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn chunk_ids_that_are_not_digests_are_refused() {
+        for id in ["../../../etc/passwd", "ab", "/abs", &"A".repeat(64)] {
+            let json = edited(|m| m["chunks"][1]["id"] = id.into());
+            let message = refused(&json);
+            assert!(
+                message.starts_with("chunk 1: `") && message.contains("is not a SHA-256"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn gaps_overlaps_and_wrong_totals_are_refused() {
+        let gap = edited(|m| m["chunks"][1]["offset"] = 20_001.into());
+        assert!(refused(&gap).contains("chunk 1: starts at byte 20001, so it leaves a gap"));
+        let overlap = edited(|m| m["chunks"][1]["offset"] = 19_999.into());
+        assert!(refused(&overlap).contains("so it overlaps the previous chunk"));
+        let total = edited(|m| m["size"] = 50_001.into());
+        assert_eq!(
+            refused(&total),
+            "its chunks add up to 50000 bytes, but it gives the artifact's size as 50001"
+        );
+        let huge = edited(|m| {
+            m["chunks"][1]["size"] = (1u64 << 40).into();
+            m["size"] = (20_000 + (1u64 << 40)).into();
+        });
+        assert!(refused(&huge).contains("chunk 1: size 1099511627776 is outside"));
+        let stored = edited(|m| m["chunks"][0]["stored_size"] = 0.into());
+        assert!(refused(&stored).contains("chunk 0: stored size 0 is outside"));
+    }
+
+    #[test]
+    fn another_key_format_or_chunker_is_refused() {
+        let other = edited(|m| m["key"] = "builds/other.tar".into());
+        assert_eq!(
+            refused(&other),
+            "it names key `builds/other.tar`, not `builds/app.tar`"
+        );
+        let newer = edited(|m| m["format"] = 2.into());
+        assert!(refused(&newer).contains("upgrade netwatch"));
+        let chunker = edited(|m| m["chunker"]["avg_size"] = 8192.into());
+        assert!(refused(&chunker).contains("cut by fastcdc-2020 with 16384/8192/262144"));
+        let encoding = edited(|m| m["chunks"][0]["encoding"] = "lz4".into());
+        assert!(refused(&encoding).starts_with("not a netwatch manifest: unknown variant `lz4`"));
+        assert!(refused(b"<html>").starts_with("not a netwatch manifest"));
+    }
+}

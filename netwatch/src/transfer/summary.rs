@@ -1,0 +1,100 @@
+//! What a transfer did, for people (`Display`) and machines (`--json`).
+
+use std::{collections::BTreeMap, fmt, time::Duration};
+
+use serde::Serialize;
+
+/// The figures of a finished `put` or `get`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// "put" or "get".
+    pub operation: &'static str,
+    pub key: String,
+    /// The artifact's size.
+    pub artifact_bytes: u64,
+    /// Its chunks, and how many were moved (the others were in the local cache, or already on
+    /// the mirror).
+    pub chunks: usize,
+    pub chunks_moved: usize,
+    /// Bytes sent or received: stored (compressed) chunks and the manifest.
+    pub bytes_moved: u64,
+    /// Bytes of the artifact not moved because the other side had them.
+    pub bytes_reused: u64,
+    /// `bytes_reused / artifact_bytes`: what the delta saved, before compression.
+    pub delta_savings: f64,
+    /// The manifest's size, part of `bytes_moved`.
+    pub manifest_bytes: u64,
+    /// Per mirror: bytes moved, chunks served, failures met.
+    pub mirrors: BTreeMap<String, MirrorTally>,
+    /// Calls beyond the first, over all chunks: retries and fallbacks.
+    pub retries: u32,
+    /// The longest any chunk waited for the network to come back (chunks wait together).
+    #[serde(rename = "network_wait_ms", serialize_with = "millis")]
+    pub network_wait: Duration,
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
+    /// Where the manifest came from: a mirror's name, or "local cache" (`get`).
+    pub manifest_from: Option<String>,
+    /// How new chunks were stored, like "zstd-3" (`put`).
+    pub encoding: Option<String>,
+}
+
+/// One mirror's share of a transfer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MirrorTally {
+    pub bytes: u64,
+    pub chunks: usize,
+    pub failures: u32,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Summary {
+    pub(crate) fn finish(&mut self) {
+        self.bytes_reused = self.bytes_reused.min(self.artifact_bytes);
+        self.delta_savings = if self.artifact_bytes == 0 {
+            0.0
+        } else {
+            self.bytes_reused as f64 / self.artifact_bytes as f64
+        };
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        writeln!(
+            f,
+            "{} {}: {:.2} MiB moved for a {:.2} MiB artifact ({} of {} chunks; {:.1}% reused)",
+            self.operation,
+            self.key,
+            mib(self.bytes_moved),
+            mib(self.artifact_bytes),
+            self.chunks_moved,
+            self.chunks,
+            self.delta_savings * 100.0
+        )?;
+        for (name, tally) in &self.mirrors {
+            writeln!(
+                f,
+                "  mirror {name}: {:.2} MiB, {} chunks, {} failures",
+                mib(tally.bytes),
+                tally.chunks,
+                tally.failures
+            )?;
+        }
+        write!(
+            f,
+            "  {} retries, {} waiting for the network, {} in all",
+            self.retries,
+            humantime::format_duration(round(self.network_wait)),
+            humantime::format_duration(round(self.elapsed))
+        )
+    }
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

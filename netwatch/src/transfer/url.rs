@@ -1,0 +1,187 @@
+//! A mirror's URL as written in `[[mirror]] url`: checked when the file is read, so a typo is
+//! reported with its line rather than at the first transfer.
+
+use std::{fmt, path::PathBuf, str::FromStr};
+
+/// Where a mirror's objects live.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MirrorUrl {
+    /// `s3://BUCKET/PREFIX`: endpoint, region and credentials from the AWS environment and
+    /// config files.
+    S3 { bucket: String, prefix: String },
+    /// `http(s)://HOST[:PORT]/PATH`: a WebDAV-style server (PUT, GET with Range, MKCOL).
+    Http { url: String },
+    /// `file:///ABSOLUTE/PATH`: a directory, also one on a network file system.
+    File { path: PathBuf },
+}
+
+/// Why a text is not a mirror URL.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is not a mirror URL: expected {expected}")]
+pub struct UrlError {
+    pub text: String,
+    pub expected: &'static str,
+}
+
+pub(crate) const FORMS: &str = "\"s3://BUCKET/PREFIX\", \"https://HOST/PATH\" (WebDAV) or \
+                                \"file:///ABSOLUTE/PATH\"";
+const BUCKET: &str = "an S3 bucket name after s3:// (3 to 63 lowercase letters, digits, `.` \
+                      and `-`), like \"s3://build-cache/netwatch\"";
+const HOST: &str = "a host after http:// or https://, like \"https://cache.example/dav\"";
+const NO_EXTRAS: &str = "a URL without user:password@, `?query` or `#fragment`: credentials \
+                         come from the environment, never from the file";
+const FILE: &str = "an absolute path after file://, like \"file:///srv/mirror\" (three slashes)";
+const SEGMENTS: &str = "path segments of letters, digits, `.`, `_`, `-` and `+`, none of them \
+                        `.` or `..`";
+
+impl FromStr for MirrorUrl {
+    type Err = UrlError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let fail = |expected| UrlError {
+            text: text.to_string(),
+            expected,
+        };
+        if text.contains(['?', '#']) || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(fail(NO_EXTRAS));
+        }
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                });
+            if !bucket_ok {
+                return Err(fail(BUCKET));
+            }
+            let prefix = prefix.trim_end_matches('/');
+            if !prefix.is_empty() && !safe_segments(prefix) {
+                return Err(fail(SEGMENTS));
+            }
+            return Ok(Self::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+            });
+        }
+        if let Some(rest) = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"))
+        {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if authority.contains('@') {
+                return Err(fail(NO_EXTRAS));
+            }
+            let (host, port) = match authority.strip_prefix('[') {
+                Some(v6) => match v6.split_once(']') {
+                    Some((host, port)) => (host, port),
+                    None => return Err(fail(HOST)),
+                },
+                None => authority.split_at(authority.find(':').unwrap_or(authority.len())),
+            };
+            let port_ok = match port.strip_prefix(':') {
+                Some(port) => port.parse::<u16>().is_ok_and(|p| p != 0),
+                None => port.is_empty(),
+            };
+            if !port_ok {
+                return Err(fail(HOST));
+            }
+            if host.is_empty() {
+                return Err(fail(HOST));
+            }
+            let path = path.trim_end_matches('/');
+            if !path.is_empty() && !safe_segments(path) {
+                return Err(fail(SEGMENTS));
+            }
+            return Ok(Self::Http {
+                url: text.trim_end_matches('/').to_string(),
+            });
+        }
+        if let Some(path) = text.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(fail(FILE));
+            }
+            if path.split('/').any(|s| s == "." || s == "..") {
+                return Err(fail(SEGMENTS));
+            }
+            return Ok(Self::File {
+                path: PathBuf::from(path),
+            });
+        }
+        Err(fail(FORMS))
+    }
+}
+
+/// Segments a store path may have: those of an artifact key.
+fn safe_segments(path: &str) -> bool {
+    path.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+    })
+}
+
+impl fmt::Display for MirrorUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Self::Http { url } => f.write_str(url),
+            Self::File { path } => write!(f, "file://{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_form_parses() {
+        assert_eq!(
+            "s3://build-cache/netwatch/ci".parse(),
+            Ok(MirrorUrl::S3 {
+                bucket: "build-cache".into(),
+                prefix: "netwatch/ci".into()
+            })
+        );
+        assert_eq!(
+            "https://cache.example:8443/dav/".parse(),
+            Ok(MirrorUrl::Http {
+                url: "https://cache.example:8443/dav".into()
+            })
+        );
+        assert_eq!(
+            "file:///srv/mirror".parse(),
+            Ok(MirrorUrl::File {
+                path: "/srv/mirror".into()
+            })
+        );
+        for text in ["s3://bucket", "http://127.0.0.1:8080", "http://[::1]:80/x"] {
+            let url: MirrorUrl = text.parse().unwrap();
+            assert_eq!(url.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn malformed_urls_say_what_was_expected() {
+        for (text, expected) in [
+            ("ftp://mirror.example/x", FORMS),
+            ("mirror.example", FORMS),
+            ("s3://", BUCKET),
+            ("s3://Bucket_Name/x", BUCKET),
+            ("s3://bucket/../x", SEGMENTS),
+            ("https:///path", HOST),
+            ("https://host:0/", HOST),
+            ("https://user:secret@host/", NO_EXTRAS),
+            ("https://host/x?token=1", NO_EXTRAS),
+            ("file://relative/path", FILE),
+            ("file:///srv/../etc", SEGMENTS),
+        ] {
+            let error = text.parse::<MirrorUrl>().unwrap_err();
+            assert_eq!(error.expected, expected, "{text}");
+        }
+    }
+}
