@@ -1,5 +1,5 @@
 //! Owns network-aware retrying for any async program: a failure while the network is Down
-//! costs no attempt and waits for Up, then retries at once; Degraded stretches delays or asks
+//! costs no attempt and waits until it is no longer Down, then retries at once; Degraded stretches delays or asks
 //! for another mirror; without a state source it is plain backoff. See `docs/retry.md`.
 //!
 //! ```no_run

@@ -1,4 +1,4 @@
-//! One run: call, classify, consult the network, then wait for Up, back off or give up.
+//! One run: call, classify, consult the network, then wait out a Down, back off or give up.
 
 use std::{fmt, future::Future, sync::atomic::Ordering, time::Duration};
 
@@ -246,7 +246,9 @@ impl<'a> Run<'a> {
             .map_or(FOREVER, |d| d.saturating_duration_since(Instant::now()));
         let began = Instant::now();
         self.report.outages += 1;
-        let outcome = self.guard(watch.wait_for_up(&state.subject, timeout)).await;
+        let outcome = self
+            .guard(watch.wait_while_down(&state.subject, timeout))
+            .await;
         self.report.network_wait += began.elapsed();
         outcome
     }

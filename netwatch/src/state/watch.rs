@@ -11,7 +11,7 @@ use super::{Health, NetworkState, Subject, Verdict};
 /// How a wait for Up ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WaitOutcome {
-    /// The subject is Up.
+    /// The subject reached the health waited for (Up, for `wait_for_up`).
     Up(Verdict),
     /// The timeout passed; the verdict then, if the subject exists.
     TimedOut(Option<Verdict>),
@@ -59,10 +59,29 @@ impl StateWatch {
 
     /// Returns as soon as `subject` is Up, or when `timeout` has passed.
     pub async fn wait_for_up(&mut self, subject: &Subject, timeout: Duration) -> WaitOutcome {
+        self.wait_until(subject, |h| h == Health::Up, timeout).await
+    }
+
+    /// Returns as soon as `subject` exists and is no longer Down (Up, Degraded, or Unknown: a
+    /// link back after a long silence is Unknown until something arrives, and whatever the
+    /// waiter sends next is that evidence), or when `timeout` has passed.
+    pub async fn wait_while_down(&mut self, subject: &Subject, timeout: Duration) -> WaitOutcome {
+        self.wait_until(subject, |h| h != Health::Down, timeout)
+            .await
+    }
+
+    /// Returns as soon as `subject`'s health satisfies `accept` (as `WaitOutcome::Up`, with
+    /// the verdict then), or when `timeout` has passed.
+    async fn wait_until(
+        &mut self,
+        subject: &Subject,
+        accept: impl Fn(Health) -> bool,
+        timeout: Duration,
+    ) -> WaitOutcome {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let verdict = self.receiver.borrow_and_update().verdict(subject).cloned();
-            if let Some(v) = verdict.as_ref().filter(|v| v.health == Health::Up) {
+            if let Some(v) = verdict.as_ref().filter(|v| accept(v.health)) {
                 return WaitOutcome::Up(v.clone());
             }
             match tokio::time::timeout_at(deadline, self.receiver.changed()).await {
@@ -115,6 +134,22 @@ mod tests {
             .wait_for_up(&Subject::Endpoint("nope".into()), Duration::from_secs(1))
             .await;
         assert_eq!(outcome, WaitOutcome::TimedOut(None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_while_down_ends_on_unknown_but_not_on_down() {
+        let (sender, mut watch) = StateWatch::channel(state(Health::Down));
+        let waiter = tokio::spawn(async move {
+            watch
+                .wait_while_down(&Subject::Host, Duration::from_secs(30))
+                .await
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        sender.send_replace(Arc::new(state(Health::Down)));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished());
+        sender.send_replace(Arc::new(state(Health::Unknown)));
+        assert!(matches!(waiter.await.unwrap(), WaitOutcome::Up(v) if v.health == Health::Unknown));
     }
 
     #[tokio::test]
