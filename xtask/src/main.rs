@@ -1,6 +1,7 @@
 //! `cargo xtask`: everything cargo alone cannot do for netwatch: eBPF toolchain set-up, running
 //! the agent as root, privileged tests, benchmarks.
 
+mod bench;
 mod cmd;
 mod run;
 mod test;
@@ -61,8 +62,16 @@ enum Task {
     )]
     Test(test::TestArgs),
 
-    /// Benchmarks (not implemented yet: tracked by issue 5).
-    Bench,
+    /// Build in release mode and run the benchmarks as root; writes bench-results/DATE/.
+    #[command(
+        long_about = "Set up the toolchain, build the agent and the bench (netwatch-bench) in \
+        release mode, then run the bench as root. It makes its own network namespaces, runs \
+        each scenario N times against netwatch and its baselines (raw rtnetlink, sysfs polling, \
+        /proc/net/snmp, a 10 s TCP-connect probe), tears everything down and writes \
+        bench-results/<YYYY-MM-DD>/report.md, report.json and SVG plots. The default run takes \
+        about 25 minutes; --quick a few."
+    )]
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,10 +79,7 @@ fn main() -> ExitCode {
         Task::Setup => absolute_target_dir().and_then(|()| toolchain::ensure()),
         Task::Run(args) => absolute_target_dir().and_then(|()| run::run(args)),
         Task::Test(args) => absolute_target_dir().and_then(|()| test::test(args)),
-        Task::Bench => {
-            eprintln!("not implemented yet: tracked by issue 5");
-            return ExitCode::from(2);
-        }
+        Task::Bench(args) => absolute_target_dir().and_then(|()| bench::bench(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
