@@ -48,9 +48,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if args.scenario.as_deref() == Some("list") {
         return cmd::run(std::process::Command::new(&bench).arg("list"));
     }
+    // The bench takes its date from here, so the report and its folder always agree.
+    let date = civil_date(days_since_epoch());
     let out = results_dir(
         &cmd::workspace_root().join("bench-results"),
-        &civil_date(days_since_epoch()),
+        &date,
         args.quick,
     );
     // Made as the calling user, so only the files the bench writes belong to root.
@@ -60,7 +62,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .current_dir(cmd::workspace_root())
         .arg("run")
         .arg("--out")
-        .arg(&out);
+        .arg(&out)
+        .args(["--date", &date]);
     if args.quick {
         run.arg("--quick");
     }

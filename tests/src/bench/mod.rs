@@ -19,14 +19,14 @@ mod worker;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 
 use report::ScenarioReport;
 
 fn usage() -> &'static str {
-    "usage: netwatch-bench run --out DIR [--quick] [--rounds N] [--scenario NAME[,NAME...]]\n\
+    "usage: netwatch-bench run --out DIR --date YYYY-MM-DD [--quick] [--rounds N] [--scenario NAME[,NAME...]]\n\
      \x20      netwatch-bench list\n\
      \x20      netwatch-bench poll-sysfs DEV INTERVAL_MS LIMIT_S   (internal: the sysfs poller)\n\
      Run it through `cargo xtask bench`, which builds it and the agent and runs it as root."
@@ -36,6 +36,8 @@ fn usage() -> &'static str {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Options {
     pub out: PathBuf,
+    /// The run's date, `YYYY-MM-DD`, as xtask named the results folder (`--date`).
+    pub date: String,
     pub quick: bool,
     pub rounds: Option<usize>,
     pub scenarios: Vec<String>,
@@ -53,6 +55,7 @@ fn parse_run(args: &[String]) -> Result<Options> {
         };
         match arg.as_str() {
             "--out" => out = Some(PathBuf::from(value("--out")?)),
+            "--date" => options.date = value("--date")?,
             "--quick" => options.quick = true,
             "--rounds" => {
                 let text = value("--rounds")?;
@@ -72,6 +75,9 @@ fn parse_run(args: &[String]) -> Result<Options> {
         }
     }
     options.out = out.with_context(|| format!("--out DIR is required\n{}", usage()))?;
+    if options.date.is_empty() {
+        bail!("--date YYYY-MM-DD is required\n{}", usage());
+    }
     Ok(options)
 }
 
@@ -242,7 +248,7 @@ fn run(options: Options) -> Result<()> {
         }
     }
     let meta = report::Meta {
-        date: date_utc(),
+        date: cx.options.date.clone(),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into()),
@@ -292,29 +298,6 @@ fn give_back(dir: &std::path::Path) {
     }
 }
 
-/// Today's date in UTC, `YYYY-MM-DD`.
-fn date_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
-    civil_date((secs / 86_400) as i64)
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +311,8 @@ mod tests {
         let options = parse_run(&args(&[
             "--out",
             "x",
+            "--date",
+            "2026-11-21",
             "--quick",
             "--rounds",
             "7",
@@ -339,21 +324,24 @@ mod tests {
             options,
             Options {
                 out: "x".into(),
+                date: "2026-11-21".into(),
                 quick: true,
                 rounds: Some(7),
                 scenarios: vec!["a".into(), "b".into()],
             }
         );
         assert!(parse_run(&args(&["--quick"])).is_err());
-        assert!(parse_run(&args(&["--out", "x", "--rounds", "0"])).is_err());
-        assert!(parse_run(&args(&["--out", "x", "--bogus"])).is_err());
-    }
-
-    #[test]
-    fn days_become_dates() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(19_723), "2024-01-01");
-        assert_eq!(civil_date(19_782), "2024-02-29");
+        assert!(
+            parse_run(&args(&["--out", "x"])).is_err(),
+            "the date is required"
+        );
+        let dated = |more: &[&str]| {
+            let mut all = vec!["--out", "x", "--date", "2026-11-21"];
+            all.extend_from_slice(more);
+            args(&all)
+        };
+        assert!(parse_run(&dated(&["--rounds", "0"])).is_err());
+        assert!(parse_run(&dated(&["--bogus"])).is_err());
     }
 
     #[test]
