@@ -224,7 +224,7 @@ pub async fn run(
                     poll_tick = None;
                 }
             }
-            _ = tick(&mut report_tick) => agent.reporter.report(&probes, &watcher).await,
+            _ = tick(&mut report_tick) => agent.reporter.report(&probes, &agent.tracker),
         }
         if poll_tick.is_none() && agent.wants_polling {
             poll_tick = Some(ticker(
@@ -326,7 +326,6 @@ impl Agent {
             NetEvent::AddressAdded(a) => logging::address(a, true),
             NetEvent::AddressRemoved(a) => logging::address(a, false),
             NetEvent::RouteAdded(route) | NetEvent::RouteRemoved(route) => {
-                self.reporter.routes_changed();
                 logging::route(route);
             }
             NetEvent::NeighbourUpdated(n) => {
@@ -338,7 +337,6 @@ impl Agent {
                     overruns,
                     "netlink overrun: events were lost, the full state was re-read"
                 );
-                self.reporter.routes_changed();
                 return self.apply_snapshot(probes, snapshot.clone(), true);
             }
         }

@@ -101,6 +101,12 @@ impl Tracker {
         }
     }
 
+    /// Retransmits attributed to `ifindex` since the agent started (as of the last
+    /// classification, which refreshes it at least every 500 ms).
+    pub fn link_retransmits(&self, ifindex: u32) -> u64 {
+        self.link_retransmits.get(&ifindex).copied().unwrap_or(0)
+    }
+
     pub fn set_probe(&mut self, endpoint: &str, result: ProbeResult) {
         self.probes.insert(endpoint.to_string(), result);
     }
@@ -163,11 +169,7 @@ impl Tracker {
                     .flatten()
                     .unwrap_or_default()
             }),
-            retransmits: self
-                .link_retransmits
-                .get(&link.ifindex)
-                .copied()
-                .unwrap_or(0),
+            retransmits: self.link_retransmits(link.ifindex),
             default_route: !default_routes.is_empty(),
             gateway,
             link: link.clone(),
