@@ -28,13 +28,41 @@ pub enum CommandError {
     Output(#[source] io::Error),
 }
 
-/// Runs a client command on a single-threaded runtime and turns its result into the exit
-/// status; errors are printed to stderr for people.
+/// Which runtime a command needs: the socket clients one thread; transfers several (chunks
+/// are hashed and compressed on blocking threads meanwhile).
+pub(super) enum Runtime {
+    CurrentThread,
+    MultiThread,
+}
+
+/// A command's error, as `run_on` reports it.
+pub(super) trait CommandFailure: std::fmt::Display {
+    /// The reader of stdout went away (`netwatch watch | head`): not a failure.
+    fn is_broken_pipe(&self) -> bool;
+}
+
+impl CommandFailure for CommandError {
+    fn is_broken_pipe(&self) -> bool {
+        matches!(self, CommandError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Runs a client command on a single-threaded runtime; see [`run_on`].
 pub(super) fn run(command: impl Future<Output = Result<ExitCode, CommandError>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    run_on(Runtime::CurrentThread, command)
+}
+
+/// Runs a command on `runtime` and turns its result into the exit status; errors are
+/// printed to stderr for people.
+pub(super) fn run_on<E: CommandFailure>(
+    runtime: Runtime,
+    command: impl Future<Output = Result<ExitCode, E>>,
+) -> ExitCode {
+    let mut builder = match runtime {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: starting the async runtime failed: {e}");
@@ -43,8 +71,7 @@ pub(super) fn run(command: impl Future<Output = Result<ExitCode, CommandError>>)
     };
     match runtime.block_on(command) {
         Ok(code) => code,
-        // The reader went away (`netwatch watch | head`): nothing left to do.
-        Err(CommandError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) if error.is_broken_pipe() => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE

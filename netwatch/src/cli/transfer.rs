@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{
     env_vars,
     format::{table, Cell, Style},
-    remote::{emit, stdout_is_terminal, CommandError},
+    remote::{self, emit, stdout_is_terminal, CommandError},
 };
 use crate::{
     config::{Config, ConfigError, MirrorConfig},
@@ -152,27 +152,12 @@ pub fn run_mirrors(args: &MirrorsArgs) -> ExitCode {
 fn run(
     command: impl std::future::Future<Output = Result<ExitCode, TransferCommandError>>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: starting the async runtime failed: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(command) {
-        Ok(code) => code,
-        Err(TransferCommandError::Output(CommandError::Output(e)))
-            if e.kind() == std::io::ErrorKind::BrokenPipe =>
-        {
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
+    remote::run_on(remote::Runtime::MultiThread, command)
+}
+
+impl remote::CommandFailure for TransferCommandError {
+    fn is_broken_pipe(&self) -> bool {
+        matches!(self, TransferCommandError::Output(e) if remote::CommandFailure::is_broken_pipe(e))
     }
 }
 
