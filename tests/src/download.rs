@@ -265,6 +265,38 @@ pub fn download_through_outage(
     }
 }
 
+/// The original design's comparison, for real: a pair of namespaces (B downloads from a blob
+/// server in A, with the agent watching B), then the same download twice through the same
+/// cut of A's end, `outage` long, `after` into the transfer: network-aware (host verdict
+/// from the agent), then plain backoff. Returns (network-aware, plain).
+pub fn outage_comparison(
+    size: u64,
+    after: Duration,
+    outage: Duration,
+) -> (DownloadOutcome, DownloadOutcome) {
+    let pair = crate::topology::Pair::new();
+    pair.default_route_via_a();
+    let server = BlobServer::start(&pair.a, SocketAddr::new(pair.a_v4.into(), 8080), size);
+    let agent = crate::agent::Agent::start_with(&pair.b, &["--metrics", "off"], None);
+    agent.wait_for("agent ready", |_| true, Duration::from_secs(30));
+    let run = |socket| {
+        download_through_outage(
+            &pair.b,
+            server.addr,
+            size,
+            &pair.a,
+            pair.a_index,
+            after,
+            outage,
+            socket,
+            transfer_policy(),
+        )
+    };
+    let aware = run(Some(agent.socket()));
+    let plain = run(None);
+    (aware, plain)
+}
+
 /// The policy both runs use: a few attempts, short backoff, as a transfer tool would.
 pub fn transfer_policy() -> RetryPolicy {
     RetryPolicy {

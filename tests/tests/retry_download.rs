@@ -2,13 +2,11 @@
 //! link cut mid-transfer for several seconds. With the agent's verdict the download waits
 //! out the outage without spending attempts; with plain backoff it runs out of them.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use netwatch_tests::{
-    agent::Agent,
-    download::{download_through_outage, transfer_policy, BlobServer, DownloadOutcome},
+    download::{outage_comparison, DownloadOutcome},
     require_privileges,
-    topology::Pair,
 };
 
 const SIZE: u64 = 12 << 20;
@@ -20,27 +18,7 @@ const OUTAGE: Duration = Duration::from_secs(5);
 #[test]
 fn a_download_waits_out_an_outage_where_plain_backoff_runs_out_of_attempts() {
     require_privileges();
-    let pair = Pair::new();
-    pair.default_route_via_a();
-    let server = BlobServer::start(&pair.a, SocketAddr::new(pair.a_v4.into(), 8080), SIZE);
-    let agent = Agent::start(&pair.b);
-    agent.wait_for("agent ready", |_| true, Duration::from_secs(30));
-
-    let run = |socket| {
-        download_through_outage(
-            &pair.b,
-            server.addr,
-            SIZE,
-            &pair.a,
-            pair.a_index,
-            CUT_AFTER,
-            OUTAGE,
-            socket,
-            transfer_policy(),
-        )
-    };
-    let aware = run(Some(agent.socket()));
-    let plain = run(None);
+    let (aware, plain) = outage_comparison(SIZE, CUT_AFTER, OUTAGE);
     println!("{}", table(&aware, &plain));
 
     assert!(aware.completed, "network-aware download gave up: {aware:?}");

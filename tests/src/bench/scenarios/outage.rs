@@ -2,14 +2,10 @@
 //! against network-aware retry (issue 4). The same download, the same cut, one after the
 //! other: attempts spent, whether it succeeded, and how soon the transfer resumed.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use anyhow::Result;
-use netwatch_tests::{
-    agent::Agent,
-    download::{download_through_outage, transfer_policy, BlobServer, DownloadOutcome},
-    topology::Pair,
-};
+use netwatch_tests::download::{outage_comparison, DownloadOutcome};
 
 use super::{Scenario, Target};
 use crate::bench::{
@@ -62,26 +58,7 @@ impl Scenario for Outage {
         let mut worst_attempts = 0;
         for round in 1..=rounds {
             cx.progress(self.title(), round, rounds);
-            let pair = Pair::new();
-            pair.default_route_via_a();
-            let server = BlobServer::start(&pair.a, SocketAddr::new(pair.a_v4.into(), 8080), SIZE);
-            let agent = Agent::start_with(&pair.b, &["--metrics", "off"], None);
-            agent.wait_for("agent ready", |_| true, Duration::from_secs(30));
-            let run = |socket| {
-                download_through_outage(
-                    &pair.b,
-                    server.addr,
-                    SIZE,
-                    &pair.a,
-                    pair.a_index,
-                    CUT_AFTER,
-                    outage,
-                    socket,
-                    transfer_policy(),
-                )
-            };
-            let aware = run(Some(agent.socket()));
-            let plain = run(None);
+            let (aware, plain) = outage_comparison(SIZE, CUT_AFTER, outage);
             for (name, outcome) in [("network-aware", &aware), ("plain backoff", &plain)] {
                 facts.rows.push(row(round, name, outcome));
             }
