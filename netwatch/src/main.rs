@@ -5,8 +5,8 @@ use std::{process::ExitCode, time::Instant};
 use anyhow::Context;
 use clap::Parser;
 use netwatch::cli::{
-    init_logging, run_get, run_mirrors, run_put, run_status, run_wait_online, run_watch, AgentArgs,
-    Cli, Command,
+    init_logging, run_get, run_mirrors, run_put, run_status, run_sync, run_wait_online, run_watch,
+    AgentArgs, Cli, Command,
 };
 
 fn main() -> ExitCode {
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Put(args) => return run_put(&args),
         Command::Get(args) => return run_get(&args),
         Command::Mirrors(args) => return run_mirrors(&args),
+        Command::Sync(args) => return run_sync(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,8 +3,10 @@
 mod agent;
 mod format;
 mod logging;
+mod progress;
 mod remote;
 mod status;
+mod sync;
 mod transfer;
 mod wait_online;
 mod watch;
@@ -18,6 +20,7 @@ pub use agent::{AgentArgs, SettingsError};
 pub use logging::init as init_logging;
 pub use remote::{CommandError, SocketArg};
 pub use status::{run_status, StatusArgs};
+pub use sync::{run_sync, SyncArgs};
 pub use transfer::{run_get, run_mirrors, run_put, GetArgs, MirrorsArgs, PutArgs};
 pub use wait_online::{
     run_wait_online, WaitOnlineArgs, EXIT_DOWN, EXIT_ERROR, EXIT_TIMEOUT, EXIT_UP,
@@ -71,8 +74,12 @@ pub enum Command {
     Put(PutArgs),
     /// Fetch KEY into OUT: only the chunks the local cache lacks, falling back across mirrors.
     Get(GetArgs),
-    /// List the configured mirrors and whether each answers, with its latency.
+    /// Measure every mirror, listed in the order a get tries them: latency, bandwidth, score,
+    /// health (from the agent) and hit rate.
     Mirrors(MirrorsArgs),
+    /// Copy the chunks and manifests mirrors lack from each other: the newest version of each
+    /// key wins, and every chunk is checked before it is written.
+    Sync(SyncArgs),
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {

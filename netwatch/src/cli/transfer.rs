@@ -1,23 +1,35 @@
 //! `netwatch put`, `netwatch get` and `netwatch mirrors`: artifacts through the mirrors of the
-//! configuration file's `[[mirror]]` tables (docs/transfer.md).
+//! configuration file's `[[mirror]]` tables (docs/transfer.md). The mirror scoreboard lives in
+//! the cache directory: `get` ranks mirrors by it, `put` takes the link's bandwidth from it,
+//! and both feed it what they saw.
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+mod mirrors;
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
 
 use serde::Serialize;
 
 use super::{
     env_vars,
-    format::{table, Cell, Style},
     remote::{self, emit, stdout_is_terminal, CommandError},
 };
 use crate::{
     config::{Config, ConfigError, MirrorConfig},
     retry::{AgentSource, StateSource},
+    state::NetworkState,
     transfer::{
-        self, Access, ArtifactKey, ChunkCache, Compression, MirrorStore, StoreError, Summary,
-        TransferError, TransferOptions, DEFAULT_CONCURRENCY,
+        self, ensure_probe_object, probe_with, Access, ArtifactKey, ChunkCache, Compression,
+        MirrorStore, ProbeLimits, Scoreboard, StoreError, Summary, TransferError, TransferOptions,
+        DEFAULT_CONCURRENCY, STALE_AFTER,
     },
 };
+
+pub use mirrors::{run_mirrors, MirrorsArgs};
 
 /// Where the mirrors are configured unless `--config` or NETWATCH_CONFIG says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/netwatch.toml";
@@ -62,6 +74,10 @@ pub struct PutArgs {
     /// How to store new chunks, instead of the mirror's `compression`.
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
+    /// Where the mirror scoreboard is kept (the link's bandwidth, for `auto`).
+    /// [default: $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
+    #[arg(long, value_name = "DIR", env = env_vars::NETWATCH_CACHE_DIR)]
+    pub cache: Option<PathBuf>,
     #[command(flatten)]
     pub moving: MoveArgs,
     #[command(flatten)]
@@ -75,17 +91,12 @@ pub struct GetArgs {
     pub key: ArtifactKey,
     /// Where to write it; it appears only whole and checked.
     pub out: PathBuf,
-    /// The local chunk cache. [default: $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
+    /// The local chunk cache, and the mirror scoreboard.
+    /// [default: $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
     #[arg(long, value_name = "DIR", env = env_vars::NETWATCH_CACHE_DIR)]
     pub cache: Option<PathBuf>,
     #[command(flatten)]
     pub moving: MoveArgs,
-    #[command(flatten)]
-    pub common: TransferArgs,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct MirrorsArgs {
     #[command(flatten)]
     pub common: TransferArgs,
 }
@@ -143,10 +154,6 @@ pub fn run_get(args: &GetArgs) -> ExitCode {
     run(get(args))
 }
 
-pub fn run_mirrors(args: &MirrorsArgs) -> ExitCode {
-    run(mirrors(args))
-}
-
 /// Runs a transfer command on a multi-threaded runtime (chunks are hashed and compressed on
 /// blocking threads meanwhile); Ctrl-C cancels it, leaving fetched chunks in the cache.
 fn run(
@@ -161,7 +168,7 @@ impl remote::CommandFailure for TransferCommandError {
     }
 }
 
-fn load(args: &TransferArgs) -> Result<(Config, PathBuf), TransferCommandError> {
+pub(super) fn load(args: &TransferArgs) -> Result<(Config, PathBuf), TransferCommandError> {
     let path = args
         .config
         .clone()
@@ -173,16 +180,19 @@ fn load(args: &TransferArgs) -> Result<(Config, PathBuf), TransferCommandError> 
     Ok((config, path))
 }
 
-fn options(config: &Config, moving: &MoveArgs) -> TransferOptions {
-    let socket = moving
-        .socket
-        .clone()
+/// The agent's socket: the flag, else NETWATCH_SOCKET, else the config file's.
+fn socket_path(config: &Config, flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
         .or_else(|| {
             std::env::var_os(env_vars::NETWATCH_SOCKET)
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from)
         })
-        .unwrap_or_else(|| config.socket.path.clone());
+        .unwrap_or_else(|| config.socket.path.clone())
+}
+
+pub(super) fn options(config: &Config, moving: &MoveArgs) -> TransferOptions {
+    let socket = socket_path(config, moving.socket.as_deref());
     let options = TransferOptions {
         concurrency: moving.concurrency,
         state: Some(Arc::new(AgentSource::new(socket)) as Arc<dyn StateSource>),
@@ -197,6 +207,62 @@ fn options(config: &Config, moving: &MoveArgs) -> TransferOptions {
     options
 }
 
+/// Opens a configured mirror, linked to its endpoint.
+pub(super) fn open(mirror: &MirrorConfig, access: Access) -> Result<MirrorStore, StoreError> {
+    Ok(
+        MirrorStore::open(&mirror.name, &mirror.url, access)?
+            .with_endpoint(mirror.endpoint.clone()),
+    )
+}
+
+/// The scoreboard in `cache` (else the default cache directory); without any, one that lives
+/// only for this command.
+fn scoreboard(cache: Option<&Path>) -> Scoreboard {
+    match cache
+        .map(Path::to_path_buf)
+        .or_else(ChunkCache::default_root)
+    {
+        Some(root) => Scoreboard::load(&root),
+        None => Scoreboard::in_memory(),
+    }
+}
+
+/// Writes the scoreboard; a failure costs only figures, so it is a warning.
+fn save(board: &Scoreboard) {
+    if let Err(error) = board.save() {
+        tracing::warn!("{error}");
+    }
+}
+
+/// The agent's current state, if some mirror has an endpoint to ask about and the agent
+/// answers.
+async fn endpoint_state(
+    source: Option<&Arc<dyn StateSource>>,
+    mirrors: &[MirrorStore],
+) -> Option<Arc<NetworkState>> {
+    if mirrors.iter().all(|m| m.endpoint().is_none()) {
+        return None;
+    }
+    match source?.watch().await {
+        Ok(watch) => Some(watch.current()),
+        Err(error) => {
+            tracing::debug!(%error, "no endpoint verdicts for ranking the mirrors");
+            None
+        }
+    }
+}
+
+/// Runs `work` unless Ctrl-C comes first.
+async fn unless_cancelled<T>(
+    options: &TransferOptions,
+    work: impl Future<Output = T>,
+) -> Result<T, TransferError> {
+    tokio::select! {
+        () = options.cancel.cancelled() => Err(TransferError::Cancelled),
+        done = work => Ok(done),
+    }
+}
+
 fn show(summary: &Summary, json: bool) -> Result<(), TransferCommandError> {
     let text = if json {
         to_json(summary)
@@ -207,7 +273,7 @@ fn show(summary: &Summary, json: bool) -> Result<(), TransferCommandError> {
     Ok(())
 }
 
-fn to_json(value: &impl Serialize) -> String {
+pub(super) fn to_json(value: &impl Serialize) -> String {
     let text = if stdout_is_terminal() {
         serde_json::to_string_pretty(value)
     } else {
@@ -231,7 +297,7 @@ async fn put(args: &PutArgs) -> Result<ExitCode, TransferCommandError> {
                 known: names(&ordered),
             })?,
     };
-    let mirror = MirrorStore::open(&chosen.name, &chosen.url, Access::Write)?;
+    let mirror = open(chosen, Access::Write)?;
     let mut options = options(&config, &args.moving);
     options.compression = match args.compression {
         None => chosen.compression,
@@ -240,9 +306,46 @@ async fn put(args: &PutArgs) -> Result<ExitCode, TransferCommandError> {
         Some(CompressionArg::Gzip) => Compression::Gzip(transfer::DEFAULT_GZIP_LEVEL),
         Some(CompressionArg::None) => Compression::None,
     };
+    let mut board = scoreboard(args.cache.as_deref());
+    if options.compression == Compression::Auto {
+        options.link_bytes_per_sec =
+            unless_cancelled(&options, link_bandwidth(&mirror, &mut board)).await?;
+        save(&board);
+    }
+    let bar = super::progress::Bar::start("put", args.key.as_str(), args.common.json);
+    options.progress = bar.as_ref().map(super::progress::Bar::report);
     let summary = transfer::put(&args.file, &args.key, &mirror, &options).await?;
+    drop(bar);
+    board.observe(&summary, std::slice::from_ref(&mirror));
+    save(&board);
     show(&summary, args.common.json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The link's bandwidth to `mirror` for choosing compression: the scoreboard's figure while
+/// fresh, else measured now: a ranged read of the probe object, or, when the mirror lacks
+/// it, the time to write it.
+async fn link_bandwidth(mirror: &MirrorStore, board: &mut Scoreboard) -> Option<f64> {
+    let known = |board: &Scoreboard| board.entry(mirror).and_then(|e| e.bandwidth_bytes_per_sec);
+    if board.is_fresh(mirror, STALE_AFTER) && known(board).is_some() {
+        return known(board);
+    }
+    let probed = probe_with(std::slice::from_ref(mirror), ProbeLimits::QUICK).await;
+    let probed = &probed[0];
+    board.record_probe(probed);
+    let answered_without_object = probed.error.is_none()
+        && probed.bandwidth_bytes_per_sec.is_none()
+        && probed.bandwidth_error.is_none();
+    if answered_without_object {
+        let limit = ProbeLimits::QUICK.answer * 5;
+        match tokio::time::timeout(limit, ensure_probe_object(mirror)).await {
+            Ok(Ok(Some(took))) => board.record_probe_write(mirror, took),
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "writing the probe object"),
+            Err(_) => tracing::debug!("writing the probe object took too long"),
+        }
+    }
+    known(board)
 }
 
 async fn get(args: &GetArgs) -> Result<ExitCode, TransferCommandError> {
@@ -257,95 +360,35 @@ async fn get(args: &GetArgs) -> Result<ExitCode, TransferCommandError> {
     // others, or the cache, may still serve.
     let mut mirrors = Vec::new();
     for mirror in config.mirrors_by_priority() {
-        match MirrorStore::open(&mirror.name, &mirror.url, Access::Read) {
+        match open(mirror, Access::Read) {
             Ok(store) => mirrors.push(store),
             Err(error) => tracing::warn!("leaving out a mirror: {error}"),
         }
     }
-    let options = options(&config, &args.moving);
-    let summary = transfer::get(&args.key, &args.out, &mirrors, &cache, &options).await?;
+    let mut options = options(&config, &args.moving);
+    // Best first: figures older than STALE_AFTER are measured again, all mirrors at once.
+    let mut board = Scoreboard::load(cache.root());
+    let measured = board.refresh(&mirrors, STALE_AFTER, ProbeLimits::QUICK);
+    unless_cancelled(&options, measured).await?;
+    let state = endpoint_state(options.state.as_ref(), &mirrors).await;
+    let ranked: Vec<MirrorStore> = board
+        .ranked(&mirrors, state.as_deref())
+        .iter()
+        .map(|r| mirrors[r.index].clone())
+        .collect();
+    tracing::debug!(order = ?ranked.iter().map(MirrorStore::name).collect::<Vec<_>>(), "mirrors ranked");
+    save(&board);
+    let bar = super::progress::Bar::start("get", args.key.as_str(), args.common.json);
+    options.progress = bar.as_ref().map(super::progress::Bar::report);
+    let summary = transfer::get(&args.key, &args.out, &ranked, &cache, &options).await?;
+    drop(bar);
+    board.observe(&summary, &ranked);
+    save(&board);
     show(&summary, args.common.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// One row of `netwatch mirrors`.
-#[derive(Serialize)]
-struct MirrorRow {
-    name: String,
-    region: Option<String>,
-    priority: u32,
-    url: String,
-    answered: bool,
-    latency_ms: Option<f64>,
-    error: Option<String>,
-}
-
-async fn mirrors(args: &MirrorsArgs) -> Result<ExitCode, TransferCommandError> {
-    let (config, _) = load(&args.common)?;
-    let ordered = config.mirrors_by_priority();
-    let mut rows: Vec<MirrorRow> = ordered
-        .iter()
-        .map(|m| MirrorRow {
-            name: m.name.clone(),
-            region: m.region.clone(),
-            priority: m.priority,
-            url: m.url.to_string(),
-            answered: false,
-            latency_ms: None,
-            error: None,
-        })
-        .collect();
-    let mut opened = Vec::new();
-    for (row, mirror) in rows.iter_mut().zip(&ordered) {
-        match MirrorStore::open(&mirror.name, &mirror.url, Access::Read) {
-            Ok(store) => opened.push(store),
-            Err(error) => row.error = Some(error.to_string()),
-        }
-    }
-    for probe in transfer::probe(&opened).await {
-        if let Some(row) = rows.iter_mut().find(|r| r.name == probe.name) {
-            row.answered = probe.latency_ms.is_some();
-            row.latency_ms = probe.latency_ms;
-            row.error = probe.error;
-        }
-    }
-    if args.common.json {
-        emit(&to_json(&rows))?;
-    } else {
-        let cells: Vec<Vec<Cell>> = rows
-            .iter()
-            .map(|r| {
-                vec![
-                    Cell::text(&r.name),
-                    Cell::text(r.region.as_deref().unwrap_or("-")),
-                    Cell::text(r.priority.to_string()),
-                    Cell::text(&r.url),
-                    Cell::text(match r.latency_ms {
-                        Some(ms) => format!("{ms:.1} ms"),
-                        None => "no answer".to_string(),
-                    }),
-                    Cell::text(r.error.as_deref().unwrap_or("-")),
-                ]
-            })
-            .collect();
-        let style = Style {
-            color: stdout_is_terminal(),
-        };
-        let text = table(
-            &["MIRROR", "REGION", "PRIORITY", "URL", "LATENCY", "ERROR"],
-            &cells,
-            style,
-        );
-        emit(text.trim_end())?;
-    }
-    Ok(if rows.iter().all(|r| r.answered) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-fn names(mirrors: &[&MirrorConfig]) -> String {
+pub(super) fn names(mirrors: &[&MirrorConfig]) -> String {
     mirrors
         .iter()
         .map(|m| format!("`{}`", m.name))

@@ -4,6 +4,7 @@
 
 mod address;
 mod error;
+mod link;
 mod read;
 mod table;
 #[cfg(test)]
@@ -136,6 +137,9 @@ pub struct MirrorConfig {
     /// How `put` stores chunks there: `"auto"` (zstd, or raw on a link faster than the
     /// compressor), `"zstd"`, `"gzip"` (for a mirror that requires it) or `"none"`.
     pub compression: Compression,
+    /// The `[[endpoint]]` whose verdict is the mirror's health: the `endpoint` key, else the
+    /// endpoint at the host and port of an `http(s)://` URL, else none.
+    pub endpoint: Option<String>,
 }
 
 impl Config {

@@ -39,7 +39,14 @@ pub(super) const ENDPOINT_KEYS: &[&str] = &[
     "probe_interval",
     "probe_timeout",
 ];
-pub(super) const MIRROR_KEYS: &[&str] = &["name", "region", "priority", "url", "compression"];
+pub(super) const MIRROR_KEYS: &[&str] = &[
+    "name",
+    "region",
+    "priority",
+    "url",
+    "compression",
+    "endpoint",
+];
 const TOP_KEYS: &[&str] = &[
     "agent",
     "socket",
@@ -76,13 +83,14 @@ pub(super) fn config(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         root.span(),
         Some(root.get_ref()),
     )?;
+    let endpoints = endpoints(&top)?;
     Ok(Config {
         agent: agent(&top.table("agent", "[agent]", AGENT_KEYS)?)?,
         socket: socket(&top.table("socket", "[socket]", SOCKET_KEYS)?)?,
         metrics: metrics(&top.table("metrics", "[metrics]", METRICS_KEYS)?)?,
         thresholds: thresholds(&top.table("thresholds", "[thresholds]", THRESHOLD_KEYS)?)?,
-        endpoints: endpoints(&top)?,
-        mirrors: mirrors(&top)?,
+        mirrors: mirrors(&top, &endpoints)?,
+        endpoints,
     })
 }
 
@@ -329,7 +337,7 @@ fn endpoint(table: &Table) -> Result<EndpointConfig, ConfigError> {
     })
 }
 
-fn mirrors(top: &Table) -> Result<Vec<MirrorConfig>, ConfigError> {
+fn mirrors(top: &Table, endpoints: &[EndpointConfig]) -> Result<Vec<MirrorConfig>, ConfigError> {
     const TABLES: &str = "one [[mirror]] table (double brackets) per mirror";
     let Some(value) = top.get("mirror") else {
         return Ok(Vec::new());
@@ -350,7 +358,7 @@ fn mirrors(top: &Table) -> Result<Vec<MirrorConfig>, ConfigError> {
             item.span(),
             Some(entries),
         )?;
-        let mirror = mirror(&table)?;
+        let mirror = mirror(&table, endpoints)?;
         let line = table.place("name").0.line;
         if let Some(first_line) = first_line.insert(mirror.name.clone(), line) {
             let (at, value) = table.place("name");
@@ -365,7 +373,7 @@ fn mirrors(top: &Table) -> Result<Vec<MirrorConfig>, ConfigError> {
     Ok(mirrors)
 }
 
-fn mirror(table: &Table) -> Result<MirrorConfig, ConfigError> {
+fn mirror(table: &Table, endpoints: &[EndpointConfig]) -> Result<MirrorConfig, ConfigError> {
     const NAME: &str = "a name of letters, digits, `-`, `_` and `.`, like \"eu-central\"";
     const REGION: &str = "a region label in quotes, like \"eu-central-1\"";
     const PRIORITY: &str = "a whole number from 0 to 1000, like 1 (lower is tried first)";
@@ -405,11 +413,36 @@ fn mirror(table: &Table) -> Result<MirrorConfig, ConfigError> {
         Some("none") => Compression::None,
         Some(_) => return Err(table.invalid("compression", COMPRESSION)),
     };
+    let endpoint = match table.string("endpoint", "the name of an [[endpoint]], in quotes")? {
+        None => super::link::endpoint_for(&url, endpoints),
+        Some(name) if endpoints.iter().any(|e| e.name == name) => Some(name.to_string()),
+        Some(_) if endpoints.is_empty() => {
+            return Err(table.invalid(
+                "endpoint",
+                "the name of an [[endpoint]] table, but this file has none: add the \
+                 [[endpoint]] whose verdict is this mirror's health, or leave `endpoint` out",
+            ))
+        }
+        Some(_) => {
+            let known: Vec<String> = endpoints
+                .iter()
+                .map(|e| format!("\"{}\"", e.name))
+                .collect();
+            return Err(table.invalid(
+                "endpoint",
+                format!(
+                    "the name of an [[endpoint]] in this file: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    };
     Ok(MirrorConfig {
         name,
         region,
         priority,
         url,
         compression,
+        endpoint,
     })
 }

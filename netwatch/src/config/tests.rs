@@ -126,15 +126,18 @@ fn the_example_file_parses_to_what_it_says() {
                     prefix: "netwatch".into(),
                 },
                 compression: Compression::Auto,
+                endpoint: Some("storage".into()),
             },
             MirrorConfig {
                 name: "office".into(),
                 region: None,
                 priority: 2,
                 url: MirrorUrl::Http {
-                    url: "https://cache.example/dav/netwatch".into(),
+                    url: "https://mirror.example/dav/netwatch".into(),
                 },
                 compression: Compression::Auto,
+                // Linked by its URL's host and port.
+                endpoint: Some("mirror".into()),
             },
             MirrorConfig {
                 name: "nfs".into(),
@@ -144,6 +147,7 @@ fn the_example_file_parses_to_what_it_says() {
                     path: "/srv/netwatch-mirror".into(),
                 },
                 compression: Compression::Gzip(6),
+                endpoint: None,
             },
         ],
     };
@@ -211,6 +215,7 @@ fn a_file_setting_every_key_overrides_every_default() {
         priority = 0
         url = "file:///srv/mirror"
         compression = "none"
+        endpoint = "db"
         "#,
     );
     let expected = Config {
@@ -255,6 +260,7 @@ fn a_file_setting_every_key_overrides_every_default() {
                 path: "/srv/mirror".into(),
             },
             compression: Compression::None,
+            endpoint: Some("db".into()),
         }],
     };
     assert_eq!(config, expected);
@@ -579,7 +585,7 @@ fn mirrors_need_a_name_and_a_url_they_can_be_reached_by() {
     assert_refused(
         &mirror("name = \"a\"\nurl = \"file:///m\"\nweight = 3"),
         "line 4, column 1",
-        "unknown key `weight` in [[mirror]]: expected one of `name`, `region`, `priority`, `url`, `compression`",
+        "unknown key `weight` in [[mirror]]: expected one of `name`, `region`, `priority`, `url`, `compression`, `endpoint`",
     );
     assert_refused(
         &mirror("name = \"a\"\nurl = \"file:///m\"\nprobe = true"),
@@ -591,6 +597,38 @@ fn mirrors_need_a_name_and_a_url_they_can_be_reached_by() {
         "/etc/netwatch.toml line 5, column 8: name = \"a\": expected a name no other [[mirror]] \
          has, but the one at line 2 has it"
     );
+}
+
+#[test]
+fn a_mirror_endpoint_must_name_an_endpoint_of_the_file() {
+    let endpoint = "[[endpoint]]\nname = \"cache\"\naddress = \"198.18.0.2:80\"\n";
+    assert_refused(
+        &format!("{endpoint}[[mirror]]\nname = \"a\"\nurl = \"file:///m\"\nendpoint = \"cahce\"\n"),
+        "line 7, column 12",
+        "endpoint = \"cahce\": expected the name of an [[endpoint]] in this file: \"cache\"",
+    );
+    assert_refused(
+        "[[mirror]]\nname = \"a\"\nurl = \"file:///m\"\nendpoint = \"cache\"\n",
+        "line 4, column 12",
+        "but this file has none",
+    );
+    assert_refused(
+        "[[mirror]]\nname = \"a\"\nurl = \"file:///m\"\nendpoint = 3\n",
+        "line 4, column 12",
+        "endpoint = 3: expected the name of an [[endpoint]], in quotes",
+    );
+    // Named, or found by the URL's host and port (80 for http), or none.
+    let config = parse(&format!(
+        "{endpoint}[[mirror]]\nname = \"a\"\nurl = \"file:///m\"\nendpoint = \"cache\"\n\
+         [[mirror]]\nname = \"b\"\nurl = \"http://198.18.0.2/dav\"\n\
+         [[mirror]]\nname = \"c\"\nurl = \"http://198.18.0.2:8080/dav\"\n"
+    ));
+    let linked: Vec<Option<&str>> = config
+        .mirrors
+        .iter()
+        .map(|m| m.endpoint.as_deref())
+        .collect();
+    assert_eq!(linked, [Some("cache"), Some("cache"), None]);
 }
 
 #[test]

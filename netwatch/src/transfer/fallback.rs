@@ -6,6 +6,11 @@
 //! mirror's refusal (not found, forbidden, wrong bytes) moves to the next mirror at once: a
 //! retry would get the same answer. A mirror that failed twice in a row for any object is
 //! skipped by the others for the rest of the transfer, unless no other is left.
+//!
+//! A mirror whose endpoint the agent says is Down or Degraded is skipped too, for as long as
+//! the verdict holds and a healthier mirror is left; a request in flight when its mirror's
+//! endpoint goes Down is abandoned and sent to the next mirror at once, without spending an
+//! attempt: waiting for the TCP timeout would tell nothing the agent has not said already.
 
 use std::{
     future::Future,
@@ -16,7 +21,10 @@ use std::{
 };
 
 use super::{error::TransferError, MirrorStore, StoreError, TransferOptions};
-use crate::retry::{ErrorClass, GiveUp, RetryPolicy, RetryReport, Retryer};
+use crate::{
+    retry::{ErrorClass, GiveUp, RetryPolicy, RetryReport, Retryer, StateSource},
+    state::{self, StateWatch, Subject},
+};
 
 /// Consecutive network failures after which a mirror is skipped by the other objects.
 const BROKEN_AFTER: u32 = 2;
@@ -68,16 +76,96 @@ impl Failure {
     }
 }
 
-/// Per transfer: each mirror's consecutive network failures.
-pub(crate) struct Health(Vec<AtomicU32>);
+/// Per transfer: each mirror's consecutive network failures, and the agent's verdict on each
+/// mirror's endpoint.
+pub(crate) struct Health {
+    failures: Vec<AtomicU32>,
+    endpoints: Vec<Option<Subject>>,
+    watch: Option<StateWatch>,
+}
 
 impl Health {
+    /// Counting failures only: no verdicts.
     pub(crate) fn new(mirrors: usize) -> Self {
-        Self((0..mirrors).map(|_| AtomicU32::new(0)).collect())
+        Self {
+            failures: (0..mirrors).map(|_| AtomicU32::new(0)).collect(),
+            endpoints: vec![None; mirrors],
+            watch: None,
+        }
+    }
+
+    /// Counting failures, and reading each mirror's endpoint verdict from `watch`.
+    pub(crate) fn watching(mirrors: &[MirrorStore], watch: Option<StateWatch>) -> Self {
+        Self {
+            endpoints: mirrors
+                .iter()
+                .map(|m| m.endpoint().map(|e| Subject::Endpoint(e.to_string())))
+                .collect(),
+            watch,
+            ..Self::new(mirrors.len())
+        }
     }
 
     fn broken(&self, mirror: usize) -> bool {
-        self.0[mirror].load(Ordering::Relaxed) >= BROKEN_AFTER
+        self.failures[mirror].load(Ordering::Relaxed) >= BROKEN_AFTER
+    }
+
+    fn verdict(&self, mirror: usize) -> Option<state::Health> {
+        let (subject, watch) = (self.endpoints[mirror].as_ref()?, self.watch.as_ref()?);
+        // A closed source's last word is no longer news.
+        (!watch.is_closed())
+            .then(|| watch.verdict(subject).map(|v| v.health))
+            .flatten()
+    }
+
+    fn is_down(&self, mirror: usize) -> bool {
+        self.verdict(mirror) == Some(state::Health::Down)
+    }
+
+    /// How much to avoid a mirror now: 0 sound, 1 Degraded or broken, 2 Down.
+    fn avoidance(&self, mirror: usize) -> u8 {
+        match self.verdict(mirror) {
+            Some(state::Health::Down) => 2,
+            Some(state::Health::Degraded) => 1,
+            _ => u8::from(self.broken(mirror)),
+        }
+    }
+
+    /// Returns once `mirror`'s endpoint is Down; never, without an endpoint or a source.
+    async fn went_down(&self, mirror: usize) {
+        if let (Some(subject), Some(watch)) = (&self.endpoints[mirror], &self.watch) {
+            let mut watch = watch.clone();
+            loop {
+                if watch
+                    .verdict(subject)
+                    .is_some_and(|v| v.health == state::Health::Down)
+                {
+                    return;
+                }
+                if watch.changed().await.is_none() {
+                    break;
+                }
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+/// The watch whose endpoint verdicts demote mirrors: only when some mirror has an endpoint
+/// and the source is reachable now (without it, mirrors are tried as ranked).
+pub(crate) async fn endpoint_watch(
+    mirrors: &[MirrorStore],
+    source: Option<&std::sync::Arc<dyn StateSource>>,
+) -> Option<StateWatch> {
+    if mirrors.iter().all(|m| m.endpoint().is_none()) {
+        return None;
+    }
+    match source?.watch().await {
+        Ok(watch) => Some(watch),
+        Err(error) => {
+            tracing::debug!(%error, "no endpoint verdicts: mirrors are not demoted by health");
+            None
+        }
     }
 }
 
@@ -100,15 +188,20 @@ struct Position {
 }
 
 impl Position {
-    /// The next step's mirror: skipping mirrors that refused this object, and mirrors broken
-    /// for the transfer while a sound one remains.
+    /// The next step's mirror: skipping mirrors that refused this object, and mirrors to
+    /// avoid (broken for the transfer, or whose endpoint is Degraded or Down) while one less
+    /// to avoid remains.
     fn next(&mut self, steps: &[usize], health: &Health) -> Option<usize> {
-        let usable = |m: usize, refused: &[bool]| !refused[m];
-        let any_sound = steps[self.step.min(steps.len())..]
+        let avoid: Vec<u8> = (0..self.refused.len())
+            .map(|m| health.avoidance(m))
+            .collect();
+        let least = steps[self.step.min(steps.len())..]
             .iter()
-            .any(|&m| usable(m, &self.refused) && !health.broken(m));
+            .filter(|&&m| !self.refused[m])
+            .map(|&m| avoid[m])
+            .min()?;
         while let Some(&m) = steps.get(self.step) {
-            if usable(m, &self.refused) && !(any_sound && health.broken(m)) {
+            if !self.refused[m] && avoid[m] == least {
                 return Some(m);
             }
             self.step += 1;
@@ -151,7 +244,7 @@ where
         .run_with(Failure::class, |attempt| async move {
             if attempt.after_outage {
                 // The failures before the outage were the network's, not the mirrors'.
-                for failures in &health.0 {
+                for failures in &health.failures {
                     failures.store(0, Ordering::Relaxed);
                 }
             }
@@ -178,11 +271,31 @@ where
                     return Err(Failure::Exhausted);
                 };
                 position_ref.lock().expect("never held across a panic").calls += 1;
-                let outcome = op(m).await;
+                // Raced against the endpoint going Down, unless it is Down already (then it is
+                // the only mirror left, and is tried after all).
+                let outcome = if health.is_down(m) {
+                    Some(op(m).await)
+                } else {
+                    tokio::select! {
+                        outcome = op(m) => Some(outcome),
+                        () = health.went_down(m) => None,
+                    }
+                };
                 let mut at = position_ref.lock().expect("never held across a panic");
+                let Some(outcome) = outcome else {
+                    let error = format!(
+                        "mirror `{}`: its endpoint `{}` went Down during the request",
+                        mirrors[m].name(),
+                        mirrors[m].endpoint().unwrap_or_default()
+                    );
+                    tracing::info!(mirror = mirrors[m].name(), "{error}: trying the next mirror");
+                    at.failures.push((m, error));
+                    mirror = at.next(steps, health);
+                    continue;
+                };
                 match outcome {
                     Ok(value) => {
-                        health.0[m].store(0, Ordering::Relaxed);
+                        health.failures[m].store(0, Ordering::Relaxed);
                         return Ok((value, m));
                     }
                     Err(Failure::Mirror(error)) => {
@@ -192,7 +305,7 @@ where
                         mirror = at.next(steps, health);
                     }
                     Err(Failure::Network(error)) => {
-                        health.0[m].fetch_add(1, Ordering::Relaxed);
+                        health.failures[m].fetch_add(1, Ordering::Relaxed);
                         at.failures.push((m, error.to_string()));
                         return Err(Failure::Network(error));
                     }
@@ -266,10 +379,10 @@ mod tests {
         assert_eq!(at.next(&steps, &health), Some(0));
         at.refused[0] = true;
         assert_eq!(at.next(&steps, &health), Some(1));
-        health.0[1].store(BROKEN_AFTER, Ordering::Relaxed);
+        health.failures[1].store(BROKEN_AFTER, Ordering::Relaxed);
         assert_eq!(at.next(&steps, &health), Some(2));
         // Only broken mirrors left: they are tried after all.
-        health.0[2].store(BROKEN_AFTER, Ordering::Relaxed);
+        health.failures[2].store(BROKEN_AFTER, Ordering::Relaxed);
         let mut fresh = Position {
             step: 2,
             counted: 0,
@@ -278,5 +391,169 @@ mod tests {
             calls: 0,
         };
         assert_eq!(fresh.next(&steps, &health), Some(1));
+    }
+
+    mod endpoints {
+        use std::{
+            sync::{atomic::AtomicUsize, Arc},
+            time::Duration,
+        };
+
+        use super::super::*;
+        use crate::{
+            retry::{Jitter, RetryBudget},
+            state::{EndpointStatus, NetworkState, Verdict},
+            transfer::{Access, MirrorUrl},
+        };
+
+        /// Mirrors `a` (endpoint `ea`), `b` (endpoint `eb`) and `c` (none).
+        fn mirrors(dir: &std::path::Path) -> Vec<MirrorStore> {
+            ["a", "b", "c"]
+                .iter()
+                .map(|name| {
+                    let url: MirrorUrl =
+                        format!("file://{}/{name}", dir.display()).parse().unwrap();
+                    let endpoint = (*name != "c").then(|| format!("e{name}"));
+                    MirrorStore::open(name, &url, Access::Write)
+                        .unwrap()
+                        .with_endpoint(endpoint)
+                })
+                .collect()
+        }
+
+        fn state(verdicts: &[(&str, state::Health)]) -> Arc<NetworkState> {
+            let mut state = NetworkState::initial(0);
+            for (name, health) in verdicts {
+                state.endpoints.insert(
+                    name.to_string(),
+                    EndpointStatus {
+                        name: name.to_string(),
+                        address: "198.18.0.2:80".into(),
+                        verdict: Verdict {
+                            health: *health,
+                            reasons: Vec::new(),
+                            since_ns: 0,
+                        },
+                        via: None,
+                        retransmits: 0,
+                    },
+                );
+            }
+            Arc::new(state)
+        }
+
+        fn start(at: usize) -> Position {
+            Position {
+                step: at,
+                counted: 0,
+                refused: vec![false; 3],
+                failures: Vec::new(),
+                calls: 0,
+            }
+        }
+
+        fn options() -> TransferOptions {
+            TransferOptions {
+                policy: RetryPolicy {
+                    initial_delay: Duration::from_millis(1),
+                    jitter: Jitter::None,
+                    ..TransferOptions::default().policy
+                },
+                budget: RetryBudget::new(1000),
+                ..TransferOptions::default()
+            }
+        }
+
+        #[test]
+        fn a_demoted_mirror_is_skipped_while_a_healthier_one_remains_and_not_after() {
+            use state::Health::{Degraded, Down, Up};
+            let dir = tempfile::tempdir().unwrap();
+            let mirrors = mirrors(dir.path());
+            let (sender, watch) = StateWatch::channel(NetworkState::initial(0));
+            let health = Health::watching(&mirrors, Some(watch));
+            let steps = get_ladder(3);
+            assert_eq!(start(0).next(&steps, &health), Some(0));
+
+            sender.send_replace(state(&[("ea", Down), ("eb", Up)]));
+            assert_eq!(start(0).next(&steps, &health), Some(1));
+            // Degraded is avoided too, but preferred to Down.
+            sender.send_replace(state(&[("ea", Down), ("eb", Degraded)]));
+            assert_eq!(start(0).next(&steps, &health), Some(2));
+            let mut without_c = start(0);
+            without_c.refused[2] = true;
+            assert_eq!(without_c.next(&steps, &health), Some(1));
+            // Only a Down mirror left: it is tried after all.
+            let mut only_a = start(0);
+            only_a.refused[1] = true;
+            only_a.refused[2] = true;
+            assert_eq!(only_a.next(&steps, &health), Some(0));
+            // Healthy again: used again at once.
+            sender.send_replace(state(&[("ea", Up), ("eb", Up)]));
+            assert_eq!(start(0).next(&steps, &health), Some(0));
+            // A closed source demotes nothing.
+            sender.send_replace(state(&[("ea", Down)]));
+            drop(sender);
+            assert_eq!(start(0).next(&steps, &health), Some(0));
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_request_in_flight_moves_on_when_its_mirror_goes_down_without_spending_an_attempt(
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mirrors = mirrors(dir.path());
+            let (sender, watch) = StateWatch::channel(NetworkState::initial(0));
+            let health = Health::watching(&mirrors, Some(watch));
+            let steps = get_ladder(3);
+            let calls: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+            let down_later = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                sender.send_replace(state(&[("ea", state::Health::Down)]));
+                sender
+            });
+            let served = run(
+                &options(),
+                &mirrors,
+                &health,
+                &steps,
+                || "a chunk".to_string(),
+                |m| {
+                    calls[m].fetch_add(1, Ordering::Relaxed);
+                    async move {
+                        if m == 0 {
+                            // A request the network swallowed: no answer, ever.
+                            std::future::pending::<()>().await;
+                        }
+                        Ok(m)
+                    }
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!((served.value, served.mirror), (1, 1));
+            assert_eq!(served.report.attempts, 1, "no attempt spent");
+            assert_eq!(served.calls, 2);
+            assert!(
+                served.failures[0].1.contains("endpoint `ea` went Down"),
+                "{:?}",
+                served.failures
+            );
+            assert_eq!(health.failures[0].load(Ordering::Relaxed), 0);
+
+            // Up again: the next object goes to the first mirror again.
+            let sender = down_later.await.unwrap();
+            sender.send_replace(state(&[("ea", state::Health::Up)]));
+            let served = run(
+                &options(),
+                &mirrors,
+                &health,
+                &steps,
+                || "a chunk".to_string(),
+                |m| async move { Ok(m) },
+            )
+            .await
+            .unwrap();
+            assert_eq!(served.mirror, 0);
+            assert_eq!(calls[2].load(Ordering::Relaxed), 0);
+        }
     }
 }

@@ -8,6 +8,7 @@ use futures::{stream, StreamExt};
 use tokio::time::Instant;
 
 use super::{
+    activity::Activity,
     assemble,
     compress::decode,
     error::TransferError,
@@ -15,9 +16,11 @@ use super::{
     ArtifactKey, ChunkCache, ChunkRef, Manifest, MirrorStore, Progress, Summary, TransferOptions,
 };
 
-/// Fetches `key` from `mirrors` (in priority order) into the file `out`, which appears only
-/// whole and checked. Chunks come from `cache` where it has them and go into it as they
-/// arrive, so a rerun after any interruption fetches only what is missing.
+/// Fetches `key` from `mirrors` (in the order to try them: primary first) into the file
+/// `out`, which appears only whole and checked. Chunks come from `cache` where it has them
+/// and go into it as they arrive, so a rerun after any interruption fetches only what is
+/// missing. A mirror whose endpoint the agent (`options.state`) says is Down or Degraded is
+/// passed over while a healthier one is left.
 pub async fn get(
     key: &ArtifactKey,
     out: &Path,
@@ -38,10 +41,20 @@ pub async fn get(
             .entry(mirror.name().to_string())
             .or_default();
     }
-    let health = Health::new(mirrors.len());
+    let watch = fallback::endpoint_watch(mirrors, options.state.as_ref()).await;
+    let health = Health::watching(mirrors, watch);
     let steps = fallback::get_ladder(mirrors.len());
+    let activity = Activity::new(mirrors.len());
+    let shared = Shared {
+        mirrors,
+        cache,
+        options,
+        health: &health,
+        steps: &steps,
+        activity: &activity,
+    };
 
-    let manifest = manifest(key, mirrors, cache, options, &health, &steps, &mut summary).await?;
+    let manifest = manifest(key, &shared, &mut summary).await?;
     summary.artifact_bytes = manifest.size;
     summary.chunks = manifest.chunks.len();
 
@@ -71,7 +84,7 @@ pub async fn get(
                 chunk.offset,
                 chunk.offset + u64::from(chunk.size)
             );
-            fetch(chunk, what, mirrors, cache, options, &health, &steps)
+            fetch(chunk, what, &shared)
         })
         .buffer_unordered(options.concurrency.max(1));
     while let Some(fetched) = fetches.next().await {
@@ -85,6 +98,7 @@ pub async fn get(
         });
     }
     drop(fetches);
+    activity.add_to(&mut summary, mirrors);
 
     let (cache_for_assembly, out_path) = (cache.clone(), out.to_path_buf());
     let assembled = tokio::task::spawn_blocking(move || {
@@ -98,6 +112,16 @@ pub async fn get(
     summary.elapsed = started.elapsed();
     summary.finish();
     Ok(summary)
+}
+
+/// What every request of one get shares.
+struct Shared<'a> {
+    mirrors: &'a [MirrorStore],
+    cache: &'a ChunkCache,
+    options: &'a TransferOptions,
+    health: &'a Health,
+    steps: &'a [usize],
+    activity: &'a Activity,
 }
 
 /// Adds one served object to the summary's figures.
@@ -122,27 +146,34 @@ fn tally<T>(summary: &mut Summary, mirrors: &[MirrorStore], served: &Served<T>, 
 /// cache only" step of the ladder). A fetched one is kept for next time.
 async fn manifest(
     key: &ArtifactKey,
-    mirrors: &[MirrorStore],
-    cache: &ChunkCache,
-    options: &TransferOptions,
-    health: &Health,
-    steps: &[usize],
+    shared: &Shared<'_>,
     summary: &mut Summary,
 ) -> Result<Manifest, TransferError> {
+    let Shared {
+        mirrors,
+        cache,
+        options,
+        activity,
+        ..
+    } = *shared;
     let fetched = fallback::run(
         options,
         mirrors,
-        health,
-        steps,
+        shared.health,
+        shared.steps,
         || format!("the manifest of {key}"),
         |m| async move {
-            let json = mirrors[m].get_manifest(key).await.map_err(Failure::store)?;
+            let json = {
+                let _busy = activity.begin(m);
+                mirrors[m].get_manifest(key).await.map_err(Failure::store)?
+            };
             let manifest = Manifest::from_json(&json, key).map_err(|error| {
                 Failure::Mirror(format!(
                     "mirror `{}` sent a bad manifest for {key}: {error}",
                     mirrors[m].name()
                 ))
             })?;
+            activity.served(m);
             Ok((json, manifest))
         },
     )
@@ -182,24 +213,29 @@ async fn manifest(
 async fn fetch(
     chunk: ChunkRef,
     what: String,
-    mirrors: &[MirrorStore],
-    cache: &ChunkCache,
-    options: &TransferOptions,
-    health: &Health,
-    steps: &[usize],
+    shared: &Shared<'_>,
 ) -> Result<(ChunkRef, Served<u64>), TransferError> {
+    let Shared {
+        mirrors,
+        cache,
+        activity,
+        ..
+    } = *shared;
     let chunk_ref = &chunk;
     let served = fallback::run(
-        options,
+        shared.options,
         mirrors,
-        health,
-        steps,
+        shared.health,
+        shared.steps,
         || what,
         |m| async move {
-            let stored = mirrors[m]
-                .get_chunk(chunk_ref)
-                .await
-                .map_err(Failure::store)?;
+            let stored = {
+                let _busy = activity.begin(m);
+                mirrors[m]
+                    .get_chunk(chunk_ref)
+                    .await
+                    .map_err(Failure::store)?
+            };
             let moved = stored.len() as u64;
             let (chunk, cache) = (chunk_ref.clone(), cache.clone());
             // Hashing and decompressing are CPU work: off the async threads.
@@ -210,7 +246,10 @@ async fn fetch(
             .await
             .expect("decoding does not panic");
             match checked {
-                Ok(Ok(())) => Ok(moved),
+                Ok(Ok(())) => {
+                    activity.served(m);
+                    Ok(moved)
+                }
                 Ok(Err(cache_error)) => Err(Failure::Fatal(cache_error.into())),
                 Err(bad_data) => Err(Failure::Mirror(format!(
                     "mirror `{}` sent bad data: {bad_data}",

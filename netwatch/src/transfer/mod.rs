@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod activity;
 mod assemble;
 mod aws;
 mod cache;
@@ -30,8 +31,16 @@ mod key;
 mod manifest;
 mod probe;
 mod put;
+mod score;
+mod scoreboard;
 mod store;
 mod summary;
+mod sync;
+mod sync_keys;
+mod sync_plan;
+mod sync_summary;
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod tests;
 mod url;
@@ -51,10 +60,20 @@ pub use error::TransferError;
 pub use get::get;
 pub use key::{ArtifactKey, KeyError};
 pub use manifest::{ChunkRef, Manifest, ManifestError, FORMAT_VERSION};
-pub use probe::{probe, MirrorProbe};
+pub use probe::{
+    ensure_probe_object, probe, probe_object, probe_with, MirrorProbe, ProbeLimits,
+    PROBE_OBJECT_SIZE, PROBE_RANGE, PROBE_TIMEOUT,
+};
 pub use put::put;
-pub use store::{chunk_path, manifest_path, Access, MirrorStore, StoreError};
+pub use score::{rank, scores, Candidate, Figures, Standing, BANDWIDTH_WEIGHT, LATENCY_WEIGHT};
+pub use scoreboard::{Entry, Ranked, Scoreboard, ScoreboardError, SCOREBOARD_FILE, STALE_AFTER};
+pub use store::{
+    chunk_path, manifest_path, Access, MirrorStore, RangeRead, StoreError, PROBE_OBJECT,
+};
 pub use summary::{MirrorTally, Summary};
+pub use sync::{sync, SyncError, SyncScope};
+pub use sync_keys::{KeyPrefix, PrefixError};
+pub use sync_summary::{DestinationTally, SyncFailure, SyncSummary};
 pub use url::{MirrorUrl, UrlError};
 
 use crate::{
@@ -99,8 +118,9 @@ pub struct TransferOptions {
     pub cancel: CancellationToken,
     /// `put`: how chunks are stored.
     pub compression: Compression,
-    /// `put`: the link's measured bandwidth, for `Compression::Auto`; unknown means zstd
-    /// at the default level.
+    /// `put`: the link's measured bandwidth, for `Compression::Auto`; unknown means the
+    /// speed of writing the probe object if `put` writes it now, else zstd at the default
+    /// level.
     pub link_bytes_per_sec: Option<f64>,
     /// Called as chunks are moved.
     pub progress: Option<ProgressFn>,

@@ -1,27 +1,35 @@
 //! `put`: the file cut into chunks as it is read, the chunks the mirror lacks compressed and
 //! uploaded several at once, and the manifest written last, so that no reader ever sees a
-//! manifest naming a chunk that is not there yet.
+//! manifest naming a chunk that is not there yet. Then the bandwidth probe object, if the
+//! mirror lacks it.
 
 use std::{
     fs::File,
     io::{self, BufReader},
     os::unix::fs::FileExt,
     path::Path,
+    time::Duration,
 };
 
 use futures::{stream, StreamExt};
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{
+    activity::Activity,
     chunk::{Chunker, Piece, MAX_CHUNK},
     compress::{self, choose_level, encode, measure, Compression, Encoding},
     error::TransferError,
     fallback::{self, Failure, Health, Served},
     manifest::unix_ms_now,
+    probe::ensure_probe_object,
     ArtifactKey, ChunkRef, Manifest, MirrorStore, Progress, Summary, TransferOptions,
 };
 
-/// Uploads `file` as `key` to `mirror`.
+/// How long writing the probe object may take: past this the link is too slow for a 2 MiB
+/// object to be worth it now (under 70 KB/s); the next put tries again.
+const PROBE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Uploads `file` as `key` to `mirror`, then the bandwidth probe object if it lacks it.
 pub async fn put(
     file: &Path,
     key: &ArtifactKey,
@@ -49,6 +57,9 @@ pub async fn put(
             Encoding::None => "none".to_string(),
             other => format!("{}-{level}", other.as_str()),
         }),
+        link_bytes_per_sec: options
+            .link_bytes_per_sec
+            .filter(|_| options.compression == Compression::Auto),
         ..Summary::default()
     };
     summary
@@ -78,12 +89,20 @@ pub async fn put(
     let mirrors = std::slice::from_ref(mirror);
     let health = Health::new(1);
     let steps = vec![0; options.policy.max_attempts.max(1) as usize];
+    let activity = Activity::new(1);
+    let shared = Shared {
+        mirrors,
+        options,
+        health: &health,
+        steps: &steps,
+        activity: &activity,
+    };
     let mut uploads = pieces
         .map(|piece| {
-            let (health, steps) = (&health, &steps[..]);
+            let shared = &shared;
             async move {
                 let piece = piece.map_err(input_error)?;
-                upload(piece, key, mirrors, encoding, level, options, health, steps).await
+                upload(piece, key, encoding, level, shared).await
             }
         })
         .buffer_unordered(concurrency);
@@ -113,6 +132,12 @@ pub async fn put(
             });
         } else {
             summary.bytes_reused += u64::from(chunk.size);
+            // Already on the mirror: done too, as far as the file's progress goes.
+            options.report(Progress::Chunk {
+                size: u64::from(chunk.size),
+                moved: 0,
+                mirror: mirror.name().to_string(),
+            });
         }
         chunks.push(chunk);
     }
@@ -139,10 +164,21 @@ pub async fn put(
         || format!("writing the manifest of {key}"),
         |_| {
             let json = json.clone();
-            async move { mirror.put_manifest(key, json).await.map_err(Failure::store) }
+            let activity = &activity;
+            async move {
+                let _busy = activity.begin(0);
+                mirror
+                    .put_manifest(key, json)
+                    .await
+                    .map_err(Failure::store)?;
+                activity.served(0);
+                Ok(())
+            }
         },
     )
     .await?;
+    activity.add_to(&mut summary, mirrors);
+    summary.probe_object_write = write_probe_object(mirror, options).await;
     summary.retries += written.calls.saturating_sub(1);
     summary.bytes_moved += bytes;
     summary.manifest_bytes = bytes;
@@ -155,6 +191,39 @@ pub async fn put(
     summary.elapsed = started.elapsed();
     summary.finish();
     Ok(summary)
+}
+
+/// Writes the probe object if the mirror lacks it, best effort: the artifact is there
+/// already, and a failure here only leaves bandwidth unmeasured. How long it took, if written.
+async fn write_probe_object(mirror: &MirrorStore, options: &TransferOptions) -> Option<Duration> {
+    let written = tokio::select! {
+        () = options.cancel.cancelled() => return None,
+        written = tokio::time::timeout(PROBE_WRITE_TIMEOUT, ensure_probe_object(mirror)) => written,
+    };
+    match written {
+        Ok(Ok(took)) => took,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not write the bandwidth probe object: bandwidth stays unmeasured on this mirror");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                mirror = mirror.name(),
+                "writing the bandwidth probe object took over {}: left for the next put",
+                humantime::format_duration(PROBE_WRITE_TIMEOUT)
+            );
+            None
+        }
+    }
+}
+
+/// What every chunk of one put shares.
+struct Shared<'a> {
+    mirrors: &'a [MirrorStore],
+    options: &'a TransferOptions,
+    health: &'a Health,
+    steps: &'a [usize],
+    activity: &'a Activity,
 }
 
 /// The encoding and level for new chunks. Auto with a known link measures the compressor on
@@ -187,16 +256,12 @@ fn choose_encoding(source: &File, options: &TransferOptions) -> io::Result<(Enco
 }
 
 /// One chunk: found on the mirror already (in any encoding), or encoded and uploaded.
-#[allow(clippy::too_many_arguments)]
 async fn upload(
     piece: Piece,
     key: &ArtifactKey,
-    mirrors: &[MirrorStore],
     encoding: Encoding,
     level: i32,
-    options: &TransferOptions,
-    health: &Health,
-    steps: &[usize],
+    shared: &Shared<'_>,
 ) -> Result<
     (
         ChunkRef,
@@ -213,6 +278,13 @@ async fn upload(
             piece.offset + piece.data.len() as u64
         )
     };
+    let Shared {
+        mirrors,
+        options,
+        health,
+        steps,
+        activity,
+    } = *shared;
     let mirror = &mirrors[0];
     let found = fallback::run(options, mirrors, health, steps, what, |_| async move {
         mirror
@@ -250,10 +322,12 @@ async fn upload(
         steps,
         || format!("uploading chunk {id} of {key}"),
         |_| async move {
+            let _busy = activity.begin(0);
             mirror
                 .put_chunk(id, encoding, stored.clone())
                 .await
                 .map_err(Failure::store)?;
+            activity.served(0);
             Ok(stored.len() as u64)
         },
     )

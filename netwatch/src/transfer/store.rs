@@ -4,21 +4,25 @@
 //! ```text
 //! manifests/<key>.json          one per artifact, written after its chunks
 //! chunks/<aa>/<id>[.zst|.gz]    content-addressed; <aa> is the id's first two hex digits
+//! probe/bandwidth.bin           what a ranged read times to measure bandwidth (`put` writes it)
 //! ```
 //!
 //! object_store's own retries are off: `netwatch::retry` decides, knowing the network.
 
 use std::{
     fmt,
+    ops::Range,
     path::PathBuf,
     sync::{Arc, Once},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use futures::StreamExt;
 use object_store::{
     http::HttpBuilder, local::LocalFileSystem, path::Path, prefix::PrefixStore, ClientOptions,
-    ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
+use tokio::time::Instant;
 
 use super::{
     aws,
@@ -41,7 +45,9 @@ pub enum Access {
 pub struct MirrorStore {
     name: String,
     url: MirrorUrl,
-    store: Arc<dyn ObjectStore>,
+    pub(super) store: Arc<dyn ObjectStore>,
+    /// The `[[endpoint]]` whose verdict is this mirror's health, if any.
+    endpoint: Option<String>,
 }
 
 /// What went wrong with a mirror. Each names the mirror.
@@ -95,6 +101,20 @@ pub enum StoreError {
         path: String,
         #[source]
         source: Box<object_store::Error>,
+    },
+    /// A ranged read answered with more bytes than the range asked for: the server ignores
+    /// `Range`. Reading stopped there.
+    #[error(
+        "mirror `{mirror}`: GET {path} with Range: bytes={}-{}: the server answered with more \
+         than the {} bytes asked for: it ignores Range, so its bandwidth is not measured",
+        range.start,
+        range.end - 1,
+        range.end - range.start
+    )]
+    RangeIgnored {
+        mirror: String,
+        path: String,
+        range: Range<u64>,
     },
     /// An object larger than anything netwatch stores under that name.
     #[error(
@@ -239,11 +259,23 @@ impl MirrorStore {
             name: mirror,
             url: url.clone(),
             store,
+            endpoint: None,
         })
+    }
+
+    /// Links the mirror to the `[[endpoint]]` whose verdict is its health.
+    pub fn with_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.endpoint = endpoint;
+        self
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The `[[endpoint]]` whose verdict is this mirror's health, if any.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     pub fn url(&self) -> &MirrorUrl {
@@ -356,11 +388,93 @@ impl MirrorStore {
     }
 }
 
+/// The object a ranged read times, under every mirror's URL.
+pub const PROBE_OBJECT: &str = "probe/bandwidth.bin";
+
+/// What a bounded ranged read got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeRead {
+    /// The bytes received, from the range's start: all of it, or what came within the time.
+    pub data: Vec<u8>,
+    /// From the request to the answer's headers.
+    pub first_byte: Duration,
+    /// From the headers to the last byte received.
+    pub body: Duration,
+}
+
+impl MirrorStore {
+    /// The stored size of the probe object, if it is there.
+    pub async fn probe_object_size(&self) -> Result<Option<u64>, StoreError> {
+        match self.store.head(&object(PROBE_OBJECT)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(self.request_error("HEAD", PROBE_OBJECT)(source)),
+        }
+    }
+
+    pub async fn put_probe_object(&self, data: Vec<u8>) -> Result<(), StoreError> {
+        self.write(PROBE_OBJECT, data).await
+    }
+
+    /// Reads `range` of the probe object, stopping at `within` after the answer's headers
+    /// with what has come by then. Never reads past the range: a server that sends more (it
+    /// ignores `Range`) is an error, as is one that answers a ranged request with the whole
+    /// object (object_store refuses a 200 to a ranged GET).
+    pub async fn read_probe_range(
+        &self,
+        range: Range<u64>,
+        within: Duration,
+    ) -> Result<RangeRead, StoreError> {
+        let asked = range.end - range.start;
+        let request_error = || self.request_error("GET", PROBE_OBJECT);
+        let started = Instant::now();
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range.clone())),
+            ..GetOptions::default()
+        };
+        let ignored = || StoreError::RangeIgnored {
+            mirror: self.name.clone(),
+            path: PROBE_OBJECT.to_string(),
+            range: range.clone(),
+        };
+        let result = match self.store.get_opts(&object(PROBE_OBJECT), options).await {
+            Ok(result) => result,
+            // What HttpStore makes of a 200 to a ranged GET.
+            Err(object_store::Error::NotSupported { .. }) => return Err(ignored()),
+            Err(error) => return Err(request_error()(error)),
+        };
+        let first_byte = started.elapsed();
+        if result.range.end.saturating_sub(result.range.start) > asked {
+            return Err(ignored());
+        }
+        let body_started = Instant::now();
+        let deadline = body_started + within;
+        let mut stream = result.into_stream();
+        let mut data = Vec::with_capacity(asked as usize);
+        loop {
+            let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) | Ok(None) => break,
+                Ok(Some(next)) => next.map_err(request_error())?,
+            };
+            if data.len() as u64 + next.len() as u64 > asked {
+                return Err(ignored());
+            }
+            data.extend_from_slice(&next);
+        }
+        Ok(RangeRead {
+            data,
+            first_byte,
+            body: body_started.elapsed(),
+        })
+    }
+}
+
 impl fmt::Debug for MirrorStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MirrorStore")
             .field("name", &self.name)
             .field("url", &self.url.to_string())
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }

@@ -35,8 +35,15 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Where the manifest came from: a mirror's name, or "local cache" (`get`).
     pub manifest_from: Option<String>,
-    /// How new chunks were stored, like "zstd-3" (`put`).
+    /// How new chunks were stored, like "zstd-3", or "none" (`put`).
     pub encoding: Option<String>,
+    /// The link's bandwidth `compression = "auto"` chose the encoding for, in bytes per
+    /// second, when it was known (`put`).
+    pub link_bytes_per_sec: Option<f64>,
+    /// How long writing the bandwidth probe object took, when `put` wrote it (its bytes are
+    /// not in `bytes_moved`, which is the artifact's).
+    #[serde(rename = "probe_object_write_ms", serialize_with = "optional_millis")]
+    pub probe_object_write: Option<Duration>,
 }
 
 /// One mirror's share of a transfer.
@@ -45,10 +52,33 @@ pub struct MirrorTally {
     pub bytes: u64,
     pub chunks: usize,
     pub failures: u32,
+    /// Requests that move data (chunks and the manifest; not the HEADs of `put`) sent to it.
+    pub requests: u64,
+    /// Of those, how many it served: the object arrived and passed its checks, or was stored.
+    pub served: u64,
+    /// How long at least one of those requests was in flight: `bytes` over it is the speed
+    /// the transfer saw.
+    #[serde(rename = "busy_ms", serialize_with = "millis")]
+    pub busy: Duration,
+}
+
+impl MirrorTally {
+    /// Bytes per second while busy, if anything was moved.
+    pub fn bytes_per_sec(&self) -> Option<f64> {
+        (self.bytes > 0 && !self.busy.is_zero())
+            .then(|| self.bytes as f64 / self.busy.as_secs_f64())
+    }
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn optional_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => millis(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 impl Summary {
@@ -76,14 +106,25 @@ impl fmt::Display for Summary {
             self.chunks,
             self.delta_savings * 100.0
         )?;
+        if let Some(encoding) = &self.encoding {
+            write!(f, "  new chunks stored as {encoding}")?;
+            match self.link_bytes_per_sec {
+                Some(rate) => writeln!(f, " (for a link of {:.1} MiB/s)", mib(rate as u64))?,
+                None => writeln!(f)?,
+            }
+        }
         for (name, tally) in &self.mirrors {
-            writeln!(
+            write!(
                 f,
                 "  mirror {name}: {:.2} MiB, {} chunks, {} failures",
                 mib(tally.bytes),
                 tally.chunks,
                 tally.failures
             )?;
+            match tally.bytes_per_sec() {
+                Some(rate) => writeln!(f, ", {:.1} MiB/s", mib(rate as u64))?,
+                None => writeln!(f)?,
+            }
         }
         write!(
             f,
