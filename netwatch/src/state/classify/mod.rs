@@ -75,6 +75,18 @@ struct Memory {
     rx_grew_at_ns: Option<u64>,
     /// Retransmit count when something was last received, for the blackhole rule.
     retransmits_at_rx: u64,
+    /// Which counter `rx_packets` came from: counts from two counters cannot be compared.
+    rx_source: Option<RxSource>,
+}
+
+/// Where a subject's receive count comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RxSource {
+    /// XDP's count of packets from the endpoint's own address.
+    PerSource,
+    /// The whole link's count: a link's own, or an endpoint's link where XDP does not count
+    /// per source.
+    Link(u32),
 }
 
 impl Memory {
@@ -82,12 +94,18 @@ impl Memory {
     /// receive counter was seen to grow.
     fn note_rx(
         &mut self,
+        source: RxSource,
         packets: u64,
         kernel_last_rx_ns: Option<u64>,
         retransmits: u64,
         now_ns: u64,
     ) {
-        let grew = packets > self.rx_packets;
+        // A new counter (the route moved to another link) is a new baseline, not traffic.
+        let same_counter = self
+            .rx_source
+            .replace(source)
+            .is_none_or(|was| was == source);
+        let grew = same_counter && packets > self.rx_packets;
         if grew {
             self.rx_grew_at_ns = Some(kernel_last_rx_ns.unwrap_or(now_ns));
             self.retransmits_at_rx = retransmits;
@@ -214,7 +232,13 @@ impl Classifier {
         let stats = &obs.link.stats;
         let rx_packets = obs.xdp_rx.map_or(stats.rx_packets, |rx| rx.packets);
         let kernel_last_rx = obs.xdp_rx.map(|rx| rx.last_rx_ns).filter(|at| *at != 0);
-        memory.note_rx(rx_packets, kernel_last_rx, obs.retransmits, now_ns);
+        memory.note_rx(
+            RxSource::Link(obs.link.ifindex),
+            rx_packets,
+            kernel_last_rx,
+            obs.retransmits,
+            now_ns,
+        );
         let sample = Sample {
             at_ns: now_ns,
             tx_packets: stats.tx_packets,
@@ -250,15 +274,44 @@ impl Classifier {
         let memory = self.endpoints.entry(obs.name.clone()).or_default();
         let link = obs.oif.and_then(|oif| links.get(&oif));
         // Per-source counts where XDP watches the link; else the link's own reception.
-        let (rx_packets, kernel_last_rx) = match (obs.rx, obs.oif.and_then(|i| all.links.get(&i))) {
-            (Some(rx), _) => (rx.packets, Some(rx.last_rx_ns).filter(|at| *at != 0)),
-            (None, Some(l)) => match l.xdp_rx {
-                Some(rx) => (rx.packets, Some(rx.last_rx_ns).filter(|at| *at != 0)),
-                None => (l.link.stats.rx_packets, None),
-            },
-            (None, None) => (0, None),
-        };
-        memory.note_rx(rx_packets, kernel_last_rx, obs.tcp.retransmits, now_ns);
+        let (source, rx_packets, kernel_last_rx) =
+            match (obs.rx, obs.oif.and_then(|i| all.links.get(&i))) {
+                (Some(rx), _) => (
+                    RxSource::PerSource,
+                    rx.packets,
+                    Some(rx.last_rx_ns).filter(|at| *at != 0),
+                ),
+                (None, Some(l)) => {
+                    let source = RxSource::Link(l.link.ifindex);
+                    match l.xdp_rx {
+                        Some(rx) => (
+                            source,
+                            rx.packets,
+                            Some(rx.last_rx_ns).filter(|at| *at != 0),
+                        ),
+                        None => (source, l.link.stats.rx_packets, None),
+                    }
+                }
+                (None, None) => (RxSource::Link(0), 0, None),
+            };
+        memory.note_rx(
+            source,
+            rx_packets,
+            kernel_last_rx,
+            obs.tcp.retransmits,
+            now_ns,
+        );
+        // Once Down, only newer evidence brings it back: what was received, or connected,
+        // before it went Down (perhaps over a path since gone) says nothing about now.
+        let down_since = memory
+            .verdict
+            .as_ref()
+            .filter(|v| v.health == Health::Down)
+            .map(|v| v.since_ns);
+        let newer = |at: &u64| down_since.is_none_or(|down| *at > down);
+        let evidence_ns = down_since.map_or(ns(t.evidence_window), |down| {
+            ns(t.evidence_window).min(now_ns.saturating_sub(down))
+        });
         let sample = Sample {
             at_ns: now_ns,
             rx_packets,
@@ -272,12 +325,20 @@ impl Classifier {
             now_ns,
             link: link.map(|l| (l.name.as_str(), &l.verdict)),
             retransmits_since_rx: obs.tcp.retransmits.saturating_sub(memory.retransmits_at_rx),
-            last_rx_ns: memory.last_rx_ns(),
+            last_rx_ns: memory.last_rx_ns().filter(newer),
             over_loss_window: memory.window.growth(&sample, ns(t.loss_window)),
-            over_evidence_window: memory.window.growth(&sample, ns(t.evidence_window)),
+            over_evidence_window: memory.window.growth(&sample, evidence_ns),
             degraded: memory.degraded(),
         };
-        let raw = endpoint::assess(obs, &cx, t);
+        let mut raw = endpoint::assess(obs, &cx, t);
+        if let Some(down) = down_since {
+            // Nothing new heard: it stays Down, for up to the evidence window (then Unknown,
+            // as for an endpoint nobody talks to).
+            if raw.health == Health::Unknown && now_ns.saturating_sub(down) < ns(t.evidence_window)
+            {
+                raw = Assessment::new(Health::Down, "nothing heard from it since it went down");
+            }
+        }
         let verdict = memory.settle(raw, now_ns, t.recovery_hold);
         EndpointStatus {
             name: obs.name.clone(),

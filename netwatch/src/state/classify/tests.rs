@@ -451,6 +451,76 @@ fn endpoint_without_route_or_behind_a_down_link_is_down() {
 }
 
 #[test]
+fn an_endpoint_whose_link_fails_stays_down_until_it_is_heard_from_again() {
+    // Its own link (ifindex 3) goes down and the route falls back to the default link: what
+    // it sent just before the cut is no news that it is reachable the new way.
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    let mut own = s.obs.links[&2].clone();
+    own.link.ifindex = 3;
+    own.link.name = "eth1".into();
+    own.default_route = false;
+    own.gateway = None;
+    s.obs.links.insert(3, own);
+    s.endpoint().oif = Some(3);
+    let now = s.now;
+    s.endpoint().rx = Some(SourceRx {
+        packets: 10,
+        last_rx_ns: now,
+    });
+    s.traffic(1000);
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
+    s.advance(100 * MS);
+    s.obs.links.get_mut(&3).unwrap().link.carrier = false;
+    assert_reason(endpoint_verdict(&s.run()), "its link eth1 is down");
+    for _ in 0..5 {
+        s.advance(100 * MS);
+        s.endpoint().oif = Some(2);
+        s.traffic(10);
+        let state = s.run();
+        assert_eq!(endpoint_verdict(&state).health, Health::Down, "{state:?}");
+    }
+    assert_reason(
+        endpoint_verdict(&s.run()),
+        "nothing heard from it since it went down",
+    );
+    // Without news for the evidence window, it is merely unverified.
+    s.advance(11 * S);
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Unknown);
+    // A packet from it is news.
+    s.advance(S);
+    let now = s.now;
+    s.endpoint().rx = Some(SourceRx {
+        packets: 11,
+        last_rx_ns: now,
+    });
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
+}
+
+#[test]
+fn a_new_receive_counter_is_a_baseline_not_traffic() {
+    // Without per-source counts an endpoint's reception is its link's: when the route moves
+    // to another link, that link's count is not a jump in what the endpoint sent.
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    s.endpoint().rx = None;
+    let mut other = s.obs.links[&2].clone();
+    other.link.ifindex = 3;
+    other.link.name = "eth1".into();
+    other.xdp_rx = Some(IfaceRx {
+        packets: 500,
+        ..IfaceRx::default()
+    });
+    s.obs.links.insert(3, other);
+    s.run();
+    s.advance(20 * S);
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Unknown);
+    s.endpoint().oif = Some(3);
+    s.advance(MS);
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Unknown);
+}
+
+#[test]
 fn endpoint_connects_failing_is_down_and_succeeding_is_up() {
     let mut s = Scenario::new();
     s.with_endpoint();
