@@ -229,15 +229,15 @@ async fn fetch(
         shared.steps,
         || what,
         |m| async move {
-            let stored = {
+            let (stored, chunk) = {
                 let _busy = activity.begin(m);
                 mirrors[m]
-                    .get_chunk(chunk_ref)
+                    .get_chunk_as_stored(chunk_ref)
                     .await
                     .map_err(Failure::store)?
             };
             let moved = stored.len() as u64;
-            let (chunk, cache) = (chunk_ref.clone(), cache.clone());
+            let cache = cache.clone();
             // Hashing and decompressing are CPU work: off the async threads.
             let checked = tokio::task::spawn_blocking(move || match decode(&stored, &chunk) {
                 Ok(data) => Ok(cache.write(chunk.id, &data)),

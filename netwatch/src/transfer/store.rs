@@ -343,6 +343,39 @@ impl MirrorStore {
             .await
     }
 
+    /// Like [`MirrorStore::get_chunk`], but a chunk this mirror stored in another encoding
+    /// than the manifest's (put and sync choose per mirror) is found too. Returns the chunk
+    /// as this mirror stores it: its stored size is then the body's, and the decoded size
+    /// and SHA-256 still check it.
+    pub async fn get_chunk_as_stored(
+        &self,
+        chunk: &ChunkRef,
+    ) -> Result<(Vec<u8>, ChunkRef), StoreError> {
+        let first = match self.get_chunk(chunk).await {
+            Ok(stored) => return Ok((stored, chunk.clone())),
+            Err(error) if error.is_not_found() => error,
+            Err(error) => return Err(error),
+        };
+        for encoding in Encoding::ALL.into_iter().filter(|e| *e != chunk.encoding) {
+            match self
+                .read(&chunk_path(chunk.id, encoding), MAX_STORED_CHUNK)
+                .await
+            {
+                Ok(stored) => {
+                    let as_stored = ChunkRef {
+                        encoding,
+                        stored_size: stored.len() as u64,
+                        ..chunk.clone()
+                    };
+                    return Ok((stored, as_stored));
+                }
+                Err(error) if error.is_not_found() => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Err(first)
+    }
+
     pub async fn put_chunk(
         &self,
         id: Sha256,
