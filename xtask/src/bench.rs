@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use crate::{cmd, toolchain};
+use crate::{cmd, test_tools, toolchain};
 
 const NETWATCH_BIN: &str = "NETWATCH_BIN";
 
@@ -57,7 +57,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     );
     // Made as the calling user, so only the files the bench writes belong to root.
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let tools = test_tools::ensure()?;
     let mut run = cmd::as_root(&bench)?;
+    tools.pass_to(&mut run);
     run.env(NETWATCH_BIN, release.join("netwatch"))
         .current_dir(cmd::workspace_root())
         .arg("run")

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 
-use crate::{cmd, toolchain};
+use crate::{cmd, test_tools, toolchain};
 
 /// The privileged tests find the agent binary through this variable.
 const NETWATCH_BIN: &str = "NETWATCH_BIN";
@@ -49,6 +49,8 @@ pub fn test(args: TestArgs) -> Result<()> {
         return Ok(());
     }
 
+    // The transfer tests' servers; installed as the calling user, into target/.
+    let tools = test_tools::ensure()?;
     cmd::run(cmd::cargo().args(["build", "-p", "netwatch", "--bin", "netwatch"]))
         .context("building the agent for the privileged tests")?;
     let agent = cmd::target_dir().join("debug").join("netwatch");
@@ -71,6 +73,7 @@ pub fn test(args: TestArgs) -> Result<()> {
 
     for (binary, package_dir) in binaries {
         let mut test = cmd::as_root(&binary)?;
+        tools.pass_to(&mut test);
         test.env(NETWATCH_BIN, &agent)
             .env("CARGO_MANIFEST_DIR", &package_dir)
             .current_dir(&package_dir)

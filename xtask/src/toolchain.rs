@@ -1,5 +1,6 @@
-//! The eBPF toolchain netwatch's build needs (shared/docs/ebpf-toolchain.md): checking it, and
-//! installing what is missing when we are root on Debian.
+//! The eBPF toolchain netwatch's build needs (shared/docs/ebpf-toolchain.md), and the Debian
+//! packages its tests drive: checking them, and installing what is missing when we are root on
+//! Debian.
 
 use std::{
     env,
@@ -14,7 +15,8 @@ use crate::cmd;
 
 /// Debian packages: Rust 1.96 with its `core` source (the eBPF side needs `-Z build-std=core`
 /// with a matching compiler), LLVM 22 for bpf-linker, a C toolchain, and the tools the
-/// privileged tests drive.
+/// privileged tests and benchmarks drive: nginx with WebDAV as a mirror, aria2 and curl as
+/// clients to compare with, and pip to install SeaweedFS (`test_tools`).
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -25,6 +27,11 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
     "iputils-ping",
+    "nginx",
+    "libnginx-mod-http-dav-ext",
+    "aria2",
+    "curl",
+    "python3-pip",
 ];
 /// The packages that provide `/usr/bin/rustc`: reinstalled (upgraded) when it is too old.
 const RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
@@ -160,7 +167,7 @@ fn install(toolchain: &Toolchain) -> Result<()> {
                 .args(["install", "-y", "--no-install-recommends"])
                 .args(&packages),
         )
-        .context("installing the eBPF toolchain's Debian packages")?;
+        .context("installing the Debian packages of the eBPF toolchain and the tests")?;
     }
     if toolchain.bpf_linker.is_err() {
         // Outside the workspace, so the project's .cargo/config.toml does not apply.
@@ -197,7 +204,9 @@ fn ready(toolchain: &Toolchain) {
 /// The error for a user who is not root, or not on Debian: what is missing and how to get it.
 fn manual_instructions(toolchain: &Toolchain, debian: bool) -> String {
     let sudo = if cmd::is_root() { "" } else { "sudo " };
-    let mut text = String::from("the eBPF toolchain netwatch's build needs is incomplete:\n");
+    let mut text = String::from(
+        "the eBPF toolchain netwatch's build needs (or a tool its tests need) is incomplete:\n",
+    );
     for problem in toolchain.problems() {
         text += &format!("  - {problem}\n");
     }

@@ -1,0 +1,217 @@
+//! `netwatch put`, `get` and `mirrors` against each kind of mirror, each a real server the
+//! test starts on loopback: a directory (`file://`), nginx with WebDAV (`http://`) and
+//! SeaweedFS's S3 gateway with signed requests (`s3://`). Output must be byte-identical, a
+//! second put must move only the manifest, and an edit only the chunks it touches.
+
+mod transfer_cli;
+
+use std::{net::Ipv4Addr, path::Path};
+
+use netwatch_tests::servers::{free_loopback_addr, nginx::Nginx, seaweed::Seaweed};
+use serde_json::Value;
+use transfer_cli::{mirror_table, mixed_data, verify_cache, Cli};
+
+/// 4 MiB: about 64 chunks of FastCDC's 64 KiB average.
+const SIZE: usize = 4 << 20;
+const KEY: &str = "builds/app/1.0+ci.bin";
+
+fn count(summary: &Value, field: &str) -> u64 {
+    summary[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no `{field}` in {summary}"))
+}
+
+/// Put, get, put again, edit, put and get again, all through `mirror`, stored as
+/// `compression`.
+fn round_trip(cli: &Cli, mirror: &str, compression: &str) {
+    let data = mixed_data(SIZE, 0x5eed);
+    let input = cli.subdir("in").join("app.bin");
+    std::fs::write(&input, &data).unwrap();
+    let input_arg = input.display().to_string();
+    let put = |what: &str| {
+        let summary = cli
+            .run(&[
+                "put",
+                &input_arg,
+                KEY,
+                "--mirror",
+                mirror,
+                "--compression",
+                compression,
+                "--json",
+            ])
+            .json();
+        eprintln!("{what}: {summary}");
+        summary
+    };
+
+    let first = put("first put");
+    let chunks = count(&first, "chunks");
+    assert!(
+        chunks >= 16,
+        "4 MiB of mixed data makes a few dozen chunks: {first}"
+    );
+    assert_eq!(count(&first, "chunks_moved"), chunks, "{first}");
+    assert_eq!(first["mirrors"][mirror]["failures"], 0, "{first}");
+
+    let out = cli.subdir("out").join("app.bin");
+    let got = cli.get(KEY, &out).json();
+    assert_eq!(got["manifest_from"], mirror, "{got}");
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "the output differs from the input"
+    );
+    assert_eq!(count(&got, "artifact_bytes"), SIZE as u64);
+    let cached = verify_cache(&cli.cache());
+    assert_eq!(
+        cached as u64,
+        count(&got, "chunks_moved"),
+        "every fetched chunk, and only those, is in the cache: {got}"
+    );
+
+    let again = put("second put");
+    assert_eq!(count(&again, "chunks_moved"), 0, "{again}");
+    assert_eq!(
+        count(&again, "bytes_moved"),
+        count(&again, "manifest_bytes"),
+        "an unchanged file moves only its manifest: {again}"
+    );
+    assert!(count(&again, "bytes_moved") < SIZE as u64 / 100, "{again}");
+
+    // One edit in the middle costs the chunks around it, in both directions.
+    let mut edited = data.clone();
+    edited[SIZE / 2..SIZE / 2 + 1000].fill(0xee);
+    std::fs::write(&input, &edited).unwrap();
+    let delta = put("put after an edit");
+    assert!(
+        (1..=3).contains(&count(&delta, "chunks_moved")),
+        "an edit of 1000 bytes moves one to three chunks: {delta}"
+    );
+    let out2 = cli.subdir("out").join("app-edited.bin");
+    let got2 = cli.get(KEY, &out2).json();
+    assert!(std::fs::read(&out2).unwrap() == edited);
+    assert!(
+        (1..=3).contains(&count(&got2, "chunks_moved")),
+        "the get after an edit fetches one to three chunks: {got2}"
+    );
+    verify_cache(&cli.cache());
+}
+
+fn file_url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+#[test]
+fn a_file_mirror_round_trip_is_byte_identical() {
+    let cli = Cli::new("");
+    let url = file_url(&cli.dir().join("mirror"));
+    cli.write_config(&mirror_table("dir", 1, &url));
+    round_trip(&cli, "dir", "auto");
+}
+
+#[test]
+fn an_nginx_webdav_mirror_round_trip_is_byte_identical() {
+    let cli = Cli::new("");
+    let nginx = Nginx::start(None, free_loopback_addr(), &cli.dir().join("www"), None);
+    // Under a path, so that PUT has collections to create.
+    let url = format!("{}ci/cache", nginx.url());
+    cli.write_config(&mirror_table("web", 1, &url));
+    round_trip(&cli, "web", "gzip");
+    assert!(
+        nginx.root().join("ci/cache/manifests/builds/app").is_dir(),
+        "the objects are under the URL's path"
+    );
+}
+
+#[test]
+fn a_seaweedfs_s3_mirror_round_trip_is_byte_identical_with_signed_requests() {
+    let seaweed = Seaweed::start(None, Ipv4Addr::LOCALHOST.into());
+    let cli = Cli::new(&mirror_table("s3", 1, &seaweed.url("netwatch/ci")))
+        .with_env(seaweed.client_env());
+    round_trip(&cli, "s3", "zstd");
+
+    // The same requests with a wrong secret are refused by the server (HEAD answers carry no
+    // body, so 403 is all it says): they are signed.
+    let mut wrong = seaweed.client_env();
+    for (name, value) in &mut wrong {
+        if *name == "AWS_SECRET_ACCESS_KEY" {
+            value.push_str("-wrong");
+        }
+    }
+    let forged = Cli::new(&mirror_table("s3", 1, &seaweed.url("netwatch/ci"))).with_env(wrong);
+    let input = forged.subdir("in").join("small.bin");
+    std::fs::write(&input, mixed_data(100_000, 3)).unwrap();
+    let refused = forged.run(&[
+        "put",
+        &input.display().to_string(),
+        "builds/forged.bin",
+        "--json",
+    ]);
+    let error = refused.failure();
+    assert!(
+        error.contains("mirror `s3`") && error.contains("403 Forbidden"),
+        "a wrong secret is named as such:\n{}",
+        refused.describe()
+    );
+}
+
+#[test]
+fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
+    let cli = Cli::new("");
+    let nginx = Nginx::start(None, free_loopback_addr(), &cli.dir().join("www"), None);
+    let seaweed = Seaweed::start(None, Ipv4Addr::LOCALHOST.into());
+    let dir_url = file_url(&cli.dir().join("mirror"));
+    let config = [
+        mirror_table("dir", 1, &dir_url),
+        mirror_table("web", 2, &nginx.url()),
+        mirror_table("s3", 3, &seaweed.url("mirrors")),
+    ]
+    .concat();
+    cli.write_config(&config);
+    let cli = cli.with_env(seaweed.client_env());
+
+    let data = mixed_data(1 << 20, 11);
+    let input = cli.subdir("in").join("lib.bin");
+    std::fs::write(&input, &data).unwrap();
+    for mirror in ["dir", "web", "s3"] {
+        cli.put(&input, "builds/lib.bin", Some(mirror));
+    }
+
+    let listed = cli.run(&["mirrors", "--json"]);
+    let rows = listed.json();
+    let rows = rows.as_array().expect("mirrors --json is an array");
+    assert_eq!(rows.len(), 3, "{}", listed.describe());
+    for row in rows {
+        let name = row["name"].as_str().unwrap();
+        assert_eq!(row["answered"], true, "{name}: {row}");
+        assert_eq!(row["error"], Value::Null, "{name}: {row}");
+        assert!(row["latency_ms"].as_f64().is_some(), "{name}: {row}");
+        // put wrote the probe object to each, so each has a measured bandwidth.
+        assert!(
+            row["bandwidth_bytes_per_sec"]
+                .as_f64()
+                .is_some_and(|b| b > 0.0),
+            "{name}: {row}"
+        );
+    }
+    let table = cli.run(&["mirrors"]);
+    assert!(table.ok(), "{}", table.describe());
+    for url in [dir_url.as_str(), &seaweed.url("mirrors")] {
+        assert!(table.stdout().contains(url), "{}", table.describe());
+    }
+
+    let out = cli.subdir("out").join("lib.bin");
+    let got = cli.get("builds/lib.bin", &out).json();
+    assert!(std::fs::read(&out).unwrap() == data);
+    let from = got["manifest_from"].as_str().unwrap();
+    assert!(["dir", "web", "s3"].contains(&from), "{got}");
+}
+
+#[test]
+fn seaweedfs_also_starts_inside_a_namespace_of_the_tests_own() {
+    let ns = netwatch_tests::netns::NetNs::new();
+    ns.exec_ok("ip", &["link", "set", "lo", "up"]);
+    // Ready means a signed PUT and DELETE succeeded, run inside the namespace.
+    let seaweed = Seaweed::start(Some(&ns), Ipv4Addr::LOCALHOST.into());
+    assert_eq!(seaweed.addr().port(), 18_000);
+}

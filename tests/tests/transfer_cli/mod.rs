@@ -1,0 +1,332 @@
+//! The `netwatch` CLI as a user runs it for transfers, shared by the transfer test files: a
+//! work directory with the configuration file, the cache, a HOME of its own (so no
+//! `~/.aws` or `~/.cache` of the machine's is read) and a socket no agent serves; the JSON
+//! summaries read back; and checks on what a transfer left on disk.
+
+#![allow(dead_code, reason = "each test file uses a part")]
+
+use std::{
+    collections::BTreeMap,
+    io::Read as _,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use netwatch::transfer::Sha256;
+use serde_json::Value;
+
+/// How long one CLI run may take before the test calls it hung.
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+/// One `[[mirror]]` table.
+pub fn mirror_table(name: &str, priority: u32, url: &str) -> String {
+    format!("[[mirror]]\nname = \"{name}\"\npriority = {priority}\nurl = \"{url}\"\n\n")
+}
+
+/// A work directory and the way to run `netwatch` in it.
+pub struct Cli {
+    work: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// What one run gave.
+pub struct Ran {
+    pub output: Output,
+    pub args: Vec<String>,
+}
+
+impl Ran {
+    pub fn ok(&self) -> bool {
+        self.output.status.success()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// The JSON on stdout, panicking with the run's output unless it succeeded.
+    pub fn json(&self) -> Value {
+        assert!(self.ok(), "{}", self.describe());
+        serde_json::from_str(self.stdout().trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", self.describe()))
+    }
+
+    /// The run's error, panicking unless it failed.
+    pub fn failure(&self) -> String {
+        assert!(!self.ok(), "expected a failure:\n{}", self.describe());
+        self.stderr()
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "netwatch {}: {}\nstdout: {}\nstderr: {}",
+            self.args.join(" "),
+            self.output.status,
+            self.stdout().trim(),
+            self.stderr().trim()
+        )
+    }
+}
+
+impl Cli {
+    /// A fresh work directory, with `config` as its configuration file.
+    pub fn new(config: &str) -> Self {
+        let work = tempfile::tempdir().expect("a work directory");
+        let cli = Cli {
+            work,
+            env: Vec::new(),
+        };
+        cli.write_config(config);
+        cli
+    }
+
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(self.config(), config).expect("write the configuration file");
+    }
+
+    /// Adds variables every later run gets (an S3 server's credentials and endpoint).
+    pub fn with_env(mut self, vars: Vec<(&'static str, String)>) -> Self {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.to_string(), v)));
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir().join("config.toml")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.dir().join("cache")
+    }
+
+    /// A directory inside the work directory, created.
+    pub fn subdir(&self, name: &str) -> PathBuf {
+        let dir = self.dir().join(name);
+        std::fs::create_dir_all(&dir).expect("create a directory in the work directory");
+        dir
+    }
+
+    /// `netwatch ARGS --config C` (with `--cache` and `--socket` for put and get, `--cache`
+    /// for mirrors), bounded in time.
+    pub fn run(&self, args: &[&str]) -> Ran {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let config = self.config().display().to_string();
+        let cache = self.cache().display().to_string();
+        let socket = self.dir().join("no-agent.sock").display().to_string();
+        all.extend(["--config".to_string(), config]);
+        match args.first().copied() {
+            Some("put" | "get") => {
+                all.extend(["--cache".to_string(), cache, "--socket".to_string(), socket]);
+            }
+            Some("mirrors") => {
+                all.extend(["--cache".to_string(), cache, "--socket".to_string(), socket]);
+            }
+            _ => {}
+        }
+        let mut command = Command::new(netwatch_tests::agent::binary());
+        command
+            .args(&all)
+            .current_dir(self.dir())
+            .env("HOME", self.dir())
+            .env("RUST_LOG", "warn")
+            .env_remove("NETWATCH_CONFIG")
+            .env_remove("NETWATCH_CACHE_DIR")
+            .env_remove("NETWATCH_SOCKET")
+            .env_remove("XDG_CACHE_HOME");
+        // No AWS setting of the machine's (credentials, region, endpoint, profile) applies.
+        for (var, _) in std::env::vars_os() {
+            if var.to_string_lossy().starts_with("AWS_") {
+                command.env_remove(var);
+            }
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        Ran {
+            output: run_bounded(command),
+            args: all,
+        }
+    }
+
+    /// `put FILE KEY --json [--mirror NAME]`, which must succeed: its summary.
+    pub fn put(&self, file: &Path, key: &str, mirror: Option<&str>) -> Value {
+        let file = file.display().to_string();
+        let mut args = vec!["put", &file, key, "--json"];
+        if let Some(mirror) = mirror {
+            args.extend(["--mirror", mirror]);
+        }
+        self.run(&args).json()
+    }
+
+    /// `get KEY OUT --json`.
+    pub fn get(&self, key: &str, out: &Path) -> Ran {
+        let out = out.display().to_string();
+        self.run(&["get", key, &out, "--json"])
+    }
+}
+
+/// Runs `command` with piped output, killing it and panicking if it outlives RUN_LIMIT.
+fn run_bounded(mut command: Command) -> Output {
+    let shown = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {shown}: {e}"));
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stdout.read_to_end(&mut buffer);
+        buffer
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stderr.read_to_end(&mut buffer);
+        buffer
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait on netwatch") {
+            break status;
+        }
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err_reader.join().unwrap_or_default();
+            panic!(
+                "{shown} did not finish within {RUN_LIMIT:?}; stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+/// `size` bytes of several kinds, in 64 KiB runs: random, text-like, zeros, a repeated
+/// pattern. Deterministic in `seed`, and compressible in parts, as build output is.
+pub fn mixed_data(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut data = Vec::with_capacity(size);
+    let mut run = 0u64;
+    while data.len() < size {
+        let want = (size - data.len()).min(64 * 1024);
+        match run % 4 {
+            0 => (0..want).for_each(|_| data.push(next() as u8)),
+            1 => {
+                let mut text = Vec::new();
+                while text.len() < want {
+                    text.extend_from_slice(
+                        format!("line {} of run {run}: fn build() {{ ok }}\n", next() % 1000)
+                            .as_bytes(),
+                    );
+                }
+                data.extend_from_slice(&text[..want]);
+            }
+            2 => data.resize(data.len() + want, 0),
+            _ => data.extend((0..want).map(|i| (i % 251) as u8)),
+        }
+        run += 1;
+    }
+    data
+}
+
+/// Every file under `dir` with its size, by path relative to `dir`.
+pub fn tree(dir: &Path) -> BTreeMap<PathBuf, u64> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let meta = entry.metadata().expect("metadata of a listed file");
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).expect("under dir").to_path_buf();
+                files.insert(relative, meta.len());
+            }
+        }
+    }
+    files
+}
+
+/// The files under `dir` that `after` has and `before` had not, or had at another size.
+pub fn changed(before: &BTreeMap<PathBuf, u64>, after: &BTreeMap<PathBuf, u64>) -> Vec<PathBuf> {
+    after
+        .iter()
+        .filter(|(path, size)| before.get(*path) != Some(size))
+        .map(|(path, _)| path.clone())
+        .chain(before.keys().filter(|p| !after.contains_key(*p)).cloned())
+        .collect()
+}
+
+/// Checks that every file under `<cache>/chunks` is a whole chunk: named `<aa>/<id>` and
+/// holding content whose SHA-256 is the id. Returns how many there are.
+pub fn verify_cache(cache: &Path) -> usize {
+    let chunks = cache.join("chunks");
+    let files = tree(&chunks);
+    for path in files.keys() {
+        let file = chunks.join(path);
+        let name = path.to_string_lossy();
+        let (prefix, id) = name
+            .split_once('/')
+            .unwrap_or_else(|| panic!("{} is not <aa>/<id>", file.display()));
+        assert!(
+            id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.starts_with(prefix),
+            "{} is no chunk's name (a temporary file left behind?)",
+            file.display()
+        );
+        let data = std::fs::read(&file).expect("read a cached chunk");
+        assert_eq!(
+            Sha256::of(&data).to_hex(),
+            id,
+            "{} fails its SHA-256: corrupted data reached the cache",
+            file.display()
+        );
+    }
+    files.len()
+}
+
+/// The files beside `out` that a get may leave only while it runs: its temporary outputs.
+pub fn temporary_outputs(out: &Path) -> Vec<String> {
+    let name = out.file_name().expect("a file name").to_string_lossy();
+    let prefix = format!(".{name}.netwatch-");
+    std::fs::read_dir(out.parent().expect("a directory"))
+        .expect("read the output directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+/// The manifest of `key` as stored under a mirror's directory.
+pub fn stored_manifest(root: &Path, key: &str) -> (PathBuf, Value) {
+    let path = root.join("manifests").join(format!("{key}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading the manifest {}: {e}", path.display()));
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the manifest {} is not JSON: {e}", path.display()));
+    (path, value)
+}

@@ -1,0 +1,513 @@
+//! Bad input and hostile servers, through the `netwatch` CLI on loopback: a mirror that sends
+//! wrong bytes, short bodies, ignores Range or never answers; a manifest that names chunks
+//! outside the store; an unknown key, a bad URL, missing credentials, an unreachable mirror.
+//! Each must end in a clear error or be routed around; corrupted data never reaches the cache
+//! or the output, and nothing is written outside the output and the cache.
+
+mod transfer_cli;
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use netwatch::transfer::{probe_object, PROBE_OBJECT};
+use netwatch_tests::servers::hostile::{Fault, Hostile};
+use serde_json::Value;
+use transfer_cli::{
+    changed, mirror_table, mixed_data, stored_manifest, temporary_outputs, tree, verify_cache, Cli,
+};
+
+const KEY: &str = "builds/app.bin";
+const SIZE: usize = 2 << 20;
+
+/// A hostile mirror `bad` (priority 1) and a directory `good` (priority 2), both holding
+/// `KEY`; `good` without its probe object, so that `bad` ranks first on its bandwidth.
+struct Pair {
+    cli: Cli,
+    bad: Hostile,
+    good: PathBuf,
+    data: Vec<u8>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let cli = Cli::new("");
+        let bad = Hostile::start(&cli.dir().join("bad"), Fault::None);
+        let good = cli.dir().join("good");
+        cli.write_config(
+            &[
+                mirror_table("bad", 1, &bad.url()),
+                mirror_table("good", 2, &format!("file://{}", good.display())),
+            ]
+            .concat(),
+        );
+        let data = mixed_data(SIZE, 0xbad);
+        let input = cli.subdir("in").join("app.bin");
+        std::fs::write(&input, &data).unwrap();
+        // The same encoding on both: a mirror serves a chunk only in the encoding the
+        // manifest names (see `a_secondary_that_stored_another_encoding_still_serves`).
+        let input_arg = input.display().to_string();
+        for mirror in ["bad", "good"] {
+            cli.run(&[
+                "put",
+                &input_arg,
+                KEY,
+                "--mirror",
+                mirror,
+                "--compression",
+                "zstd",
+                "--json",
+            ])
+            .json();
+        }
+        assert!(
+            bad.root().join(PROBE_OBJECT).is_file(),
+            "put wrote the probe object"
+        );
+        std::fs::remove_file(good.join(PROBE_OBJECT)).unwrap();
+        // The puts' figures would rank the mirrors too: start the get from a clean cache.
+        std::fs::remove_dir_all(cli.cache()).unwrap();
+        Pair {
+            cli,
+            bad,
+            good,
+            data,
+        }
+    }
+}
+
+/// Everything in the work directory but the cache.
+fn outside_cache(cli: &Cli) -> BTreeMap<PathBuf, u64> {
+    let mut files = tree(cli.dir());
+    files.retain(|path, _| !path.starts_with("cache"));
+    files
+}
+
+/// `get` with `fault` on the primary succeeds from the secondary, byte-identical, with the
+/// primary's failures in the summary and nothing damaged in the cache.
+fn the_secondary_serves_around(fault: Fault) {
+    let pair = Pair::new();
+    pair.bad.set_fault(fault);
+    let out = pair.cli.subdir("out").join("app.bin");
+    let before = outside_cache(&pair.cli);
+    let summary = pair.cli.get(KEY, &out).json();
+    eprintln!("{fault:?}: {summary}");
+
+    assert!(std::fs::read(&out).unwrap() == pair.data, "output differs");
+    assert!(
+        pair.bad.served().iter().any(|s| s.faulted),
+        "the fault was never applied: the test proves nothing"
+    );
+    let bad = &summary["mirrors"]["bad"];
+    let good = &summary["mirrors"]["good"];
+    assert!(bad["failures"].as_u64().unwrap() > 0, "{summary}");
+    assert!(good["chunks"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(
+        summary["chunks_moved"], summary["chunks"],
+        "every chunk arrived from one mirror or the other: {summary}"
+    );
+    let cached = verify_cache(&pair.cli.cache());
+    assert!(cached > 0);
+    assert_eq!(
+        changed(&before, &outside_cache(&pair.cli)),
+        [PathBuf::from("out/app.bin")],
+        "a get writes its output and its cache, nothing else"
+    );
+    assert!(temporary_outputs(&out).is_empty());
+    assert!(pair.good.join("chunks").is_dir());
+}
+
+#[test]
+fn wrong_bytes_from_the_primary_are_refused_and_the_secondary_serves() {
+    the_secondary_serves_around(Fault::WrongBytes);
+}
+
+#[test]
+fn short_bodies_from_the_primary_are_refused_and_the_secondary_serves() {
+    the_secondary_serves_around(Fault::ShortBody);
+}
+
+/// With the hostile mirror alone, `get` fails clearly and writes no output, no temporary
+/// file, and no chunk that fails its check.
+fn the_hostile_mirror_alone_fails(fault: Fault, expected: &[&str]) {
+    let pair = Pair::new();
+    pair.cli
+        .write_config(&mirror_table("bad", 1, &pair.bad.url()));
+    pair.bad.set_fault(fault);
+    let out = pair.cli.subdir("out").join("app.bin");
+    let before = outside_cache(&pair.cli);
+    let ran = pair.cli.get(KEY, &out);
+    let error = ran.failure();
+    eprintln!(
+        "{fault:?} alone: {}",
+        error.lines().last().unwrap_or_default()
+    );
+    for text in expected {
+        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
+    }
+    assert!(!out.exists(), "a failed get left {}", out.display());
+    assert!(
+        temporary_outputs(&out).is_empty(),
+        "{:?}",
+        temporary_outputs(&out)
+    );
+    assert!(changed(&before, &outside_cache(&pair.cli)).is_empty());
+    verify_cache(&pair.cli.cache());
+}
+
+#[test]
+fn wrong_bytes_alone_fail_the_get_and_nothing_is_written() {
+    the_hostile_mirror_alone_fails(
+        Fault::WrongBytes,
+        &["chunk ", KEY, "mirror `bad` sent bad data"],
+    );
+}
+
+#[test]
+fn short_bodies_alone_fail_the_get_and_nothing_is_written() {
+    the_hostile_mirror_alone_fails(Fault::ShortBody, &["chunk ", KEY, "mirror `bad`"]);
+}
+
+/// A `file://` mirror holding `KEY`, whose manifest `edit` then changes.
+fn refused_manifest(edit: impl FnOnce(&mut Value), names: &str) {
+    let cli = Cli::new("");
+    let mirror = cli.dir().join("mirror");
+    cli.write_config(&mirror_table(
+        "m",
+        1,
+        &format!("file://{}", mirror.display()),
+    ));
+    let input = cli.subdir("in").join("app.bin");
+    std::fs::write(&input, mixed_data(SIZE, 5)).unwrap();
+    cli.put(&input, KEY, None);
+    let (path, mut manifest) = stored_manifest(&mirror, KEY);
+    edit(&mut manifest);
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    std::fs::remove_dir_all(cli.cache()).unwrap();
+
+    let out = cli.subdir("out").join("app.bin");
+    let before = outside_cache(&cli);
+    let ran = cli.get(KEY, &out);
+    let error = ran.failure();
+    assert!(
+        error.contains("sent a bad manifest") && error.contains(names),
+        "the refusal names the chunk (`{names}`):\n{}",
+        ran.describe()
+    );
+    assert!(!out.exists());
+    assert!(temporary_outputs(&out).is_empty());
+    assert!(changed(&before, &outside_cache(&cli)).is_empty());
+    let cache = tree(&cli.cache());
+    assert!(
+        cache.keys().all(|p| p.starts_with("mirrors.json")),
+        "only the scoreboard may be in the cache: {cache:?}"
+    );
+}
+
+fn chunk(manifest: &mut Value, index: usize) -> &mut Value {
+    &mut manifest["chunks"][index]
+}
+
+#[test]
+fn a_manifest_naming_a_chunk_outside_the_store_is_refused() {
+    refused_manifest(
+        |m| chunk(m, 1)["id"] = "../../../../escaped".into(),
+        "chunk 1",
+    );
+}
+
+#[test]
+fn a_manifest_with_a_chunk_id_that_is_not_hex_is_refused() {
+    let not_hex = "g".repeat(64);
+    refused_manifest(|m| chunk(m, 2)["id"] = not_hex.into(), "chunk 2");
+}
+
+#[test]
+fn a_manifest_with_overlapping_chunks_is_refused() {
+    refused_manifest(
+        |m| {
+            let earlier = chunk(m, 2)["offset"].as_u64().unwrap();
+            chunk(m, 3)["offset"] = (earlier + 1).into();
+        },
+        "chunk 3",
+    );
+}
+
+#[test]
+fn an_unknown_key_is_reported_as_on_no_mirror() {
+    let pair = Pair::new();
+    let out = pair.cli.subdir("out").join("x.bin");
+    let ran = pair.cli.get("builds/no-such.bin", &out);
+    let error = ran.failure();
+    for text in [
+        "the manifest of builds/no-such.bin",
+        "no mirror could serve it",
+        "mirror `bad`",
+        "mirror `good`",
+        "not found",
+    ] {
+        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_bad_mirror_url_names_the_file_line_and_the_forms_expected() {
+    let cli =
+        Cli::new("[[mirror]]\nname = \"m\"\npriority = 1\nurl = \"ftp://mirror.example/x\"\n");
+    let out = cli.dir().join("out.bin");
+    let ran = cli.get(KEY, &out);
+    let error = ran.failure();
+    let config = cli.config().display().to_string();
+    for text in [
+        config.as_str(),
+        "line 4",
+        "ftp://mirror.example/x",
+        "s3://BUCKET/PREFIX",
+        "file:///ABSOLUTE/PATH",
+    ] {
+        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_s3_mirror_without_credentials_is_refused_or_left_out() {
+    let cli = Cli::new("");
+    let good = cli.dir().join("good");
+    cli.write_config(
+        &[
+            mirror_table("s3", 1, "s3://build-cache/netwatch"),
+            mirror_table("good", 2, &format!("file://{}", good.display())),
+        ]
+        .concat(),
+    );
+    let data = mixed_data(300_000, 9);
+    let input = cli.subdir("in").join("app.bin");
+    std::fs::write(&input, &data).unwrap();
+    let input = input.display().to_string();
+
+    let ran = cli.run(&["put", &input, KEY, "--mirror", "s3"]);
+    let error = ran.failure();
+    for text in ["mirror `s3`", "no AWS credentials", "AWS_ACCESS_KEY_ID"] {
+        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
+    }
+
+    // A get leaves it out with a warning and uses the others.
+    cli.run(&["put", &input, KEY, "--mirror", "good", "--json"])
+        .json();
+    let out = cli.subdir("out").join("app.bin");
+    let ran = cli.get(KEY, &out);
+    assert!(ran.ok(), "{}", ran.describe());
+    assert!(
+        ran.stderr().contains("leaving out a mirror") && ran.stderr().contains("mirror `s3`"),
+        "{}",
+        ran.describe()
+    );
+    assert!(std::fs::read(&out).unwrap() == data);
+}
+
+/// A loopback URL on which nothing listens (a port bound a moment ago, then closed).
+fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/", listener.local_addr().unwrap())
+}
+
+#[test]
+fn an_unreachable_mirror_is_reported_and_routed_around() {
+    let cli = Cli::new("");
+    let dead = closed_port_url();
+    let good = cli.dir().join("good");
+    let good_url = format!("file://{}", good.display());
+    let data = mixed_data(SIZE, 13);
+    let input = cli.subdir("in").join("app.bin");
+    std::fs::write(&input, &data).unwrap();
+    cli.write_config(&mirror_table("good", 1, &good_url));
+    cli.put(&input, KEY, None);
+
+    // Alone, it fails the get and says why.
+    cli.write_config(&mirror_table("dead", 1, &dead));
+    let out = cli.subdir("out").join("app.bin");
+    let ran = cli.get(KEY, &out);
+    let error = ran.failure();
+    for text in ["mirror `dead`", "Connection refused"] {
+        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
+    }
+    assert!(!out.exists());
+
+    // As the primary with a good secondary, the get succeeds from the secondary.
+    cli.write_config(
+        &[
+            mirror_table("dead", 1, &dead),
+            mirror_table("good", 2, &good_url),
+        ]
+        .concat(),
+    );
+    let summary = cli.get(KEY, &out).json();
+    assert!(std::fs::read(&out).unwrap() == data);
+    assert_eq!(summary["manifest_from"], "good", "{summary}");
+
+    // `mirrors` says it did not answer, and exits 1.
+    let listed = cli.run(&["mirrors", "--json"]);
+    assert_eq!(
+        listed.output.status.code(),
+        Some(1),
+        "{}",
+        listed.describe()
+    );
+    let rows: Value = serde_json::from_str(listed.stdout().trim()).unwrap();
+    let dead_row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "dead")
+        .unwrap();
+    assert_eq!(dead_row["answered"], false, "{dead_row}");
+    assert!(
+        dead_row["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Connection refused")),
+        "{dead_row}"
+    );
+}
+
+#[test]
+fn a_mirror_that_never_answers_is_measured_as_such_and_passed_over() {
+    let pair = Pair::new();
+    pair.bad.set_fault(Fault::Stall);
+    let out = pair.cli.subdir("out").join("app.bin");
+    let summary = pair.cli.get(KEY, &out).json();
+    assert!(std::fs::read(&out).unwrap() == pair.data);
+    assert_eq!(summary["manifest_from"], "good", "{summary}");
+
+    let listed = pair.cli.run(&["mirrors", "--json"]);
+    assert_eq!(
+        listed.output.status.code(),
+        Some(1),
+        "{}",
+        listed.describe()
+    );
+    let rows: Value = serde_json::from_str(listed.stdout().trim()).unwrap();
+    let bad = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "bad")
+        .unwrap();
+    assert_eq!(bad["answered"], false, "{bad}");
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no answer")),
+        "{bad}"
+    );
+}
+
+/// Waits for the server to record a response matching `which`, after the first `skip`.
+fn wait_for_response(
+    server: &Hostile,
+    skip: usize,
+    which: impl Fn(&netwatch_tests::servers::hostile::Served) -> bool,
+) -> netwatch_tests::servers::hostile::Served {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(found) = server.served().into_iter().skip(skip).find(|s| which(s)) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such response; the server gave: {:?}",
+            server.served()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_mirror_that_ignores_range_gets_no_bandwidth_and_is_not_read_past_the_range() {
+    let cli = Cli::new("");
+    let server = Hostile::start(&cli.dir().join("mirror"), Fault::IgnoreRange);
+    cli.write_config(&mirror_table("norange", 1, &server.url()));
+    let data = mixed_data(SIZE, 21);
+    let input = cli.subdir("in").join("app.bin");
+    std::fs::write(&input, &data).unwrap();
+    cli.put(&input, KEY, None);
+    // A probe object far larger than the range: the whole of it is what a client that
+    // reads an ignored Range to the end would take.
+    let mut big = probe_object().to_vec();
+    big.resize(64 << 20, 0x42);
+    std::fs::write(server.root().join(PROBE_OBJECT), &big).unwrap();
+    std::fs::remove_dir_all(cli.cache()).unwrap();
+
+    let mark = server.served().len();
+    let listed = cli.run(&["mirrors", "--json"]);
+    let rows = listed.json();
+    let row = &rows[0];
+    assert_eq!(row["answered"], true, "{row}");
+    assert_eq!(row["bandwidth_bytes_per_sec"], Value::Null, "{row}");
+    assert!(
+        row["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ignores Range")),
+        "{row}"
+    );
+    let ranged = wait_for_response(&server, mark, |s| {
+        s.path == PROBE_OBJECT && s.range.is_some() && s.method == "GET"
+    });
+    eprintln!("the ranged GET of the probe object: {ranged:?}");
+    assert_eq!(ranged.status, 200);
+    assert_eq!(ranged.announced, big.len() as u64);
+    assert!(
+        ranged.sent < big.len() as u64 / 2,
+        "the client took {} of the {} bytes sent for a 1 MiB range",
+        ranged.sent,
+        big.len()
+    );
+
+    // Chunks are read whole, so a get through it still works.
+    let out = cli.subdir("out").join("app.bin");
+    cli.get(KEY, &out).json();
+    assert!(std::fs::read(&out).unwrap() == data);
+    verify_cache(&cli.cache());
+}
+
+#[test]
+fn a_secondary_that_stored_another_encoding_still_serves() {
+    let cli = Cli::new("");
+    let bad = Hostile::start(&cli.dir().join("bad"), Fault::None);
+    let good = cli.dir().join("good");
+    cli.write_config(
+        &[
+            mirror_table("bad", 1, &bad.url()),
+            mirror_table("good", 2, &format!("file://{}", good.display())),
+        ]
+        .concat(),
+    );
+    let data = mixed_data(SIZE, 0xe7c);
+    let input = cli.subdir("in").join("app.bin");
+    std::fs::write(&input, &data).unwrap();
+    let input_arg = input.display().to_string();
+    for (mirror, compression) in [("bad", "none"), ("good", "zstd")] {
+        let args = [
+            "put",
+            &input_arg,
+            KEY,
+            "--mirror",
+            mirror,
+            "--compression",
+            compression,
+            "--json",
+        ];
+        cli.run(&args).json();
+    }
+    std::fs::remove_file(good.join(PROBE_OBJECT)).unwrap();
+    std::fs::remove_dir_all(cli.cache()).unwrap();
+    bad.set_fault(Fault::WrongBytes);
+    let out = cli.subdir("out").join("app.bin");
+    let ran = cli.get(KEY, &out);
+    assert!(ran.ok(), "{}", ran.describe());
+    assert!(std::fs::read(&out).unwrap() == data);
+}
