@@ -1,0 +1,227 @@
+//! What the `netwatch` CLI leaves behind for a test to read: a put's or get's JSON summary and
+//! log lines, a manifest as a mirror stores it, and the chunks in a get's cache.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Output,
+};
+
+use serde_json::Value;
+
+/// A finished `put` or `get`: its JSON summary and its log lines.
+#[derive(Debug)]
+pub struct Run {
+    pub summary: Summary,
+    /// stderr, one JSON object per line (a line that is not JSON is kept as a message).
+    pub log: Vec<Value>,
+}
+
+impl Run {
+    /// Reads the summary from a finished run's output; panics with its stderr unless it
+    /// succeeded.
+    pub fn finished(args: &[&str], output: std::io::Result<Output>) -> Run {
+        let output = output.unwrap_or_else(|e| panic!("running netwatch {}: {e}", args.join(" ")));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "netwatch {} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+            args.join(" "),
+            output.status
+        );
+        let json: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "netwatch {}: the summary is not JSON ({e}): {stdout}",
+                args.join(" ")
+            )
+        });
+        let log = stderr
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": line, "level": "RAW" }))
+            })
+            .collect();
+        Run {
+            summary: Summary::from_json(json),
+            log,
+        }
+    }
+
+    /// The log lines that contain `text` anywhere (message or fields).
+    pub fn lines_with(&self, text: &str) -> Vec<&Value> {
+        self.log
+            .iter()
+            .filter(|line| line.to_string().contains(text))
+            .collect()
+    }
+
+    /// The order the get ranked the mirrors in, from its "mirrors ranked" debug line.
+    pub fn ranked(&self) -> Vec<String> {
+        let line = self
+            .lines_with("mirrors ranked")
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no \"mirrors ranked\" line in the log: {:#?}", self.log));
+        let order = line["order"].as_str().unwrap_or_default();
+        order
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(", ")
+            .map(|name| name.trim_matches('"').to_string())
+            .collect()
+    }
+}
+
+/// The figures of a transfer's `--json` summary that tests use (docs/transfer.md); the
+/// whole object is in `json`.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub artifact_bytes: u64,
+    pub chunks: u64,
+    pub chunks_moved: u64,
+    pub bytes_moved: u64,
+    pub manifest_bytes: u64,
+    pub retries: u64,
+    pub manifest_from: Option<String>,
+    pub mirrors: BTreeMap<String, Tally>,
+    pub json: Value,
+}
+
+/// One mirror's share of a transfer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub bytes: u64,
+    pub chunks: u64,
+    pub failures: u64,
+}
+
+impl Summary {
+    fn from_json(json: Value) -> Self {
+        let number = |value: &Value, field: &str| {
+            value[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("the summary has no number `{field}`: {json}"))
+        };
+        let mirrors = json["mirrors"]
+            .as_object()
+            .unwrap_or_else(|| panic!("the summary has no `mirrors`: {json}"))
+            .iter()
+            .map(|(name, tally)| {
+                let tally = Tally {
+                    bytes: number(tally, "bytes"),
+                    chunks: number(tally, "chunks"),
+                    failures: number(tally, "failures"),
+                };
+                (name.clone(), tally)
+            })
+            .collect();
+        Summary {
+            artifact_bytes: number(&json, "artifact_bytes"),
+            chunks: number(&json, "chunks"),
+            chunks_moved: number(&json, "chunks_moved"),
+            bytes_moved: number(&json, "bytes_moved"),
+            manifest_bytes: number(&json, "manifest_bytes"),
+            retries: number(&json, "retries"),
+            manifest_from: json["manifest_from"].as_str().map(str::to_string),
+            mirrors,
+            json: json.clone(),
+        }
+    }
+
+    /// `name`'s share (zero if the summary does not list it).
+    pub fn mirror(&self, name: &str) -> Tally {
+        self.mirrors.get(name).copied().unwrap_or_default()
+    }
+
+    /// Bytes moved as a share of the artifact, in percent.
+    pub fn moved_percent(&self) -> f64 {
+        self.bytes_moved as f64 / self.artifact_bytes.max(1) as f64 * 100.0
+    }
+}
+
+/// A manifest as a mirror stores it: the chunks, in order.
+#[derive(Clone, Debug)]
+pub struct StoredManifest {
+    pub size: u64,
+    pub chunks: Vec<StoredChunk>,
+}
+
+/// One chunk of a manifest.
+#[derive(Clone, Debug)]
+pub struct StoredChunk {
+    pub id: String,
+    pub size: u64,
+    pub stored_size: u64,
+    pub encoding: String,
+}
+
+impl StoredChunk {
+    /// Where a mirror rooted at `root` keeps it (docs/transfer.md, "What is stored where").
+    pub fn path(&self, root: &Path) -> PathBuf {
+        let suffix = match self.encoding.as_str() {
+            "zstd" => ".zst",
+            "gzip" => ".gz",
+            _ => "",
+        };
+        root.join("chunks")
+            .join(&self.id[..2])
+            .join(format!("{}{suffix}", self.id))
+    }
+}
+
+impl StoredManifest {
+    /// Parses a manifest's JSON `text`, read from `path` (which panics name).
+    pub fn parse(text: &str, path: &Path) -> Self {
+        let json: Value = serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        let field = |value: &Value, name: &str| value[name].clone();
+        let number = |value: &Value, name: &str| {
+            field(value, name)
+                .as_u64()
+                .unwrap_or_else(|| panic!("{}: no number `{name}` in {value}", path.display()))
+        };
+        let string = |value: &Value, name: &str| {
+            field(value, name)
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("{}: no string `{name}` in {value}", path.display()))
+        };
+        let chunks = json["chunks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no `chunks`", path.display()))
+            .iter()
+            .map(|chunk| StoredChunk {
+                id: string(chunk, "id"),
+                size: number(chunk, "size"),
+                stored_size: number(chunk, "stored_size"),
+                encoding: string(chunk, "encoding"),
+            })
+            .collect();
+        StoredManifest {
+            size: number(&json, "size"),
+            chunks,
+        }
+    }
+}
+
+/// The ids of the chunks in a get cache (`<cache>/chunks/<aa>/<id>`), with their paths.
+pub fn cached_chunks(cache: &Path) -> BTreeMap<String, PathBuf> {
+    let mut found = BTreeMap::new();
+    let Ok(dirs) = std::fs::read_dir(cache.join("chunks")) else {
+        return found;
+    };
+    for dir in dirs.flatten() {
+        let Ok(files) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            // Whole chunks only: a temporary file being written has another name.
+            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                found.insert(name, file.path());
+            }
+        }
+    }
+    found
+}
