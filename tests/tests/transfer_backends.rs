@@ -27,20 +27,8 @@ fn round_trip(cli: &Cli, mirror: &str, compression: &str) {
     let data = mixed_data(SIZE, 0x5eed);
     let input = cli.subdir("in").join("app.bin");
     std::fs::write(&input, &data).unwrap();
-    let input_arg = input.display().to_string();
     let put = |what: &str| {
-        let summary = cli
-            .run(&[
-                "put",
-                &input_arg,
-                KEY,
-                "--mirror",
-                mirror,
-                "--compression",
-                compression,
-                "--json",
-            ])
-            .json();
+        let summary = cli.put_as(&input, KEY, mirror, compression);
         eprintln!("{what}: {summary}");
         summary
     };

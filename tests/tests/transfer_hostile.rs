@@ -9,7 +9,7 @@ mod transfer_cli;
 use std::{
     collections::BTreeMap,
     net::TcpListener,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -34,6 +34,13 @@ struct Pair {
 
 impl Pair {
     fn new() -> Self {
+        // The same encoding on both: a mirror serves a chunk only in the encoding the
+        // manifest names (see `a_secondary_that_stored_another_encoding_still_serves`).
+        Self::stored_as("zstd", "zstd")
+    }
+
+    /// `KEY` put on `bad` stored as `bad_compression`, on `good` as `good_compression`.
+    fn stored_as(bad_compression: &str, good_compression: &str) -> Self {
         let cli = Cli::new("");
         let bad = Hostile::start(&cli.dir().join("bad"), Fault::None);
         let good = cli.dir().join("good");
@@ -47,22 +54,8 @@ impl Pair {
         let data = mixed_data(SIZE, 0xbad);
         let input = cli.subdir("in").join("app.bin");
         std::fs::write(&input, &data).unwrap();
-        // The same encoding on both: a mirror serves a chunk only in the encoding the
-        // manifest names (see `a_secondary_that_stored_another_encoding_still_serves`).
-        let input_arg = input.display().to_string();
-        for mirror in ["bad", "good"] {
-            cli.run(&[
-                "put",
-                &input_arg,
-                KEY,
-                "--mirror",
-                mirror,
-                "--compression",
-                "zstd",
-                "--json",
-            ])
-            .json();
-        }
+        cli.put_as(&input, KEY, "bad", bad_compression);
+        cli.put_as(&input, KEY, "good", good_compression);
         assert!(
             bad.root().join(PROBE_OBJECT).is_file(),
             "put wrote the probe object"
@@ -84,6 +77,16 @@ fn outside_cache(cli: &Cli) -> BTreeMap<PathBuf, u64> {
     let mut files = tree(cli.dir());
     files.retain(|path, _| !path.starts_with("cache"));
     files
+}
+
+/// A failed get left no output, no temporary file beside it and nothing new outside the
+/// cache.
+fn nothing_was_written(cli: &Cli, out: &Path, before: &BTreeMap<PathBuf, u64>) {
+    assert!(!out.exists(), "a failed get left {}", out.display());
+    let temporary = temporary_outputs(out);
+    assert!(temporary.is_empty(), "{temporary:?}");
+    let changed = changed(before, &outside_cache(cli));
+    assert!(changed.is_empty(), "a failed get changed {changed:?}");
 }
 
 /// `get` with `fault` on the primary succeeds from the secondary, byte-identical, with the
@@ -139,22 +142,12 @@ fn the_hostile_mirror_alone_fails(fault: Fault, expected: &[&str]) {
     pair.bad.set_fault(fault);
     let out = pair.cli.subdir("out").join("app.bin");
     let before = outside_cache(&pair.cli);
-    let ran = pair.cli.get(KEY, &out);
-    let error = ran.failure();
+    let error = pair.cli.get(KEY, &out).failure_naming(expected);
     eprintln!(
         "{fault:?} alone: {}",
         error.lines().last().unwrap_or_default()
     );
-    for text in expected {
-        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
-    }
-    assert!(!out.exists(), "a failed get left {}", out.display());
-    assert!(
-        temporary_outputs(&out).is_empty(),
-        "{:?}",
-        temporary_outputs(&out)
-    );
-    assert!(changed(&before, &outside_cache(&pair.cli)).is_empty());
+    nothing_was_written(&pair.cli, &out, &before);
     verify_cache(&pair.cli.cache());
 }
 
@@ -197,9 +190,7 @@ fn refused_manifest(edit: impl FnOnce(&mut Value), names: &str) {
         "the refusal names the chunk (`{names}`):\n{}",
         ran.describe()
     );
-    assert!(!out.exists());
-    assert!(temporary_outputs(&out).is_empty());
-    assert!(changed(&before, &outside_cache(&cli)).is_empty());
+    nothing_was_written(&cli, &out, &before);
     let cache = tree(&cli.cache());
     assert!(
         cache.keys().all(|p| p.starts_with("mirrors.json")),
@@ -240,17 +231,13 @@ fn a_manifest_with_overlapping_chunks_is_refused() {
 fn an_unknown_key_is_reported_as_on_no_mirror() {
     let pair = Pair::new();
     let out = pair.cli.subdir("out").join("x.bin");
-    let ran = pair.cli.get("builds/no-such.bin", &out);
-    let error = ran.failure();
-    for text in [
+    pair.cli.get("builds/no-such.bin", &out).failure_naming(&[
         "the manifest of builds/no-such.bin",
         "no mirror could serve it",
         "mirror `bad`",
         "mirror `good`",
         "not found",
-    ] {
-        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
-    }
+    ]);
     assert!(!out.exists());
 }
 
@@ -259,18 +246,14 @@ fn a_bad_mirror_url_names_the_file_line_and_the_forms_expected() {
     let cli =
         Cli::new("[[mirror]]\nname = \"m\"\npriority = 1\nurl = \"ftp://mirror.example/x\"\n");
     let out = cli.dir().join("out.bin");
-    let ran = cli.get(KEY, &out);
-    let error = ran.failure();
     let config = cli.config().display().to_string();
-    for text in [
-        config.as_str(),
+    cli.get(KEY, &out).failure_naming(&[
+        &config,
         "line 4",
         "ftp://mirror.example/x",
         "s3://BUCKET/PREFIX",
         "file:///ABSOLUTE/PATH",
-    ] {
-        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
-    }
+    ]);
     assert!(!out.exists());
 }
 
@@ -290,11 +273,8 @@ fn an_s3_mirror_without_credentials_is_refused_or_left_out() {
     std::fs::write(&input, &data).unwrap();
     let input = input.display().to_string();
 
-    let ran = cli.run(&["put", &input, KEY, "--mirror", "s3"]);
-    let error = ran.failure();
-    for text in ["mirror `s3`", "no AWS credentials", "AWS_ACCESS_KEY_ID"] {
-        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
-    }
+    cli.run(&["put", &input, KEY, "--mirror", "s3"])
+        .failure_naming(&["mirror `s3`", "no AWS credentials", "AWS_ACCESS_KEY_ID"]);
 
     // A get leaves it out with a warning and uses the others.
     cli.run(&["put", &input, KEY, "--mirror", "good", "--json"])
@@ -308,6 +288,30 @@ fn an_s3_mirror_without_credentials_is_refused_or_left_out() {
         ran.describe()
     );
     assert!(std::fs::read(&out).unwrap() == data);
+}
+
+/// `mirrors --json` exits 1 and lists mirror `name` as not answering, for a reason that
+/// says `why`.
+fn listed_as_unanswered(cli: &Cli, name: &str, why: &str) {
+    let listed = cli.run(&["mirrors", "--json"]);
+    assert_eq!(
+        listed.output.status.code(),
+        Some(1),
+        "{}",
+        listed.describe()
+    );
+    let rows: Value = serde_json::from_str(listed.stdout().trim()).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no row for `{name}`: {rows}"));
+    assert_eq!(row["answered"], false, "{row}");
+    assert!(
+        row["error"].as_str().is_some_and(|e| e.contains(why)),
+        "{row}"
+    );
 }
 
 /// A loopback URL on which nothing listens (a port bound a moment ago, then closed).
@@ -331,11 +335,8 @@ fn an_unreachable_mirror_is_reported_and_routed_around() {
     // Alone, it fails the get and says why.
     cli.write_config(&mirror_table("dead", 1, &dead));
     let out = cli.subdir("out").join("app.bin");
-    let ran = cli.get(KEY, &out);
-    let error = ran.failure();
-    for text in ["mirror `dead`", "Connection refused"] {
-        assert!(error.contains(text), "no `{text}` in:\n{}", ran.describe());
-    }
+    cli.get(KEY, &out)
+        .failure_naming(&["mirror `dead`", "Connection refused"]);
     assert!(!out.exists());
 
     // As the primary with a good secondary, the get succeeds from the secondary.
@@ -351,27 +352,7 @@ fn an_unreachable_mirror_is_reported_and_routed_around() {
     assert_eq!(summary["manifest_from"], "good", "{summary}");
 
     // `mirrors` says it did not answer, and exits 1.
-    let listed = cli.run(&["mirrors", "--json"]);
-    assert_eq!(
-        listed.output.status.code(),
-        Some(1),
-        "{}",
-        listed.describe()
-    );
-    let rows: Value = serde_json::from_str(listed.stdout().trim()).unwrap();
-    let dead_row = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "dead")
-        .unwrap();
-    assert_eq!(dead_row["answered"], false, "{dead_row}");
-    assert!(
-        dead_row["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("Connection refused")),
-        "{dead_row}"
-    );
+    listed_as_unanswered(&cli, "dead", "Connection refused");
 }
 
 #[test]
@@ -383,27 +364,7 @@ fn a_mirror_that_never_answers_is_measured_as_such_and_passed_over() {
     assert!(std::fs::read(&out).unwrap() == pair.data);
     assert_eq!(summary["manifest_from"], "good", "{summary}");
 
-    let listed = pair.cli.run(&["mirrors", "--json"]);
-    assert_eq!(
-        listed.output.status.code(),
-        Some(1),
-        "{}",
-        listed.describe()
-    );
-    let rows: Value = serde_json::from_str(listed.stdout().trim()).unwrap();
-    let bad = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "bad")
-        .unwrap();
-    assert_eq!(bad["answered"], false, "{bad}");
-    assert!(
-        bad["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("no answer")),
-        "{bad}"
-    );
+    listed_as_unanswered(&pair.cli, "bad", "no answer");
 }
 
 /// Waits for the server to record a response matching `which`, after the first `skip`.
@@ -476,38 +437,10 @@ fn a_mirror_that_ignores_range_gets_no_bandwidth_and_is_not_read_past_the_range(
 
 #[test]
 fn a_secondary_that_stored_another_encoding_still_serves() {
-    let cli = Cli::new("");
-    let bad = Hostile::start(&cli.dir().join("bad"), Fault::None);
-    let good = cli.dir().join("good");
-    cli.write_config(
-        &[
-            mirror_table("bad", 1, &bad.url()),
-            mirror_table("good", 2, &format!("file://{}", good.display())),
-        ]
-        .concat(),
-    );
-    let data = mixed_data(SIZE, 0xe7c);
-    let input = cli.subdir("in").join("app.bin");
-    std::fs::write(&input, &data).unwrap();
-    let input_arg = input.display().to_string();
-    for (mirror, compression) in [("bad", "none"), ("good", "zstd")] {
-        let args = [
-            "put",
-            &input_arg,
-            KEY,
-            "--mirror",
-            mirror,
-            "--compression",
-            compression,
-            "--json",
-        ];
-        cli.run(&args).json();
-    }
-    std::fs::remove_file(good.join(PROBE_OBJECT)).unwrap();
-    std::fs::remove_dir_all(cli.cache()).unwrap();
-    bad.set_fault(Fault::WrongBytes);
-    let out = cli.subdir("out").join("app.bin");
-    let ran = cli.get(KEY, &out);
+    let pair = Pair::stored_as("none", "zstd");
+    pair.bad.set_fault(Fault::WrongBytes);
+    let out = pair.cli.subdir("out").join("app.bin");
+    let ran = pair.cli.get(KEY, &out);
     assert!(ran.ok(), "{}", ran.describe());
-    assert!(std::fs::read(&out).unwrap() == data);
+    assert!(std::fs::read(&out).unwrap() == pair.data);
 }

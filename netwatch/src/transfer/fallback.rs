@@ -402,8 +402,8 @@ mod tests {
         use super::super::*;
         use crate::{
             retry::{Jitter, RetryBudget},
-            state::{EndpointStatus, NetworkState, Verdict},
-            transfer::{Access, MirrorUrl},
+            state::NetworkState,
+            transfer::{tests::network_state, Access, MirrorUrl},
         };
 
         /// Mirrors `a` (endpoint `ea`), `b` (endpoint `eb`) and `c` (none).
@@ -422,24 +422,7 @@ mod tests {
         }
 
         fn state(verdicts: &[(&str, state::Health)]) -> Arc<NetworkState> {
-            let mut state = NetworkState::initial(0);
-            for (name, health) in verdicts {
-                state.endpoints.insert(
-                    name.to_string(),
-                    EndpointStatus {
-                        name: name.to_string(),
-                        address: "198.18.0.2:80".into(),
-                        verdict: Verdict {
-                            health: *health,
-                            reasons: Vec::new(),
-                            since_ns: 0,
-                        },
-                        via: None,
-                        retransmits: 0,
-                    },
-                );
-            }
-            Arc::new(state)
+            Arc::new(network_state(verdicts))
         }
 
         fn start(at: usize) -> Position {

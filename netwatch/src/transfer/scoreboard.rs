@@ -333,10 +333,7 @@ impl Scoreboard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        state::{EndpointStatus, Verdict},
-        transfer::{Access, MirrorTally, MirrorUrl},
-    };
+    use crate::transfer::{tests::network_state, Access, MirrorTally, MirrorUrl};
 
     fn mirror(dir: &Path, name: &str) -> MirrorStore {
         let url: MirrorUrl = format!("file://{}/{name}", dir.display()).parse().unwrap();
@@ -468,25 +465,6 @@ mod tests {
         assert!((entry.hit_rate().unwrap() - 0.9).abs() < 0.01);
     }
 
-    fn endpoint_state(name: &str, health: Health) -> NetworkState {
-        let mut state = NetworkState::initial(0);
-        state.endpoints.insert(
-            name.to_string(),
-            EndpointStatus {
-                name: name.to_string(),
-                address: "198.18.0.2:80".into(),
-                verdict: Verdict {
-                    health,
-                    reasons: Vec::new(),
-                    since_ns: 0,
-                },
-                via: None,
-                retransmits: 0,
-            },
-        );
-        state
-    }
-
     #[test]
     fn the_rank_demotes_a_down_endpoint_and_an_unanswered_mirror() {
         let dir = tempfile::tempdir().unwrap();
@@ -506,15 +484,21 @@ mod tests {
                 .collect()
         };
         assert_eq!(order(None), [0, 1, 2]);
-        assert_eq!(order(Some(&endpoint_state("ea", Health::Up))), [0, 1, 2]);
         assert_eq!(
-            order(Some(&endpoint_state("ea", Health::Degraded))),
+            order(Some(&network_state(&[("ea", Health::Up)]))),
+            [0, 1, 2]
+        );
+        assert_eq!(
+            order(Some(&network_state(&[("ea", Health::Degraded)]))),
             [1, 0, 2]
         );
-        assert_eq!(order(Some(&endpoint_state("ea", Health::Down))), [1, 0, 2]);
+        assert_eq!(
+            order(Some(&network_state(&[("ea", Health::Down)]))),
+            [1, 0, 2]
+        );
         let ranked = board.ranked(
             std::slice::from_ref(&a),
-            Some(&endpoint_state("ea", Health::Down)),
+            Some(&network_state(&[("ea", Health::Down)])),
         );
         assert_eq!(ranked[0].health, Some(Health::Down));
         assert_eq!(ranked[0].standing, Standing::Down);

@@ -70,8 +70,13 @@ impl MirrorTally {
     }
 }
 
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn whole_millis(d: &Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A duration as whole milliseconds, for the `_ms` fields of the JSON summaries.
+pub(super) fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(whole_millis(d))
 }
 
 fn optional_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -126,16 +131,23 @@ impl fmt::Display for Summary {
                 None => writeln!(f)?,
             }
         }
-        write!(
-            f,
-            "  {} retries, {} waiting for the network, {} in all",
-            self.retries,
-            humantime::format_duration(round(self.network_wait)),
-            humantime::format_duration(round(self.elapsed))
-        )
+        write_costs(f, self.retries, self.network_wait, self.elapsed)
     }
 }
 
-fn round(d: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// The closing line of a put's, a get's and a sync's summary.
+pub(super) fn write_costs(
+    f: &mut fmt::Formatter<'_>,
+    retries: u32,
+    network_wait: Duration,
+    elapsed: Duration,
+) -> fmt::Result {
+    // To the millisecond: humantime would print every nanosecond.
+    let round = |d: Duration| Duration::from_millis(whole_millis(&d));
+    write!(
+        f,
+        "  {retries} retries, {} waiting for the network, {} in all",
+        humantime::format_duration(round(network_wait)),
+        humantime::format_duration(round(elapsed))
+    )
 }

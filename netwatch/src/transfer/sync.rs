@@ -8,6 +8,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
+    future::Future,
     sync::Mutex,
     time::Duration,
 };
@@ -133,9 +134,28 @@ struct Copied {
 }
 
 impl Run<'_> {
-    /// The steps of a request to mirror `m` alone: as many tries as the policy allows.
-    fn only(&self, m: usize) -> Vec<usize> {
-        vec![m; self.options.policy.max_attempts.max(1) as usize]
+    /// `op` on mirror `m` alone, tried as often as the policy allows, with what it cost counted.
+    async fn on_mirror<T, Fut>(
+        &self,
+        m: usize,
+        what: impl FnOnce() -> String,
+        op: impl Fn() -> Fut,
+    ) -> Result<T, TransferError>
+    where
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let steps = vec![m; self.options.policy.max_attempts.max(1) as usize];
+        let served = fallback::run(
+            self.options,
+            self.mirrors,
+            &self.health,
+            &steps,
+            what,
+            |_| op(),
+        )
+        .await?;
+        self.served(&served);
+        Ok(served.value)
     }
 
     fn served<T>(&self, served: &Served<T>) {
@@ -171,24 +191,21 @@ impl Run<'_> {
             if !self.roles[m].source {
                 continue;
             }
-            let listed = fallback::run(
-                self.options,
-                self.mirrors,
-                &self.health,
-                &self.only(m),
-                || format!("listing the manifests on mirror `{}`", mirror.name()),
-                |_| async move {
-                    mirror
-                        .list_manifests(prefix.directory())
-                        .await
-                        .map_err(Failure::store)
-                },
-            )
-            .await;
+            let listed = self
+                .on_mirror(
+                    m,
+                    || format!("listing the manifests on mirror `{}`", mirror.name()),
+                    || async move {
+                        mirror
+                            .list_manifests(prefix.directory())
+                            .await
+                            .map_err(Failure::store)
+                    },
+                )
+                .await;
             match listed {
-                Ok(served) => {
-                    self.served(&served);
-                    for path in &served.value {
+                Ok(paths) => {
+                    for path in &paths {
                         match key_of(path) {
                             Some(key) if prefix.matches(&key) => {
                                 keys.insert(key);
@@ -207,37 +224,30 @@ impl Run<'_> {
     /// What mirror `m` holds for `key`.
     async fn read_manifest(&self, m: usize, key: &ArtifactKey) -> Result<Held, SyncError> {
         let mirror = &self.mirrors[m];
-        let read = fallback::run(
-            self.options,
-            self.mirrors,
-            &self.health,
-            &self.only(m),
-            || {
-                format!(
-                    "reading the manifest of {key} on mirror `{}`",
-                    mirror.name()
-                )
-            },
-            |_| async move {
-                match mirror.get_manifest(key).await {
-                    Ok(json) => Ok(Some(json)),
-                    Err(error) if error.is_not_found() => Ok(None),
-                    Err(error) => Err(Failure::store(error)),
-                }
-            },
-        )
-        .await;
+        let read = self
+            .on_mirror(
+                m,
+                || {
+                    format!(
+                        "reading the manifest of {key} on mirror `{}`",
+                        mirror.name()
+                    )
+                },
+                || async move {
+                    match mirror.get_manifest(key).await {
+                        Ok(json) => Ok(Some(json)),
+                        Err(error) if error.is_not_found() => Ok(None),
+                        Err(error) => Err(Failure::store(error)),
+                    }
+                },
+            )
+            .await;
         Ok(match read {
-            Ok(served) => {
-                self.served(&served);
-                match served.value {
-                    None => Held::Absent,
-                    Some(json) => match Manifest::from_json(&json, key) {
-                        Ok(manifest) => Held::Valid(manifest),
-                        Err(error) => Held::Invalid(format!("its manifest is unusable: {error}")),
-                    },
-                }
-            }
+            Ok(None) => Held::Absent,
+            Ok(Some(json)) => match Manifest::from_json(&json, key) {
+                Ok(manifest) => Held::Valid(manifest),
+                Err(error) => Held::Invalid(format!("its manifest is unusable: {error}")),
+            },
             Err(error) => Held::Unreadable(self.reason(error)?),
         })
     }
@@ -390,28 +400,25 @@ impl Run<'_> {
         debug_assert!(Manifest::from_json(&json, key).is_ok());
         let length = json.len() as u64;
         let json = &json;
-        let put = fallback::run(
-            self.options,
-            self.mirrors,
-            &self.health,
-            &self.only(destination),
-            || {
-                format!(
-                    "writing the manifest of {key} to mirror `{}`",
-                    target.name()
-                )
-            },
-            |_| async move {
-                target
-                    .put_manifest(key, json.clone())
-                    .await
-                    .map_err(Failure::store)
-            },
-        )
-        .await;
-        match put {
-            Ok(served) => self.served(&served),
-            Err(error) => return Ok(Err(self.reason(error)?)),
+        let put = self
+            .on_mirror(
+                destination,
+                || {
+                    format!(
+                        "writing the manifest of {key} to mirror `{}`",
+                        target.name()
+                    )
+                },
+                || async move {
+                    target
+                        .put_manifest(key, json.clone())
+                        .await
+                        .map_err(Failure::store)
+                },
+            )
+            .await;
+        if let Err(error) = put {
+            return Ok(Err(self.reason(error)?));
         }
         copied.bytes += length;
         Ok(Ok(copied))
@@ -435,11 +442,8 @@ impl Run<'_> {
         chunk: &ChunkRef,
     ) -> Result<Option<(Encoding, u64)>, TransferError> {
         let target = &self.mirrors[destination];
-        let served = fallback::run(
-            self.options,
-            self.mirrors,
-            &self.health,
-            &self.only(destination),
+        self.on_mirror(
+            destination,
             || {
                 format!(
                     "looking for chunk {} of {key} on mirror `{}`",
@@ -447,16 +451,14 @@ impl Run<'_> {
                     target.name()
                 )
             },
-            |_| async move {
+            || async move {
                 target
                     .find_chunk(chunk.id, chunk.encoding)
                     .await
                     .map_err(Failure::store)
             },
         )
-        .await?;
-        self.served(&served);
-        Ok(served.value)
+        .await
     }
 
     /// Fetches `chunk` from the first source that gives sound bytes and writes them to
@@ -525,11 +527,8 @@ impl Run<'_> {
         let (encoding, stored) = fetched.value;
         let length = stored.len() as u64;
         let stored = &stored;
-        let put = fallback::run(
-            self.options,
-            self.mirrors,
-            &self.health,
-            &self.only(destination),
+        self.on_mirror(
+            destination,
             || {
                 format!(
                     "writing chunk {} of {key} to mirror `{}`",
@@ -537,7 +536,7 @@ impl Run<'_> {
                     target.name()
                 )
             },
-            |_| async move {
+            || async move {
                 target
                     .put_chunk(chunk.id, encoding, stored.clone())
                     .await
@@ -545,7 +544,6 @@ impl Run<'_> {
             },
         )
         .await?;
-        self.served(&put);
         Ok((chunk, encoding, length, source))
     }
 }

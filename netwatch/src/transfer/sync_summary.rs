@@ -4,6 +4,8 @@ use std::{collections::BTreeMap, fmt, time::Duration};
 
 use serde::Serialize;
 
+use super::summary::{millis, write_costs};
+
 /// The figures of a finished sync. In a dry run, what it would have copied.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SyncSummary {
@@ -71,10 +73,6 @@ impl SyncSummary {
     }
 }
 
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn plural(count: usize, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })
 }
@@ -122,16 +120,6 @@ impl fmt::Display for SyncSummary {
                 None => writeln!(f, "  failed: mirror {}: {}", failure.mirror, failure.reason)?,
             }
         }
-        write!(
-            f,
-            "  {} retries, {} waiting for the network, {} in all",
-            self.retries,
-            humantime::format_duration(round(self.network_wait)),
-            humantime::format_duration(round(self.elapsed))
-        )
+        write_costs(f, self.retries, self.network_wait, self.elapsed)
     }
-}
-
-fn round(d: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -4,11 +4,12 @@ use std::{
     fs,
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use super::*;
-use crate::retry::{Jitter, RetryBudget, RetryPolicy};
+use super::{
+    tests::{key, noise, options},
+    *,
+};
 
 struct Mirrors {
     dir: tempfile::TempDir,
@@ -93,30 +94,6 @@ impl Mirrors {
             .unwrap();
         fs::read(out).unwrap()
     }
-}
-
-/// Quick retries, a budget of the test's own, no agent.
-fn options() -> TransferOptions {
-    TransferOptions {
-        policy: RetryPolicy {
-            initial_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-            jitter: Jitter::None,
-            deadline: Some(Duration::from_secs(60)),
-            ..TransferOptions::default().policy
-        },
-        budget: RetryBudget::new(100_000),
-        ..TransferOptions::default()
-    }
-}
-
-fn key(text: &str) -> ArtifactKey {
-    text.parse().unwrap()
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    (0..len).map(|_| rng.u8(..)).collect()
 }
 
 fn scope(from: &[&str], to: &[&str]) -> SyncScope {

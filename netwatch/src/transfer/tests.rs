@@ -13,7 +13,10 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::retry::{Jitter, RetryBudget, RetryPolicy};
+use crate::{
+    retry::{Jitter, RetryBudget, RetryPolicy},
+    state::{EndpointStatus, Health, NetworkState, Verdict},
+};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -71,7 +74,7 @@ impl Setup {
 }
 
 /// Quick retries, a budget of the test's own, no agent.
-fn options() -> TransferOptions {
+pub(super) fn options() -> TransferOptions {
     TransferOptions {
         policy: RetryPolicy {
             initial_delay: Duration::from_millis(1),
@@ -85,13 +88,35 @@ fn options() -> TransferOptions {
     }
 }
 
-fn key(text: &str) -> ArtifactKey {
+pub(super) fn key(text: &str) -> ArtifactKey {
     text.parse().unwrap()
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(super) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
     (0..len).map(|_| rng.u8(..)).collect()
+}
+
+/// The agent's view with each named endpoint at the given health.
+pub(super) fn network_state(verdicts: &[(&str, Health)]) -> NetworkState {
+    let mut state = NetworkState::initial(0);
+    for &(name, health) in verdicts {
+        state.endpoints.insert(
+            name.to_string(),
+            EndpointStatus {
+                name: name.to_string(),
+                address: "198.18.0.2:80".into(),
+                verdict: Verdict {
+                    health,
+                    reasons: Vec::new(),
+                    since_ns: 0,
+                },
+                via: None,
+                retransmits: 0,
+            },
+        );
+    }
+    state
 }
 
 /// Build output is partly compressible: noise with runs.

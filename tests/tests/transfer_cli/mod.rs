@@ -61,6 +61,15 @@ impl Ran {
         self.stderr()
     }
 
+    /// The run's error, panicking unless it failed and names each of `texts`.
+    pub fn failure_naming(&self, texts: &[&str]) -> String {
+        let error = self.failure();
+        for text in texts {
+            assert!(error.contains(text), "no `{text}` in:\n{}", self.describe());
+        }
+        error
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "netwatch {}: {}\nstdout: {}\nstderr: {}",
@@ -161,6 +170,23 @@ impl Cli {
         if let Some(mirror) = mirror {
             args.extend(["--mirror", mirror]);
         }
+        self.run(&args).json()
+    }
+
+    /// `put FILE KEY --mirror NAME --compression COMPRESSION --json`, which must succeed:
+    /// its summary.
+    pub fn put_as(&self, file: &Path, key: &str, mirror: &str, compression: &str) -> Value {
+        let file = file.display().to_string();
+        let args = [
+            "put",
+            &file,
+            key,
+            "--mirror",
+            mirror,
+            "--compression",
+            compression,
+            "--json",
+        ];
         self.run(&args).json()
     }
 
