@@ -7,6 +7,7 @@ mod link;
 mod outage;
 mod overhead;
 mod storm;
+mod transfer;
 
 use std::time::Duration;
 
@@ -44,6 +45,10 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(storm::Storm { shared_index: true }),
         Box::new(outage::Outage),
         Box::new(overhead::Overhead),
+        Box::new(transfer::TransferScenario::Throughput),
+        Box::new(transfer::TransferScenario::Parallel),
+        Box::new(transfer::TransferScenario::Compression),
+        Box::new(transfer::TransferScenario::Delta),
     ]
 }
 

@@ -1,0 +1,88 @@
+//! `netwatch get` and `put` against real servers and their usual baselines (docs/transfer.md):
+//! throughput against curl, the parallel chunk fetch under a per-connection cap against one
+//! connection and aria2c, what compression `auto` chooses at 10, 100 and 1000 Mbit/s, and
+//! what a 1% edit moves. Each part is its own scenario with its own namespaces and nginx.
+
+mod artifact;
+mod compression;
+mod delta;
+mod parallel;
+mod proxy;
+mod site;
+mod throughput;
+
+use anyhow::Result;
+
+use super::Scenario;
+use crate::bench::report::ScenarioReport;
+use crate::bench::stats::{fmt_bits_per_s, median};
+use crate::bench::Context;
+
+pub enum TransferScenario {
+    Throughput,
+    Parallel,
+    Compression,
+    Delta,
+}
+
+impl Scenario for TransferScenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Throughput => "transfer-throughput",
+            Self::Parallel => "transfer-parallel",
+            Self::Compression => "transfer-compression",
+            Self::Delta => "transfer-delta",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::Throughput => "transfer: netwatch get against curl, one mirror, no cap",
+            Self::Parallel => {
+                "transfer: parallel chunk fetch under a per-connection cap, against one \
+                 connection and aria2c"
+            }
+            Self::Compression => "transfer: compression chosen against link rate (put)",
+            Self::Delta => "transfer: what a 1% edit moves (put and get)",
+        }
+    }
+
+    fn run(&self, cx: &mut Context, report: &mut ScenarioReport) -> Result<()> {
+        let title = self.title();
+        match self {
+            Self::Throughput => throughput::run(cx, report, title),
+            Self::Parallel => parallel::run(cx, report, title),
+            Self::Compression => compression::run(cx, report, title),
+            Self::Delta => delta::run(cx, report, title),
+        }
+    }
+}
+
+/// The columns of [`spread_row`].
+pub const SPREAD_HEADERS: [&str; 5] = ["method", "rounds", "min", "median", "max"];
+
+/// A method's throughputs (bytes per second, one per round) as min, median and max. With
+/// the few rounds a transfer bench affords, the max is the p95.
+pub fn spread_row(method: &str, rates: &[f64]) -> Vec<String> {
+    let cell = |rate: Option<f64>| rate.map_or_else(|| "–".to_string(), fmt_bits_per_s);
+    let min = rates.iter().copied().reduce(f64::min);
+    let max = rates.iter().copied().reduce(f64::max);
+    vec![
+        method.to_string(),
+        rates.len().to_string(),
+        cell(min),
+        cell(median(rates)),
+        cell(max),
+    ]
+}
+
+/// The median of the per-round ratios `a[i] / b[i]`, and the ratios.
+pub fn paired_ratio(a: &[f64], b: &[f64]) -> (Option<f64>, Vec<f64>) {
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+    (median(&ratios), ratios)
+}
+
+/// "1.23x" or "–".
+pub fn times(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "–".to_string(), |r| format!("{r:.2}x"))
+}

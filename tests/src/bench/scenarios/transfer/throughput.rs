@@ -1,0 +1,224 @@
+//! Single mirror, no cap: `netwatch get` of an incompressible artifact against `curl`
+//! fetching the same bytes as one plain file from the same nginx, in rotated order. A third
+//! run puts netwatch's cache and output on tmpfs, to tell the file system's share of its
+//! time from the network's (a diagnostic, not judged).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+
+use super::site::{check_size, path_str, remove, Run, Site, NGINX_PORT};
+use super::{artifact, paired_ratio, spread_row, SPREAD_HEADERS};
+use crate::bench::report::{Facts, ScenarioReport, Table, Target};
+use crate::bench::stats::{fmt_bytes, median};
+use crate::bench::Context;
+
+const SIZE: u64 = 256 << 20;
+const KEY: &str = "bench/random.bin";
+const STORE: &str = "store";
+const NETWATCH: &str = "netwatch get (8 chunks in flight)";
+const NETWATCH_TMPFS: &str = "netwatch get, cache and output on tmpfs (diagnostic)";
+const CURL: &str = "curl -o FILE (one plain file)";
+/// statfs(2)'s f_type of a tmpfs (linux/magic.h).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result<()> {
+    let rounds = cx.rounds(5, 2);
+    let site = Site::new(&["curl"])?;
+    let source = site.path("random.bin");
+    artifact::random_file(&source, SIZE, 1)?;
+    site.place_plain(&source, "random.bin")?;
+    let config = site.config("mirror", &site.store_url(NGINX_PORT, STORE))?;
+    let put = site.netwatch(
+        &config,
+        &[
+            "put",
+            path_str(&source)?,
+            KEY,
+            "--compression",
+            "none",
+            "--cache",
+            path_str(&site.path("put-cache"))?,
+        ],
+    )?;
+    let shm = tmpfs_dir();
+    report.notes.push(format!(
+        "A client and a mirror namespace joined by a veth pair, nginx (sendfile) in the mirror \
+         namespace. The artifact is {} of pseudo-random bytes, put with `--compression none`, \
+         so netwatch and curl move the same bytes (netwatch adds its manifest, {}). Each round \
+         runs every method once, in rotated order; netwatch's chunk cache is new every round (a \
+         full fetch, its mirror probe included), and the old ones are kept until the end \
+         (deleting thousands of files slows file creation on ext4 for a minute or more). \
+         Times are wall clock from process start to exit. netwatch writes each chunk to its \
+         cache, then assembles the output from the cache, checking every chunk and the whole \
+         artifact's SHA-256, and fsyncs it; curl only writes the file. Cache and outputs are \
+         on {}.{}",
+        fmt_bytes(SIZE),
+        fmt_bytes(put.u64("manifest_bytes")?),
+        fs_name(site.dir.path()),
+        if shm.is_none() {
+            " /dev/shm is not a tmpfs here, so the tmpfs run is left out."
+        } else {
+            ""
+        }
+    ));
+    let mut methods = vec![NETWATCH, CURL];
+    if shm.is_some() {
+        methods.push(NETWATCH_TMPFS);
+    }
+    let mut table = Table::new(
+        "get",
+        &format!("Time to fetch {}, no cap", fmt_bytes(SIZE)),
+        &methods,
+    );
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+    let mut phases: Vec<Vec<[f64; 3]>> = vec![Vec::new(); methods.len()];
+    let mut raw = Vec::new();
+    for round in 1..=rounds {
+        cx.check_interrupt()?;
+        cx.progress(title, round, rounds);
+        let mut entry = json!({"round": round});
+        for k in 0..methods.len() {
+            let m = (k + round) % methods.len();
+            let wall = match methods[m] {
+                CURL => {
+                    let out = site.path("curl.bin");
+                    let url = site.plain_url(NGINX_PORT, "random.bin");
+                    let (wall, _) =
+                        site.timed("curl", &["-sS", "--fail", "-o", path_str(&out)?, &url])?;
+                    check_size(&out, SIZE, "curl")?;
+                    remove(&out)?;
+                    wall
+                }
+                method => {
+                    let dir = match (method, &shm) {
+                        (NETWATCH_TMPFS, Some(shm)) => shm.path().to_path_buf(),
+                        _ => site.dir.path().to_path_buf(),
+                    };
+                    let run = fetch(&site, &config, &dir, round)?;
+                    if method == NETWATCH_TMPFS {
+                        // RAM, not disk: nothing to keep it for.
+                        remove(&dir.join(format!("get-cache-{round}")))?;
+                    }
+                    phases[m].push(phases_of(&run)?);
+                    entry[method] = run.summary;
+                    run.wall
+                }
+            };
+            table.record(methods[m], Some(wall.as_nanos() as i64));
+            rates[m].push(SIZE as f64 / wall.as_secs_f64());
+            entry[format!("{} wall_s", methods[m])] = json!(wall.as_secs_f64());
+        }
+        raw.push(entry);
+    }
+    let (ratio, ratios) = paired_ratio(&rates[0], &rates[1]);
+    report.facts.push(Facts {
+        title: format!("Throughput fetching {}, no cap", fmt_bytes(SIZE)),
+        headers: SPREAD_HEADERS.iter().map(|h| h.to_string()).collect(),
+        rows: methods
+            .iter()
+            .zip(&rates)
+            .map(|(method, r)| spread_row(method, r))
+            .collect(),
+    });
+    report.facts.push(phase_table(&methods, &phases));
+    report.targets.push(Target::at_least(
+        "netwatch get throughput / curl's, median of the rounds' ratios",
+        ">= 0.9",
+        ratio,
+        0.9,
+        "",
+    ));
+    report.tables.push(table);
+    report.raw = json!({"artifact_bytes": SIZE, "ratios": ratios, "rounds": raw});
+    Ok(())
+}
+
+/// A full `netwatch get` into `dir`: a new cache there, the output removed after.
+fn fetch(site: &Site, config: &Path, dir: &Path, round: usize) -> Result<Run> {
+    let out = dir.join("netwatch.bin");
+    let cache = dir.join(format!("get-cache-{round}"));
+    let run = site.netwatch(
+        config,
+        &["get", KEY, path_str(&out)?, "--cache", path_str(&cache)?],
+    )?;
+    check_size(&out, SIZE, "netwatch get")?;
+    remove(&out)?;
+    Ok(run)
+}
+
+/// Seconds: before the transfer (process start, configuration, mirror probe), while a chunk
+/// request was in flight (the mirror's `busy_ms`), and the rest of the transfer (mostly
+/// assembling, checking and flushing the output).
+fn phases_of(run: &Run) -> Result<[f64; 3]> {
+    let elapsed = run.elapsed()?.as_secs_f64();
+    let busy = run.summary["mirrors"]["mirror"]["busy_ms"]
+        .as_u64()
+        .map(|ms| Duration::from_millis(ms).as_secs_f64())
+        .context("the summary has no busy_ms for mirror `mirror`")?;
+    Ok([
+        run.wall.as_secs_f64() - elapsed,
+        busy,
+        (elapsed - busy).max(0.0),
+    ])
+}
+
+fn phase_table(methods: &[&str], phases: &[Vec<[f64; 3]>]) -> Facts {
+    let mut rows = Vec::new();
+    for (method, runs) in methods.iter().zip(phases) {
+        if runs.is_empty() {
+            continue;
+        }
+        let cell = |i: usize| {
+            let values: Vec<f64> = runs.iter().map(|p| p[i]).collect();
+            median(&values).map_or("–".into(), |s| format!("{s:.2} s"))
+        };
+        rows.push(vec![method.to_string(), cell(0), cell(1), cell(2)]);
+    }
+    Facts {
+        title: "Where netwatch's time went (medians)".into(),
+        headers: [
+            "method",
+            "start and mirror probe",
+            "chunk requests in flight",
+            "after: assemble, check, fsync",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    }
+}
+
+/// A directory on /dev/shm if that is a tmpfs.
+fn tmpfs_dir() -> Option<tempfile::TempDir> {
+    let shm = PathBuf::from("/dev/shm");
+    if fs_type(&shm)? != TMPFS_MAGIC {
+        return None;
+    }
+    tempfile::Builder::new()
+        .prefix("netwatch-bench-")
+        .tempdir_in(shm)
+        .ok()
+}
+
+fn fs_type(path: &Path) -> Option<i64> {
+    let c_path = std::ffi::CString::new(path.to_str()?).ok()?;
+    // SAFETY: `statfs` is plain old data, for which all zeroes is a valid value.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a valid C string and `stat` a valid struct for statfs to fill.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) };
+    (rc == 0).then_some(stat.f_type as i64)
+}
+
+/// "tmpfs", "ext4 (or another disk file system)".
+fn fs_name(path: &Path) -> &'static str {
+    match fs_type(path) {
+        Some(TMPFS_MAGIC) => "tmpfs",
+        Some(0xef53) => "ext4",
+        Some(0x5846_5342) => "xfs",
+        Some(0x9123_683e) => "btrfs",
+        _ => "a disk file system",
+    }
+}
