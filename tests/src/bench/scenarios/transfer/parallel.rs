@@ -65,18 +65,7 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
     artifact::random_file(&source, size, 2)?;
     site.place_plain(&source, "parallel.bin")?;
     let put_config = site.config("mirror", &site.store_url(NGINX_PORT, STORE))?;
-    site.netwatch(
-        &put_config,
-        &[
-            "put",
-            path_str(&source)?,
-            KEY,
-            "--compression",
-            "none",
-            "--cache",
-            path_str(&site.path("put-cache"))?,
-        ],
-    )?;
+    site.put_raw(&put_config, &source, KEY)?;
     let mirror_ip = IpAddr::V4(site.pair.b_v4);
     let _proxy = CappedProxy::start(
         site.mirror(),

@@ -157,6 +157,24 @@ impl Site {
 
     /// Runs `netwatch ARGS --config CONFIG --json` in the client namespace. No agent: the
     /// socket named does not exist, so retries are plain backoff (none are expected).
+    /// `netwatch put FILE KEY --compression none`: the same bytes on the wire as a plain
+    /// copy, for comparisons with curl and aria2c.
+    pub fn put_raw(&self, config: &Path, source: &Path, key: &str) -> Result<Run> {
+        let cache = self.path("put-cache");
+        self.netwatch(
+            config,
+            &[
+                "put",
+                path_str(source)?,
+                key,
+                "--compression",
+                "none",
+                "--cache",
+                path_str(&cache)?,
+            ],
+        )
+    }
+
     pub fn netwatch(&self, config: &Path, args: &[&str]) -> Result<Run> {
         let socket = self.path("no-agent.sock");
         let mut full: Vec<&str> = args.to_vec();

@@ -31,18 +31,7 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
     artifact::random_file(&source, SIZE, 1)?;
     site.place_plain(&source, "random.bin")?;
     let config = site.config("mirror", &site.store_url(NGINX_PORT, STORE))?;
-    let put = site.netwatch(
-        &config,
-        &[
-            "put",
-            path_str(&source)?,
-            KEY,
-            "--compression",
-            "none",
-            "--cache",
-            path_str(&site.path("put-cache"))?,
-        ],
-    )?;
+    let put = site.put_raw(&config, &source, KEY)?;
     let shm = tmpfs_dir();
     report.notes.push(format!(
         "A client and a mirror namespace joined by a veth pair, nginx (sendfile) in the mirror \
