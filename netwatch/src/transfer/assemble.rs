@@ -10,7 +10,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use super::{digest::Hasher, error::TransferError, ChunkCache, Manifest};
+use super::{digest::Hasher, error::TransferError, ChunkCache, ChunkRef, Manifest};
 
 /// What a temporary output file is called: hidden, next to the output, with the pid so that
 /// one left by a killed get can be told from one in use.
@@ -83,18 +83,22 @@ pub(super) fn assemble(
         .create_new(true)
         .open(&temp.path)
         .map_err(TransferError::output("creating", &temp.path))?;
+    // Each byte is hashed once here: the whole artifact's SHA-256 vouches for every chunk.
+    // Only when it fails are the chunks checked one by one, to drop the damaged one.
     let mut whole = Hasher::default();
     for chunk in &manifest.chunks {
-        let data = cache.read(chunk)?.ok_or_else(|| TransferError::Evicted {
-            id: chunk.id,
-            cache: cache.root().to_path_buf(),
-        })?;
+        let Some(data) = cache.read_unchecked(chunk)? else {
+            // Missing, or of the wrong size: `read` drops such a file.
+            cache.read(chunk)?;
+            return Err(evicted(chunk, cache));
+        };
         whole.update(&data);
         file.write_all(&data)
             .map_err(TransferError::output("writing", &temp.path))?;
     }
     let got = whole.finish();
     if got != manifest.sha256 {
+        damaged_chunk(manifest, cache)?;
         return Err(TransferError::WholeFile {
             key: manifest.key.to_string(),
             expected: manifest.sha256,
@@ -113,6 +117,24 @@ pub(super) fn assemble(
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// Checks every chunk of the cache the manifest names, dropping damaged ones: the first
+/// missing or damaged is the error; `Ok` if all are whole (then the manifest itself is wrong).
+fn damaged_chunk(manifest: &Manifest, cache: &ChunkCache) -> Result<(), TransferError> {
+    for chunk in &manifest.chunks {
+        if cache.read(chunk)?.is_none() {
+            return Err(evicted(chunk, cache));
+        }
+    }
+    Ok(())
+}
+
+fn evicted(chunk: &ChunkRef, cache: &ChunkCache) -> TransferError {
+    TransferError::Evicted {
+        id: chunk.id,
+        cache: cache.root().to_path_buf(),
+    }
 }
 
 /// Removes temporary files that killed gets of the same output left behind: those whose
@@ -146,6 +168,63 @@ fn remove_stale_temps(dir: &Path, out_name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A two-chunk artifact in `cache`, and its manifest.
+    fn cached_artifact(cache: &ChunkCache) -> Manifest {
+        let parts: [&[u8]; 2] = [b"first chunk", b"second chunk"];
+        let mut whole = Hasher::default();
+        let mut chunks = Vec::new();
+        let mut offset = 0;
+        for part in parts {
+            let id = crate::transfer::Sha256::of(part);
+            cache.write(id, part).unwrap();
+            whole.update(part);
+            chunks.push(ChunkRef {
+                id,
+                offset,
+                size: part.len() as u32,
+                encoding: crate::transfer::Encoding::None,
+                stored_size: part.len() as u64,
+            });
+            offset += part.len() as u64;
+        }
+        Manifest {
+            key: "a/b".parse().unwrap(),
+            size: offset,
+            sha256: whole.finish(),
+            created_unix_ms: 0,
+            chunks,
+        }
+    }
+
+    #[test]
+    fn a_whole_cache_assembles_and_a_damaged_chunk_is_found_dropped_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::new(dir.path().join("cache"));
+        let manifest = cached_artifact(&cache);
+        let out = dir.path().join("out.bin");
+        assemble(&manifest, &cache, &out).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), b"first chunksecond chunk");
+
+        // Same size, other bytes: only the whole artifact's hash can tell, then each chunk's.
+        let damaged = &manifest.chunks[1];
+        let hex = damaged.id.to_hex();
+        let file = cache.root().join("chunks").join(&hex[..2]).join(&hex);
+        fs::write(&file, b"SECOND CHUNK").unwrap();
+        let again = dir.path().join("again.bin");
+        let error = assemble(&manifest, &cache, &again).unwrap_err();
+        assert!(
+            matches!(&error, TransferError::Evicted { id, .. } if *id == damaged.id),
+            "{error}"
+        );
+        assert!(!file.exists(), "the damaged chunk stays in the cache");
+        assert!(!again.exists());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "a temporary file is left"
+        );
+    }
 
     #[test]
     fn a_dead_processs_temporary_file_is_removed_and_a_live_ones_kept() {
