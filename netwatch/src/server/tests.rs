@@ -97,6 +97,25 @@ async fn serve(initial: NetworkState) -> Served {
     serve_state(initial, Limits::DEFAULT).await
 }
 
+impl Served {
+    async fn client(&self) -> Client {
+        Client::connect(&self.path).await.unwrap()
+    }
+
+    async fn subscribe(&self) -> StateWatch {
+        self.client().await.subscribe().await.unwrap()
+    }
+
+    async fn raw(&self) -> Raw {
+        Raw::connect(&self.path).await
+    }
+
+    /// The agent's next state, as the classifier would publish it.
+    fn publish(&self, state: NetworkState) {
+        self.source.send_replace(Arc::new(state));
+    }
+}
+
 /// A connection that speaks the protocol by hand.
 struct Raw {
     lines: Lines<BufReader<OwnedReadHalf>>,
@@ -135,10 +154,17 @@ impl Raw {
     }
 }
 
+fn assert_error_contains(reply: &Value, needle: &str) {
+    let error = reply["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error: {reply}"));
+    assert!(error.contains(needle), "{error}");
+}
+
 #[tokio::test]
 async fn get_returns_the_state_with_both_clocks() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut client = Client::connect(&served.path).await.unwrap();
+    let mut client = served.client().await;
     let stamped = client.get_stamped().await.unwrap();
     assert_eq!(stamped.state, state(Health::Up, Health::Up));
     assert!(stamped.clock.at_unix_ms > 1_600_000_000_000);
@@ -150,16 +176,9 @@ async fn get_returns_the_state_with_both_clocks() {
 #[tokio::test]
 async fn a_subscriber_sees_a_change_pushed_through_the_source() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut watch = Client::connect(&served.path)
-        .await
-        .unwrap()
-        .subscribe()
-        .await
-        .unwrap();
+    let mut watch = served.subscribe().await;
     assert_eq!(*watch.current(), state(Health::Up, Health::Up));
-    served
-        .source
-        .send_replace(Arc::new(state(Health::Down, Health::Down)));
+    served.publish(state(Health::Down, Health::Down));
     let changed = watch.changed().await.expect("a change");
     assert_eq!(*changed, state(Health::Down, Health::Down));
 }
@@ -167,7 +186,7 @@ async fn a_subscriber_sees_a_change_pushed_through_the_source() {
 #[tokio::test]
 async fn a_change_line_names_the_changed_subjects() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut raw = Raw::connect(&served.path).await;
+    let mut raw = served.raw().await;
     raw.send(b"{\"request\":\"subscribe\"}\n").await;
     let first = raw.reply().await;
     assert_eq!(first["reply"], "state");
@@ -175,10 +194,8 @@ async fn a_change_line_names_the_changed_subjects() {
     // A state whose verdicts are the same is not a change.
     let mut same = state(Health::Up, Health::Up);
     same.links.get_mut("eth0").unwrap().rx_packets += 1;
-    served.source.send_replace(Arc::new(same));
-    served
-        .source
-        .send_replace(Arc::new(state(Health::Up, Health::Degraded)));
+    served.publish(same);
+    served.publish(state(Health::Up, Health::Degraded));
     let change = raw.reply().await;
     assert_eq!(change["reply"], "change");
     assert_eq!(change["subjects"], serde_json::json!(["link:eth0"]));
@@ -191,26 +208,18 @@ async fn a_change_line_names_the_changed_subjects() {
 #[tokio::test]
 async fn requests_on_a_subscribed_connection_are_refused() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut raw = Raw::connect(&served.path).await;
+    let mut raw = served.raw().await;
     raw.send(b"{\"request\":\"subscribe\"}\n{\"request\":\"get\"}\n")
         .await;
     assert_eq!(raw.reply().await["reply"], "state");
     let refusal = raw.reply().await;
-    assert!(refusal["error"]
-        .as_str()
-        .unwrap()
-        .contains("open another connection"));
+    assert_error_contains(&refusal, "open another connection");
 }
 
 #[tokio::test]
 async fn a_subscription_ends_when_the_agent_stops() {
     let served = serve(state(Health::Down, Health::Down)).await;
-    let mut watch = Client::connect(&served.path)
-        .await
-        .unwrap()
-        .subscribe()
-        .await
-        .unwrap();
+    let mut watch = served.subscribe().await;
     drop(served.source);
     served.server.await.unwrap().expect("serve ends cleanly");
     assert_eq!(watch.changed().await, None);
@@ -223,7 +232,7 @@ async fn a_subscription_ends_when_the_agent_stops() {
 #[tokio::test(start_paused = true)]
 async fn wait_is_up_at_once_when_already_up() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut client = Client::connect(&served.path).await.unwrap();
+    let mut client = served.client().await;
     let started = tokio::time::Instant::now();
     let reply = client
         .wait(&Subject::Link("eth0".into()), Duration::from_secs(30))
@@ -237,7 +246,7 @@ async fn wait_is_up_at_once_when_already_up() {
 #[tokio::test(start_paused = true)]
 async fn wait_is_up_as_soon_as_a_change_makes_it_so() {
     let served = serve(state(Health::Down, Health::Down)).await;
-    let mut client = Client::connect(&served.path).await.unwrap();
+    let mut client = served.client().await;
     let started = tokio::time::Instant::now();
     let waiter = tokio::spawn(async move {
         client
@@ -246,9 +255,7 @@ async fn wait_is_up_as_soon_as_a_change_makes_it_so() {
             .unwrap()
     });
     tokio::time::sleep(Duration::from_secs(5)).await;
-    served
-        .source
-        .send_replace(Arc::new(state(Health::Up, Health::Up)));
+    served.publish(state(Health::Up, Health::Up));
     let reply = waiter.await.unwrap();
     assert_eq!(reply.outcome, WaitStatus::Up);
     let waited = started.elapsed();
@@ -263,7 +270,7 @@ async fn wait_at_the_deadline_is_down_if_down_and_timeout_otherwise() {
         (Health::Unknown, WaitStatus::Timeout),
     ] {
         let served = serve(state(health, Health::Up)).await;
-        let mut client = Client::connect(&served.path).await.unwrap();
+        let mut client = served.client().await;
         let started = tokio::time::Instant::now();
         let reply = client
             .wait(&Subject::Host, Duration::from_secs(2))
@@ -278,7 +285,7 @@ async fn wait_at_the_deadline_is_down_if_down_and_timeout_otherwise() {
 #[tokio::test(start_paused = true)]
 async fn wait_for_an_unknown_subject_times_out_without_a_verdict() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut client = Client::connect(&served.path).await.unwrap();
+    let mut client = served.client().await;
     let reply = client
         .wait(&Subject::Endpoint("api".into()), Duration::from_millis(500))
         .await
@@ -290,7 +297,7 @@ async fn wait_for_an_unknown_subject_times_out_without_a_verdict() {
 #[tokio::test]
 async fn bad_requests_get_an_error_and_the_connection_stays_usable() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut raw = Raw::connect(&served.path).await;
+    let mut raw = served.raw().await;
     for (line, expected) in [
         (&b"{not json\n"[..], "not JSON"),
         (b"{\"request\":\"dance\"}\n", "unknown request \"dance\""),
@@ -314,7 +321,7 @@ async fn bad_requests_get_an_error_and_the_connection_stays_usable() {
 #[tokio::test]
 async fn the_client_reports_a_refusal_with_the_servers_reason() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut client = Client::connect(&served.path).await.unwrap();
+    let mut client = served.client().await;
     let error = client
         .wait(&Subject::Host, Duration::from_secs(2 * 24 * 3600))
         .await
@@ -330,27 +337,21 @@ async fn the_client_reports_a_refusal_with_the_servers_reason() {
 #[tokio::test]
 async fn an_over_long_line_is_refused_and_the_connection_closed() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut raw = Raw::connect(&served.path).await;
+    let mut raw = served.raw().await;
     let mut line = vec![b' '; protocol::MAX_LINE + 10];
     line.push(b'\n');
     raw.send(&line).await;
     let reply = raw.reply().await;
-    assert!(reply["error"]
-        .as_str()
-        .unwrap()
-        .contains("longer than 65536"));
+    assert_error_contains(&reply, "longer than 65536");
     assert!(raw.is_closed().await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_connection_is_closed_with_a_reason() {
     let served = serve(state(Health::Up, Health::Up)).await;
-    let mut raw = Raw::connect(&served.path).await;
+    let mut raw = served.raw().await;
     let reply = raw.reply().await;
-    assert!(reply["error"]
-        .as_str()
-        .unwrap()
-        .contains("no request for 300s"));
+    assert_error_contains(&reply, "no request for 300s");
     assert!(raw.is_closed().await);
 }
 
@@ -361,19 +362,16 @@ async fn clients_beyond_the_limit_are_refused() {
         ..Limits::DEFAULT
     };
     let served = serve_state(state(Health::Up, Health::Up), limits).await;
-    let mut first = Client::connect(&served.path).await.unwrap();
+    let mut first = served.client().await;
     first.get().await.unwrap();
-    let mut second = Raw::connect(&served.path).await;
+    let mut second = served.raw().await;
     let reply = second.reply().await;
-    assert!(reply["error"]
-        .as_str()
-        .unwrap()
-        .contains("too many clients"));
+    assert_error_contains(&reply, "too many clients");
     assert!(second.is_closed().await);
     // The slot is freed when the first leaves.
     drop(first);
     for _ in 0..1000 {
-        let mut client = Client::connect(&served.path).await.unwrap();
+        let mut client = served.client().await;
         if client.get().await.is_ok() {
             return;
         }
@@ -407,12 +405,7 @@ async fn a_live_socket_is_not_taken_over() {
         .to_string()
         .contains(&format!("already serving at {}", served.path.display())));
     // The first agent still serves.
-    Client::connect(&served.path)
-        .await
-        .unwrap()
-        .get()
-        .await
-        .unwrap();
+    served.client().await.get().await.unwrap();
 }
 
 #[tokio::test]

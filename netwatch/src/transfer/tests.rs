@@ -71,6 +71,52 @@ impl Setup {
         files.sort();
         files
     }
+
+    /// Writes `data` to the file `name` and puts it under `key`, with the test options.
+    async fn put_new(
+        &self,
+        name: &str,
+        data: &[u8],
+        key: &ArtifactKey,
+        mirror: &MirrorStore,
+    ) -> Summary {
+        put(&self.file(name, data), key, mirror, &options())
+            .await
+            .unwrap()
+    }
+
+    /// Gets `key` into the file `out` through the shared cache, with the test options.
+    async fn get_into(
+        &self,
+        key: &ArtifactKey,
+        out: &str,
+        mirrors: &[MirrorStore],
+    ) -> Result<Summary, TransferError> {
+        get(key, &self.path(out), mirrors, &self.cache(), &options()).await
+    }
+
+    /// Puts `v1` to `mirror` and gets it once into "out", so the cache holds its chunks.
+    async fn publish_and_fetch(&self, v1: &[u8], key: &ArtifactKey, mirror: &MirrorStore) {
+        self.put_new("v1", v1, key, mirror).await;
+        self.get_into(key, "out", &self.readers(&["a"]))
+            .await
+            .unwrap();
+    }
+
+    /// Puts the next version `v2` and gets it into "out": what each direction moved.
+    async fn update(
+        &self,
+        v2: &[u8],
+        key: &ArtifactKey,
+        mirror: &MirrorStore,
+    ) -> (Summary, Summary) {
+        let up = self.put_new("v2", v2, key, mirror).await;
+        let down = self
+            .get_into(key, "out", &self.readers(&["a"]))
+            .await
+            .unwrap();
+        (up, down)
+    }
 }
 
 /// Quick retries, a budget of the test's own, no agent.
@@ -152,15 +198,10 @@ async fn put_then_get_gives_back_the_same_bytes_at_every_size() {
             .is_file());
 
         let out = setup.path(&format!("out-{size}"));
-        let got = get(
-            &key,
-            &out,
-            &setup.readers(&["a"]),
-            &setup.cache(),
-            &options(),
-        )
-        .await
-        .unwrap();
+        let got = setup
+            .get_into(&key, &format!("out-{size}"), &setup.readers(&["a"]))
+            .await
+            .unwrap();
         assert_eq!(fs::read(&out).unwrap(), data, "size {size}");
         assert_eq!(got.chunks, put.chunks);
         assert_eq!(got.manifest_from.as_deref(), Some("a"));
@@ -197,13 +238,7 @@ async fn every_encoding_round_trips_through_a_mirror() {
     .enumerate()
     {
         let key = key(&format!("enc/{i}"));
-        let mirror_dir = setup.path(&format!("m{i}"));
-        let mirror = MirrorStore::open(
-            "m",
-            &format!("file://{}", mirror_dir.display()).parse().unwrap(),
-            Access::Write,
-        )
-        .unwrap();
+        let mirror = MirrorStore::open("m", &setup.url(&format!("m{i}")), Access::Write).unwrap();
         let options = TransferOptions {
             compression,
             ..options()
@@ -248,32 +283,9 @@ async fn a_one_percent_edit_moves_a_small_share_of_the_bytes_each_way() {
     let v1 = noise(size, 1);
     let v2 = edit(&v1, size / 100, 4, 50);
     let key = key("delta/app.bin");
-    put(&setup.file("v1", &v1), &key, &mirror, &options())
-        .await
-        .unwrap();
-    let readers = setup.readers(&["a"]);
-    get(
-        &key,
-        &setup.path("out"),
-        &readers,
-        &setup.cache(),
-        &options(),
-    )
-    .await
-    .unwrap();
+    setup.publish_and_fetch(&v1, &key, &mirror).await;
 
-    let up = put(&setup.file("v2", &v2), &key, &mirror, &options())
-        .await
-        .unwrap();
-    let down = get(
-        &key,
-        &setup.path("out"),
-        &readers,
-        &setup.cache(),
-        &options(),
-    )
-    .await
-    .unwrap();
+    let (up, down) = setup.update(&v2, &key, &mirror).await;
     assert_eq!(fs::read(setup.path("out")).unwrap(), v2);
     let share = |s: &Summary| s.bytes_moved as f64 / s.artifact_bytes as f64;
     eprintln!(
@@ -308,15 +320,10 @@ async fn a_corrupted_chunk_is_fetched_from_the_next_mirror() {
     fs::write(&victim, &stored).unwrap();
 
     let out = setup.path("out");
-    let summary = get(
-        &key,
-        &out,
-        &setup.readers(&["a", "b"]),
-        &setup.cache(),
-        &options(),
-    )
-    .await
-    .unwrap();
+    let summary = setup
+        .get_into(&key, "out", &setup.readers(&["a", "b"]))
+        .await
+        .unwrap();
     assert_eq!(fs::read(&out).unwrap(), data);
     assert_eq!(summary.mirrors["b"].chunks, 1, "{summary:?}");
     assert_eq!(summary.mirrors["a"].failures, 1, "{summary:?}");
@@ -328,14 +335,7 @@ async fn a_chunk_bad_on_every_mirror_fails_the_get_and_leaves_no_output() {
     let setup = Setup::new();
     let data = noise(1 << 20, 4);
     let key = key("bad.bin");
-    put(
-        &setup.file("in", &data),
-        &key,
-        &setup.writer("a"),
-        &options(),
-    )
-    .await
-    .unwrap();
+    setup.put_new("in", &data, &key, &setup.writer("a")).await;
     let files = setup.chunk_files("a");
     // One chunk with other content of the same length, one cut short, one gone.
     let (other, short, gone) = (&files[0], &files[1], &files[2]);
@@ -383,14 +383,7 @@ async fn an_interrupted_get_resumes_with_only_the_missing_chunks() {
     let setup = Setup::new();
     let data = noise(2 << 20, 5);
     let key = key("resume.bin");
-    put(
-        &setup.file("in", &data),
-        &key,
-        &setup.writer("a"),
-        &options(),
-    )
-    .await
-    .unwrap();
+    setup.put_new("in", &data, &key, &setup.writer("a")).await;
     let readers = setup.readers(&["a"]);
     let out = setup.path("out");
 
@@ -417,9 +410,7 @@ async fn an_interrupted_get_resumes_with_only_the_missing_chunks() {
     let fetched = arrived.load(Ordering::SeqCst);
     assert!(fetched >= 3);
 
-    let rerun = get(&key, &out, &readers, &setup.cache(), &options())
-        .await
-        .unwrap();
+    let rerun = setup.get_into(&key, "out", &readers).await.unwrap();
     assert_eq!(fs::read(&out).unwrap(), data);
     assert_eq!(rerun.chunks_moved, rerun.chunks - fetched, "{rerun:?}");
 }
@@ -429,14 +420,7 @@ async fn hostile_manifests_are_refused_and_nothing_is_written() {
     let setup = Setup::new();
     let data = noise(100_000, 6);
     let key = key("hostile.bin");
-    put(
-        &setup.file("in", &data),
-        &key,
-        &setup.writer("a"),
-        &options(),
-    )
-    .await
-    .unwrap();
+    setup.put_new("in", &data, &key, &setup.writer("a")).await;
     let manifest_file = setup.path("a/manifests/hostile.bin.json");
     let good = fs::read(&manifest_file).unwrap();
     let mut tree: serde_json::Value = serde_json::from_slice(&good).unwrap();
@@ -468,16 +452,11 @@ async fn hostile_manifests_are_refused_and_nothing_is_written() {
     }
     tree["key"] = "other.bin".into();
     fs::write(&manifest_file, serde_json::to_vec(&tree).unwrap()).unwrap();
-    let message = get(
-        &key,
-        &setup.path("out"),
-        &setup.readers(&["a"]),
-        &setup.cache(),
-        &options(),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let message = setup
+        .get_into(&key, "out", &setup.readers(&["a"]))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         message.contains("it names key `other.bin`, not `hostile.bin`"),
         "{message}"
@@ -489,43 +468,23 @@ async fn with_no_manifest_on_any_mirror_the_cached_one_serves() {
     let setup = Setup::new();
     let data = noise(300_000, 7);
     let offline = key("offline.bin");
-    put(
-        &setup.file("in", &data),
-        &offline,
-        &setup.writer("a"),
-        &options(),
-    )
-    .await
-    .unwrap();
+    setup
+        .put_new("in", &data, &offline, &setup.writer("a"))
+        .await;
     let readers = setup.readers(&["a"]);
-    get(
-        &offline,
-        &setup.path("first"),
-        &readers,
-        &setup.cache(),
-        &options(),
-    )
-    .await
-    .unwrap();
+    setup.get_into(&offline, "first", &readers).await.unwrap();
     fs::remove_file(setup.path("a/manifests/offline.bin.json")).unwrap();
     let out = setup.path("second");
-    let summary = get(&offline, &out, &readers, &setup.cache(), &options())
-        .await
-        .unwrap();
+    let summary = setup.get_into(&offline, "second", &readers).await.unwrap();
     assert_eq!(summary.manifest_from.as_deref(), Some("local cache"));
     assert_eq!(summary.bytes_moved, 0);
     assert_eq!(fs::read(&out).unwrap(), data);
     // Without that copy, the error says what each mirror answered.
-    let message = get(
-        &key("never.bin"),
-        &out,
-        &readers,
-        &setup.cache(),
-        &options(),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let message = setup
+        .get_into(&key("never.bin"), "second", &readers)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(message.starts_with("the manifest of never.bin: no mirror could serve it: mirror `a`: GET manifests/never.bin.json"), "{message}");
 }
 
@@ -578,33 +537,10 @@ async fn a_one_percent_edit_of_a_hundred_megabytes() {
     let size = 100_000_000;
     let v1 = noise(size, 11);
     let key = key("delta/big.bin");
-    put(&setup.file("v1", &v1), &key, &mirror, &options())
-        .await
-        .unwrap();
-    let readers = setup.readers(&["a"]);
-    get(
-        &key,
-        &setup.path("out"),
-        &readers,
-        &setup.cache(),
-        &options(),
-    )
-    .await
-    .unwrap();
+    setup.publish_and_fetch(&v1, &key, &mirror).await;
     for spots in [1, 10, 100] {
         let v2 = edit(&v1, size / 100, spots, 1000 + spots as u64);
-        let up = put(&setup.file("v2", &v2), &key, &mirror, &options())
-            .await
-            .unwrap();
-        let down = get(
-            &key,
-            &setup.path("out"),
-            &readers,
-            &setup.cache(),
-            &options(),
-        )
-        .await
-        .unwrap();
+        let (up, down) = setup.update(&v2, &key, &mirror).await;
         eprintln!(
             "1% edit in {spots} places of 100 MB: put moved {:.2}%, get moved {:.2}% ({} of {} chunks)",
             up.bytes_moved as f64 / up.artifact_bytes as f64 * 100.0,

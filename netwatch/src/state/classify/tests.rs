@@ -81,6 +81,38 @@ impl Scenario {
         &mut self.obs.endpoints[0]
     }
 
+    /// Packets sent now, and as many retransmits.
+    fn lossy_traffic(&mut self, packets: u64, retransmits: u64) {
+        self.traffic(packets);
+        self.link().retransmits += retransmits;
+    }
+
+    /// The endpoint's receive counter reads `packets`, the last one arriving now.
+    fn endpoint_rx(&mut self, packets: u64) {
+        let now = self.now;
+        self.endpoint().rx = Some(SourceRx {
+            packets,
+            last_rx_ns: now,
+        });
+    }
+
+    /// `packets` more received from the endpoint now.
+    fn endpoint_receives(&mut self, packets: u64) {
+        let now = self.now;
+        let rx = self.endpoint().rx.get_or_insert_with(SourceRx::default);
+        rx.packets += packets;
+        rx.last_rx_ns = now;
+    }
+
+    /// Adds a copy of `eth0` as it is now, renamed; returns it to change further.
+    fn add_link(&mut self, ifindex: u32, name: &str) -> &mut LinkObservation {
+        let mut copy = self.link().clone();
+        copy.link.ifindex = ifindex;
+        copy.link.name = name.into();
+        self.obs.links.insert(ifindex, copy);
+        self.obs.links.get_mut(&ifindex).unwrap()
+    }
+
     fn advance(&mut self, ns: u64) {
         self.now += ns;
     }
@@ -275,22 +307,13 @@ fn a_ratio_between_the_two_bars_keeps_the_current_verdict() {
     s.traffic(100);
     s.run();
     // 1% sits between the leave bar (0.5%) and the enter bar (2%): healthy stays healthy...
-    let states = s.run_for(5 * S, 250 * MS, |s| {
-        s.traffic(400);
-        s.link().retransmits += 4;
-    });
+    let states = s.run_for(5 * S, 250 * MS, |s| s.lossy_traffic(400, 4));
     assert!(states
         .iter()
         .all(|st| link_verdict(st).health == Health::Up));
     // ...and once Degraded (at 10%), 1% keeps it Degraded.
-    s.run_for(2 * S, 250 * MS, |s| {
-        s.traffic(100);
-        s.link().retransmits += 10;
-    });
-    let states = s.run_for(5 * S, 250 * MS, |s| {
-        s.traffic(400);
-        s.link().retransmits += 4;
-    });
+    s.run_for(2 * S, 250 * MS, |s| s.lossy_traffic(100, 10));
+    let states = s.run_for(5 * S, 250 * MS, |s| s.lossy_traffic(400, 4));
     assert!(states
         .iter()
         .all(|st| link_verdict(st).health == Health::Degraded));
@@ -341,11 +364,7 @@ fn endpoint_without_replies_is_degraded_then_down_once_silent() {
     let mut s = Scenario::new();
     s.with_endpoint();
     s.traffic(100);
-    let now = s.now;
-    s.endpoint().rx = Some(SourceRx {
-        packets: 50,
-        last_rx_ns: now,
-    });
+    s.endpoint_rx(50);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
     // Everything to it is dropped: RTO retransmits at +200 ms and +600 ms, no reply.
     s.advance(200 * MS);
@@ -367,11 +386,7 @@ fn endpoint_without_replies_is_degraded_then_down_once_silent() {
     // Replies again: no longer Down at once (Down is not held); Degraded while the recent
     // retransmits are inside the loss window.
     s.advance(100 * MS);
-    let now = s.now;
-    s.endpoint().rx = Some(SourceRx {
-        packets: 51,
-        last_rx_ns: now,
-    });
+    s.endpoint_rx(51);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Degraded);
 }
 
@@ -380,22 +395,14 @@ fn a_lost_retransmission_under_loss_is_not_a_blackhole() {
     let mut s = Scenario::new();
     s.with_endpoint();
     s.traffic(100);
-    let now = s.now;
-    s.endpoint().rx = Some(SourceRx {
-        packets: 50,
-        last_rx_ns: now,
-    });
+    s.endpoint_rx(50);
     s.run();
     // Two retransmits 0.6 s apart without a reply, then replies again.
     s.advance(600 * MS);
     s.endpoint().tcp.retransmits = 2;
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Degraded);
     s.advance(100 * MS);
-    let now = s.now;
-    s.endpoint().rx = Some(SourceRx {
-        packets: 60,
-        last_rx_ns: now,
-    });
+    s.endpoint_rx(60);
     assert_ne!(endpoint_verdict(&s.run()).health, Health::Down);
 }
 
@@ -407,20 +414,13 @@ fn an_endpoint_recovers_with_its_link_without_a_second_hold() {
     s.run();
     // The link is lossy, the endpoint inherits Degraded from it...
     s.run_for(2 * S, 250 * MS, |s| {
-        s.traffic(100);
-        s.link().retransmits += 10;
-        let now = s.now;
-        let rx = s.endpoint().rx.get_or_insert_with(SourceRx::default);
-        rx.packets += 50;
-        rx.last_rx_ns = now;
+        s.lossy_traffic(100, 10);
+        s.endpoint_receives(50);
     });
     // ...then clean: both are Up in the same classification once the link's hold is over.
     let states = s.run_for(10 * S, 250 * MS, |s| {
         s.traffic(100);
-        let now = s.now;
-        let rx = s.endpoint().rx.get_or_insert_with(SourceRx::default);
-        rx.packets += 50;
-        rx.last_rx_ns = now;
+        s.endpoint_receives(50);
     });
     let link_up = states
         .iter()
@@ -456,18 +456,11 @@ fn an_endpoint_whose_link_fails_stays_down_until_it_is_heard_from_again() {
     // it sent just before the cut is no news that it is reachable the new way.
     let mut s = Scenario::new();
     s.with_endpoint();
-    let mut own = s.obs.links[&2].clone();
-    own.link.ifindex = 3;
-    own.link.name = "eth1".into();
+    let own = s.add_link(3, "eth1");
     own.default_route = false;
     own.gateway = None;
-    s.obs.links.insert(3, own);
     s.endpoint().oif = Some(3);
-    let now = s.now;
-    s.endpoint().rx = Some(SourceRx {
-        packets: 10,
-        last_rx_ns: now,
-    });
+    s.endpoint_rx(10);
     s.traffic(1000);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
     s.advance(100 * MS);
@@ -489,11 +482,7 @@ fn an_endpoint_whose_link_fails_stays_down_until_it_is_heard_from_again() {
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Unknown);
     // A packet from it is news.
     s.advance(S);
-    let now = s.now;
-    s.endpoint().rx = Some(SourceRx {
-        packets: 11,
-        last_rx_ns: now,
-    });
+    s.endpoint_rx(11);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
 }
 
@@ -504,14 +493,10 @@ fn a_new_receive_counter_is_a_baseline_not_traffic() {
     let mut s = Scenario::new();
     s.with_endpoint();
     s.endpoint().rx = None;
-    let mut other = s.obs.links[&2].clone();
-    other.link.ifindex = 3;
-    other.link.name = "eth1".into();
-    other.xdp_rx = Some(IfaceRx {
+    s.add_link(3, "eth1").xdp_rx = Some(IfaceRx {
         packets: 500,
         ..IfaceRx::default()
     });
-    s.obs.links.insert(3, other);
     s.run();
     s.advance(20 * S);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Unknown);
@@ -576,11 +561,7 @@ fn host_without_default_route_is_down() {
 fn host_with_one_of_two_uplinks_down_is_degraded() {
     let mut s = Scenario::new();
     s.traffic(10);
-    let mut second = s.link().clone();
-    second.link.ifindex = 3;
-    second.link.name = "eth1".into();
-    second.link.carrier = false;
-    s.obs.links.insert(3, second);
+    s.add_link(3, "eth1").link.carrier = false;
     let state = s.run();
     assert_eq!(state.host.health, Health::Degraded);
     assert_reason(&state.host, "eth1 down: no carrier");
@@ -589,10 +570,6 @@ fn host_with_one_of_two_uplinks_down_is_degraded() {
 #[test]
 fn loopback_is_not_judged() {
     let mut s = Scenario::new();
-    let mut lo = s.link().clone();
-    lo.link.ifindex = 1;
-    lo.link.name = "lo".into();
-    lo.link.loopback = true;
-    s.obs.links.insert(1, lo);
+    s.add_link(1, "lo").link.loopback = true;
     assert!(!s.run().links.contains_key("lo"));
 }
