@@ -338,17 +338,12 @@ fn serve_paced(
     let mut buffer = vec![0u8; 256 * 1024];
     let mut received = 0u64;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => received += n as u64,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            // A reset (the client gave up) ends the flow; the test judges by its own means.
-            Err(_) => break,
-        }
+        // The end of the stream or a reset (the client gave up) ends the flow; the test
+        // judges by its own means.
+        let Some(n) = read_step(&mut stream, &mut buffer) else {
+            break;
+        };
+        received += n as u64;
     }
     received
 }
@@ -374,27 +369,86 @@ fn send_paced(
     let _ = connected.send(Ok(()));
     let chunk = vec![0x6e_u8; pace.chunk];
     let mut sent = 0u64;
-    let mut next = Instant::now();
+    let mut pacer = Pacer::new(pace.every);
     while sent < pace.max_bytes && !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         let n = chunk.len().min((pace.max_bytes - sent) as usize);
-        match stream.write(&chunk[..n]) {
-            Ok(written) => sent += written as u64,
-            // A full send buffer (loss, a blackhole): try again on the next step.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => break,
-        }
-        next += pace.every;
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        } else {
-            next = now;
-        }
+        let Some(written) = write_step(&mut stream, &chunk[..n]) else {
+            break;
+        };
+        sent += written as u64;
+        pacer.wait(stop);
     }
     let _ = stream.shutdown(std::net::Shutdown::Write);
     sent
+}
+
+// The steps below are shared with the bench's load generators (tests/src/bench/load.rs).
+
+/// Whether a failed read or write only timed out or was interrupted (an idle sender, a full
+/// send buffer under loss or a blackhole): the flow goes on and tries again on its next step.
+fn transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    )
+}
+
+/// One read of a flow that must survive faults: the bytes read (0 when the read only timed
+/// out), or `None` once the stream has ended or failed.
+pub fn read_step(stream: &mut TcpStream, buffer: &mut [u8]) -> Option<usize> {
+    match stream.read(buffer) {
+        Ok(0) => None,
+        Ok(n) => Some(n),
+        Err(e) if transient(&e) => Some(0),
+        Err(_) => None,
+    }
+}
+
+/// One write of a flow that must survive faults: the bytes written (0 when the write only
+/// timed out), or `None` once the connection has failed.
+pub fn write_step(stream: &mut TcpStream, data: &[u8]) -> Option<usize> {
+    match stream.write(data) {
+        Ok(n) => Some(n),
+        Err(e) if transient(&e) => Some(0),
+        Err(_) => None,
+    }
+}
+
+/// Keeps a flow's writes `every` apart. After a late write the schedule restarts from then
+/// instead of bursting to catch up.
+pub struct Pacer {
+    next: Instant,
+    every: Duration,
+}
+
+impl Pacer {
+    /// A schedule whose first step is now.
+    pub fn new(every: Duration) -> Self {
+        Pacer {
+            next: Instant::now(),
+            every,
+        }
+    }
+
+    /// Sleeps until the next step is due, waking early if `stop` is set.
+    pub fn wait(&mut self, stop: &std::sync::atomic::AtomicBool) {
+        self.next += self.every;
+        let now = Instant::now();
+        if self.next > now {
+            pause_until(self.next, stop);
+        } else {
+            self.next = now;
+        }
+    }
+}
+
+/// Sleeps until `next`, waking early if `stop` is set.
+pub fn pause_until(next: Instant, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= next {
+            return;
+        }
+        std::thread::sleep((next - now).min(Duration::from_millis(50)));
+    }
 }

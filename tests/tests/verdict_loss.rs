@@ -18,23 +18,9 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 #[test]
 fn blackhole_under_a_tcp_flow_is_reported_before_a_probe_would_notice() {
     require_privileges();
-    let pair = Pair::new();
-    let port = 5301;
-    let config = format!(
-        "[[endpoint]]\nname = \"mirror\"\naddress = \"{}:{port}\"\nprobe = false\n",
-        pair.a_v4
-    );
-    let agent = Agent::start_with(&pair.b, &[], Some(&config));
-    agent.wait_for("agent ready", |_| true, STARTUP);
-    let sub = Subscription::connect(agent.socket());
+    let watched = Watched::start(5301);
+    let (pair, sub) = (&watched.pair, &watched.sub);
     let endpoint = Subject::Endpoint("mirror".into());
-    let flow = PacedFlow::start(
-        &pair.b,
-        &pair.a,
-        IpAddr::V4(pair.a_v4),
-        port,
-        Pace::default(),
-    );
     sub.wait_for(
         "the endpoint up with the flow running",
         |s| health(s, &endpoint) == Some(Health::Up),
@@ -43,17 +29,7 @@ fn blackhole_under_a_tcp_flow_is_reported_before_a_probe_would_notice() {
 
     let mark = sub.mark();
     let blackholed = Instant::now();
-    nft::apply(
-        &pair.a,
-        &format!(
-            "table ip nwt_blackhole {{\n\
-             \tcounter dropped {{ }}\n\
-             \tchain in {{ type filter hook input priority 0; policy accept; \
-             ip saddr {} counter name dropped drop; }}\n\
-             }}\n",
-            pair.b_v4
-        ),
-    );
+    drop_from_b(pair, "nwt_blackhole", "");
     let reported = sub.wait_since(
         mark,
         "the endpoint down or degraded, naming retransmits or a stall",
@@ -71,7 +47,7 @@ fn blackhole_under_a_tcp_flow_is_reported_before_a_probe_would_notice() {
     );
     let took = reported.at.saturating_duration_since(blackholed);
     let dropped = nft::counter_packets(&pair.a, "ip", "nwt_blackhole", "dropped");
-    let report = flow.stop();
+    let report = watched.flow.stop();
     eprintln!(
         "blackhole reported after {:.0} ms: endpoint {} ({}); nft dropped {dropped} packets; \
          the flow sent {} bytes",
@@ -89,26 +65,13 @@ fn blackhole_under_a_tcp_flow_is_reported_before_a_probe_would_notice() {
 #[test]
 fn random_loss_is_degraded_without_flapping_and_recovers_to_up() {
     require_privileges();
-    let pair = Pair::new();
     let port = 5302;
-    let config = format!(
-        "[[endpoint]]\nname = \"mirror\"\naddress = \"{}:{port}\"\nprobe = false\n",
-        pair.a_v4
-    );
-    let agent = Agent::start_with(&pair.b, &[], Some(&config));
-    agent.wait_for("agent ready", |_| true, STARTUP);
-    let sub = Subscription::connect(agent.socket());
+    let watched = Watched::start(port);
+    let (pair, sub, flow) = (&watched.pair, &watched.sub, &watched.flow);
     let subjects = [
         Subject::Link(pair.b_if.clone()),
         Subject::Endpoint("mirror".into()),
     ];
-    let flow = PacedFlow::start(
-        &pair.b,
-        &pair.a,
-        IpAddr::V4(pair.a_v4),
-        port,
-        Pace::default(),
-    );
     sub.wait_for(
         "the link and the endpoint up with the flow running",
         |s| {
@@ -123,16 +86,10 @@ fn random_loss_is_degraded_without_flapping_and_recovers_to_up() {
     // a local error, not a loss).
     let mark = sub.mark();
     let lossy_from = Instant::now();
-    nft::apply(
-        &pair.a,
-        &format!(
-            "table ip nwt_loss {{\n\
-             \tcounter dropped {{ }}\n\
-             \tchain in {{ type filter hook input priority 0; policy accept; \
-             ip saddr {} tcp dport {port} numgen random mod 100 < 10 counter name dropped drop; }}\n\
-             }}\n",
-            pair.b_v4
-        ),
+    drop_from_b(
+        pair,
+        "nwt_loss",
+        &format!("tcp dport {port} numgen random mod 100 < 10"),
     );
     let degraded: Vec<Seen> = subjects
         .iter()
@@ -169,7 +126,7 @@ fn random_loss_is_degraded_without_flapping_and_recovers_to_up() {
     // The clean flow goes on: no relapse.
     std::thread::sleep(Duration::from_secs(4));
     assert!(flow.running(), "the flow stopped after the loss");
-    let report = flow.stop();
+    let report = watched.flow.stop();
 
     let seen = sub.since(mark);
     eprintln!(
@@ -215,6 +172,58 @@ fn random_loss_is_degraded_without_flapping_and_recovers_to_up() {
             );
         }
     }
+}
+
+/// An agent in B watching the endpoint "mirror" at A's `port`, a subscription to its
+/// verdicts, and a paced TCP flow from B to that port. Fields drop in order: the flow stops
+/// before the agent and the namespaces go.
+struct Watched {
+    flow: PacedFlow,
+    sub: Subscription,
+    _agent: Agent,
+    pair: Pair,
+}
+
+impl Watched {
+    fn start(port: u16) -> Self {
+        let pair = Pair::new();
+        let config = format!(
+            "[[endpoint]]\nname = \"mirror\"\naddress = \"{}:{port}\"\nprobe = false\n",
+            pair.a_v4
+        );
+        let agent = Agent::start_with(&pair.b, &[], Some(&config));
+        agent.wait_for("agent ready", |_| true, STARTUP);
+        let sub = Subscription::connect(agent.socket());
+        let flow = PacedFlow::start(
+            &pair.b,
+            &pair.a,
+            IpAddr::V4(pair.a_v4),
+            port,
+            Pace::default(),
+        );
+        Watched {
+            flow,
+            sub,
+            _agent: agent,
+            pair,
+        }
+    }
+}
+
+/// Drops, where they arrive in A, the packets from B that also match `matching` (nft syntax,
+/// may be empty), counting them in the table's counter `dropped`.
+fn drop_from_b(pair: &Pair, table: &str, matching: &str) {
+    nft::apply(
+        &pair.a,
+        &format!(
+            "table ip {table} {{\n\
+             \tcounter dropped {{ }}\n\
+             \tchain in {{ type filter hook input priority 0; policy accept; \
+             ip saddr {} {matching} counter name dropped drop; }}\n\
+             }}\n",
+            pair.b_v4
+        ),
+    );
 }
 
 /// "health@+seconds" for each state, relative to `from`.

@@ -3,29 +3,19 @@
 //! faults, and a bulk sender for throughput. Every loop is bounded by its stop flag and a
 //! deadline.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netwatch_tests::netns::NetNs;
+use netwatch_tests::traffic::{pause_until, read_step, write_step, Pacer};
 
 use super::worker::Worker;
 
 /// How long a blocking socket call may take before the stop flag is looked at again.
 const STEP: Duration = Duration::from_millis(100);
-
-/// Sleeps until `next`, waking early if `stop` is set.
-fn pause_until(next: Instant, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= next {
-            return;
-        }
-        std::thread::sleep((next - now).min(Duration::from_millis(50)));
-    }
-}
 
 /// One small UDP datagram from `from` to `to` every `every` (a `ping -i 0.005` stand-in that
 /// needs no reply), with a sink in `to`'s namespace that reads and drops them. Send errors
@@ -55,16 +45,10 @@ impl Beacon {
         let sender = Worker::spawn_in(from, "beacon", move |stop| {
             let socket = UdpSocket::bind("0.0.0.0:0").expect("bind a UDP socket");
             let deadline = Instant::now() + limit;
-            let mut next = Instant::now();
+            let mut pacer = Pacer::new(every);
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 let _ = socket.send_to(b"netwatch-bench beacon", to);
-                next += every;
-                let now = Instant::now();
-                if next > now {
-                    std::thread::sleep(next - now);
-                } else {
-                    next = now;
-                }
+                pacer.wait(stop);
             }
         });
         Beacon {
@@ -131,18 +115,10 @@ fn drain(mut stream: TcpStream, counter: &AtomicU64, stop: &AtomicBool, deadline
     let _ = stream.set_read_timeout(Some(STEP));
     let mut buf = vec![0u8; 256 * 1024];
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                counter.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => break,
-        }
+        let Some(n) = read_step(&mut stream, &mut buf) else {
+            break;
+        };
+        counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -172,27 +148,12 @@ impl PacedFlow {
                 // Each write leaves at once instead of waiting for the previous one's ACK.
                 let _ = stream.set_nodelay(true);
                 let _ = stream.set_write_timeout(Some(STEP));
-                let mut next = Instant::now();
+                let mut pacer = Pacer::new(every);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    match stream.write(&data) {
-                        Ok(_) => {}
-                        // A full send buffer (loss, a blackhole): try again next step.
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                ErrorKind::WouldBlock
-                                    | ErrorKind::TimedOut
-                                    | ErrorKind::Interrupted
-                            ) => {}
-                        Err(_) => break,
+                    if write_step(&mut stream, &data).is_none() {
+                        break;
                     }
-                    next += every;
-                    let now = Instant::now();
-                    if next > now {
-                        pause_until(next, stop);
-                    } else {
-                        next = now;
-                    }
+                    pacer.wait(stop);
                 }
                 // Reset rather than close: the next flow starts clean, without this one's
                 // unsent backlog being retransmitted in the background.
@@ -218,14 +179,8 @@ impl Bulk {
             let _ = stream.set_write_timeout(Some(STEP));
             let data = vec![0x6e_u8; 256 * 1024];
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match stream.write(&data) {
-                    Ok(_) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                        ) => {}
-                    Err(_) => break,
+                if write_step(&mut stream, &data).is_none() {
+                    break;
                 }
             }
         });
