@@ -15,6 +15,8 @@ pub const RETRANSMIT_PROGRAM: &str = "netwatch_tcp_retransmit";
 pub const RESET_PROGRAM: &str = "netwatch_tcp_reset";
 /// Name of the `sock:inet_sock_set_state` tracepoint program.
 pub const SOCK_STATE_PROGRAM: &str = "netwatch_sock_state";
+/// Name of the tc egress (tcx) program that counts TCP data segments sent.
+pub const TX_PROGRAM: &str = "netwatch_tx";
 
 /// Map names, shared so userspace never spells them differently from the kernel side.
 pub mod maps {
@@ -26,10 +28,13 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU array of `u64`, indexed by [`super::KernelStat`].
     pub const KERNEL_STATS: &str = "KERNEL_STATS";
-    /// Per-CPU hash: [`super::DestKey`] of a watched source to [`super::SourceCounters`].
-    /// Userspace inserts the keys; XDP only updates entries that exist.
-    pub const WATCHED_SOURCES: &str = "WATCHED_SOURCES";
-    /// Array of one `u32`: how many sources are watched (0 lets XDP skip parsing).
+    /// Per-CPU hash: ifindex (`u32`) to [`super::TxCounters`].
+    pub const IFACE_TX: &str = "IFACE_TX";
+    /// Per-CPU hash: [`super::DestKey`] of a watched peer (a configured endpoint) to
+    /// [`super::PeerCounters`]. Userspace inserts the keys; the programs only update entries
+    /// that exist.
+    pub const WATCHED_PEERS: &str = "WATCHED_PEERS";
+    /// Array of one `u32`: how many peers are watched (0 lets the programs skip parsing).
     pub const WATCH_COUNT: &str = "WATCH_COUNT";
 }
 
@@ -39,6 +44,7 @@ pub mod globals {
     pub const RESET_LAYOUT: &str = "RESET_LAYOUT";
     pub const SOCK_STATE_LAYOUT: &str = "SOCK_STATE_LAYOUT";
     pub const NETNS_FILTER: &str = "NETNS_FILTER";
+    pub const SOCKET_OFFSETS: &str = "SOCKET_OFFSETS";
 }
 
 /// Packets seen by XDP on one interface (receive side).
@@ -64,11 +70,17 @@ pub struct DestKey {
 const _: () = assert!(size_of::<DestKey>() == 20);
 
 /// What the TCP tracepoints saw toward one destination.
+///
+/// Retransmits are counted in segments, as `nstat TcpRetransSegs` counts them: one
+/// retransmitted buffer carries up to ~45 segments with TSO/GSO.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestCounters {
-    /// `tcp_retransmit_skb` runs: once per retransmitted skb, which may carry several segments.
-    pub retransmits: u64,
+    /// Segments retransmitted (attempts the kernel did not fail locally).
+    pub retrans_segs: u64,
+    /// Retransmit attempts that failed locally (queue busy, no memory, no route): not on
+    /// the wire, so not loss.
+    pub retrans_failed: u64,
     /// RSTs received from this destination.
     pub resets_received: u64,
     /// Active opens that reached ESTABLISHED.
@@ -77,21 +89,47 @@ pub struct DestCounters {
     pub connects_failed: u64,
     /// `bpf_ktime_get_ns()` of the last event of any kind on this CPU.
     pub last_event_ns: u64,
+    /// When a connect last succeeded, and last failed, on this CPU.
+    pub last_connect_ok_ns: u64,
+    pub last_connect_failed_ns: u64,
+    /// When a segment was last retransmitted on this CPU, and the socket's RTO backoff then:
+    /// how many timeouts in a row passed without an acknowledgement of new data.
+    pub last_retrans_ns: u64,
+    pub retrans_backoff: u32,
+    /// The backoff of the latest retransmit that followed a timeout without progress
+    /// (backoff 1 or more), and when it was: a stall, not random loss.
+    pub stall_backoff: u32,
+    pub last_stall_ns: u64,
 }
-const _: () = assert!(size_of::<DestCounters>() == 40);
+const _: () = assert!(size_of::<DestCounters>() == 88);
 
-/// Packets XDP received from one watched source address (a configured endpoint).
+/// What a watched peer (a configured endpoint) exchanged with this host, as XDP and the tc
+/// egress program saw it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SourceCounters {
-    pub packets: u64,
-    /// `bpf_ktime_get_ns()` of the last packet from it on this CPU.
+pub struct PeerCounters {
+    /// Packets received from it, and when the last one arrived on this CPU.
+    pub rx_packets: u64,
     pub last_rx_ns: u64,
+    /// TCP segments carrying data sent to it, and when the last one left on this CPU.
+    pub tx_data_segs: u64,
+    pub last_tx_data_ns: u64,
 }
-const _: () = assert!(size_of::<SourceCounters>() == 16);
+const _: () = assert!(size_of::<PeerCounters>() == 32);
 
-/// Most sources userspace may watch.
-pub const MAX_WATCHED_SOURCES: u32 = 256;
+/// TCP segments carrying data that left one interface (tc egress), counted as the segments
+/// they become on the wire (`gso_segs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxCounters {
+    pub data_segs: u64,
+    /// `bpf_ktime_get_ns()` of the last data segment on this CPU.
+    pub last_data_ns: u64,
+}
+const _: () = assert!(size_of::<TxCounters>() == 16);
+
+/// Most peers userspace may watch.
+pub const MAX_WATCHED_PEERS: u32 = 256;
 
 /// Kind of an [`Event`].
 #[repr(u8)]
@@ -177,8 +215,12 @@ pub struct TracepointLayout {
     pub protocol: u16,
     /// `skaddr`: the socket, whose network namespace decides whether the event counts.
     pub skaddr: u16,
+    /// `skbaddr` of `tcp_retransmit_skb`: the buffer, whose segment count is read.
+    pub skbaddr: u16,
+    /// `err` of `tcp_retransmit_skb` (recent kernels): non-zero when the attempt failed.
+    pub err: u16,
 }
-const _: () = assert!(size_of::<TracepointLayout>() == 22);
+const _: () = assert!(size_of::<TracepointLayout>() == 26);
 
 impl TracepointLayout {
     pub const ABSENT: u16 = u16::MAX;
@@ -195,6 +237,8 @@ impl TracepointLayout {
         oldstate: Self::ABSENT,
         protocol: Self::ABSENT,
         skaddr: Self::ABSENT,
+        skbaddr: Self::ABSENT,
+        err: Self::ABSENT,
     };
 }
 
@@ -223,6 +267,33 @@ impl NetnsFilter {
     };
 }
 
+/// Where the retransmit program finds a buffer's segment count and a socket's RTO backoff.
+/// Offsets come from the kernel's BTF at load time; without them every retransmit counts as
+/// one segment and the backoff reads 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOffsets {
+    /// 0: the offsets could not be found.
+    pub enabled: u32,
+    /// Offset of `tcp_gso_segs` (`u16`) in `struct sk_buff`: `cb` plus its place in
+    /// `struct tcp_skb_cb` (what `tcp_skb_pcount()` reads).
+    pub skb_gso_segs: u32,
+    /// Offset of `icsk_backoff` (`u8`) in `struct inet_connection_sock`, which a TCP socket
+    /// begins with.
+    pub icsk_backoff: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<SocketOffsets>() == 16);
+
+impl SocketOffsets {
+    pub const OFF: Self = Self {
+        enabled: 0,
+        skb_gso_segs: 0,
+        icsk_backoff: 0,
+        _pad: 0,
+    };
+}
+
 /// Linux's address family numbers, which the tracepoints report.
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
@@ -231,6 +302,8 @@ pub const TCP_ESTABLISHED: u8 = 1;
 pub const TCP_SYN_SENT: u8 = 2;
 pub const TCP_CLOSE: u8 = 7;
 pub const IPPROTO_TCP: u16 = 6;
+/// tcx's verdict that hands the packet on to the next program unchanged (`TCX_NEXT`).
+pub const TCX_NEXT: i32 = -1;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -240,6 +313,8 @@ mod pod {
     unsafe impl aya::Pod for super::DestCounters {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::TracepointLayout {}
-    unsafe impl aya::Pod for super::SourceCounters {}
+    unsafe impl aya::Pod for super::PeerCounters {}
+    unsafe impl aya::Pod for super::TxCounters {}
     unsafe impl aya::Pod for super::NetnsFilter {}
+    unsafe impl aya::Pod for super::SocketOffsets {}
 }

@@ -1,24 +1,32 @@
-//! netwatch's kernel programs: an XDP packet counter and TCP tracepoints. Each entry point is
-//! one line that calls the function doing the work; none of them ever changes what the kernel
-//! does with a packet.
+//! netwatch's kernel programs: an XDP packet counter, a tc egress counter of TCP data
+//! segments, and TCP tracepoints. Each entry point is one line that calls the function doing
+//! the work; none of them ever changes what the kernel does with a packet.
 #![no_std]
 #![no_main]
 
 mod events;
 mod maps;
 mod tcp;
+mod tx;
 mod xdp;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{tracepoint, xdp},
-    programs::{TracePointContext, XdpContext},
+    macros::{classifier, tracepoint, xdp},
+    programs::{TcContext, TracePointContext, XdpContext},
 };
+use netwatch_common::TCX_NEXT;
 
 #[xdp]
 pub fn netwatch_xdp(ctx: XdpContext) -> u32 {
     xdp::count_packet(&ctx);
     xdp_action::XDP_PASS
+}
+
+#[classifier]
+pub fn netwatch_tx(ctx: TcContext) -> i32 {
+    tx::count_tx(&ctx);
+    TCX_NEXT
 }
 
 #[tracepoint]

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use netwatch_common::{
-    DestCounters, DestKey, IfaceCounters, NetnsFilter, SourceCounters, TracepointLayout,
-    KERNEL_STAT_COUNT, MAX_WATCHED_SOURCES,
+    DestCounters, DestKey, IfaceCounters, NetnsFilter, PeerCounters, SocketOffsets,
+    TracepointLayout, TxCounters, KERNEL_STAT_COUNT, MAX_WATCHED_PEERS,
 };
 
 /// Receive counters per ifindex. Interfaces are few; 1024 leaves room for container hosts.
@@ -14,13 +14,17 @@ use netwatch_common::{
 pub static IFACE_COUNTERS: PerCpuHashMap<u32, IfaceCounters> =
     PerCpuHashMap::with_max_entries(1024, 0);
 
-/// Packets from the sources userspace watches (configured endpoints); only existing keys
-/// are updated, so unwatched traffic never grows it.
+/// TCP data segments sent per ifindex (tc egress).
 #[map]
-pub static WATCHED_SOURCES: PerCpuHashMap<DestKey, SourceCounters> =
-    PerCpuHashMap::with_max_entries(MAX_WATCHED_SOURCES, 0);
+pub static IFACE_TX: PerCpuHashMap<u32, TxCounters> = PerCpuHashMap::with_max_entries(1024, 0);
 
-/// Slot 0: how many sources are watched. An array lookup is inlined by the verifier, so an
+/// Traffic with the peers userspace watches (configured endpoints); only existing keys are
+/// updated, so unwatched traffic never grows it.
+#[map]
+pub static WATCHED_PEERS: PerCpuHashMap<DestKey, PeerCounters> =
+    PerCpuHashMap::with_max_entries(MAX_WATCHED_PEERS, 0);
+
+/// Slot 0: how many peers are watched. An array lookup is inlined by the verifier, so an
 /// agent with no endpoints pays almost nothing for the feature.
 #[map]
 pub static WATCH_COUNT: Array<u32> = Array::with_max_entries(1, 0);
@@ -51,6 +55,8 @@ pub static RESET_LAYOUT: TracepointLayout = TracepointLayout::UNSET;
 pub static SOCK_STATE_LAYOUT: TracepointLayout = TracepointLayout::UNSET;
 #[no_mangle]
 pub static NETNS_FILTER: NetnsFilter = NetnsFilter::OFF;
+#[no_mangle]
+pub static SOCKET_OFFSETS: SocketOffsets = SocketOffsets::OFF;
 
 /// Reads a load-time global; volatile so the compiler cannot fold in the placeholder value.
 #[inline(always)]
@@ -61,6 +67,17 @@ pub fn layout(global: &'static TracepointLayout) -> TracepointLayout {
 #[inline(always)]
 pub fn netns_filter() -> NetnsFilter {
     unsafe { core::ptr::read_volatile(&NETNS_FILTER) }
+}
+
+#[inline(always)]
+pub fn socket_offsets() -> SocketOffsets {
+    unsafe { core::ptr::read_volatile(&SOCKET_OFFSETS) }
+}
+
+/// Whether any peer is watched: only then is a packet's address worth parsing.
+#[inline(always)]
+pub fn peers_watched() -> bool {
+    WATCH_COUNT.get(0).is_some_and(|count| *count > 0)
 }
 
 #[inline(always)]

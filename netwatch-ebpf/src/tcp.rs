@@ -1,5 +1,6 @@
-//! TCP tracepoints: retransmits, RSTs received and failed connects, counted per destination
-//! and sent to userspace as events. Field offsets come from the layouts userspace set.
+//! TCP tracepoints: retransmitted segments, RSTs received and connects, counted per
+//! destination, the bad ones also sent to userspace as events. Field offsets come from the
+//! layouts userspace set; socket and buffer offsets from the kernel's BTF.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
@@ -15,14 +16,43 @@ use crate::{
     maps::{self, count_stat, DEST_COUNTERS, RESET_LAYOUT, RETRANSMIT_LAYOUT, SOCK_STATE_LAYOUT},
 };
 
+/// A retransmit attempt: the segments it carried (as `nstat TcpRetransSegs` counts them) and
+/// the socket's RTO backoff; one that failed locally (non-zero `err`) is counted apart.
 #[inline(always)]
 pub fn on_retransmit(ctx: &TracePointContext) {
     let layout = maps::layout(&RETRANSMIT_LAYOUT);
     if !in_watched_netns(ctx, &layout) {
         return;
     }
+    let Some(dest) = read_dest(ctx, &layout) else {
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if read::<i32>(ctx, layout.err).unwrap_or(0) != 0 {
+        bump(&dest, now, |c| c.retrans_failed += 1);
+        return;
+    }
+    let offsets = maps::socket_offsets();
+    let (segs, backoff) = if offsets.enabled == 0 {
+        (1, 0)
+    } else {
+        let skb = read::<u64>(ctx, layout.skbaddr).unwrap_or(0);
+        let sk = read::<u64>(ctx, layout.skaddr).unwrap_or(0);
+        let segs: u16 = kernel_read(skb, offsets.skb_gso_segs).unwrap_or(1);
+        let backoff: u8 = kernel_read(sk, offsets.icsk_backoff).unwrap_or(0);
+        (u64::from(segs.max(1)), u32::from(backoff))
+    };
+    bump(&dest, now, |c| {
+        c.retrans_segs += segs;
+        c.last_retrans_ns = now;
+        c.retrans_backoff = backoff;
+        if backoff > 0 {
+            c.stall_backoff = backoff;
+            c.last_stall_ns = now;
+        }
+    });
     let state = read_u8_of_int(ctx, layout.state).unwrap_or(0);
-    record(ctx, &layout, EventKind::Retransmit, state);
+    notify(ctx, &layout, &dest, now, EventKind::Retransmit, state);
 }
 
 #[inline(always)]
@@ -31,7 +61,12 @@ pub fn on_reset_received(ctx: &TracePointContext) {
     if !in_watched_netns(ctx, &layout) {
         return;
     }
-    record(ctx, &layout, EventKind::ResetReceived, 0);
+    let Some(dest) = read_dest(ctx, &layout) else {
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    bump(&dest, now, |c| c.resets_received += 1);
+    notify(ctx, &layout, &dest, now, EventKind::ResetReceived, 0);
 }
 
 /// Only active opens matter: SYN_SENT to ESTABLISHED is a connect that worked, SYN_SENT to
@@ -47,13 +82,29 @@ pub fn on_sock_state(ctx: &TracePointContext) {
     if !in_watched_netns(ctx, &layout) {
         return;
     }
+    let Some(dest) = read_dest(ctx, &layout) else {
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
     match read_u8_of_int(ctx, layout.state) {
-        Some(TCP_ESTABLISHED) => {
-            if let Some(dest) = read_dest(ctx, &layout) {
-                bump(&dest, unsafe { bpf_ktime_get_ns() }, |c| c.connects_ok += 1);
-            }
+        Some(TCP_ESTABLISHED) => bump(&dest, now, |c| {
+            c.connects_ok += 1;
+            c.last_connect_ok_ns = now;
+        }),
+        Some(TCP_CLOSE) => {
+            bump(&dest, now, |c| {
+                c.connects_failed += 1;
+                c.last_connect_failed_ns = now;
+            });
+            notify(
+                ctx,
+                &layout,
+                &dest,
+                now,
+                EventKind::ConnectFailed,
+                TCP_SYN_SENT,
+            );
         }
-        Some(TCP_CLOSE) => record(ctx, &layout, EventKind::ConnectFailed, TCP_SYN_SENT),
         _ => {}
     }
 }
@@ -69,30 +120,22 @@ fn in_watched_netns(ctx: &TracePointContext, layout: &TracepointLayout) -> bool 
     let Some(sk) = read::<u64>(ctx, layout.skaddr) else {
         return false;
     };
-    // SAFETY: bpf_probe_read_kernel checks every address; a bad one gives an error.
-    let net: Option<u64> =
-        unsafe { bpf_probe_read_kernel((sk + u64::from(filter.sk_net)) as *const u64) }.ok();
-    let Some(net) = net else {
+    let Some(net) = kernel_read::<u64>(sk, filter.sk_net) else {
         return false;
     };
-    let inum: Option<u32> =
-        unsafe { bpf_probe_read_kernel((net + u64::from(filter.net_inum)) as *const u32) }.ok();
-    inum == Some(filter.inum)
+    kernel_read::<u32>(net, filter.net_inum) == Some(filter.inum)
 }
 
-/// Counts a bad signal toward its destination and tells userspace about it.
+/// Tells userspace about a bad signal toward `dest`.
 #[inline(always)]
-fn record(ctx: &TracePointContext, layout: &TracepointLayout, kind: EventKind, state: u8) {
-    let Some(dest) = read_dest(ctx, layout) else {
-        return;
-    };
-    let now = unsafe { bpf_ktime_get_ns() };
-    bump(&dest, now, |c| match kind {
-        EventKind::Retransmit => c.retransmits += 1,
-        EventKind::ResetReceived => c.resets_received += 1,
-        EventKind::ConnectFailed => c.connects_failed += 1,
-        EventKind::RxResumed => {}
-    });
+fn notify(
+    ctx: &TracePointContext,
+    layout: &TracepointLayout,
+    dest: &DestKey,
+    now: u64,
+    kind: EventKind,
+    state: u8,
+) {
     let mut event = Event {
         ts_ns: now,
         ifindex: 0,
@@ -170,6 +213,16 @@ fn read_addr(
         },
         _ => false,
     }
+}
+
+/// A value at `base + offset` in kernel memory; `None` if it cannot be read.
+#[inline(always)]
+fn kernel_read<T>(base: u64, offset: u32) -> Option<T> {
+    if base == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one gives an error.
+    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.ok()
 }
 
 /// TCP states are `int` fields; their values fit a byte.

@@ -8,7 +8,7 @@ use netwatch_common::{
 
 use crate::{
     events,
-    maps::{IFACE_COUNTERS, WATCHED_SOURCES, WATCH_COUNT},
+    maps::{peers_watched, IFACE_COUNTERS, WATCHED_PEERS},
 };
 
 const ETH_HLEN: usize = 14;
@@ -48,7 +48,7 @@ pub fn count_packet(ctx: &XdpContext) {
             rx_resumed(ifindex, now);
         }
     }
-    if WATCH_COUNT.get(0).is_some_and(|count| *count > 0) {
+    if peers_watched() {
         count_watched_source(ctx, now);
     }
 }
@@ -71,9 +71,9 @@ fn count_watched_source(ctx: &XdpContext, now: u64) {
     let Some(source) = source_of(ctx) else {
         return;
     };
-    if let Some(counters) = WATCHED_SOURCES.get_ptr_mut(&source) {
+    if let Some(counters) = WATCHED_PEERS.get_ptr_mut(&source) {
         unsafe {
-            (*counters).packets += 1;
+            (*counters).rx_packets += 1;
             (*counters).last_rx_ns = now;
         }
     }

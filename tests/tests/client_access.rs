@@ -205,17 +205,46 @@ fn wait_online_exits_at_once_when_up_and_with_its_status_otherwise() {
         )
     };
 
-    // No traffic: Unknown, so the timeout status.
+    // No traffic: Unknown, until a client waits: the agent then asks the kernel to
+    // re-validate the gateway, which answers, and the host is Up.
     sub.wait_for(
         "the host unknown",
         |s| health(s, &Subject::Host) == Some(Health::Unknown),
         VERDICT,
     );
-    let unknown = run_bounded(wait_online("2s"), VERDICT);
+    let idle = run_bounded(wait_online("10"), VERDICT);
+    assert_eq!(
+        idle.status.code(),
+        Some(0),
+        "wait-online on an idle healthy host: {}",
+        describe(&idle)
+    );
+    agent.wait_for(
+        "asked the kernel to re-validate a neighbour on the local link",
+        |line| line["neighbour"] == pair.a_v4.to_string(),
+        VERDICT,
+    );
+
+    // Something the agent does not know: the timeout status.
+    let unknown = run_bounded(
+        as_nobody(
+            false,
+            &[
+                "wait-online",
+                "--socket",
+                socket,
+                "--timeout",
+                "1s",
+                "--endpoint",
+                "nope",
+            ],
+        ),
+        VERDICT,
+    );
     assert_eq!(
         unknown.status.code(),
         Some(3),
-        "wait-online on an Unknown host: {}",
+        "wait-online on an unknown endpoint: {}",
         describe(&unknown)
     );
 

@@ -174,8 +174,8 @@ fn retransmits_counted_under_nft_loss(ipv6: bool) {
         .unwrap_or_else(|| panic!("no stats for {dest}; destinations seen: {known:?}"));
     eprintln!("{dest}: nft dropped {dropped} packets; the probes counted {counted:?}");
     assert!(
-        counted.retransmits > 0 && counted.retransmits >= dropped,
+        counted.retrans_segs > 0 && counted.retrans_segs >= dropped,
         "{} retransmits counted for {dest}, but nft dropped {dropped} packets ({counted:?})",
-        counted.retransmits
+        counted.retrans_segs
     );
 }

@@ -1,21 +1,27 @@
-//! The privileged host agent: loads the kernel programs, follows rtnetlink, keeps XDP on
-//! every interface, turns what it sees into verdicts, and leaves nothing behind when it stops.
+//! The privileged host agent: loads the kernel programs, follows rtnetlink, keeps its
+//! counters on every interface, turns what it sees into verdicts, and leaves nothing behind
+//! when it stops.
 //!
 //! One task owns everything, so the data flows one way without locks: kernel and netlink
 //! events update the tracker, the tracker's observations go through the classifier, and the
-//! resulting state is published to every consumer through a watch channel.
+//! resulting state is published to every consumer through a watch channel. Each `select!`
+//! branch only waits on something cancel-safe (a channel, a timer); the work it triggers
+//! (a full re-read after an overrun included) runs in the branch's body, which nothing
+//! interrupts.
 
 mod costs;
+mod evidence;
 mod fast_path;
 mod logging;
 mod privileges;
 mod probe;
 mod report;
+mod resolver;
 mod tracker;
+mod view;
 mod xdp;
 
 use std::{
-    collections::HashSet,
     net::SocketAddr,
     os::fd::OwnedFd,
     sync::Arc,
@@ -29,18 +35,16 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    ebpf::{monotonic_ns, EbpfError, KernelSignal, Probes, XdpMode},
+    config::EndpointAddress,
+    ebpf::{monotonic_ns, EbpfError, Probes, XdpMode},
     metrics::{self, AgentCosts},
-    netlink::{NetEvent, NetlinkError, NetlinkWatcher, Snapshot},
-    server::{self, ServerOptions},
-    state::{Classifier, NetworkState, StateWatch, Thresholds},
+    netlink::{NetlinkError, NetlinkWatcher},
+    server::{self, Demand, ServerOptions},
+    state::{NetworkState, StateWatch, Thresholds},
 };
-use fast_path::FastPath;
 pub use probe::ProbeSpec;
-use report::Reporter;
 pub use tracker::EndpointSpec;
-use tracker::Tracker;
-use xdp::XdpAttacher;
+use view::Agent;
 
 /// How often verdicts are re-judged when nothing else prompts it (windows move on).
 const CLASSIFY_EVERY: Duration = Duration::from_millis(500);
@@ -54,6 +58,9 @@ pub struct AgentConfig {
     /// Receive buffer of the netlink event socket, in bytes.
     pub event_buffer: usize,
     pub thresholds: Thresholds,
+    /// Whether the agent may ask the kernel to re-validate a neighbour when a client waits
+    /// on an Unknown subject or the host's traffic goes unanswered (docs/verdict.md).
+    pub evidence_on_demand: bool,
     /// Endpoints to judge, each with its probe if probing is on.
     pub endpoints: Vec<(EndpointSpec, Option<ProbeSpec>)>,
     /// The Unix socket clients ask through; `None` serves none.
@@ -77,6 +84,7 @@ impl Default for AgentConfig {
             xdp_mode: XdpMode::Generic,
             event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
             thresholds: Thresholds::default(),
+            evidence_on_demand: true,
             endpoints: Vec::new(),
             socket: None,
             metrics: None,
@@ -125,47 +133,55 @@ pub async fn run(
         sock_state_prog_id = ids.sock_state,
         "tracepoints attached"
     );
-    let sources: Vec<_> = config
-        .endpoints
-        .iter()
-        .map(|(e, _)| e.address.ip())
-        .collect();
-    probes.watch_sources(&sources)?;
     let mut kernel_events = probes
         .take_events()?
         .ok_or(EbpfError::Missing("EVENTS ring buffer"))?;
     let (mut watcher, snapshot) = NetlinkWatcher::start(config.event_buffer).await?;
     let (probe_results, mut probe_inbox) = mpsc::channel(64);
+    let (resolutions, mut resolved_inbox) = mpsc::channel(64);
+    let mut addresses = Vec::new();
     for (endpoint, probe) in &config.endpoints {
+        let known = match &endpoint.address {
+            EndpointAddress::Ip(addr) => Some(*addr),
+            EndpointAddress::Host { host, port } => {
+                resolver::spawn(
+                    endpoint.name.clone(),
+                    host.clone(),
+                    *port,
+                    resolutions.clone(),
+                );
+                None
+            }
+        };
+        let (address, receiver) = watch::channel(known);
         if let Some(spec) = probe {
             probe::spawn(
                 endpoint.name.clone(),
-                endpoint.address,
+                receiver,
                 spec.clone(),
                 probe_results.clone(),
             );
         }
+        addresses.push((endpoint.name.clone(), address));
     }
-    let mut agent = Agent {
-        tracker: Tracker::new(config.endpoints.iter().map(|(e, _)| e.clone()).collect()),
-        xdp: XdpAttacher::new(config.xdp_mode),
-        reporter: Reporter::new(),
-        classifier: Classifier::new(config.thresholds.clone()),
-        fast: FastPath::default(),
-        wants_polling: false,
-        events_received: 0,
-        publish,
+    let (demand, mut demand_inbox) = if config.evidence_on_demand {
+        Demand::channel()
+    } else {
+        let (_, receiver) = mpsc::channel(1);
+        (Demand::none(), receiver)
     };
-    agent.apply_snapshot(&mut probes, snapshot, false);
+    let mut agent = Agent::new(&config, publish);
+    agent.apply_snapshot(&mut probes, snapshot, false, monotonic_ns());
+    agent.watch_peers(&mut probes);
 
     match privileges::drop_unneeded() {
         Ok(dropped) => debug!(count = dropped.len(), "capabilities dropped"),
         Err(e) => warn!(error = %e, "could not drop capabilities; running with all of them"),
     }
     agent.classify(&probes, &watcher).await;
-    let state = StateWatch::new(agent.publish.subscribe());
+    let state = StateWatch::new(agent.subscribe());
     if let Some(listener) = socket {
-        tokio::spawn(server::serve(listener, state.clone()));
+        tokio::spawn(server::serve(listener, state.clone(), demand));
     }
     let costs = metrics_listener.map(|listener| {
         let (costs, receiver) = watch::channel(Arc::new(AgentCosts::default()));
@@ -174,8 +190,8 @@ pub async fn run(
     });
     info!(
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
-        links = agent.tracker.links.len(),
-        xdp_attached = agent.xdp.attached_count(),
+        links = agent.link_count(),
+        xdp_attached = agent.xdp_attached(),
         "agent ready"
     );
 
@@ -187,36 +203,43 @@ pub async fn run(
         tokio::select! {
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
-            event = watcher.next() => match event {
-                Some(Ok(event)) => {
-                    agent.handle(&mut probes, event, watcher.overruns());
-                    agent.classify(&probes, &watcher).await;
-                }
-                Some(Err(e)) => warn!(error = %e, "re-reading network state after an overrun failed; will retry on the next overrun"),
-                None => {
+            event = watcher.next() => {
+                let Some(event) = event else {
                     warn!("the netlink event socket closed; stopping");
                     break "netlink closed";
-                }
-            },
+                };
+                agent.netlink_batch(&mut probes, &mut watcher, event).await;
+                agent.classify(&probes, &watcher).await;
+            }
             result = kernel_events.next_batch(&mut signals) => {
                 if let Err(e) = result {
                     warn!(error = %e, "reading kernel events failed");
                 }
-                agent.events_received += signals.len() as u64;
                 agent.kernel_signals(&mut probes, &watcher, &signals).await;
                 signals.clear();
                 agent.classify(&probes, &watcher).await;
             }
             Some((endpoint, result)) = probe_inbox.recv() => {
-                agent.tracker.set_probe(&endpoint, result);
+                agent.set_probe(&endpoint, result);
                 agent.classify(&probes, &watcher).await;
             }
-            _ = classify_tick.tick() => {
-                agent.refresh_links(&mut probes, &watcher).await;
+            Some((endpoint, resolved)) = resolved_inbox.recv() => {
+                if let Some(address) = agent.set_resolved(&mut probes, &endpoint, resolved) {
+                    if let Some((_, sender)) = addresses.iter().find(|(name, _)| *name == endpoint) {
+                        sender.send_replace(Some(address));
+                    }
+                }
                 agent.classify(&probes, &watcher).await;
+            }
+            Some(subject) = demand_inbox.recv() => {
+                agent.on_demand(&subject, &watcher).await;
+            }
+            _ = classify_tick.tick() => {
+                agent.refresh(&mut probes, &watcher).await;
+                agent.classify(&probes, &watcher).await;
+                agent.on_silence(&watcher).await;
                 if let Some(costs) = &costs {
-                    let gathered = costs::gather(&probes, bpf_stats.is_some(), watcher.overruns(), agent.fast.asked, agent.events_received);
-                    costs.send_replace(Arc::new(gathered));
+                    costs.send_replace(Arc::new(agent.costs(&probes, bpf_stats.is_some(), &watcher)));
                 }
             }
             _ = tick(&mut poll_tick) => {
@@ -224,9 +247,9 @@ pub async fn run(
                     poll_tick = None;
                 }
             }
-            _ = tick(&mut report_tick) => agent.reporter.report(&probes, &agent.tracker),
+            _ = tick(&mut report_tick) => agent.report(&probes),
         }
-        if poll_tick.is_none() && agent.wants_polling {
+        if poll_tick.is_none() && agent.wants_polling() {
             poll_tick = Some(ticker(
                 Duration::ZERO,
                 Duration::from_millis(fast_path::POLL_MS),
@@ -295,155 +318,5 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
             interval.tick().await;
         }
         None => std::future::pending().await,
-    }
-}
-
-/// The agent's view of the network and what it did about it.
-struct Agent {
-    tracker: Tracker,
-    xdp: XdpAttacher,
-    reporter: Reporter,
-    classifier: Classifier,
-    fast: FastPath,
-    /// Set by the classifier when a link is receiving: reception polling should run.
-    wants_polling: bool,
-    /// Kernel events read from the ring buffer.
-    events_received: u64,
-    publish: watch::Sender<Arc<NetworkState>>,
-}
-
-impl Agent {
-    fn handle(&mut self, probes: &mut Probes, event: NetEvent, overruns: u64) {
-        match &event {
-            NetEvent::LinkUpdated(link) => {
-                logging::link_updated(self.tracker.links.get(&link.ifindex), link);
-                self.xdp.consider(probes, link);
-            }
-            NetEvent::LinkRemoved(link) => {
-                logging::link_removed(link);
-                self.xdp.forget(probes, link.ifindex);
-            }
-            NetEvent::AddressAdded(a) => logging::address(a, true),
-            NetEvent::AddressRemoved(a) => logging::address(a, false),
-            NetEvent::RouteAdded(route) | NetEvent::RouteRemoved(route) => {
-                logging::route(route);
-            }
-            NetEvent::NeighbourUpdated(n) => {
-                debug!(ifindex = n.ifindex, addr = %n.addr, state = %n.state, "neighbour")
-            }
-            NetEvent::NeighbourRemoved(_) => {}
-            NetEvent::Resynced(snapshot) => {
-                warn!(
-                    overruns,
-                    "netlink overrun: events were lost, the full state was re-read"
-                );
-                return self.apply_snapshot(probes, snapshot.clone(), true);
-            }
-        }
-        self.tracker.apply(&event);
-    }
-
-    /// Brings the view in line with a full dump: links that vanished are removed, the rest
-    /// go through the same path as events (so changes missed during an overrun are logged).
-    fn apply_snapshot(&mut self, probes: &mut Probes, snapshot: Snapshot, announce_removals: bool) {
-        let gone: Vec<_> = self
-            .tracker
-            .links
-            .values()
-            .filter(|l| !snapshot.links.iter().any(|s| s.ifindex == l.ifindex))
-            .cloned()
-            .collect();
-        for link in gone {
-            if announce_removals {
-                logging::link_removed(&link);
-            }
-            self.xdp.forget(probes, link.ifindex);
-        }
-        for link in &snapshot.links {
-            logging::link_updated(self.tracker.links.get(&link.ifindex), link);
-            self.xdp.consider(probes, link);
-        }
-        self.tracker.load(&snapshot);
-    }
-
-    /// Re-reads every link for fresh counters (the verdict's ratios need transmit counts).
-    async fn refresh_links(&mut self, probes: &mut Probes, watcher: &NetlinkWatcher) {
-        match watcher.links().await {
-            Ok(links) => {
-                for link in links {
-                    self.handle(probes, NetEvent::LinkUpdated(link), watcher.overruns());
-                }
-            }
-            Err(e) => warn!(error = %e, "reading link counters failed"),
-        }
-    }
-
-    /// Asks the kernel about one link now (the fast path), and takes the answer as an event.
-    async fn ask_about(&mut self, probes: &mut Probes, watcher: &NetlinkWatcher, ifindex: u32) {
-        match watcher.link(ifindex).await {
-            Ok(Some(link)) => self.handle(probes, NetEvent::LinkUpdated(link), watcher.overruns()),
-            Ok(None) => {}
-            Err(e) => debug!(ifindex, error = %e, "asking the kernel about a link failed"),
-        }
-    }
-
-    /// Polls reception while links are active; returns whether polling should go on.
-    async fn poll_reception(&mut self, probes: &mut Probes, watcher: &NetlinkWatcher) -> bool {
-        let now = monotonic_ns();
-        let ifindexes: Vec<u32> = self.tracker.links.keys().copied().collect();
-        let quiet = self.fast.quiet_links(probes, ifindexes.into_iter(), now);
-        for ifindex in &quiet {
-            debug!(
-                ifindex,
-                "reception stopped: asking the kernel about the link"
-            );
-            self.ask_about(probes, watcher, *ifindex).await;
-        }
-        if !quiet.is_empty() {
-            self.classify(probes, watcher).await;
-        }
-        let active = self.fast.active(now);
-        self.wants_polling = active;
-        active
-    }
-
-    /// A link receiving again: watch its pace. Retransmits, resets or failed connects: ask
-    /// about the links they were routed through.
-    async fn kernel_signals(
-        &mut self,
-        probes: &mut Probes,
-        watcher: &NetlinkWatcher,
-        signals: &[KernelSignal],
-    ) {
-        let now = monotonic_ns();
-        let mut asked = HashSet::new();
-        for signal in signals {
-            let tcp = match signal {
-                KernelSignal::RxResumed { ifindex, .. } => {
-                    debug!(ifindex, "reception resumed: watching its pace");
-                    self.wants_polling = true;
-                    continue;
-                }
-                KernelSignal::Tcp(tcp) => tcp,
-            };
-            debug!(kind = ?tcp.kind, local = %tcp.local, remote = %tcp.remote, "tcp signal");
-            if let Some(oif) = self.tracker.route_to(watcher, tcp.remote_ip()).await {
-                if !asked.contains(&oif) && self.fast.on_tcp_trouble(oif, now) {
-                    asked.insert(oif);
-                    self.ask_about(probes, watcher, oif).await;
-                }
-            }
-        }
-    }
-
-    /// Judges the current observations and publishes the state, logging verdict changes.
-    async fn classify(&mut self, probes: &Probes, watcher: &NetlinkWatcher) {
-        let observations = self.tracker.observe(probes, watcher).await;
-        let now = monotonic_ns();
-        self.wants_polling = FastPath::wanted(&observations, now);
-        let state = self.classifier.classify(&observations, now);
-        let before = self.publish.borrow().clone();
-        logging::verdict_changes(&before, &state);
-        self.publish.send_replace(Arc::new(state));
     }
 }

@@ -1,9 +1,13 @@
 //! Active probes, only for endpoints a user configured with probing on: a TCP connect every
-//! interval, bounded by a timeout. Nothing is probed by default.
+//! interval, bounded by a timeout. Nothing is probed by default, nor before the endpoint's
+//! name resolves.
 
 use std::{net::SocketAddr, time::Duration};
 
-use tokio::{net::TcpStream, sync::mpsc, task::JoinHandle};
+use tokio::{
+    net::TcpStream,
+    sync::{mpsc, watch},
+};
 
 use crate::{ebpf::monotonic_ns, state::ProbeResult};
 
@@ -13,20 +17,26 @@ pub struct ProbeSpec {
     pub timeout: Duration,
 }
 
-/// Probes `address` until the receiver is dropped, sending each result tagged with `name`.
+/// Probes the address `address` holds (none yet: no probe) until the receiver is dropped,
+/// sending each result tagged with `name`.
 pub fn spawn(
     name: String,
-    address: SocketAddr,
+    mut address: watch::Receiver<Option<SocketAddr>>,
     spec: ProbeSpec,
     results: mpsc::Sender<(String, ProbeResult)>,
-) -> JoinHandle<()> {
+) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(spec.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            let error = match tokio::time::timeout(spec.timeout, TcpStream::connect(address)).await
-            {
+            let Some(target) = *address.borrow_and_update() else {
+                if address.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let error = match tokio::time::timeout(spec.timeout, TcpStream::connect(target)).await {
                 Ok(Ok(_connected)) => None,
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(_) => Some(format!("no answer within {:?}", spec.timeout)),
@@ -39,5 +49,5 @@ pub fn spawn(
                 return;
             }
         }
-    })
+    });
 }

@@ -82,6 +82,6 @@ fn sample(probes: &Probes, tracker: &Tracker, link: &Link) -> Sample {
         rx_bytes,
         tx_packets: link.stats.tx_packets,
         tx_bytes: link.stats.tx_bytes,
-        retransmits: tracker.link_retransmits(link.ifindex),
+        retransmits: tracker.link_retrans(link.ifindex).segs,
     }
 }

@@ -1,7 +1,8 @@
-//! Which interfaces carry netwatch's XDP counter, and the rule that decides it: every
-//! non-loopback interface, except one where another tool's XDP program already runs.
+//! Which interfaces carry netwatch's counters, and the rule that decides it: every
+//! non-loopback interface gets the tc egress counter (tcx links stack with other tools'
+//! programs) and the XDP counter, except where another tool's XDP program already runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tracing::{debug, info, warn};
 
@@ -24,6 +25,8 @@ pub enum XdpState {
 pub struct XdpAttacher {
     mode: XdpMode,
     states: HashMap<u32, XdpState>,
+    /// Interfaces where the egress counter could not be attached (warned about once).
+    tx_failed: HashSet<u32>,
 }
 
 impl XdpAttacher {
@@ -31,6 +34,7 @@ impl XdpAttacher {
         Self {
             mode,
             states: HashMap::new(),
+            tx_failed: HashSet::new(),
         }
     }
 
@@ -41,10 +45,14 @@ impl XdpAttacher {
             .count()
     }
 
-    /// Attaches to `link` if it should carry the counter and does not yet. Called for every
-    /// link update, so an interface another tool releases is picked up later.
+    /// Attaches the counters to `link` where it should carry them and does not yet. Called
+    /// for every link update, so an interface another tool releases is picked up later.
     pub fn consider(&mut self, probes: &mut Probes, link: &Link) {
-        if link.loopback || probes.xdp_attached(link.ifindex) {
+        if link.loopback {
+            return;
+        }
+        self.consider_tx(probes, link);
+        if probes.xdp_attached(link.ifindex) {
             return;
         }
         if let Some(other_prog_id) = link.xdp_prog_id {
@@ -78,6 +86,24 @@ impl XdpAttacher {
         }
     }
 
+    fn consider_tx(&mut self, probes: &mut Probes, link: &Link) {
+        // A failure is not retried on every update: it would fail the same way.
+        if probes.tx_attached(link.ifindex) || self.tx_failed.contains(&link.ifindex) {
+            return;
+        }
+        match probes.attach_tx(link.ifindex, &link.name) {
+            Ok(()) => {
+                debug!(ifindex = link.ifindex, ifname = %link.name, "egress counter attached");
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+            Err(e) => {
+                if self.tx_failed.insert(link.ifindex) {
+                    warn!(ifindex = link.ifindex, ifname = %link.name, error = %e, "egress counter not attached: this link's loss ratio counts packets, not data segments");
+                }
+            }
+        }
+    }
+
     fn failed(&mut self, link: &Link, error: &EbpfError) {
         if self.states.insert(link.ifindex, XdpState::Failed) != Some(XdpState::Failed) {
             warn!(
@@ -89,9 +115,10 @@ impl XdpAttacher {
         }
     }
 
-    /// Forgets an interface that is gone.
+    /// Forgets an interface that is gone, and releases its links.
     pub fn forget(&mut self, probes: &mut Probes, ifindex: u32) {
         self.states.remove(&ifindex);
-        probes.detach_xdp(ifindex);
+        self.tx_failed.remove(&ifindex);
+        probes.detach(ifindex);
     }
 }

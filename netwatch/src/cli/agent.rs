@@ -1,18 +1,14 @@
 //! `netwatch agent`: its flags, and how they, the environment, the config file and the
 //! built-in defaults resolve into one `AgentConfig` (in that order of precedence).
 
-use std::{
-    net::{SocketAddr, ToSocketAddrs},
-    path::PathBuf,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::ValueEnum;
 
 use super::{env_vars, parse_duration};
 use crate::{
     agent::{AgentConfig, EndpointSpec, MetricsListen, ProbeSpec},
-    config::{Config, ConfigError, EndpointAddress, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET_PATH},
+    config::{Config, ConfigError, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET_PATH},
     ebpf::XdpMode,
     server::ServerOptions,
 };
@@ -51,6 +47,13 @@ pub struct AgentArgs {
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
+    /// Whether the agent may ask the kernel to re-validate a neighbour on the local link
+    /// (one ARP request or neighbour solicitation, sent by the kernel) while a client waits
+    /// on an Unknown verdict, or the host's own TCP data goes unanswered. `false` sends
+    /// nothing, ever; Unknown then lasts until traffic proves something. [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub evidence_on_demand: Option<bool>,
+
     /// Serve Prometheus metrics on this loopback address, or `off`. [default: 127.0.0.1:9477,
     /// skipped with a warning if it cannot be bound]
     #[arg(long, value_name = "ADDR|off", value_parser = parse_metrics)]
@@ -74,19 +77,11 @@ pub enum MetricsFlag {
 pub enum SettingsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// An endpoint's host name did not resolve.
-    #[error("endpoint {endpoint:?}: cannot resolve `{host}`: {source}; fix the name or give an IP address")]
-    Resolve {
-        endpoint: String,
-        host: String,
-        source: std::io::Error,
-    },
 }
 
 impl AgentArgs {
     /// The settings: flags, then the environment (through clap), then the file, then
-    /// defaults. Endpoint host names are resolved here, in the namespace the agent watches,
-    /// and only those a user configured.
+    /// defaults. Endpoint host names are resolved later, by the agent, in the background.
     pub fn resolve(&self) -> Result<AgentConfig, SettingsError> {
         let file = match &self.config {
             Some(path) => Config::load(path)?,
@@ -121,7 +116,6 @@ impl AgentArgs {
         };
         let mut endpoints = Vec::with_capacity(file.endpoints.len());
         for endpoint in &file.endpoints {
-            let address = resolve_address(&endpoint.name, &endpoint.address)?;
             let probe = endpoint.probe.then_some(ProbeSpec {
                 interval: endpoint.probe_interval,
                 timeout: endpoint.probe_timeout,
@@ -129,7 +123,7 @@ impl AgentArgs {
             endpoints.push((
                 EndpointSpec {
                     name: endpoint.name.clone(),
-                    address,
+                    address: endpoint.address.clone(),
                 },
                 probe,
             ));
@@ -139,6 +133,9 @@ impl AgentArgs {
             xdp_mode,
             event_buffer: self.event_buffer.unwrap_or(file.agent.netlink_event_buffer),
             thresholds: file.thresholds,
+            evidence_on_demand: self
+                .evidence_on_demand
+                .unwrap_or(file.agent.evidence_on_demand),
             endpoints,
             socket: Some(ServerOptions {
                 path: socket_path,
@@ -147,24 +144,6 @@ impl AgentArgs {
             }),
             metrics,
         })
-    }
-}
-
-fn resolve_address(endpoint: &str, address: &EndpointAddress) -> Result<SocketAddr, SettingsError> {
-    match address {
-        EndpointAddress::Ip(addr) => Ok(*addr),
-        EndpointAddress::Host { host, port } => {
-            let error = |source| SettingsError::Resolve {
-                endpoint: endpoint.to_string(),
-                host: host.clone(),
-                source,
-            };
-            (host.as_str(), *port)
-                .to_socket_addrs()
-                .map_err(error)?
-                .next()
-                .ok_or_else(|| error(std::io::Error::other("no address found")))
-        }
     }
 }
 

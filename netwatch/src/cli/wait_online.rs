@@ -36,7 +36,9 @@ pub struct WaitOnlineArgs {
     #[command(flatten)]
     pub socket: SocketArg,
 
-    /// How long to wait, e.g. `30s`, `500ms`, `2m`; at most a day.
+    /// How long to wait, agent start-up included: `30` (seconds, as
+    /// systemd-networkd-wait-online takes it), `30s`, `500ms`, `2m`; at most a day. If the
+    /// agent's socket is not there yet, it is waited for within this time.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
@@ -46,7 +48,10 @@ pub struct WaitOnlineArgs {
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let timeout = super::parse_duration(text)?;
+    let timeout = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => super::parse_duration(text)?,
+    };
     if timeout > MAX_WAIT {
         return Err(format!("{text} is longer than the longest wait, a day"));
     }
@@ -67,8 +72,10 @@ pub fn run_wait_online(args: &WaitOnlineArgs) -> ExitCode {
 
 async fn wait_online(args: &WaitOnlineArgs) -> Result<ExitCode, CommandError> {
     let subject = args.subject();
-    let mut client = Client::connect(&args.socket.socket).await?;
-    let reply = client.wait(&subject, args.timeout).await?;
+    let started = tokio::time::Instant::now();
+    let mut client = Client::connect_waiting(&args.socket.socket, args.timeout).await?;
+    let remaining = args.timeout.saturating_sub(started.elapsed());
+    let reply = client.wait(&subject, remaining).await?;
     let (code, message) = outcome(&subject, args.timeout, &reply);
     if code == EXIT_UP {
         if stdout_is_terminal() {
@@ -135,13 +142,20 @@ mod tests {
         let args = parse(&["--timeout", "500ms", "--endpoint", "api"]).unwrap();
         assert_eq!(args.timeout, Duration::from_millis(500));
         assert_eq!(args.subject(), Subject::Endpoint("api".into()));
+        let args = parse(&["--timeout", "30"]).unwrap();
+        assert_eq!(
+            args.timeout,
+            Duration::from_secs(30),
+            "plain seconds, as systemd's"
+        );
     }
 
     #[test]
     fn bad_arguments_are_usage_errors() {
         for args in [
-            &["--timeout", "30"][..],
+            &["--timeout", "thirty"][..],
             &["--timeout", "2days"],
+            &["--timeout", "90000"],
             &["--endpoint", ""],
         ] {
             let error = parse(args).unwrap_err();

@@ -29,6 +29,8 @@ use crate::{
 
 /// How long a reply may take beyond the time the request itself asks for.
 const REPLY_GRACE: Duration = Duration::from_secs(10);
+/// How often [`Client::connect_waiting`] looks for the agent's socket again.
+const CONNECT_RETRY: Duration = Duration::from_millis(100);
 
 /// The agent's socket: `NETWATCH_SOCKET` if set, else `/run/netwatch/netwatch.sock`.
 pub fn default_socket_path() -> PathBuf {
@@ -169,6 +171,23 @@ impl Client {
             lines: BufReader::new(read).lines(),
             writer,
         })
+    }
+
+    /// Connects, waiting up to `patience` for an agent to serve at `path`: at boot, a
+    /// waiter may start before the agent. Only "not running" is waited out; any other error
+    /// (permission denied, say) is returned at once.
+    pub async fn connect_waiting(path: &Path, patience: Duration) -> Result<Self, ClientError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match Self::connect(path).await {
+                Err(ClientError::NotRunning { .. })
+                    if tokio::time::Instant::now() + CONNECT_RETRY < deadline =>
+                {
+                    tokio::time::sleep(CONNECT_RETRY).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The socket this client is connected to.
@@ -380,4 +399,35 @@ fn socket_group(path: &Path) -> String {
             || "the socket's group".to_string(),
             |g| format!("group `{g}`"),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_socket_that_appears_within_the_patience_is_connected_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let late = path.clone();
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let listener = tokio::net::UnixListener::bind(&late).unwrap();
+            let _ = listener.accept().await;
+        });
+        let client = Client::connect_waiting(&path, Duration::from_secs(10)).await;
+        assert!(client.is_ok(), "{:?}", client.err());
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_never_appears_is_not_running_once_the_patience_is_spent() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        let result =
+            Client::connect_waiting(&dir.path().join("absent.sock"), Duration::from_millis(350))
+                .await;
+        assert!(matches!(result, Err(ClientError::NotRunning { .. })));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
 }

@@ -64,6 +64,9 @@ pub struct AgentSettings {
     pub xdp_mode: XdpMode,
     /// Receive buffer of the netlink event socket, in bytes.
     pub netlink_event_buffer: usize,
+    /// Whether the agent may ask the kernel to re-validate a neighbour on the local link
+    /// when a client waits on an Unknown verdict or the host's traffic goes unanswered.
+    pub evidence_on_demand: bool,
 }
 
 impl Default for AgentSettings {
@@ -72,6 +75,7 @@ impl Default for AgentSettings {
             report_interval: Some(DEFAULT_REPORT_INTERVAL),
             xdp_mode: XdpMode::default(),
             netlink_event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
+            evidence_on_demand: true,
         }
     }
 }

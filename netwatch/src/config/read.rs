@@ -17,7 +17,12 @@ use crate::{
     transfer::{Compression, MirrorUrl, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL},
 };
 
-pub(super) const AGENT_KEYS: &[&str] = &["report_interval", "xdp_mode", "netlink_event_buffer"];
+pub(super) const AGENT_KEYS: &[&str] = &[
+    "report_interval",
+    "xdp_mode",
+    "netlink_event_buffer",
+    "evidence_on_demand",
+];
 pub(super) const SOCKET_KEYS: &[&str] = &["path", "mode", "group"];
 pub(super) const METRICS_KEYS: &[&str] = &["enabled", "listen"];
 pub(super) const THRESHOLD_KEYS: &[&str] = &[
@@ -29,7 +34,7 @@ pub(super) const THRESHOLD_KEYS: &[&str] = &[
     "flap_changes",
     "flap_window",
     "recovery_hold",
-    "blackhole_retransmits",
+    "blackhole_timeouts",
     "rx_stall",
 ];
 pub(super) const ENDPOINT_KEYS: &[&str] = &[
@@ -117,6 +122,9 @@ fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
             Some(Ok(bytes)) if bytes > 0 => bytes,
             Some(_) => return Err(table.invalid("netlink_event_buffer", BUFFER)),
         },
+        evidence_on_demand: table
+            .boolean("evidence_on_demand")?
+            .unwrap_or(defaults.evidence_on_demand),
     })
 }
 
@@ -204,6 +212,13 @@ fn thresholds(table: &Table) -> Result<Thresholds, ConfigError> {
         Some(Ok(n)) => n,
         Some(Err(_)) => return Err(table.invalid("flap_changes", AT_LEAST_ONE)),
     };
+    const AT_LEAST_TWO: &str = "a whole number of at least 2, like 3";
+    let blackhole_timeouts = match count("blackhole_timeouts", 2, AT_LEAST_TWO)?.map(u32::try_from)
+    {
+        None => d.blackhole_timeouts,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return Err(table.invalid("blackhole_timeouts", AT_LEAST_TWO)),
+    };
     let thresholds = Thresholds {
         evidence_window: table
             .positive_duration("evidence_window")?
@@ -223,8 +238,7 @@ fn thresholds(table: &Table) -> Result<Thresholds, ConfigError> {
             .positive_duration("flap_window")?
             .unwrap_or(d.flap_window),
         recovery_hold: table.duration("recovery_hold")?.unwrap_or(d.recovery_hold),
-        blackhole_retransmits: count("blackhole_retransmits", 1, AT_LEAST_ONE)?
-            .unwrap_or(d.blackhole_retransmits),
+        blackhole_timeouts,
         rx_stall: table.positive_duration("rx_stall")?.unwrap_or(d.rx_stall),
     };
     let (enter, leave) = (

@@ -75,6 +75,7 @@ fn the_example_file_parses_to_what_it_says() {
             report_interval: Some(secs(30)),
             xdp_mode: XdpMode::Generic,
             netlink_event_buffer: 8 << 20,
+            evidence_on_demand: true,
         },
         socket: SocketSettings {
             path: "/run/netwatch/netwatch.sock".into(),
@@ -185,6 +186,7 @@ fn a_file_setting_every_key_overrides_every_default() {
         report_interval = "0s"
         xdp_mode = "native"
         netlink_event_buffer = 65536
+        evidence_on_demand = false
         [socket]
         path = "/tmp/nw.sock"
         mode = 0o600
@@ -201,7 +203,7 @@ fn a_file_setting_every_key_overrides_every_default() {
         flap_changes = 6
         flap_window = "30s"
         recovery_hold = "0s"
-        blackhole_retransmits = 3
+        blackhole_timeouts = 4
         rx_stall = "2s"
         [[endpoint]]
         name = "db"
@@ -223,6 +225,7 @@ fn a_file_setting_every_key_overrides_every_default() {
             report_interval: None,
             xdp_mode: XdpMode::Native,
             netlink_event_buffer: 65536,
+            evidence_on_demand: false,
         },
         socket: SocketSettings {
             path: "/tmp/nw.sock".into(),
@@ -239,7 +242,7 @@ fn a_file_setting_every_key_overrides_every_default() {
             flap_changes: 6,
             flap_window: secs(30),
             recovery_hold: Duration::ZERO,
-            blackhole_retransmits: 3,
+            blackhole_timeouts: 4,
             rx_stall: secs(2),
         },
         endpoints: vec![EndpointConfig {

@@ -1,13 +1,14 @@
 //! Reads the few struct member offsets netwatch needs from the kernel's BTF
 //! (/sys/kernel/btf/vmlinux), so the kernel programs follow a socket to its network
-//! namespace on any kernel layout. The format: Documentation/bpf/btf.rst.
+//! namespace, and read a buffer's segment count and a socket's RTO backoff, on any kernel
+//! layout. The format: Documentation/bpf/btf.rst.
 //!
-//! Written here rather than taken from a crate: three offsets need ~100 lines, and the one
+//! Written here rather than taken from a crate: five offsets need ~150 lines, and the one
 //! maintained BTF crate (btf-rs) is LGPL, which a statically linked MIT/Apache binary avoids.
 
 use std::collections::HashMap;
 
-use netwatch_common::NetnsFilter;
+use netwatch_common::{NetnsFilter, SocketOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const MAGIC: u16 = 0xeb9f;
@@ -15,8 +16,13 @@ const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_TYPEDEF: u32 = 8;
 
-/// A struct's members: name to (byte offset, type id).
-type Members = HashMap<String, (u32, u32)>;
+/// A struct's members as (byte offset, type id): the named ones by name, and the anonymous
+/// structs and unions whose members C reaches as its own.
+#[derive(Default)]
+struct Members {
+    named: HashMap<String, (u32, u32)>,
+    anonymous: Vec<(u32, u32)>,
+}
 
 /// What netwatch keeps of one BTF type.
 enum Type {
@@ -71,7 +77,7 @@ impl Btf {
             let id = table.len() as u32;
             table.push(match kind {
                 KIND_STRUCT | KIND_UNION => {
-                    let mut members = Members::new();
+                    let mut members = Members::default();
                     for i in 0..vlen {
                         let m = at + i * 12;
                         let offset_bits = u32_at(m + 8)?;
@@ -80,7 +86,13 @@ impl Btf {
                         } else {
                             offset_bits
                         };
-                        members.insert(name(u32_at(m)?)?, (bits / 8, u32_at(m + 4)?));
+                        let member = (bits / 8, u32_at(m + 4)?);
+                        match u32_at(m)? {
+                            0 => members.anonymous.push(member),
+                            named => {
+                                members.named.insert(name(named)?, member);
+                            }
+                        }
                     }
                     if name_off != 0 {
                         // The first definition wins; later duplicates are rare and equal.
@@ -99,12 +111,21 @@ impl Btf {
         })
     }
 
-    /// Offset and type of `member` in the aggregate `id` (through typedefs).
+    /// Offset and type of `member` in the aggregate `id` (through typedefs), looking inside
+    /// anonymous structs and unions too, as C does.
     fn member(&self, mut id: u32, member: &str) -> Option<(u32, u32)> {
         loop {
             match self.types.get(id as usize)? {
                 Type::Typedef(target) => id = *target,
-                Type::Aggregate(members) => return members.get(member).copied(),
+                Type::Aggregate(members) => {
+                    if let Some(found) = members.named.get(member) {
+                        return Some(*found);
+                    }
+                    return members.anonymous.iter().find_map(|(offset, anonymous)| {
+                        let (inner, ty) = self.member(*anonymous, member)?;
+                        Some((offset + inner, ty))
+                    });
+                }
                 Type::Other => return None,
             }
         }
@@ -135,13 +156,26 @@ pub fn netns_filter(btf: &Btf, inum: u32) -> Option<NetnsFilter> {
     })
 }
 
+/// Where a retransmitted buffer's segment count (`TCP_SKB_CB(skb)->tcp_gso_segs`, what
+/// `tcp_skb_pcount()` returns) and the socket's RTO backoff are. `None` if a piece is missing.
+pub fn socket_offsets(btf: &Btf) -> Option<SocketOffsets> {
+    Some(SocketOffsets {
+        enabled: 1,
+        skb_gso_segs: btf.path_offset("sk_buff", &["cb"])?
+            + btf.path_offset("tcp_skb_cb", &["tcp_gso_segs"])?,
+        icsk_backoff: btf.path_offset("inet_connection_sock", &["icsk_backoff"])?,
+        _pad: 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A BTF blob with `struct outer { int a; struct inner in; }` and a bitfield struct.
+    /// A BTF blob with `struct outer { int a; struct inner in; }`, a bitfield struct, and
+    /// `struct wrap { int a; union { int x; }; }`.
     fn blob() -> Vec<u8> {
-        let strings = b"\0outer\0a\0in\0inner\0x\0y\0bits\0";
+        let strings = b"\0outer\0a\0in\0inner\0x\0y\0bits\0wrap\0";
         let at = |s: &str| {
             strings
                 .windows(s.len() + 1)
@@ -163,6 +197,11 @@ mod tests {
         push(&[at("in"), 2, 32]);
         push(&[at("bits"), 1 << 31 | 4 << 24 | 1, 4]); // [4] bitfield struct: 3 bits at bit 8
         push(&[at("x"), 1, 3 << 24 | 8]);
+        push(&[0, 5 << 24 | 1, 4]); // [5] anonymous union { x @0 }
+        push(&[at("x"), 1, 0]);
+        push(&[at("wrap"), 4 << 24 | 2, 8]); // [6] struct wrap { a @0, <anonymous> @32 bits }
+        push(&[at("a"), 1, 0]);
+        push(&[0, 5, 32]);
         let mut data = Vec::new();
         data.extend_from_slice(&MAGIC.to_le_bytes());
         data.extend_from_slice(&[1, 0]); // version, flags
@@ -191,6 +230,13 @@ mod tests {
     }
 
     #[test]
+    fn members_of_anonymous_unions_are_found_as_c_finds_them() {
+        let btf = Btf::parse(&blob()).expect("valid BTF");
+        assert_eq!(btf.path_offset("wrap", &["x"]), Some(4));
+        assert_eq!(btf.path_offset("wrap", &["a"]), Some(0));
+    }
+
+    #[test]
     fn not_btf_is_refused() {
         assert!(Btf::parse(b"hello world, this is not btf").is_none());
     }
@@ -203,5 +249,12 @@ mod tests {
         let btf = Btf::parse(&data).expect("the kernel's BTF parses");
         let filter = netns_filter(&btf, 1).expect("sock, net and ns_common are described");
         assert!(filter.sk_net > 0 && filter.net_inum > 0, "{filter:?}");
+        let offsets = socket_offsets(&btf).expect("sk_buff, tcp_skb_cb and icsk are described");
+        // cb[] sits past the list pointers and the socket pointer; tcp_gso_segs after seq
+        // and end_seq.
+        assert!(
+            offsets.skb_gso_segs >= 32 && offsets.icsk_backoff > 0,
+            "{offsets:?}"
+        );
     }
 }

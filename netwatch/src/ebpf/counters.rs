@@ -2,7 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netwatch_common::{DestCounters, DestKey, IfaceCounters, SourceCounters, AF_INET, AF_INET6};
+use netwatch_common::{
+    DestCounters, DestKey, IfaceCounters, PeerCounters, TxCounters, AF_INET, AF_INET6,
+};
 
 /// Packets XDP saw arriving on one interface, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,46 +27,109 @@ impl IfaceRx {
     }
 }
 
+/// TCP data segments that left one interface, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceTx {
+    pub data_segs: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the latest data segment on any CPU; 0 before the first.
+    pub last_data_ns: u64,
+}
+
+impl IfaceTx {
+    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a TxCounters>) -> Self {
+        per_cpu
+            .into_iter()
+            .fold(Self::default(), |total, cpu| Self {
+                data_segs: total.data_segs + cpu.data_segs,
+                last_data_ns: total.last_data_ns.max(cpu.last_data_ns),
+            })
+    }
+}
+
 /// TCP signals toward one destination, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestStats {
-    pub retransmits: u64,
+    /// Segments retransmitted, as `nstat TcpRetransSegs` counts them.
+    pub retrans_segs: u64,
+    /// Retransmit attempts that failed before reaching the wire.
+    pub retrans_failed: u64,
     pub resets_received: u64,
     pub connects_ok: u64,
     pub connects_failed: u64,
     /// CLOCK_MONOTONIC nanoseconds of the latest signal on any CPU.
     pub last_event_ns: u64,
+    pub last_connect_ok_ns: u64,
+    pub last_connect_failed_ns: u64,
+    pub last_retrans_ns: u64,
+    /// The RTO backoff at the latest retransmit.
+    pub retrans_backoff: u32,
+    /// The latest retransmit after a timeout without progress (backoff 1 or more): its
+    /// backoff, and when.
+    pub stall_backoff: u32,
+    pub last_stall_ns: u64,
 }
 
 impl DestStats {
     pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a DestCounters>) -> Self {
-        per_cpu
-            .into_iter()
-            .fold(Self::default(), |total, cpu| Self {
-                retransmits: total.retransmits + cpu.retransmits,
+        per_cpu.into_iter().fold(Self::default(), |total, cpu| {
+            // What goes with a time comes from the CPU that saw the latest one.
+            let (retrans_backoff, last_retrans_ns) = latest(
+                (total.retrans_backoff, total.last_retrans_ns),
+                (cpu.retrans_backoff, cpu.last_retrans_ns),
+            );
+            let (stall_backoff, last_stall_ns) = latest(
+                (total.stall_backoff, total.last_stall_ns),
+                (cpu.stall_backoff, cpu.last_stall_ns),
+            );
+            Self {
+                retrans_segs: total.retrans_segs + cpu.retrans_segs,
+                retrans_failed: total.retrans_failed + cpu.retrans_failed,
                 resets_received: total.resets_received + cpu.resets_received,
                 connects_ok: total.connects_ok + cpu.connects_ok,
                 connects_failed: total.connects_failed + cpu.connects_failed,
                 last_event_ns: total.last_event_ns.max(cpu.last_event_ns),
-            })
+                last_connect_ok_ns: total.last_connect_ok_ns.max(cpu.last_connect_ok_ns),
+                last_connect_failed_ns: total
+                    .last_connect_failed_ns
+                    .max(cpu.last_connect_failed_ns),
+                last_retrans_ns,
+                retrans_backoff,
+                stall_backoff,
+                last_stall_ns,
+            }
+        })
     }
 }
 
-/// Packets XDP received from one watched source address, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SourceRx {
-    pub packets: u64,
-    /// CLOCK_MONOTONIC nanoseconds of the latest packet from it; 0 before the first.
-    pub last_rx_ns: u64,
+/// Of two (value, time) pairs, the later one.
+fn latest(a: (u32, u64), b: (u32, u64)) -> (u32, u64) {
+    if b.1 > a.1 {
+        b
+    } else {
+        a
+    }
 }
 
-impl SourceRx {
-    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a SourceCounters>) -> Self {
+/// What XDP and the tc egress program saw of one watched peer, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    pub rx_packets: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the latest packet from it; 0 before the first.
+    pub last_rx_ns: u64,
+    pub tx_data_segs: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the latest data segment sent to it; 0 before the first.
+    pub last_tx_data_ns: u64,
+}
+
+impl PeerStats {
+    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a PeerCounters>) -> Self {
         per_cpu
             .into_iter()
             .fold(Self::default(), |total, cpu| Self {
-                packets: total.packets + cpu.packets,
+                rx_packets: total.rx_packets + cpu.rx_packets,
                 last_rx_ns: total.last_rx_ns.max(cpu.last_rx_ns),
+                tx_data_segs: total.tx_data_segs + cpu.tx_data_segs,
+                last_tx_data_ns: total.last_tx_data_ns.max(cpu.last_tx_data_ns),
             })
     }
 }
@@ -132,14 +197,23 @@ mod tests {
     #[test]
     fn dest_totals_add_every_counter() {
         let cpu = DestCounters {
-            retransmits: 4,
+            retrans_segs: 4,
+            retrans_failed: 5,
             resets_received: 1,
             connects_ok: 2,
             connects_failed: 3,
             last_event_ns: 7,
+            ..DestCounters::default()
         };
         let total = DestStats::sum(&[cpu, cpu]);
-        assert_eq!((total.retransmits, total.resets_received), (8, 2));
+        assert_eq!(
+            (
+                total.retrans_segs,
+                total.retrans_failed,
+                total.resets_received
+            ),
+            (8, 10, 2)
+        );
         assert_eq!(
             (
                 total.connects_ok,
@@ -148,6 +222,27 @@ mod tests {
             ),
             (4, 6, 7)
         );
+    }
+
+    #[test]
+    fn a_backoff_comes_from_the_cpu_that_retransmitted_last() {
+        let early = DestCounters {
+            retrans_segs: 1,
+            last_retrans_ns: 100,
+            retrans_backoff: 3,
+            stall_backoff: 3,
+            last_stall_ns: 100,
+            ..DestCounters::default()
+        };
+        let late = DestCounters {
+            retrans_segs: 1,
+            last_retrans_ns: 200,
+            retrans_backoff: 0,
+            ..DestCounters::default()
+        };
+        let total = DestStats::sum(&[late, early]);
+        assert_eq!((total.retrans_backoff, total.last_retrans_ns), (0, 200));
+        assert_eq!((total.stall_backoff, total.last_stall_ns), (3, 100));
     }
 
     #[test]

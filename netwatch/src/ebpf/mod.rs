@@ -6,23 +6,26 @@
 mod btf;
 mod counters;
 mod events;
+mod interfaces;
+mod read;
 mod tracefs;
 
-use std::{collections::HashMap, net::IpAddr, path::PathBuf};
+use std::{collections::HashMap, path::PathBuf};
 
 use aya::{
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf},
-    programs::{xdp::XdpLinkId, ProgramError, TracePoint, Xdp},
+    maps::RingBuf,
+    programs::{
+        tc::SchedClassifierLinkId, xdp::XdpLinkId, ProgramError, SchedClassifier, TracePoint, Xdp,
+    },
     Ebpf, EbpfLoader,
 };
 use netwatch_common::{
-    globals, maps, DestCounters, DestKey, IfaceCounters, KernelStat, NetnsFilter, SourceCounters,
-    KERNEL_STAT_COUNT, MAX_WATCHED_SOURCES, RESET_PROGRAM, RETRANSMIT_PROGRAM, SOCK_STATE_PROGRAM,
-    XDP_PROGRAM,
+    globals, maps, NetnsFilter, SocketOffsets, RESET_PROGRAM, RETRANSMIT_PROGRAM,
+    SOCK_STATE_PROGRAM, TX_PROGRAM, XDP_PROGRAM,
 };
 
 pub use crate::clock::monotonic_ns;
-pub use counters::{DestStats, IfaceRx, SourceRx};
+pub use counters::{DestStats, IfaceRx, IfaceTx, PeerStats};
 pub use events::{KernelEvents, KernelSignal, TcpSignal};
 pub use netwatch_common::EventKind;
 
@@ -81,6 +84,12 @@ pub enum EbpfError {
     /// XDP could not be attached to an interface.
     #[error("attaching XDP to ifindex {ifindex} failed: {source}")]
     AttachXdp { ifindex: u32, source: ProgramError },
+    /// The tc egress counter could not be attached to an interface.
+    #[error("attaching the tc egress counter to {ifname} failed: {source}")]
+    AttachTx {
+        ifname: String,
+        source: ProgramError,
+    },
     /// A map could not be read.
     #[error("reading map {map}: {source}")]
     Map {
@@ -101,6 +110,10 @@ impl EbpfError {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Self::AttachXdp {
+                source: ProgramError::SyscallError(e),
+                ..
+            }
+            | Self::AttachTx {
                 source: ProgramError::SyscallError(e),
                 ..
             } => e.io_error.raw_os_error(),
@@ -138,6 +151,7 @@ impl XdpMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProgramIds {
     pub xdp: u32,
+    pub tx: u32,
     pub retransmit: u32,
     pub reset: u32,
     pub sock_state: u32,
@@ -167,10 +181,12 @@ pub struct KernelStats {
     pub dest_insert_failed: u64,
 }
 
-/// The loaded programs: tracepoints attached at load, XDP attached per interface on demand.
+/// The loaded programs: tracepoints attached at load, XDP and the tc egress counter attached
+/// per interface on demand (`interfaces.rs`), maps read in `read.rs`.
 pub struct Probes {
     ebpf: Ebpf,
     xdp_links: HashMap<u32, XdpLinkId>,
+    tx_links: HashMap<u32, SchedClassifierLinkId>,
     ids: ProgramIds,
 }
 
@@ -183,17 +199,25 @@ impl Probes {
         for (_, group, name, global) in TRACEPOINTS {
             layouts.push((global, tracefs::read_layout(&tracefs, group, name)?));
         }
-        let filter = own_netns_filter();
+        let btf = std::fs::read(btf::VMLINUX_BTF)
+            .ok()
+            .and_then(|data| btf::Btf::parse(&data));
+        let filter = own_netns_filter(btf.as_ref());
+        let offsets = socket_offsets(btf.as_ref());
         let mut loader = EbpfLoader::new();
         for (global, layout) in &layouts {
             loader.override_global(global, layout, true);
         }
         loader.override_global(globals::NETNS_FILTER, &filter, true);
+        loader.override_global(globals::SOCKET_OFFSETS, &offsets, true);
         let mut ebpf = loader.load(OBJECT)?;
 
         let xdp: &mut Xdp = program(&mut ebpf, XDP_PROGRAM)?;
         xdp.load().map_err(program_error(XDP_PROGRAM))?;
         let xdp_id = xdp.info().map_err(program_error(XDP_PROGRAM))?.id();
+        let tx: &mut SchedClassifier = program(&mut ebpf, TX_PROGRAM)?;
+        tx.load().map_err(program_error(TX_PROGRAM))?;
+        let tx_id = tx.info().map_err(program_error(TX_PROGRAM))?.id();
 
         let mut tracepoint_ids = [0u32; TRACEPOINTS.len()];
         for ((program_name, group, name, _), id) in TRACEPOINTS.iter().zip(&mut tracepoint_ids) {
@@ -208,8 +232,10 @@ impl Probes {
         Ok(Self {
             ebpf,
             xdp_links: HashMap::new(),
+            tx_links: HashMap::new(),
             ids: ProgramIds {
                 xdp: xdp_id,
+                tx: tx_id,
                 retransmit,
                 reset,
                 sock_state,
@@ -219,163 +245,6 @@ impl Probes {
 
     pub fn program_ids(&self) -> ProgramIds {
         self.ids
-    }
-
-    /// Attaches the XDP counter to `ifindex` in the calling thread's network namespace. The
-    /// kernel refuses (and this returns an error) if another program is attached there: a
-    /// bpf link never replaces one.
-    pub fn attach_xdp(&mut self, ifindex: u32, mode: XdpMode) -> Result<(), EbpfError> {
-        if self.xdp_links.contains_key(&ifindex) {
-            return Ok(());
-        }
-        let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?;
-        let link = xdp
-            .attach_to_if_index(ifindex, mode.aya_mode())
-            .map_err(|source| EbpfError::AttachXdp { ifindex, source })?;
-        self.xdp_links.insert(ifindex, link);
-        Ok(())
-    }
-
-    /// Detaches XDP from `ifindex` (if attached) and forgets its counters, so a later
-    /// interface that reuses the index starts from zero. Returns whether it was attached.
-    pub fn detach_xdp(&mut self, ifindex: u32) -> bool {
-        let link = self.xdp_links.remove(&ifindex);
-        let attached = link.is_some();
-        if let Some(link) = link {
-            if let Ok(xdp) = program::<Xdp>(&mut self.ebpf, XDP_PROGRAM) {
-                // The link may already be defunct (interface deleted); closing it is all
-                // that is left to do, and cannot fail in a way that matters.
-                let _ = xdp.detach(link);
-            }
-        }
-        if let Some(map) = self.ebpf.map_mut(maps::IFACE_COUNTERS) {
-            if let Ok(mut counters) = PerCpuHashMap::<_, u32, IfaceCounters>::try_from(map) {
-                let _ = counters.remove(&ifindex);
-            }
-        }
-        attached
-    }
-
-    pub fn xdp_attached(&self, ifindex: u32) -> bool {
-        self.xdp_links.contains_key(&ifindex)
-    }
-
-    /// What XDP counted on `ifindex` since it was attached; `None` before its first packet.
-    pub fn iface_rx(&self, ifindex: u32) -> Result<Option<IfaceRx>, EbpfError> {
-        let counters: PerCpuHashMap<&MapData, u32, IfaceCounters> =
-            map(&self.ebpf, maps::IFACE_COUNTERS)?;
-        match counters.get(&ifindex, 0) {
-            Ok(per_cpu) => Ok(Some(IfaceRx::sum(per_cpu.iter()))),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(EbpfError::Map {
-                map: maps::IFACE_COUNTERS,
-                source,
-            }),
-        }
-    }
-
-    /// TCP signals per destination address since load.
-    pub fn dest_stats(&self) -> Result<HashMap<IpAddr, DestStats>, EbpfError> {
-        let counters: PerCpuHashMap<&MapData, DestKey, DestCounters> =
-            map(&self.ebpf, maps::DEST_COUNTERS)?;
-        let mut stats = HashMap::new();
-        for entry in counters.iter() {
-            let (key, per_cpu) = entry.map_err(|source| EbpfError::Map {
-                map: maps::DEST_COUNTERS,
-                source,
-            })?;
-            if let Some(addr) = counters::dest_addr(&key) {
-                stats.insert(addr, DestStats::sum(per_cpu.iter()));
-            }
-        }
-        Ok(stats)
-    }
-
-    /// The kernel side's accounting of events sent and lost.
-    pub fn kernel_stats(&self) -> Result<KernelStats, EbpfError> {
-        let slots: PerCpuArray<&MapData, u64> = map(&self.ebpf, maps::KERNEL_STATS)?;
-        let mut totals = [0u64; KERNEL_STAT_COUNT as usize];
-        for (index, total) in (0..KERNEL_STAT_COUNT).zip(&mut totals) {
-            let per_cpu = slots.get(&index, 0).map_err(|source| EbpfError::Map {
-                map: maps::KERNEL_STATS,
-                source,
-            })?;
-            *total = per_cpu.iter().sum();
-        }
-        Ok(KernelStats {
-            events_sent: totals[KernelStat::EventsSent as usize],
-            events_rate_limited: totals[KernelStat::EventsRateLimited as usize],
-            events_ring_full: totals[KernelStat::EventsRingFull as usize],
-            dest_insert_failed: totals[KernelStat::DestInsertFailed as usize],
-        })
-    }
-
-    /// Makes XDP count packets from these source addresses (the configured endpoints),
-    /// replacing any earlier set. At most `MAX_WATCHED_SOURCES`; extra ones are ignored.
-    pub fn watch_sources(&mut self, sources: &[IpAddr]) -> Result<(), EbpfError> {
-        let map_error = |map| move |source| EbpfError::Map { map, source };
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| EbpfError::Map {
-            map: maps::WATCHED_SOURCES,
-            source: aya::maps::MapError::IoError(e),
-        })?;
-        let wanted: Vec<DestKey> = sources
-            .iter()
-            .take(MAX_WATCHED_SOURCES as usize)
-            .map(|addr| counters::dest_key(*addr))
-            .collect();
-        {
-            let raw = self
-                .ebpf
-                .map_mut(maps::WATCHED_SOURCES)
-                .ok_or(EbpfError::Missing(maps::WATCHED_SOURCES))?;
-            let mut watched = PerCpuHashMap::<_, DestKey, SourceCounters>::try_from(raw)
-                .map_err(map_error(maps::WATCHED_SOURCES))?;
-            let stale: Vec<DestKey> = watched
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|k| !wanted.contains(k))
-                .collect();
-            for key in stale {
-                watched
-                    .remove(&key)
-                    .map_err(map_error(maps::WATCHED_SOURCES))?;
-            }
-            for key in &wanted {
-                if watched.get(key, 0).is_err() {
-                    let zeros = PerCpuValues::try_from(vec![SourceCounters::default(); cpus])
-                        .map_err(|e| EbpfError::Map {
-                            map: maps::WATCHED_SOURCES,
-                            source: aya::maps::MapError::IoError(e),
-                        })?;
-                    watched
-                        .insert(key, zeros, 0)
-                        .map_err(map_error(maps::WATCHED_SOURCES))?;
-                }
-            }
-        }
-        let raw = self
-            .ebpf
-            .map_mut(maps::WATCH_COUNT)
-            .ok_or(EbpfError::Missing(maps::WATCH_COUNT))?;
-        let mut count = Array::<_, u32>::try_from(raw).map_err(map_error(maps::WATCH_COUNT))?;
-        count
-            .set(0, wanted.len() as u32, 0)
-            .map_err(map_error(maps::WATCH_COUNT))?;
-        Ok(())
-    }
-
-    /// What XDP received from a watched source; `None` if it is not watched.
-    pub fn source_rx(&self, addr: IpAddr) -> Result<Option<SourceRx>, EbpfError> {
-        let watched: PerCpuHashMap<&MapData, DestKey, SourceCounters> =
-            map(&self.ebpf, maps::WATCHED_SOURCES)?;
-        match watched.get(&counters::dest_key(addr), 0) {
-            Ok(per_cpu) => Ok(Some(SourceRx::sum(per_cpu.iter()))),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(EbpfError::Map {
-                map: maps::WATCHED_SOURCES,
-                source,
-            }),
-        }
     }
 
     /// Run time and run count per program, from the kernel's accounting (zero unless
@@ -412,17 +281,26 @@ impl Probes {
 
 /// Counts only the calling thread's network namespace, where the kernel's BTF allows; else
 /// every namespace (with a warning: on a host with containers, their TCP would count too).
-fn own_netns_filter() -> NetnsFilter {
+fn own_netns_filter(btf: Option<&btf::Btf>) -> NetnsFilter {
     use std::os::unix::fs::MetadataExt;
     let inum = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino() as u32);
-    let btf = std::fs::read(btf::VMLINUX_BTF)
-        .ok()
-        .and_then(|data| btf::Btf::parse(&data));
-    match (inum, btf.as_ref().and_then(|b| btf::netns_filter(b, 0))) {
+    match (inum, btf.and_then(|b| btf::netns_filter(b, 0))) {
         (Ok(inum), Some(filter)) => NetnsFilter { inum, ..filter },
         _ => {
             tracing::warn!("kernel BTF lacks what is needed to tell network namespaces apart: TCP events from every namespace will count");
             NetnsFilter::OFF
+        }
+    }
+}
+
+/// Lets the retransmit program count segments and read the RTO backoff, where the kernel's
+/// BTF allows; else every retransmitted buffer counts as one segment.
+fn socket_offsets(btf: Option<&btf::Btf>) -> SocketOffsets {
+    match btf.and_then(btf::socket_offsets) {
+        Some(offsets) => offsets,
+        None => {
+            tracing::warn!("kernel BTF lacks what is needed to count retransmitted segments: each retransmitted buffer counts as one segment");
+            SocketOffsets::OFF
         }
     }
 }

@@ -83,6 +83,8 @@ pub fn layout_from_format(format: &str) -> Result<TracepointLayout, &'static str
         oldstate: find(&["oldstate"], 4),
         protocol: find(&["protocol"], 2),
         skaddr: find(&["skaddr"], 8),
+        skbaddr: find(&["skbaddr"], 8),
+        err: find(&["err"], 4),
     };
     for (offset, field) in [
         (layout.family, "family (2 bytes)"),
@@ -161,6 +163,7 @@ print fmt: \"...\"
         );
         assert_eq!((layout.saddr, layout.daddr), (34, 38));
         assert_eq!((layout.saddr_v6, layout.daddr_v6), (42, 58));
+        assert_eq!((layout.skaddr, layout.skbaddr, layout.err), (16, 8, 76));
         assert_eq!(layout.oldstate, TracepointLayout::ABSENT);
         assert_eq!(layout.protocol, TracepointLayout::ABSENT);
     }

@@ -1,11 +1,13 @@
 //! Owns rtnetlink: turns the kernel's link, address, route and neighbour messages into netwatch's own
-//! events, re-reads the whole state when the kernel reports that events were lost, and answers
-//! direct questions (one link's state now, the interface toward an address). Nothing of
-//! rtnetlink leaks past this module.
+//! events, says when the kernel reports that events were lost (the caller then re-reads the
+//! whole state), answers direct questions (one link's state now, the next hop toward an
+//! address), and asks the kernel to re-validate a neighbour. Nothing of rtnetlink leaks past
+//! this module.
 
 mod addr;
 mod link;
 mod neighbour;
+mod revalidate;
 mod route;
 
 use std::net::IpAddr;
@@ -24,7 +26,8 @@ use rtnetlink::{
 pub use addr::Address;
 pub use link::{up_down, Link, LinkStats, MacAddr, OperState};
 pub use neighbour::{NeighState, Neighbour};
-pub use route::Route;
+pub use revalidate::Revalidation;
+pub use route::{NextHop, Route};
 
 /// Receive buffer of the event socket. Large, so bursts (a hundred veths created at once)
 /// do not overrun it; an overrun is recovered from anyway.
@@ -62,8 +65,8 @@ pub enum NetEvent {
     RouteRemoved(Route),
     NeighbourUpdated(Neighbour),
     NeighbourRemoved(Neighbour),
-    /// Events were lost (the socket overran); this is the whole state re-read.
-    Resynced(Snapshot),
+    /// Events were lost (the socket overran): only a full dump restores the view.
+    Overrun,
 }
 
 /// Listens to rtnetlink's multicast groups and asks it questions on a second socket, so
@@ -107,21 +110,38 @@ impl NetlinkWatcher {
         Ok((watcher, snapshot))
     }
 
-    /// The next change; `None` once the event socket has closed.
-    pub async fn next(&mut self) -> Option<Result<NetEvent, NetlinkError>> {
+    /// The next change; `None` once the event socket has closed. Cancel-safe: it only reads
+    /// a channel, so a `select!` may drop it between events without losing one. On
+    /// [`NetEvent::Overrun`] the caller re-reads the state with [`NetlinkWatcher::dump`],
+    /// outside any `select!`, so the re-read is never abandoned half-way.
+    pub async fn next(&mut self) -> Option<NetEvent> {
         loop {
             let (message, _) = self.events.next().await?;
-            let event = match message.payload {
-                NetlinkPayload::Overrun(_) => {
-                    self.overruns += 1;
-                    return Some(self.dump().await.map(NetEvent::Resynced));
-                }
-                NetlinkPayload::InnerMessage(inner) => decode_event(inner),
-                _ => None,
-            };
-            if let Some(event) = event {
-                return Some(Ok(event));
+            if let Some(event) = self.decode(message) {
+                return Some(event);
             }
+        }
+    }
+
+    /// The next change if one is already queued, without waiting: to drain a burst before
+    /// judging once. `None` when nothing is queued (or the socket closed: `next` says which).
+    pub fn try_next(&mut self) -> Option<NetEvent> {
+        loop {
+            let (message, _) = self.events.try_recv().ok()?;
+            if let Some(event) = self.decode(message) {
+                return Some(event);
+            }
+        }
+    }
+
+    fn decode(&mut self, message: NetlinkMessage<RouteNetlinkMessage>) -> Option<NetEvent> {
+        match message.payload {
+            NetlinkPayload::Overrun(_) => {
+                self.overruns += 1;
+                Some(NetEvent::Overrun)
+            }
+            NetlinkPayload::InnerMessage(inner) => decode_event(inner),
+            _ => None,
         }
     }
 
@@ -209,9 +229,25 @@ impl NetlinkWatcher {
             .collect())
     }
 
-    /// The interface the kernel would send a packet to `addr` through (RTM_GETROUTE with a
-    /// destination, so policy routing is honoured); `None` if it is unreachable.
-    pub async fn route_to(&self, addr: IpAddr) -> Result<Option<u32>, NetlinkError> {
+    /// One neighbour entry now, with its cache times; `None` if the kernel has none.
+    pub async fn neighbour(
+        &self,
+        ifindex: u32,
+        addr: IpAddr,
+    ) -> Result<Option<Neighbour>, NetlinkError> {
+        // A unicast RTM_GETNEIGH needs strict checking on the socket; a dump of the table,
+        // filtered here, is as cheap for the few entries a host has.
+        Ok(self
+            .neighbours()
+            .await?
+            .into_iter()
+            .find(|n| n.ifindex == ifindex && n.addr == addr))
+    }
+
+    /// The next hop the kernel would send a packet to `addr` through (RTM_GETROUTE with a
+    /// destination, so policy routing and linkdown routes are as the kernel has them now);
+    /// `None` if it is unreachable.
+    pub async fn route_to(&self, addr: IpAddr) -> Result<Option<NextHop>, NetlinkError> {
         let mut message = RouteMessage::default();
         let (family, prefix_len) = match addr {
             IpAddr::V4(_) => (AddressFamily::Inet, 32),
@@ -224,10 +260,7 @@ impl NetlinkWatcher {
             .push(RouteAttribute::Destination(RouteAddress::from(addr)));
         let mut replies = self.requests.route().get(message).execute();
         match replies.try_next().await {
-            Ok(Some(reply)) => Ok(reply.attributes.iter().find_map(|attr| match attr {
-                RouteAttribute::Oif(index) => Some(*index),
-                _ => None,
-            })),
+            Ok(Some(reply)) => Ok(NextHop::from_reply(&reply)),
             Ok(None) => Ok(None),
             // ENETUNREACH / EHOSTUNREACH: no route, which is an answer, not a failure.
             Err(rtnetlink::Error::NetlinkError(_)) => Ok(None),

@@ -67,3 +67,32 @@ fn ip(addr: &RouteAddress) -> Option<IpAddr> {
         _ => None,
     }
 }
+
+/// Where the kernel sends a packet for one address: the interface, and the gateway unless
+/// the address is on that link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    pub oif: u32,
+    pub gateway: Option<IpAddr>,
+}
+
+impl NextHop {
+    /// From an RTM_GETROUTE reply; `None` if it names no interface.
+    pub fn from_reply(reply: &RouteMessage) -> Option<Self> {
+        let mut oif = None;
+        let mut gateway = None;
+        for attribute in &reply.attributes {
+            match attribute {
+                RouteAttribute::Oif(index) => oif = Some(*index),
+                RouteAttribute::Gateway(addr) => gateway = ip(addr),
+                _ => {}
+            }
+        }
+        Some(Self { oif: oif?, gateway })
+    }
+
+    /// The neighbour on the link that the packet goes to: the gateway, or `dest` itself.
+    pub fn neighbour(&self, dest: IpAddr) -> IpAddr {
+        self.gateway.unwrap_or(dest)
+    }
+}

@@ -11,7 +11,10 @@ use tokio::{
     },
 };
 
-use super::protocol::{Clock, Reply, Request, WaitStatus, MAX_LINE};
+use super::{
+    protocol::{Clock, Reply, Request, WaitStatus, MAX_LINE},
+    Demand,
+};
 use crate::state::{Health, NetworkState, StateWatch, Subject, WaitOutcome};
 
 /// What one connection may cost.
@@ -34,7 +37,12 @@ impl Limits {
 }
 
 /// Serves one client until it leaves, misbehaves, or the state source goes away.
-pub(super) async fn run(stream: UnixStream, state: StateWatch, limits: Limits) -> io::Result<()> {
+pub(super) async fn run(
+    stream: UnixStream,
+    state: StateWatch,
+    demand: Demand,
+    limits: Limits,
+) -> io::Result<()> {
     let (read, write) = stream.into_split();
     let mut connection = Connection {
         lines: LineReader::new(read),
@@ -43,6 +51,7 @@ pub(super) async fn run(stream: UnixStream, state: StateWatch, limits: Limits) -
             timeout: limits.write_timeout,
         },
         state,
+        demand,
         idle: limits.idle,
     };
     connection.serve().await
@@ -52,6 +61,7 @@ struct Connection {
     lines: LineReader<OwnedReadHalf>,
     out: Writer,
     state: StateWatch,
+    demand: Demand,
     idle: Duration,
 }
 
@@ -144,6 +154,7 @@ impl Connection {
         let outcome = tokio::select! {
             outcome = watch.wait_for_up(subject, timeout) => outcome,
             () = self.lines.closed() => return Ok(false),
+            () = self.demand.while_unknown(&self.state, subject) => unreachable!("runs until cancelled"),
         };
         let (outcome, verdict) = match outcome {
             WaitOutcome::Up(verdict) => (WaitStatus::Up, Some(verdict)),

@@ -2,6 +2,7 @@
 //! files, mode, group), the connection limit, and the protocol of `docs/protocol.md`.
 
 mod connection;
+mod demand;
 pub(crate) mod group;
 pub mod protocol;
 mod socket;
@@ -15,6 +16,7 @@ use tracing::{debug, error, warn};
 
 use crate::state::StateWatch;
 use connection::Limits;
+pub use demand::Demand;
 use protocol::Reply;
 
 /// Where the agent listens unless told otherwise.
@@ -104,12 +106,18 @@ pub async fn bind(options: &ServerOptions) -> Result<UnixListener, ServerError> 
 
 /// Serves clients until the state source goes away. Accept errors that come and go (too many
 /// open files, a client that gave up) are logged and retried; others end it with the error.
-/// Dropping the future closes every connection.
-pub async fn serve(listener: UnixListener, state: StateWatch) -> io::Result<()> {
-    serve_with(listener, state, Limits::DEFAULT).await
+/// Dropping the future closes every connection. A client waiting on an Unknown subject is
+/// passed on to `demand`, so the agent can gather evidence.
+pub async fn serve(listener: UnixListener, state: StateWatch, demand: Demand) -> io::Result<()> {
+    serve_with(listener, state, demand, Limits::DEFAULT).await
 }
 
-async fn serve_with(listener: UnixListener, state: StateWatch, limits: Limits) -> io::Result<()> {
+async fn serve_with(
+    listener: UnixListener,
+    state: StateWatch,
+    demand: Demand,
+    limits: Limits,
+) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_clients));
     let mut connections = JoinSet::new();
     let mut source = state.clone();
@@ -119,8 +127,9 @@ async fn serve_with(listener: UnixListener, state: StateWatch, limits: Limits) -
                 Ok((stream, _)) => match Arc::clone(&slots).try_acquire_owned() {
                     Ok(slot) => {
                         let state = state.clone();
+                        let demand = demand.clone();
                         connections.spawn(async move {
-                            if let Err(e) = connection::run(stream, state, limits).await {
+                            if let Err(e) = connection::run(stream, state, demand, limits).await {
                                 debug!(error = %e, "client connection ended");
                             }
                             drop(slot);

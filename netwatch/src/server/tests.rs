@@ -84,7 +84,7 @@ async fn serve_state(initial: NetworkState, limits: Limits) -> Served {
     let path = dir.path().join("netwatch.sock");
     let listener = bind(&options(path.clone())).await.expect("binding");
     let (source, watch) = StateWatch::channel(initial);
-    let server = tokio::spawn(serve_with(listener, watch, limits));
+    let server = tokio::spawn(serve_with(listener, watch, Demand::none(), limits));
     Served {
         _dir: dir,
         path,
@@ -388,7 +388,7 @@ async fn a_stale_socket_file_is_replaced() {
     assert!(path.exists(), "the dead listener left its file");
     let listener = bind(&options(path.clone())).await.expect("replacing it");
     let (_source, watch) = StateWatch::channel(state(Health::Up, Health::Up));
-    tokio::spawn(super::serve(listener, watch));
+    tokio::spawn(super::serve(listener, watch, Demand::none()));
     let mut client = Client::connect(&path).await.unwrap();
     client.get().await.unwrap();
 }

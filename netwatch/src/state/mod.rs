@@ -8,7 +8,10 @@ mod verdict;
 mod watch;
 
 pub use classify::{Assessment, Classifier};
-pub use observations::{EndpointObservation, LinkObservation, Observations, ProbeResult, SourceRx};
+pub use observations::{
+    DestStats, EndpointObservation, GatewayObservation, IfaceRx, IfaceTx, LinkObservation,
+    Observations, PeerStats, ProbeResult,
+};
 pub use thresholds::Thresholds;
 pub use verdict::{EndpointStatus, Health, LinkStatus, NetworkState, Subject, Verdict};
 pub use watch::{StateWatch, WaitOutcome};

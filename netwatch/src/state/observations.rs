@@ -1,13 +1,13 @@
 //! What the classifier judges by: a plain snapshot of links, routes, neighbours and
-//! endpoints, built by the monitor from netlink and the kernel programs. No I/O here.
+//! endpoints, built by the agent from netlink and the kernel programs. No I/O here.
 
-use std::{collections::BTreeMap, net::IpAddr, net::SocketAddr};
-
-pub use crate::ebpf::SourceRx;
-use crate::{
-    ebpf::{DestStats, IfaceRx},
-    netlink::{Link, NeighState},
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
 };
+
+pub use crate::ebpf::{DestStats, IfaceRx, IfaceTx, PeerStats};
+use crate::netlink::{Link, NeighState};
 
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
@@ -17,27 +17,54 @@ pub struct Observations {
 
 #[derive(Clone, Debug)]
 pub struct LinkObservation {
+    /// Its state and the kernel's own counters.
     pub link: Link,
     /// What XDP counted, if it is attached here.
     pub xdp_rx: Option<IfaceRx>,
-    /// Retransmits toward destinations routed through this link, since the agent started.
-    pub retransmits: u64,
+    /// TCP data segments sent, if the tc egress counter is attached here.
+    pub tx: Option<IfaceTx>,
+    /// Segments retransmitted toward destinations routed through this link, since the agent
+    /// started...
+    pub retrans_segs: u64,
+    /// ...of which toward destinations stalled, or recovering from a stall (timeouts
+    /// without progress): an outage's aftermath, not loss.
+    pub stall_retrans_segs: u64,
     /// Whether a main-table default route leaves through this link.
     pub default_route: bool,
-    /// The default route's gateway through this link, and its neighbour state if known.
-    pub gateway: Option<(IpAddr, Option<NeighState>)>,
+    /// The default route's gateway through this link.
+    pub gateway: Option<GatewayObservation>,
+    /// The neighbour on this link the kernel confirmed reachable most recently, and when
+    /// (CLOCK_MONOTONIC): an answer on the link, so evidence that it works.
+    pub neighbour_confirmed: Option<(IpAddr, u64)>,
+}
+
+/// The default gateway as the kernel's neighbour table knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatewayObservation {
+    pub addr: IpAddr,
+    /// Its neighbour entry's state; `None` if the kernel has no entry.
+    pub state: Option<NeighState>,
+    /// Resolution failed and nothing answered since.
+    pub failing: bool,
+    /// CLOCK_MONOTONIC nanoseconds when the kernel last confirmed it reachable.
+    pub confirmed_at_ns: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
 pub struct EndpointObservation {
     pub name: String,
-    pub address: SocketAddr,
-    /// The interface the kernel routes it through; `None` if unreachable.
+    /// As configured: `address:port` or `host:port`.
+    pub target: String,
+    /// Where it is; `None` while its host name is not resolved.
+    pub address: Option<SocketAddr>,
+    /// Why it has no address yet.
+    pub unresolved: Option<String>,
+    /// The interface the kernel routes it through; `None` if unreachable (or unresolved).
     pub oif: Option<u32>,
     /// TCP signals toward its address, since the agent started.
     pub tcp: DestStats,
-    /// Packets from its address seen by XDP, if XDP watches the link it arrives on.
-    pub rx: Option<SourceRx>,
+    /// Traffic with it counted by the programs, where they watch it.
+    pub peer: Option<PeerStats>,
     /// The latest configured probe, if probing is on.
     pub probe: Option<ProbeResult>,
 }

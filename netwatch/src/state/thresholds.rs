@@ -8,20 +8,23 @@ pub struct Thresholds {
     pub evidence_window: Duration,
     /// Window over which retransmit ratios are computed.
     pub loss_window: Duration,
-    /// Retransmits per transmitted packet above which a link or endpoint is Degraded...
+    /// Retransmitted segments per data segment sent above which a link or endpoint is
+    /// Degraded...
     pub degraded_retransmit_ratio: f64,
     /// ...and below which (held for `recovery_hold`) it is healthy again.
     pub recovered_retransmit_ratio: f64,
-    /// Fewer retransmits than this in `loss_window` never make anything Degraded.
+    /// Fewer retransmitted segments than this in `loss_window` never make anything Degraded
+    /// (once Degraded, any loss above the leave ratio keeps it so).
     pub min_retransmits: u64,
     /// Carrier changes within `flap_window` that make a link flapping.
     pub flap_changes: u32,
     pub flap_window: Duration,
     /// How long a Degraded condition must stay absent before Up is given again.
     pub recovery_hold: Duration,
-    /// Retransmits toward an endpoint with no reply from it in between: blackholed.
-    pub blackhole_retransmits: u64,
-    /// A link that was receiving and has been silent this long while it transmits is stalled.
+    /// Timeouts in a row toward an endpoint without an acknowledgement: blackholed (Down).
+    /// Two in a row are Degraded ("no reply").
+    pub blackhole_timeouts: u32,
+    /// TCP data unanswered this long: the link or endpoint is Degraded ("no reply").
     pub rx_stall: Duration,
 }
 
@@ -36,7 +39,7 @@ impl Default for Thresholds {
             flap_changes: 4,
             flap_window: Duration::from_secs(10),
             recovery_hold: Duration::from_secs(3),
-            blackhole_retransmits: 2,
+            blackhole_timeouts: 3,
             rx_stall: Duration::from_secs(1),
         }
     }

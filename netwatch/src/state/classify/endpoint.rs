@@ -1,91 +1,135 @@
 //! The rules for one configured endpoint, before hysteresis: the first that applies decides.
 
-use crate::state::{EndpointObservation, Health, Thresholds, Verdict};
+use crate::state::{EndpointObservation, Thresholds, Verdict};
 
-use super::{ns, secs, window::Sample, Assessment};
+use super::{
+    loss::{lossy, Denominator},
+    ns, secs,
+    window::Sample,
+    Assessment, Health,
+};
+
+/// The longest a TCP timeout may take (TCP_RTO_MAX, include/net/tcp.h).
+const RTO_MAX_NS: u64 = 120_000_000_000;
+/// The shortest (TCP_RTO_MIN): a stall's next timeout is due within this doubled per backoff.
+const RTO_MIN_NS: u64 = 200_000_000;
 
 pub struct EndpointContext<'a> {
     pub now_ns: u64,
     /// The verdict and name of the link it is routed through.
     pub link: Option<(&'a str, &'a Verdict)>,
-    /// Retransmits toward it since the last packet received from it (or from its link,
-    /// where XDP does not count per source).
-    pub retransmits_since_rx: u64,
+    /// The latest packet received from it, RSTs aside (or from its link, where XDP does not
+    /// count per source); the latest connect to it that worked; the latest probe that
+    /// connected. Each only if newer than a Down verdict it has.
     pub last_rx_ns: Option<u64>,
+    pub last_connected_ns: Option<u64>,
+    pub probe_ok_ns: Option<u64>,
+    /// A stall toward it that nothing has ended: timeouts in a row without an
+    /// acknowledgement of new data.
+    pub stall: Option<Stall>,
+    /// The first data sent to it after the last packet from it, if nothing came back since.
+    pub awaiting_since_ns: Option<u64>,
     pub over_loss_window: Sample,
     pub over_evidence_window: Sample,
+    /// Whether what was sent to it is counted (the loss ratio's denominator).
+    pub counts_data_sent: bool,
     pub degraded: bool,
 }
 
+/// Timeouts in a row toward the endpoint without progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stall {
+    /// How many timeouts in a row: the RTO backoff at the latest retransmit, plus one.
+    pub timeouts: u32,
+    /// When that retransmit was sent.
+    pub at_ns: u64,
+}
+
+impl Stall {
+    /// Whether the stall still says something now: the socket's next timeout is due within
+    /// twice its current backoff; past that (and past the evidence window) it gave up or was
+    /// closed.
+    pub fn current(&self, now_ns: u64, evidence_ns: u64) -> bool {
+        let next_due = RTO_MIN_NS
+            .saturating_mul(1u64 << self.timeouts.min(20))
+            .min(RTO_MAX_NS);
+        now_ns.saturating_sub(self.at_ns) <= evidence_ns.max(2 * next_due)
+    }
+}
+
 pub fn assess(obs: &EndpointObservation, cx: &EndpointContext, t: &Thresholds) -> Assessment {
+    let Some(address) = obs.address else {
+        let why = obs.unresolved.as_deref().unwrap_or("not resolved yet");
+        return Assessment::new(Health::Unknown, format!("{}: {why}", obs.target));
+    };
     let Some((link_name, link)) = cx.link else {
-        return Assessment::new(Health::Down, format!("no route to {}", obs.address.ip()));
+        return Assessment::new(Health::Down, format!("no route to {}", address.ip()));
     };
     if link.health == Health::Down {
         return Assessment::new(Health::Down, format!("its link {link_name} is down"))
             .with(&link.reasons);
     }
-    if cx.retransmits_since_rx >= t.blackhole_retransmits {
-        // Unanswered retransmits are Degraded at once. Down needs the silence to last too:
-        // under heavy random loss a lost retransmission also leaves two retransmits without
-        // a reply, for a moment, while replies still flow overall.
-        let silent_ns = cx
-            .last_rx_ns
-            .map_or(u64::MAX, |at| cx.now_ns.saturating_sub(at));
-        let silence = match cx.last_rx_ns {
-            Some(_) => format!(
-                "nothing received from it for {:.1}s",
-                silent_ns as f64 / 1e9
-            ),
-            None => "nothing received from it".to_string(),
-        };
-        let health = if silent_ns >= 2 * ns(t.rx_stall) {
-            Health::Down
-        } else {
-            Health::Degraded
-        };
-        let what = if health == Health::Down {
-            "blackholed"
-        } else {
-            "no reply"
-        };
+    let evidence_ns = ns(t.evidence_window);
+    let tcp = &obs.tcp;
+    let refused_ago = cx.now_ns.saturating_sub(tcp.last_connect_failed_ns);
+    if tcp.last_connect_failed_ns > tcp.last_connect_ok_ns && refused_ago <= evidence_ns {
+        let recent = &cx.over_evidence_window;
         return Assessment::new(
-            health,
-            format!("{what}: {} retransmits, {silence}", cx.retransmits_since_rx),
+            Health::Down,
+            format!(
+                "connections fail: {} attempts failed in the last {}, the latest {:.1}s ago, \
+                 none succeeded since",
+                recent.connects_failed.max(1),
+                secs(t.evidence_window),
+                refused_ago as f64 / 1e9
+            ),
         );
+    }
+    if let Some(stall) = cx.stall.filter(|s| s.current(cx.now_ns, evidence_ns)) {
+        let ago = cx.now_ns.saturating_sub(stall.at_ns) as f64 / 1e9;
+        if stall.timeouts >= t.blackhole_timeouts {
+            return Assessment::new(
+                Health::Down,
+                format!(
+                    "blackholed: {} timeouts in a row without an acknowledgement (the latest \
+                     retransmit {ago:.1}s ago)",
+                    stall.timeouts
+                ),
+            );
+        }
+        if stall.timeouts >= 2 {
+            return Assessment::new(
+                Health::Degraded,
+                format!(
+                    "no reply: {} timeouts in a row without an acknowledgement (the latest \
+                     retransmit {ago:.1}s ago)",
+                    stall.timeouts
+                ),
+            );
+        }
     }
     if let Some(probe) = &obs.probe {
         if let Some(error) = &probe.error {
             return Assessment::new(Health::Down, format!("probe failed: {error}"));
         }
     }
-    let recent = &cx.over_evidence_window;
-    if recent.connects_failed > 0 && recent.connects_ok == 0 {
-        return Assessment::new(
-            Health::Down,
-            format!(
-                "{} connection attempts failed in the last {}, none succeeded",
-                recent.connects_failed,
-                secs(t.evidence_window)
-            ),
-        );
-    }
     let loss = &cx.over_loss_window;
-    if loss.retransmits >= t.min_retransmits {
-        // Without per-destination tx counts, replies received stand in for packets sent.
-        let ratio = loss.retransmits as f64 / loss.rx_packets.max(1) as f64;
-        let bar = if cx.degraded {
-            t.recovered_retransmit_ratio
-        } else {
-            t.degraded_retransmit_ratio
-        };
-        if ratio > bar {
+    let denominator = if cx.counts_data_sent {
+        Denominator::DataSegments(loss.data_segs)
+    } else {
+        Denominator::Replies(loss.rx_packets)
+    };
+    if let Some(reason) = lossy(loss, denominator, cx.degraded, t) {
+        return Assessment::new(Health::Degraded, reason);
+    }
+    if let Some(since) = cx.awaiting_since_ns {
+        let waited = cx.now_ns.saturating_sub(since);
+        if waited >= ns(t.rx_stall) && waited <= evidence_ns {
             return Assessment::new(
                 Health::Degraded,
                 format!(
-                    "{} retransmits to it in the last {}",
-                    loss.retransmits,
-                    secs(t.loss_window)
+                    "no reply: TCP data sent to it {:.1}s ago is unanswered",
+                    waited as f64 / 1e9
                 ),
             );
         }
@@ -99,17 +143,25 @@ pub fn assess(obs: &EndpointObservation, cx: &EndpointContext, t: &Thresholds) -
         .with(&link.reasons)
         .inherited();
     }
-    if let Some(probe) = &obs.probe {
-        if cx.now_ns.saturating_sub(probe.at_ns) <= ns(t.evidence_window) {
-            return Assessment::new(Health::Up, "probe connected");
-        }
+    let ago = |at: Option<u64>| {
+        at.map(|at| cx.now_ns.saturating_sub(at))
+            .filter(|ago| *ago <= evidence_ns)
+    };
+    if ago(cx.probe_ok_ns).is_some() {
+        return Assessment::new(Health::Up, "probe connected");
     }
-    match cx.last_rx_ns.map(|at| cx.now_ns.saturating_sub(at)) {
-        Some(silent) if silent <= ns(t.evidence_window) => Assessment::new(
+    match (ago(cx.last_rx_ns), ago(cx.last_connected_ns)) {
+        (Some(silent), _) => Assessment::new(
             Health::Up,
             format!("traffic received from it {:.1}s ago", silent as f64 / 1e9),
         ),
-        _ if recent.connects_ok > 0 => Assessment::new(Health::Up, "connections to it succeeded"),
+        (None, Some(connected)) => Assessment::new(
+            Health::Up,
+            format!(
+                "a connection to it succeeded {:.1}s ago",
+                connected as f64 / 1e9
+            ),
+        ),
         _ => Assessment::new(
             Health::Unknown,
             format!(

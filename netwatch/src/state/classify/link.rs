@@ -2,39 +2,65 @@
 
 use crate::{
     netlink::{NeighState, OperState},
-    state::{Health, LinkObservation, Thresholds},
+    state::{LinkObservation, Thresholds},
 };
 
-use super::{ns, secs, window::Sample, Assessment};
+use super::{
+    loss::{lossy, Denominator},
+    memory::RxSource,
+    ns, secs,
+    window::Sample,
+    Assessment, Health,
+};
 
 /// What the link rules need beyond the observation itself.
 pub struct LinkContext {
     pub now_ns: u64,
-    /// Latest evidence of received traffic (XDP's last packet, or counters that grew).
-    pub last_rx_ns: Option<u64>,
-    /// Counter growth over the loss window, the flap window and the stall window.
+    /// Latest evidence of reception, and which counter gave it.
+    pub last_rx: Option<(u64, RxSource)>,
+    /// The neighbour the kernel confirmed, for the reasons.
+    pub neighbour: Option<std::net::IpAddr>,
+    /// The first data sent after the latest reception, if nothing came back since.
+    pub awaiting_since_ns: Option<u64>,
+    /// Counter growth over the loss window and the flap window.
     pub over_loss_window: Sample,
     pub over_flap_window: Sample,
-    pub over_stall_window: Sample,
     /// Whether the link is Degraded now (the leave threshold then applies).
     pub degraded: bool,
 }
 
-pub fn assess(obs: &LinkObservation, cx: &LinkContext, t: &Thresholds) -> Assessment {
+/// Whether the link is down by its own state: admin down, no carrier, or an operstate that
+/// says so. Such a link is Down whatever else is seen.
+pub fn down_reason(obs: &LinkObservation) -> Option<String> {
     let link = &obs.link;
     if !link.admin_up {
-        return Assessment::new(Health::Down, "administratively down");
+        return Some("administratively down".to_string());
     }
     if !link.carrier {
-        return Assessment::new(Health::Down, "no carrier");
+        return Some("no carrier".to_string());
     }
     if !matches!(link.oper, OperState::Up | OperState::Unknown) {
-        return Assessment::new(Health::Down, format!("operstate {}", link.oper));
+        return Some(format!("operstate {}", link.oper));
     }
-    if let Some((gateway, Some(NeighState::Failed))) = obs.gateway {
+    None
+}
+
+pub fn assess(obs: &LinkObservation, cx: &LinkContext, t: &Thresholds) -> Assessment {
+    if let Some(reason) = down_reason(obs) {
+        return Assessment::new(Health::Down, reason);
+    }
+    if let Some(gateway) = obs.gateway.filter(|g| g.failing) {
+        let again = if gateway.state == Some(NeighState::Failed) {
+            ""
+        } else {
+            ", resolving again"
+        };
         return Assessment::new(
             Health::Down,
-            format!("gateway {gateway} unreachable (neighbour FAILED)"),
+            format!(
+                "gateway {} unreachable (neighbour FAILED{again})",
+                gateway.addr
+            ),
         );
     }
     let flaps = cx.over_flap_window.carrier_changes;
@@ -47,32 +73,46 @@ pub fn assess(obs: &LinkObservation, cx: &LinkContext, t: &Thresholds) -> Assess
             ),
         );
     }
-    if let Some(reason) = lossy(&cx.over_loss_window, cx.degraded, t) {
+    let denominator = match obs.tx {
+        Some(_) => Denominator::DataSegments(cx.over_loss_window.data_segs),
+        None => Denominator::Packets(cx.over_loss_window.tx_packets),
+    };
+    if let Some(reason) = lossy(&cx.over_loss_window, denominator, cx.degraded, t) {
         return Assessment::new(Health::Degraded, reason);
     }
-    let silent_ns = cx.last_rx_ns.map(|at| cx.now_ns.saturating_sub(at));
-    let stall = &cx.over_stall_window;
-    if silent_ns.is_some_and(|s| s >= ns(t.rx_stall))
-        && stall.tx_packets > 0
-        && stall.retransmits > 0
-    {
-        return Assessment::new(
-            Health::Degraded,
-            format!(
-                "rx stalled for {:.1}s while tx continues ({} retransmits)",
-                silent_ns.unwrap_or(0) as f64 / 1e9,
-                stall.retransmits
-            ),
-        );
+    if let Some(since) = cx.awaiting_since_ns {
+        let waited = cx.now_ns.saturating_sub(since);
+        if waited >= ns(t.rx_stall) && waited <= ns(t.evidence_window) {
+            let heard = match cx.last_rx {
+                Some((at, _)) => format!(
+                    "the last packet arrived {:.1}s ago",
+                    cx.now_ns.saturating_sub(at) as f64 / 1e9
+                ),
+                None => "nothing received since netwatch started".to_string(),
+            };
+            return Assessment::new(
+                Health::Degraded,
+                format!(
+                    "no reply: TCP data sent {:.1}s ago is unanswered; {heard}",
+                    waited as f64 / 1e9
+                ),
+            );
+        }
     }
-    match silent_ns {
-        Some(silent) if silent <= ns(t.evidence_window) => Assessment::new(
-            Health::Up,
-            format!(
-                "carrier up, traffic received {:.1}s ago",
-                silent as f64 / 1e9
-            ),
-        ),
+    match cx.last_rx {
+        Some((at, source)) if cx.now_ns.saturating_sub(at) <= ns(t.evidence_window) => {
+            let ago = cx.now_ns.saturating_sub(at) as f64 / 1e9;
+            let evidence = match (source, cx.neighbour) {
+                (RxSource::Kernel(_), _) => format!(
+                    "the kernel's counters show traffic received {ago:.1}s ago (no XDP on this link)"
+                ),
+                (RxSource::Neighbour(_), Some(neighbour)) => format!(
+                    "neighbour {neighbour} confirmed reachable by the kernel {ago:.1}s ago"
+                ),
+                _ => format!("traffic received {ago:.1}s ago"),
+            };
+            Assessment::new(Health::Up, format!("carrier up, {evidence}"))
+        }
         _ => Assessment::new(
             Health::Unknown,
             format!(
@@ -81,26 +121,4 @@ pub fn assess(obs: &LinkObservation, cx: &LinkContext, t: &Thresholds) -> Assess
             ),
         ),
     }
-}
-
-/// Retransmits per transmitted packet over the loss window, with a lower bar to leave
-/// Degraded than to enter it, so a ratio hovering at the threshold does not flap.
-fn lossy(growth: &Sample, degraded: bool, t: &Thresholds) -> Option<String> {
-    if growth.retransmits < t.min_retransmits || growth.tx_packets == 0 {
-        return None;
-    }
-    let ratio = growth.retransmits as f64 / growth.tx_packets as f64;
-    let bar = if degraded {
-        t.recovered_retransmit_ratio
-    } else {
-        t.degraded_retransmit_ratio
-    };
-    (ratio > bar).then(|| {
-        format!(
-            "retransmits: {:.1}% of transmitted packets ({} in the last {})",
-            ratio * 100.0,
-            growth.retransmits,
-            secs(t.loss_window)
-        )
-    })
 }

@@ -4,6 +4,8 @@
 mod endpoint;
 mod host;
 mod link;
+mod loss;
+mod memory;
 mod window;
 
 use std::{
@@ -15,7 +17,8 @@ use super::{
     EndpointObservation, EndpointStatus, Health, LinkObservation, LinkStatus, NetworkState,
     Observations, Thresholds, Verdict,
 };
-use window::{Sample, Window};
+use memory::{Memory, RxSource};
+use window::Sample;
 
 /// A health with its reasons, before hysteresis.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,112 +66,13 @@ fn severity(health: Health) -> u8 {
     }
 }
 
-/// What the classifier remembers of one subject between calls.
-#[derive(Default)]
-struct Memory {
-    window: Window,
-    verdict: Option<Verdict>,
-    /// When a Degraded condition was last seen, for the recovery hold.
-    degraded_at_ns: Option<u64>,
-    /// Evidence of reception: the receive count last seen and when it last grew.
-    rx_packets: u64,
-    rx_grew_at_ns: Option<u64>,
-    /// Retransmit count when something was last received, for the blackhole rule.
-    retransmits_at_rx: u64,
-    /// Which counter `rx_packets` came from: counts from two counters cannot be compared.
-    rx_source: Option<RxSource>,
-}
-
-/// Where a subject's receive count comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RxSource {
-    /// XDP's count of packets from the endpoint's own address.
-    PerSource,
-    /// The whole link's count: a link's own, or an endpoint's link where XDP does not count
-    /// per source.
-    Link(u32),
-}
-
-impl Memory {
-    /// Notes received traffic: XDP's own timestamp where there is one, else the time the
-    /// receive counter was seen to grow.
-    fn note_rx(
-        &mut self,
-        source: RxSource,
-        packets: u64,
-        kernel_last_rx_ns: Option<u64>,
-        retransmits: u64,
-        now_ns: u64,
-    ) {
-        // A new counter (the route moved to another link) is a new baseline, not traffic.
-        let same_counter = self
-            .rx_source
-            .replace(source)
-            .is_none_or(|was| was == source);
-        let grew = same_counter && packets > self.rx_packets;
-        if grew {
-            self.rx_grew_at_ns = Some(kernel_last_rx_ns.unwrap_or(now_ns));
-            self.retransmits_at_rx = retransmits;
-        }
-        if self.verdict.is_none() {
-            // First sight: counts from before the agent started say nothing about now.
-            self.retransmits_at_rx = retransmits;
-        }
-        self.rx_packets = packets;
-    }
-
-    fn last_rx_ns(&self) -> Option<u64> {
-        self.rx_grew_at_ns
-    }
-
-    fn degraded(&self) -> bool {
-        self.verdict
-            .as_ref()
-            .is_some_and(|v| v.health == Health::Degraded)
-    }
-
-    /// Hysteresis: Down, Degraded and Unknown take effect at once (a fault must reach
-    /// subscribers within one event); leaving Degraded for Up waits until no Degraded
-    /// condition has been seen for `hold`.
-    fn settle(&mut self, raw: Assessment, now_ns: u64, hold: Duration) -> Verdict {
-        if raw.health == Health::Degraded && !raw.inherited {
-            self.degraded_at_ns = Some(now_ns);
-        }
-        let current = self.verdict.take();
-        let held = raw.health == Health::Up
-            && current
-                .as_ref()
-                .is_some_and(|v| v.health == Health::Degraded)
-            && self
-                .degraded_at_ns
-                .is_some_and(|at| now_ns.saturating_sub(at) < ns(hold));
-        let (health, reasons) = if held {
-            let previous = current
-                .as_ref()
-                .map(|v| v.reasons.clone())
-                .unwrap_or_default();
-            let mut reasons = vec![format!("recovering: healthy for less than {}", secs(hold))];
-            reasons.extend(
-                previous
-                    .into_iter()
-                    .filter(|r| !r.starts_with("recovering")),
-            );
-            (Health::Degraded, reasons)
-        } else {
-            (raw.health, raw.reasons)
-        };
-        let since_ns = match &current {
-            Some(v) if v.health == health => v.since_ns,
-            _ => now_ns,
-        };
-        let verdict = Verdict {
-            health,
-            reasons,
-            since_ns,
-        };
-        self.verdict = Some(verdict.clone());
-        verdict
-    }
+/// What an endpoint's stall looked like when it was first seen, to tell progress since.
+#[derive(Clone, Copy, Debug)]
+struct StallMark {
+    at_ns: u64,
+    timeouts: u32,
+    data_segs: u64,
+    retrans_segs: u64,
 }
 
 /// Turns observations into verdicts, remembering just enough between calls for windows and
@@ -176,7 +80,7 @@ impl Memory {
 pub struct Classifier {
     thresholds: Thresholds,
     links: HashMap<u32, Memory>,
-    endpoints: HashMap<String, Memory>,
+    endpoints: HashMap<String, (Memory, Option<StallMark>)>,
     host: Memory,
 }
 
@@ -192,6 +96,22 @@ impl Classifier {
 
     pub fn thresholds(&self) -> &Thresholds {
         &self.thresholds
+    }
+
+    /// Links whose TCP data has gone unanswered for `rx_stall` or more, as of the latest
+    /// judgement: the host's own traffic is waiting on them.
+    pub fn waiting_links(&self, now_ns: u64) -> Vec<u32> {
+        let stall = ns(self.thresholds.rx_stall);
+        self.links
+            .iter()
+            .filter(|(_, m)| {
+                m.awaiting_since_ns.is_some_and(|since| {
+                    now_ns.saturating_sub(since) >= stall
+                        && m.rx.last().is_none_or(|(at, _)| at < since)
+                })
+            })
+            .map(|(ifindex, _)| *ifindex)
+            .collect()
     }
 
     /// The verdicts for `obs` at `now_ns` (CLOCK_MONOTONIC, the kernel programs' clock).
@@ -229,33 +149,63 @@ impl Classifier {
     fn classify_link(&mut self, obs: &LinkObservation, now_ns: u64) -> LinkStatus {
         let t = &self.thresholds;
         let memory = self.links.entry(obs.link.ifindex).or_default();
+        memory.first_seen_ns.get_or_insert(now_ns);
+        let down = link::down_reason(obs).is_some();
+        if !down && memory.health() == Some(Health::Down) {
+            // Back from Down: what was retransmitted during the outage says nothing about
+            // the link now. (Carrier changes still count: that is how flapping shows.)
+            memory.restart_loss(now_ns);
+        }
         let stats = &obs.link.stats;
-        let rx_packets = obs.xdp_rx.map_or(stats.rx_packets, |rx| rx.packets);
-        let kernel_last_rx = obs.xdp_rx.map(|rx| rx.last_rx_ns).filter(|at| *at != 0);
-        memory.note_rx(
-            RxSource::Link(obs.link.ifindex),
-            rx_packets,
-            kernel_last_rx,
-            obs.retransmits,
-            now_ns,
-        );
+        let ifindex = obs.link.ifindex;
+        let (source, rx_packets, kernel_at) = match obs.xdp_rx {
+            Some(rx) => (
+                RxSource::Xdp(ifindex),
+                rx.packets,
+                Some(rx.last_rx_ns).filter(|at| *at != 0),
+            ),
+            None => (RxSource::Kernel(ifindex), stats.rx_packets, None),
+        };
+        memory.rx.note(source, rx_packets, kernel_at, now_ns);
+        let confirmed = obs.neighbour_confirmed.filter(|(_, at)| *at <= now_ns);
+        if let Some(tx) = obs.tx {
+            memory.note_data_sent(tx.data_segs, tx.last_data_ns);
+        }
         let sample = Sample {
             at_ns: now_ns,
             tx_packets: stats.tx_packets,
+            data_segs: obs.tx.map_or(0, |tx| tx.data_segs),
             rx_packets,
-            retransmits: obs.retransmits,
+            retrans_segs: obs.retrans_segs,
+            stall_segs: obs.stall_retrans_segs,
             carrier_changes: u64::from(obs.link.carrier_changes),
             ..Sample::default()
         };
         memory
             .window
             .record(sample, ns(t.flap_window.max(t.evidence_window)));
+        // A neighbour the kernel confirmed reachable is evidence too, dated by the kernel.
+        let last_rx = match (memory.rx.last(), confirmed) {
+            (Some((at, source)), Some((_, confirmed))) if at >= confirmed => Some((at, source)),
+            (_, Some((_, confirmed))) => Some((confirmed, RxSource::Neighbour(ifindex))),
+            (rx, None) => rx,
+        };
+        // Data going unanswered says the link fails, unless the kernel confirmed a neighbour
+        // on it lately: then the link works and a destination does not answer (the endpoint
+        // rules judge that).
+        let awaiting = memory.awaiting_since_ns.filter(|since| {
+            last_rx.is_none_or(|(at, _)| at < *since)
+                && confirmed.is_none_or(|(_, at)| now_ns.saturating_sub(at) > ns(t.evidence_window))
+        });
         let cx = link::LinkContext {
             now_ns,
-            last_rx_ns: memory.last_rx_ns(),
-            over_loss_window: memory.window.growth(&sample, ns(t.loss_window)),
+            last_rx,
+            neighbour: confirmed.map(|(addr, _)| addr),
+            awaiting_since_ns: awaiting,
+            over_loss_window: memory
+                .window
+                .growth(&sample, memory.loss_window_ns(now_ns, ns(t.loss_window))),
             over_flap_window: memory.window.growth(&sample, ns(t.flap_window)),
-            over_stall_window: memory.window.growth(&sample, ns(t.rx_stall)),
             degraded: memory.degraded(),
         };
         let raw = link::assess(obs, &cx, t);
@@ -271,63 +221,98 @@ impl Classifier {
         now_ns: u64,
     ) -> EndpointStatus {
         let t = &self.thresholds;
-        let memory = self.endpoints.entry(obs.name.clone()).or_default();
+        let (memory, stall_mark) = self.endpoints.entry(obs.name.clone()).or_default();
         let link = obs.oif.and_then(|oif| links.get(&oif));
-        // Per-source counts where XDP watches the link; else the link's own reception.
-        let (source, rx_packets, kernel_last_rx) =
-            match (obs.rx, obs.oif.and_then(|i| all.links.get(&i))) {
-                (Some(rx), _) => (
-                    RxSource::PerSource,
-                    rx.packets,
-                    Some(rx.last_rx_ns).filter(|at| *at != 0),
+        let tcp = &obs.tcp;
+        // Packets from it, RSTs aside: a refusal is no sign that it serves. Per source where
+        // the programs watch it; else its link's reception stands in.
+        let (source, rx_packets, kernel_at) =
+            match (obs.peer, obs.oif.and_then(|i| all.links.get(&i))) {
+                (Some(peer), _) => (
+                    RxSource::Peer,
+                    peer.rx_packets.saturating_sub(tcp.resets_received),
+                    Some(peer.last_rx_ns).filter(|at| *at != 0),
                 ),
-                (None, Some(l)) => {
-                    let source = RxSource::Link(l.link.ifindex);
-                    match l.xdp_rx {
-                        Some(rx) => (
-                            source,
-                            rx.packets,
-                            Some(rx.last_rx_ns).filter(|at| *at != 0),
-                        ),
-                        None => (source, l.link.stats.rx_packets, None),
-                    }
-                }
-                (None, None) => (RxSource::Link(0), 0, None),
+                (None, Some(l)) => match l.xdp_rx {
+                    Some(rx) => (
+                        RxSource::Xdp(l.link.ifindex),
+                        rx.packets,
+                        Some(rx.last_rx_ns).filter(|at| *at != 0),
+                    ),
+                    None => (
+                        RxSource::Kernel(l.link.ifindex),
+                        l.link.stats.rx_packets,
+                        None,
+                    ),
+                },
+                (None, None) => (RxSource::Kernel(0), 0, None),
             };
-        memory.note_rx(
-            source,
-            rx_packets,
-            kernel_last_rx,
-            obs.tcp.retransmits,
-            now_ns,
+        memory.rx.note(source, rx_packets, kernel_at, now_ns);
+        // What is sent to it is counted where it is watched and its link has the tc counter.
+        let counts_data_sent = obs.peer.is_some()
+            && obs
+                .oif
+                .and_then(|i| all.links.get(&i))
+                .is_some_and(|l| l.tx.is_some());
+        if let Some(peer) = obs.peer {
+            memory.note_data_sent(peer.tx_data_segs, peer.last_tx_data_ns);
+        }
+        let data_segs = obs.peer.map_or(0, |p| p.tx_data_segs);
+        *stall_mark = track_stall(
+            *stall_mark,
+            obs,
+            data_segs,
+            memory.rx.last().map(|(at, _)| at),
         );
         // Once Down, only newer evidence brings it back: what was received, or connected,
         // before it went Down (perhaps over a path since gone) says nothing about now.
-        let down_since = memory
-            .verdict
-            .as_ref()
-            .filter(|v| v.health == Health::Down)
-            .map(|v| v.since_ns);
+        let down_since = memory.since(Health::Down);
         let newer = |at: &u64| down_since.is_none_or(|down| *at > down);
         let evidence_ns = down_since.map_or(ns(t.evidence_window), |down| {
             ns(t.evidence_window).min(now_ns.saturating_sub(down))
         });
         let sample = Sample {
             at_ns: now_ns,
+            data_segs,
             rx_packets,
-            retransmits: obs.tcp.retransmits,
-            connects_ok: obs.tcp.connects_ok,
-            connects_failed: obs.tcp.connects_failed,
+            retrans_segs: tcp.retrans_segs,
+            stall_segs: if stalled_lately(tcp, now_ns, t) {
+                tcp.retrans_segs
+            } else {
+                0
+            },
+            connects_ok: tcp.connects_ok,
+            connects_failed: tcp.connects_failed,
             ..Sample::default()
         };
         memory.window.record(sample, ns(t.evidence_window));
+        let mut over_loss_window = memory.window.growth(&sample, ns(t.loss_window));
+        if stalled_lately(tcp, now_ns, t) {
+            // A stall and its recovery are judged by the stall rules, not as loss.
+            over_loss_window.stall_segs = over_loss_window.retrans_segs;
+        }
+        let last_rx_ns = memory.rx.last().map(|(at, _)| at).filter(newer);
         let cx = endpoint::EndpointContext {
             now_ns,
             link: link.map(|l| (l.name.as_str(), &l.verdict)),
-            retransmits_since_rx: obs.tcp.retransmits.saturating_sub(memory.retransmits_at_rx),
-            last_rx_ns: memory.last_rx_ns().filter(newer),
-            over_loss_window: memory.window.growth(&sample, ns(t.loss_window)),
+            last_rx_ns,
+            last_connected_ns: Some(tcp.last_connect_ok_ns).filter(|at| *at != 0 && newer(at)),
+            probe_ok_ns: obs
+                .probe
+                .as_ref()
+                .filter(|p| p.error.is_none())
+                .map(|p| p.at_ns)
+                .filter(newer),
+            stall: stall_mark.map(|m| endpoint::Stall {
+                timeouts: m.timeouts,
+                at_ns: m.at_ns,
+            }),
+            awaiting_since_ns: memory
+                .awaiting_since_ns
+                .filter(|since| last_rx_ns.is_none_or(|rx| rx < *since)),
+            over_loss_window,
             over_evidence_window: memory.window.growth(&sample, evidence_ns),
+            counts_data_sent,
             degraded: memory.degraded(),
         };
         let mut raw = endpoint::assess(obs, &cx, t);
@@ -342,12 +327,57 @@ impl Classifier {
         let verdict = memory.settle(raw, now_ns, t.recovery_hold);
         EndpointStatus {
             name: obs.name.clone(),
-            address: obs.address.to_string(),
+            address: obs
+                .address
+                .map_or_else(|| obs.target.clone(), |a| a.to_string()),
             verdict,
             via: link.map(|l| l.name.clone()),
-            retransmits: obs.tcp.retransmits,
+            retransmits: tcp.retrans_segs,
         }
     }
+}
+
+/// Whether the destination had a timeout without progress within the loss window: its
+/// retransmits since are the stall's, or its recovery's.
+fn stalled_lately(tcp: &super::DestStats, now_ns: u64, t: &Thresholds) -> bool {
+    tcp.last_stall_ns != 0 && now_ns.saturating_sub(tcp.last_stall_ns) < ns(t.loss_window)
+}
+
+/// Follows an endpoint's stall: it starts with a retransmit after a timeout without progress
+/// (RTO backoff 1 or more) and ends with progress: new data beyond what was retransmitted, a
+/// connect that works, a retransmit whose backoff was reset (an acknowledgement came), or,
+/// where nothing counts what is sent to it, a packet from it.
+fn track_stall(
+    mark: Option<StallMark>,
+    obs: &EndpointObservation,
+    data_segs: u64,
+    last_rx_ns: Option<u64>,
+) -> Option<StallMark> {
+    let tcp = &obs.tcp;
+    let latest_is_stall = tcp.last_stall_ns != 0 && tcp.last_retrans_ns == tcp.last_stall_ns;
+    if !latest_is_stall {
+        return None;
+    }
+    let mark = match mark {
+        // The same stall, one more timeout on: progress still counts from where it began.
+        Some(m) if m.at_ns <= tcp.last_stall_ns => StallMark {
+            at_ns: tcp.last_stall_ns,
+            timeouts: tcp.stall_backoff + 1,
+            ..m
+        },
+        _ => StallMark {
+            at_ns: tcp.last_stall_ns,
+            timeouts: tcp.stall_backoff + 1,
+            data_segs,
+            retrans_segs: tcp.retrans_segs,
+        },
+    };
+    let new_data = data_segs.saturating_sub(mark.data_segs);
+    let resent = tcp.retrans_segs.saturating_sub(mark.retrans_segs);
+    let progress = new_data > resent + 2
+        || tcp.last_connect_ok_ns > mark.at_ns
+        || (obs.peer.is_none() && last_rx_ns.is_some_and(|rx| rx > mark.at_ns));
+    (!progress).then_some(mark)
 }
 
 fn link_status(obs: &LinkObservation, verdict: Verdict) -> LinkStatus {
@@ -372,7 +402,7 @@ fn link_status(obs: &LinkObservation, verdict: Verdict) -> LinkStatus {
         tx_errors: s.tx_errors,
         rx_dropped: s.rx_dropped,
         tx_dropped: s.tx_dropped,
-        retransmits: obs.retransmits,
+        retransmits: obs.retrans_segs,
     }
 }
 

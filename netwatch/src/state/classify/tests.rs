@@ -4,15 +4,15 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::*;
 use crate::{
-    ebpf::{DestStats, IfaceRx},
     netlink::{Link, LinkStats, NeighState, OperState},
-    state::{ProbeResult, SourceRx},
+    state::{DestStats, GatewayObservation, IfaceRx, IfaceTx, PeerStats, ProbeResult},
 };
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000 * MS;
 
-/// A host with one link, `eth0` (ifindex 2), carrying the default route via 198.18.0.1.
+/// A host with one link, `eth0` (ifindex 2), carrying the default route via 198.18.0.1,
+/// with both XDP and the egress counter attached.
 struct Scenario {
     classifier: Classifier,
     obs: Observations,
@@ -40,9 +40,12 @@ impl Scenario {
             LinkObservation {
                 link,
                 xdp_rx: Some(IfaceRx::default()),
-                retransmits: 0,
+                tx: Some(IfaceTx::default()),
+                retrans_segs: 0,
+                stall_retrans_segs: 0,
                 default_route: true,
-                gateway: Some((gateway(), Some(NeighState::Reachable))),
+                gateway: Some(gateway_in(NeighState::Reachable)),
+                neighbour_confirmed: None,
             },
         );
         Self {
@@ -56,23 +59,39 @@ impl Scenario {
         self.obs.links.get_mut(&2).unwrap()
     }
 
-    /// Packets received now (and transmitted, in the same number).
+    /// Packets received now, after as many data segments sent a moment before.
     fn traffic(&mut self, packets: u64) {
+        self.sends(packets);
+        self.receives(packets);
+    }
+
+    /// Data segments sent now.
+    fn sends(&mut self, segs: u64) {
         let now = self.now;
         let link = self.link();
-        let rx = link.xdp_rx.get_or_insert_with(IfaceRx::default);
+        let tx = link.tx.get_or_insert_with(IfaceTx::default);
+        tx.data_segs += segs;
+        tx.last_data_ns = now.saturating_sub(MS);
+        link.link.stats.tx_packets += segs;
+    }
+
+    /// Packets received now.
+    fn receives(&mut self, packets: u64) {
+        let now = self.now;
+        let rx = self.link().xdp_rx.get_or_insert_with(IfaceRx::default);
         rx.packets += packets;
         rx.last_rx_ns = now;
-        link.link.stats.tx_packets += packets;
     }
 
     fn with_endpoint(&mut self) {
         self.obs.endpoints.push(EndpointObservation {
             name: "mirror".into(),
-            address: SocketAddr::new("198.18.9.9".parse().unwrap(), 8080),
+            target: "198.18.9.9:8080".into(),
+            address: Some(SocketAddr::new("198.18.9.9".parse().unwrap(), 8080)),
+            unresolved: None,
             oif: Some(2),
             tcp: DestStats::default(),
-            rx: Some(SourceRx::default()),
+            peer: Some(PeerStats::default()),
             probe: None,
         });
     }
@@ -81,27 +100,40 @@ impl Scenario {
         &mut self.obs.endpoints[0]
     }
 
-    /// Packets sent now, and as many retransmits.
-    fn lossy_traffic(&mut self, packets: u64, retransmits: u64) {
-        self.traffic(packets);
-        self.link().retransmits += retransmits;
-    }
-
-    /// The endpoint's receive counter reads `packets`, the last one arriving now.
-    fn endpoint_rx(&mut self, packets: u64) {
-        let now = self.now;
-        self.endpoint().rx = Some(SourceRx {
-            packets,
-            last_rx_ns: now,
-        });
+    /// Segments sent now, and as many retransmitted.
+    fn lossy_traffic(&mut self, segs: u64, retransmitted: u64) {
+        self.traffic(segs);
+        self.link().retrans_segs += retransmitted;
     }
 
     /// `packets` more received from the endpoint now.
     fn endpoint_receives(&mut self, packets: u64) {
         let now = self.now;
-        let rx = self.endpoint().rx.get_or_insert_with(SourceRx::default);
-        rx.packets += packets;
-        rx.last_rx_ns = now;
+        let peer = self.endpoint().peer.get_or_insert_with(PeerStats::default);
+        peer.rx_packets += packets;
+        peer.last_rx_ns = now;
+    }
+
+    /// `segs` more data segments sent to the endpoint now.
+    fn endpoint_sends(&mut self, segs: u64) {
+        let now = self.now;
+        let peer = self.endpoint().peer.get_or_insert_with(PeerStats::default);
+        peer.tx_data_segs += segs;
+        peer.last_tx_data_ns = now;
+    }
+
+    /// A retransmit toward the endpoint now, with the socket's RTO backoff then.
+    fn endpoint_retransmits(&mut self, backoff: u32) {
+        let now = self.now;
+        let tcp = &mut self.endpoint().tcp;
+        tcp.retrans_segs += 1;
+        tcp.last_retrans_ns = now;
+        tcp.retrans_backoff = backoff;
+        if backoff > 0 {
+            tcp.stall_backoff = backoff;
+            tcp.last_stall_ns = now;
+        }
+        self.endpoint_sends(1);
     }
 
     /// Adds a copy of `eth0` as it is now, renamed; returns it to change further.
@@ -137,6 +169,23 @@ impl Scenario {
         }
         states
     }
+}
+
+fn gateway_in(state: NeighState) -> GatewayObservation {
+    GatewayObservation {
+        addr: gateway(),
+        state: Some(state),
+        failing: state == NeighState::Failed,
+        confirmed_at_ns: None,
+    }
+}
+
+/// How many times `verdict` changed health across `states`.
+fn changes(states: &[NetworkState], verdict: impl Fn(&NetworkState) -> &Verdict) -> usize {
+    states
+        .windows(2)
+        .filter(|w| verdict(&w[0]).health != verdict(&w[1]).health)
+        .count()
 }
 
 fn gateway() -> IpAddr {
@@ -213,12 +262,12 @@ fn carrier_loss_and_lower_layer_down_are_down() {
 fn failed_gateway_neighbour_is_down_and_reachable_again_is_up() {
     let mut s = Scenario::new();
     s.traffic(10);
-    s.link().gateway = Some((gateway(), Some(NeighState::Failed)));
+    s.link().gateway = Some(gateway_in(NeighState::Failed));
     let state = s.run();
     assert_eq!(link_verdict(&state).health, Health::Down);
     assert_reason(link_verdict(&state), "neighbour FAILED");
     assert_eq!(state.host.health, Health::Down);
-    s.link().gateway = Some((gateway(), Some(NeighState::Reachable)));
+    s.link().gateway = Some(gateway_in(NeighState::Reachable));
     s.traffic(1);
     assert_eq!(s.run().host.health, Health::Up);
 }
@@ -227,7 +276,7 @@ fn failed_gateway_neighbour_is_down_and_reachable_again_is_up() {
 fn stale_gateway_neighbour_is_not_down() {
     let mut s = Scenario::new();
     s.traffic(10);
-    s.link().gateway = Some((gateway(), Some(NeighState::Stale)));
+    s.link().gateway = Some(gateway_in(NeighState::Stale));
     assert_eq!(link_verdict(&s.run()).health, Health::Up);
 }
 
@@ -265,7 +314,7 @@ fn ten_percent_retransmits_is_degraded_without_flapping_and_recovers_after_the_h
         s.traffic(100);
         // 10 retransmits per 100 packets, bunched as real loss is.
         if tick.is_multiple_of(2) {
-            s.link().retransmits += 20;
+            s.link().retrans_segs += 20;
         }
     });
     let first_degraded = lossy
@@ -282,7 +331,7 @@ fn ten_percent_retransmits_is_degraded_without_flapping_and_recovers_after_the_h
             .all(|st| link_verdict(st).health == Health::Degraded),
         "the verdict flapped during steady 10% loss"
     );
-    assert_reason(link_verdict(lossy.last().unwrap()), "retransmits");
+    assert_reason(link_verdict(lossy.last().unwrap()), "loss: ");
     let clean = s.run_for(8 * S, 250 * MS, |s| s.traffic(100));
     let first_up = clean
         .iter()
@@ -323,27 +372,169 @@ fn a_ratio_between_the_two_bars_keeps_the_current_verdict() {
 fn a_few_retransmits_on_a_quiet_link_are_not_loss() {
     let mut s = Scenario::new();
     s.traffic(10);
-    s.link().retransmits += 2;
+    s.link().retrans_segs += 2;
     assert_eq!(link_verdict(&s.run()).health, Health::Up);
 }
 
 #[test]
-fn rx_stall_while_transmitting_is_degraded() {
+fn data_unanswered_on_a_link_is_degraded_not_unknown() {
+    // The gateway vanished: data keeps going out, nothing comes back, and TCP's timeouts
+    // space its retransmits seconds apart (none in the last second is no excuse).
     let mut s = Scenario::new();
     s.traffic(1000);
     s.run();
-    let states = s.run_for(1500 * MS, 100 * MS, |s| {
-        s.link().link.stats.tx_packets += 10;
-        s.link().retransmits += 1;
-    });
-    let last = link_verdict(states.last().unwrap());
-    assert_eq!(last.health, Health::Degraded);
-    assert!(
-        last.reasons
-            .iter()
-            .any(|r| r.contains("rx stalled") || r.contains("retransmits")),
-        "{last:?}"
+    s.advance(100 * MS);
+    s.sends(10);
+    let states = s.run_for(5 * S, 500 * MS, |_| {});
+    let first = states
+        .iter()
+        .position(|st| link_verdict(st).health == Health::Degraded)
+        .expect("unanswered data must give Degraded");
+    assert!(first <= 2, "Degraded only after {first} ticks");
+    assert!(states[first..]
+        .iter()
+        .all(|st| link_verdict(st).health == Health::Degraded));
+    assert_reason(link_verdict(states.last().unwrap()), "no reply");
+    // Anything received ends it.
+    s.receives(1);
+    assert_eq!(
+        link_verdict(&s.run()).health,
+        Health::Degraded,
+        "recovery hold"
     );
+    let states = s.run_for(4 * S, 500 * MS, |s| s.traffic(1));
+    assert_eq!(link_verdict(states.last().unwrap()).health, Health::Up);
+}
+
+#[test]
+fn data_answered_within_the_stall_time_is_healthy() {
+    let mut s = Scenario::new();
+    s.traffic(10);
+    // A request every 2 s, answered 5 ms later: never "no reply".
+    let states = s.run_for(20 * S, 250 * MS, |s| {
+        if (s.now / MS).is_multiple_of(2000) {
+            s.sends(1);
+        }
+        if (s.now / MS) % 2000 == 250 {
+            s.receives(1);
+        }
+    });
+    assert!(
+        states
+            .iter()
+            .all(|st| link_verdict(st).health == Health::Up),
+        "{:?}",
+        states
+            .iter()
+            .map(|st| link_verdict(st).health)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn unanswered_data_beside_a_confirmed_neighbour_is_a_destination_problem() {
+    // One destination does not answer, but the kernel confirmed the gateway a moment ago:
+    // the link works (the endpoint rules judge the destination).
+    let mut s = Scenario::new();
+    s.traffic(10);
+    s.run();
+    s.advance(100 * MS);
+    s.sends(5);
+    s.run_for(2 * S, 500 * MS, |_| {});
+    let now = s.now;
+    s.link().neighbour_confirmed = Some((gateway(), now));
+    // Up once the recovery hold after the "no reply" period has passed, and for good.
+    let states = s.run_for(5 * S, 500 * MS, |s| s.sends(1));
+    assert!(states[6..]
+        .iter()
+        .all(|st| link_verdict(st).health == Health::Up));
+    assert_reason(
+        link_verdict(states.last().unwrap()),
+        "confirmed reachable by the kernel",
+    );
+}
+
+#[test]
+fn a_confirmed_neighbour_is_evidence_the_link_works() {
+    // An idle host: nothing received for long, but the kernel just confirmed the gateway.
+    let mut s = Scenario::new();
+    assert_eq!(s.run().host.health, Health::Unknown);
+    let now = s.now;
+    s.link().neighbour_confirmed = Some((gateway(), now - 200 * MS));
+    let state = s.run();
+    assert_eq!(link_verdict(&state).health, Health::Up);
+    assert_eq!(state.host.health, Health::Up);
+    assert_reason(
+        link_verdict(&state),
+        "neighbour 198.18.0.1 confirmed reachable by the kernel 0.2s ago",
+    );
+}
+
+#[test]
+fn a_link_without_xdp_is_up_only_once_its_kernel_counter_grows() {
+    let mut s = Scenario::new();
+    s.link().xdp_rx = None;
+    s.link().link.stats.rx_packets = 5_000;
+    let state = s.run();
+    assert_eq!(
+        link_verdict(&state).health,
+        Health::Unknown,
+        "a first reading proves nothing"
+    );
+    s.advance(500 * MS);
+    assert_eq!(link_verdict(&s.run()).health, Health::Unknown);
+    s.link().link.stats.rx_packets += 1;
+    s.advance(500 * MS);
+    let state = s.run();
+    assert_eq!(link_verdict(&state).health, Health::Up);
+    assert_reason(link_verdict(&state), "the kernel's counters show traffic");
+}
+
+#[test]
+fn retransmits_from_before_the_link_came_back_do_not_count() {
+    let mut s = Scenario::new();
+    s.traffic(100);
+    s.run();
+    // Carrier lost for 2 s while a flow retransmits into it.
+    s.link().link.carrier = false;
+    let down = s.run_for(2 * S, 250 * MS, |s| s.lossy_traffic(0, 30));
+    assert_eq!(link_verdict(down.last().unwrap()).health, Health::Down);
+    s.link().link.carrier = true;
+    let back = s.run_for(3 * S, 100 * MS, |s| s.traffic(100));
+    assert!(
+        back.iter().all(|st| link_verdict(st).health == Health::Up),
+        "{:?}",
+        back.iter()
+            .map(|st| link_verdict(st).reasons.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn retransmits_after_a_stall_are_its_recovery_not_loss() {
+    let mut s = Scenario::new();
+    s.traffic(100);
+    s.run();
+    s.advance(S);
+    // A flow resumes after a timeout: it resends its window, counted as after a stall.
+    s.lossy_traffic(60, 50);
+    s.link().stall_retrans_segs += 50;
+    assert_eq!(link_verdict(&s.run()).health, Health::Up);
+}
+
+#[test]
+fn loss_keeps_a_link_degraded_through_a_window_with_few_retransmits() {
+    let mut s = Scenario::new();
+    s.traffic(100);
+    s.run();
+    s.run_for(2 * S, 250 * MS, |s| s.lossy_traffic(100, 10));
+    // A slow stretch of the same 5% loss: 2 retransmitted segments per 3 s window.
+    let states = s.run_for(6 * S, 500 * MS, |s| {
+        s.lossy_traffic(7, u64::from((s.now / (1500 * MS)).is_multiple_of(2)))
+    });
+    assert!(states
+        .iter()
+        .all(|st| link_verdict(st).health == Health::Degraded));
 }
 
 #[test]
@@ -360,49 +551,87 @@ fn since_changes_only_with_health() {
 }
 
 #[test]
-fn endpoint_without_replies_is_degraded_then_down_once_silent() {
+fn timeouts_in_a_row_are_degraded_then_down() {
     let mut s = Scenario::new();
     s.with_endpoint();
     s.traffic(100);
-    s.endpoint_rx(50);
+    s.endpoint_sends(50);
+    s.endpoint_receives(50);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
-    // Everything to it is dropped: RTO retransmits at +200 ms and +600 ms, no reply.
+    // Everything to it is dropped: RTO retransmits at +200 ms, +600 ms, +1.4 s.
     s.advance(200 * MS);
-    s.endpoint().tcp.retransmits = 1;
+    s.endpoint_retransmits(0);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
     s.advance(400 * MS);
-    s.endpoint().tcp.retransmits = 2;
+    s.endpoint_retransmits(1);
     let state = s.run();
     assert_eq!(endpoint_verdict(&state).health, Health::Degraded);
-    assert_reason(endpoint_verdict(&state), "no reply: 2 retransmits");
-    // Still nothing back two stall periods after the last reply: Down.
-    s.advance(1_400 * MS);
-    s.endpoint().tcp.retransmits = 3;
+    assert_reason(endpoint_verdict(&state), "no reply: 2 timeouts in a row");
+    s.advance(800 * MS);
+    s.endpoint_retransmits(2);
     let state = s.run();
     assert_eq!(endpoint_verdict(&state).health, Health::Down);
-    assert_reason(endpoint_verdict(&state), "blackholed: 3 retransmits");
+    assert_reason(endpoint_verdict(&state), "blackholed: 3 timeouts in a row");
     assert_eq!(state.host.health, Health::Degraded);
     assert_reason(&state.host, "endpoint mirror down");
-    // Replies again: no longer Down at once (Down is not held); Degraded while the recent
-    // retransmits are inside the loss window.
-    s.advance(100 * MS);
-    s.endpoint_rx(51);
-    assert_eq!(endpoint_verdict(&s.run()).health, Health::Degraded);
+    // It answers again: new data flows beyond what was resent.
+    s.advance(1600 * MS);
+    s.endpoint_retransmits(3);
+    s.advance(10 * MS);
+    s.endpoint_receives(5);
+    s.endpoint_sends(40);
+    assert_ne!(endpoint_verdict(&s.run()).health, Health::Down);
 }
 
 #[test]
-fn a_lost_retransmission_under_loss_is_not_a_blackhole() {
+fn a_one_way_blackhole_is_down_without_flip_flops() {
+    // Its packets still reach us (its own retransmissions), ours never get through: the
+    // timeouts keep coming, and nothing it sends is an acknowledgement of ours.
     let mut s = Scenario::new();
     s.with_endpoint();
     s.traffic(100);
-    s.endpoint_rx(50);
+    s.endpoint_sends(50);
+    s.endpoint_receives(50);
     s.run();
-    // Two retransmits 0.6 s apart without a reply, then replies again.
+    let start = s.now;
+    let mut next_rto = 200 * MS;
+    let mut backoff = 0;
+    let states = s.run_for(12 * S, 100 * MS, |s| {
+        let elapsed = s.now - start;
+        if elapsed >= next_rto {
+            s.endpoint_retransmits(backoff);
+            backoff += 1;
+            next_rto += (200 * MS) << backoff;
+        }
+        if (elapsed / MS).is_multiple_of(700) {
+            s.endpoint_receives(1);
+        }
+    });
+    let first_down = states
+        .iter()
+        .position(|st| endpoint_verdict(st).health == Health::Down)
+        .expect("a one-way blackhole must give Down");
+    assert!(first_down <= 15, "Down only after {first_down} ticks");
+    assert_eq!(
+        changes(&states[first_down..], endpoint_verdict),
+        0,
+        "the verdict changed after Down"
+    );
+}
+
+#[test]
+fn a_single_timeout_under_loss_is_not_a_stall() {
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    s.traffic(100);
+    s.endpoint_sends(100);
+    s.endpoint_receives(100);
+    s.run();
     s.advance(600 * MS);
-    s.endpoint().tcp.retransmits = 2;
-    assert_eq!(endpoint_verdict(&s.run()).health, Health::Degraded);
-    s.advance(100 * MS);
-    s.endpoint_rx(60);
+    s.endpoint_retransmits(0);
+    s.advance(50 * MS);
+    s.endpoint_sends(100);
+    s.endpoint_receives(100);
     assert_ne!(endpoint_verdict(&s.run()).health, Health::Down);
 }
 
@@ -460,7 +689,7 @@ fn an_endpoint_whose_link_fails_stays_down_until_it_is_heard_from_again() {
     own.default_route = false;
     own.gateway = None;
     s.endpoint().oif = Some(3);
-    s.endpoint_rx(10);
+    s.endpoint_receives(10);
     s.traffic(1000);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
     s.advance(100 * MS);
@@ -482,7 +711,7 @@ fn an_endpoint_whose_link_fails_stays_down_until_it_is_heard_from_again() {
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Unknown);
     // A packet from it is news.
     s.advance(S);
-    s.endpoint_rx(11);
+    s.endpoint_receives(1);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
 }
 
@@ -492,7 +721,7 @@ fn a_new_receive_counter_is_a_baseline_not_traffic() {
     // to another link, that link's count is not a jump in what the endpoint sent.
     let mut s = Scenario::new();
     s.with_endpoint();
-    s.endpoint().rx = None;
+    s.endpoint().peer = None;
     s.add_link(3, "eth1").xdp_rx = Some(IfaceRx {
         packets: 500,
         ..IfaceRx::default()
@@ -506,16 +735,57 @@ fn a_new_receive_counter_is_a_baseline_not_traffic() {
 }
 
 #[test]
-fn endpoint_connects_failing_is_down_and_succeeding_is_up() {
+fn a_refused_connect_is_down_even_after_earlier_successes() {
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    let now = s.now;
+    s.endpoint().tcp.connects_ok = 5;
+    s.endpoint().tcp.last_connect_ok_ns = now;
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
+    // The port closes: the next connect gets a RST.
+    s.advance(100 * MS);
+    let now = s.now;
+    s.endpoint().tcp.connects_failed = 1;
+    s.endpoint().tcp.last_connect_failed_ns = now;
+    s.endpoint().tcp.resets_received = 1;
+    s.endpoint_receives(1);
+    let state = s.run();
+    assert_eq!(endpoint_verdict(&state).health, Health::Down);
+    assert_reason(endpoint_verdict(&state), "connections fail");
+    // It opens again.
+    s.advance(2 * S);
+    let now = s.now;
+    s.endpoint().tcp.connects_ok = 6;
+    s.endpoint().tcp.last_connect_ok_ns = now;
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
+}
+
+#[test]
+fn resets_are_no_evidence_that_an_endpoint_serves() {
     let mut s = Scenario::new();
     s.with_endpoint();
     s.run();
     s.advance(S);
-    s.endpoint().tcp.connects_failed = 3;
-    assert_reason(endpoint_verdict(&s.run()), "3 connection attempts failed");
-    s.advance(11 * S);
-    s.endpoint().tcp.connects_ok = 1;
-    assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
+    // Only RSTs came from it.
+    s.endpoint().tcp.resets_received = 3;
+    s.endpoint_receives(3);
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Unknown);
+}
+
+#[test]
+fn an_unresolved_endpoint_is_unknown_with_the_reason() {
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    s.endpoint().address = None;
+    s.endpoint().oif = None;
+    s.endpoint().target = "mirror.example:443".into();
+    s.endpoint().unresolved = Some("cannot resolve mirror.example: no answer".into());
+    let state = s.run();
+    assert_eq!(endpoint_verdict(&state).health, Health::Unknown);
+    assert_reason(
+        endpoint_verdict(&state),
+        "mirror.example:443: cannot resolve mirror.example",
+    );
 }
 
 #[test]

@@ -6,12 +6,25 @@ use std::collections::VecDeque;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sample {
     pub at_ns: u64,
+    /// Packets sent (the kernel's counter): the loss ratio's denominator where data
+    /// segments are not counted.
     pub tx_packets: u64,
+    /// TCP segments carrying data sent.
+    pub data_segs: u64,
     pub rx_packets: u64,
-    pub retransmits: u64,
+    /// Segments retransmitted, and of those the ones that follow a stall (not loss).
+    pub retrans_segs: u64,
+    pub stall_segs: u64,
     pub carrier_changes: u64,
     pub connects_ok: u64,
     pub connects_failed: u64,
+}
+
+impl Sample {
+    /// Retransmitted segments that count as loss: those not following a stall.
+    pub fn lost_segs(&self) -> u64 {
+        self.retrans_segs.saturating_sub(self.stall_segs)
+    }
 }
 
 /// Samples no closer than `MIN_SPACING_NS`, covering the longest window asked for plus the
@@ -57,8 +70,10 @@ impl Window {
         Sample {
             at_ns: current.at_ns.saturating_sub(base.at_ns),
             tx_packets: current.tx_packets.saturating_sub(base.tx_packets),
+            data_segs: current.data_segs.saturating_sub(base.data_segs),
             rx_packets: current.rx_packets.saturating_sub(base.rx_packets),
-            retransmits: current.retransmits.saturating_sub(base.retransmits),
+            retrans_segs: current.retrans_segs.saturating_sub(base.retrans_segs),
+            stall_segs: current.stall_segs.saturating_sub(base.stall_segs),
             carrier_changes: current.carrier_changes.saturating_sub(base.carrier_changes),
             connects_ok: current.connects_ok.saturating_sub(base.connects_ok),
             connects_failed: current.connects_failed.saturating_sub(base.connects_failed),
@@ -72,10 +87,10 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    fn at(ms: u64, retransmits: u64) -> Sample {
+    fn at(ms: u64, retrans_segs: u64) -> Sample {
         Sample {
             at_ns: ms * MS,
-            retransmits,
+            retrans_segs,
             ..Sample::default()
         }
     }
@@ -87,8 +102,8 @@ mod tests {
             window.record(at(ms, r), 10_000 * MS);
         }
         // From the sample at 1000 ms, the last one at or before the window's start.
-        assert_eq!(window.growth(&at(3000, 12), 1500 * MS).retransmits, 7);
-        assert_eq!(window.growth(&at(3000, 12), 60_000 * MS).retransmits, 12);
+        assert_eq!(window.growth(&at(3000, 12), 1500 * MS).retrans_segs, 7);
+        assert_eq!(window.growth(&at(3000, 12), 60_000 * MS).retrans_segs, 12);
     }
 
     #[test]

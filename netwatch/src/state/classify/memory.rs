@@ -1,0 +1,213 @@
+//! What the classifier remembers of one subject between calls: its counters' history, its
+//! verdict, and the evidence of reception and of data waiting for a reply.
+
+use std::time::Duration;
+
+use super::{ns, secs, window::Window, Assessment};
+use crate::state::{Health, Verdict};
+
+/// Where a subject's receive count comes from. Counts from two counters cannot be compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxSource {
+    /// XDP's count of packets from an endpoint's own address.
+    Peer,
+    /// XDP's count for a whole link (a link's own, or an endpoint's link where XDP does not
+    /// count per source): timestamped in the kernel.
+    Xdp(u32),
+    /// The kernel's own counter of a link XDP does not watch: it says how many, not when, so
+    /// growth is dated by when it was seen.
+    Kernel(u32),
+    /// The kernel confirmed a neighbour on this link reachable (its neighbour entry's
+    /// confirmation time).
+    Neighbour(u32),
+}
+
+/// The evidence that something was received: the count last seen, and when it last grew.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reception {
+    source: Option<RxSource>,
+    packets: u64,
+    at_ns: Option<u64>,
+    /// Where `at_ns` came from, for the reasons.
+    at_source: Option<RxSource>,
+}
+
+impl Reception {
+    /// Notes a reading of `packets` from `source`; `kernel_at_ns` is the kernel's own time of
+    /// the latest packet, where it keeps one.
+    ///
+    /// A first reading, or one from another counter (the route moved to another link), is
+    /// a baseline, not traffic: only growth is evidence. XDP's own timestamp is evidence from
+    /// the first reading, since it dates a real packet.
+    pub fn note(&mut self, source: RxSource, packets: u64, kernel_at_ns: Option<u64>, now_ns: u64) {
+        let same = self.source.replace(source);
+        let grew = match same {
+            Some(was) if was == source => packets > self.packets,
+            Some(_) => false,
+            None => kernel_at_ns.is_some() && packets > 0,
+        };
+        if grew {
+            self.at_ns = Some(kernel_at_ns.unwrap_or(now_ns));
+            self.at_source = Some(source);
+        }
+        self.packets = packets;
+    }
+
+    /// When something was last received, and which counter said so.
+    pub fn last(&self) -> Option<(u64, RxSource)> {
+        Some((self.at_ns?, self.at_source?))
+    }
+}
+
+#[derive(Default)]
+pub struct Memory {
+    pub window: Window,
+    pub verdict: Option<Verdict>,
+    /// When a Degraded condition was last seen, for the recovery hold.
+    degraded_at_ns: Option<u64>,
+    pub rx: Reception,
+    /// When this subject was first judged: silence is only known since then.
+    pub first_seen_ns: Option<u64>,
+    /// The first data sent after the latest reception, still waiting for anything to come
+    /// back (`None` once something has).
+    pub awaiting_since_ns: Option<u64>,
+    /// Data-sent count last seen, to tell new data from old.
+    pub data_sent: u64,
+    /// Loss is counted from here on: the subject came back from Down, and what was
+    /// retransmitted during the outage says nothing about it now.
+    loss_from_ns: Option<u64>,
+}
+
+impl Memory {
+    pub fn degraded(&self) -> bool {
+        self.health() == Some(Health::Degraded)
+    }
+
+    pub fn health(&self) -> Option<Health> {
+        self.verdict.as_ref().map(|v| v.health)
+    }
+
+    /// When the current verdict began, if it is `health`.
+    pub fn since(&self, health: Health) -> Option<u64> {
+        self.verdict
+            .as_ref()
+            .filter(|v| v.health == health)
+            .map(|v| v.since_ns)
+    }
+
+    /// Notes the data-sent counter and when data last left, and keeps `awaiting_since_ns`:
+    /// data sent after the latest reception starts a wait for a reply; a reception after it
+    /// ends the wait.
+    pub fn note_data_sent(&mut self, sent: u64, last_sent_ns: u64) {
+        let new_data = sent > self.data_sent && last_sent_ns != 0;
+        self.data_sent = sent;
+        let last_rx = self.rx.last().map(|(at, _)| at);
+        if let (Some(since), Some(rx)) = (self.awaiting_since_ns, last_rx) {
+            if rx >= since {
+                self.awaiting_since_ns = None;
+            }
+        }
+        if new_data
+            && self.awaiting_since_ns.is_none()
+            && last_rx.is_none_or(|rx| last_sent_ns > rx)
+        {
+            self.awaiting_since_ns = Some(last_sent_ns);
+        }
+    }
+
+    /// Counts loss afresh from `now_ns` (the subject came back from Down).
+    pub fn restart_loss(&mut self, now_ns: u64) {
+        self.loss_from_ns = Some(now_ns);
+    }
+
+    /// The window to count loss over: `loss_ns`, or less if the subject came back lately.
+    pub fn loss_window_ns(&self, now_ns: u64, loss_ns: u64) -> u64 {
+        self.loss_from_ns
+            .map_or(loss_ns, |from| loss_ns.min(now_ns.saturating_sub(from)))
+    }
+
+    /// Hysteresis: Down, Degraded and Unknown take effect at once (a fault must reach
+    /// subscribers within one event); leaving Degraded for Up waits until no Degraded
+    /// condition has been seen for `hold`.
+    pub fn settle(&mut self, raw: Assessment, now_ns: u64, hold: Duration) -> Verdict {
+        if raw.health == Health::Degraded && !raw.inherited {
+            self.degraded_at_ns = Some(now_ns);
+        }
+        let current = self.verdict.take();
+        let held = raw.health == Health::Up
+            && current
+                .as_ref()
+                .is_some_and(|v| v.health == Health::Degraded)
+            && self
+                .degraded_at_ns
+                .is_some_and(|at| now_ns.saturating_sub(at) < ns(hold));
+        let (health, reasons) = if held {
+            let previous = current
+                .as_ref()
+                .map(|v| v.reasons.clone())
+                .unwrap_or_default();
+            let mut reasons = vec![format!("recovering: healthy for less than {}", secs(hold))];
+            reasons.extend(
+                previous
+                    .into_iter()
+                    .filter(|r| !r.starts_with("recovering")),
+            );
+            (Health::Degraded, reasons)
+        } else {
+            (raw.health, raw.reasons)
+        };
+        let since_ns = match &current {
+            Some(v) if v.health == health => v.since_ns,
+            _ => now_ns,
+        };
+        let verdict = Verdict {
+            health,
+            reasons,
+            since_ns,
+        };
+        self.verdict = Some(verdict.clone());
+        verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_reading_of_a_kernel_counter_is_a_baseline_not_traffic() {
+        let mut rx = Reception::default();
+        rx.note(RxSource::Kernel(2), 5_000, None, 100);
+        assert_eq!(rx.last(), None);
+        rx.note(RxSource::Kernel(2), 5_000, None, 200);
+        assert_eq!(rx.last(), None, "nothing new");
+        rx.note(RxSource::Kernel(2), 5_001, None, 300);
+        assert_eq!(rx.last(), Some((300, RxSource::Kernel(2))));
+    }
+
+    #[test]
+    fn xdp_dates_its_first_reading_and_another_counter_is_a_new_baseline() {
+        let mut rx = Reception::default();
+        rx.note(RxSource::Xdp(2), 3, Some(90), 100);
+        assert_eq!(rx.last(), Some((90, RxSource::Xdp(2))));
+        rx.note(RxSource::Xdp(3), 7_000, Some(150), 200);
+        assert_eq!(
+            rx.last(),
+            Some((90, RxSource::Xdp(2))),
+            "route moved: a baseline"
+        );
+    }
+
+    #[test]
+    fn data_waits_for_a_reply_from_the_first_send_after_the_last_reception() {
+        let mut memory = Memory::default();
+        memory.rx.note(RxSource::Xdp(2), 1, Some(100), 100);
+        memory.note_data_sent(10, 150);
+        assert_eq!(memory.awaiting_since_ns, Some(150));
+        memory.note_data_sent(12, 400);
+        assert_eq!(memory.awaiting_since_ns, Some(150), "still the first");
+        memory.rx.note(RxSource::Xdp(2), 2, Some(420), 430);
+        memory.note_data_sent(12, 400);
+        assert_eq!(memory.awaiting_since_ns, None, "answered");
+    }
+}
