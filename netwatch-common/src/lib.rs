@@ -76,8 +76,10 @@ const _: () = assert!(size_of::<DestKey>() == 20);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestCounters {
-    /// Segments retransmitted (attempts the kernel did not fail locally).
+    /// Segments retransmitted (attempts the kernel did not fail locally)...
     pub retrans_segs: u64,
+    /// ...in this many buffers: the independent loss events, for the ratio's confidence.
+    pub retransmits: u64,
     /// Retransmit attempts that failed locally (queue busy, no memory, no route): not on
     /// the wire, so not loss.
     pub retrans_failed: u64,
@@ -101,7 +103,7 @@ pub struct DestCounters {
     pub stall_backoff: u32,
     pub last_stall_ns: u64,
 }
-const _: () = assert!(size_of::<DestCounters>() == 88);
+const _: () = assert!(size_of::<DestCounters>() == 96);
 
 /// What a watched peer (a configured endpoint) exchanged with this host, as XDP and the tc
 /// egress program saw it.
@@ -111,11 +113,13 @@ pub struct PeerCounters {
     /// Packets received from it, and when the last one arrived on this CPU.
     pub rx_packets: u64,
     pub last_rx_ns: u64,
-    /// TCP segments carrying data sent to it, and when the last one left on this CPU.
+    /// TCP segments carrying data sent to it, the buffers that carried them, and when the
+    /// last one left on this CPU.
     pub tx_data_segs: u64,
+    pub tx_data_buffers: u64,
     pub last_tx_data_ns: u64,
 }
-const _: () = assert!(size_of::<PeerCounters>() == 32);
+const _: () = assert!(size_of::<PeerCounters>() == 40);
 
 /// TCP segments carrying data that left one interface (tc egress), counted as the segments
 /// they become on the wire (`gso_segs`).
@@ -123,10 +127,12 @@ const _: () = assert!(size_of::<PeerCounters>() == 32);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TxCounters {
     pub data_segs: u64,
+    /// The buffers (skbs) that carried them: a loss on the way takes a whole one.
+    pub data_buffers: u64,
     /// `bpf_ktime_get_ns()` of the last data segment on this CPU.
     pub last_data_ns: u64,
 }
-const _: () = assert!(size_of::<TxCounters>() == 16);
+const _: () = assert!(size_of::<TxCounters>() == 24);
 
 /// Most peers userspace may watch.
 pub const MAX_WATCHED_PEERS: u32 = 256;

@@ -44,6 +44,7 @@ pub fn on_retransmit(ctx: &TracePointContext) {
     };
     bump(&dest, now, |c| {
         c.retrans_segs += segs;
+        c.retransmits += 1;
         c.last_retrans_ns = now;
         c.retrans_backoff = backoff;
         if backoff > 0 {

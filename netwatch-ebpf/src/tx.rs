@@ -34,11 +34,13 @@ pub fn count_tx(ctx: &TcContext) {
     match IFACE_TX.get_ptr_mut(&ifindex) {
         Some(counters) => unsafe {
             (*counters).data_segs += sent.segs;
+            (*counters).data_buffers += 1;
             (*counters).last_data_ns = now;
         },
         None => {
             let first = TxCounters {
                 data_segs: sent.segs,
+                data_buffers: 1,
                 last_data_ns: now,
             };
             // Failure means the map is full: the link then has no loss ratio of its own.
@@ -49,6 +51,7 @@ pub fn count_tx(ctx: &TcContext) {
         if let Some(counters) = WATCHED_PEERS.get_ptr_mut(&sent.dest) {
             unsafe {
                 (*counters).tx_data_segs += sent.segs;
+                (*counters).tx_data_buffers += 1;
                 (*counters).last_tx_data_ns = now;
             }
         }

@@ -8,7 +8,9 @@
 
 pub mod agent;
 pub mod bpf_ids;
+pub mod connects;
 pub mod download;
+pub mod dual;
 pub mod foreign_xdp;
 pub mod link_events;
 pub mod mirrors;
@@ -18,6 +20,7 @@ pub mod servers;
 mod sys_bpf;
 pub mod topology;
 pub mod traffic;
+pub mod truth;
 pub mod verdicts;
 
 use std::sync::atomic::{AtomicU32, Ordering};

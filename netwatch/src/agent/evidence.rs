@@ -4,9 +4,10 @@
 //! Only two things make the agent ask (docs/verdict.md, "Evidence on demand"):
 //! - a client waits (`wait-online`, a `wait` request) on a subject whose verdict is Unknown:
 //!   the next hops that subject depends on, at most once a second each;
-//! - the host's own TCP data has gone unanswered on a link for `rx_stall`: that link's next
-//!   hops, at most once every few seconds each, and not while the kernel confirmed them
-//!   lately. The kernel would probe them itself, later.
+//! - the host's own TCP data has waited half of `rx_stall` for a reply on a link: that
+//!   link's next hops (the default gateway, the configured endpoints', and those of
+//!   destinations it retransmits to), at most once every few seconds each, and not when the
+//!   kernel confirmed them since the wait began. The kernel would probe them itself, later.
 //!
 //! An idle host with nobody waiting sends nothing; `[agent] evidence_on_demand = false`
 //! turns both off.
@@ -17,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::tracker::Tracker;
 use crate::{
-    netlink::{NetlinkWatcher, Revalidation},
+    netlink::{NeighState, NetlinkWatcher, Revalidation},
     state::{Health, NetworkState, Subject},
 };
 
@@ -25,8 +26,9 @@ const S: u64 = 1_000_000_000;
 /// While a client waits: once a second per neighbour (the kernel's own probe of a neighbour
 /// that answers takes milliseconds; of one that does not, about 3 s).
 const WAITING_SPACING_NS: u64 = S;
-/// While the host's traffic waits: a re-validation answered lately needs no repeat.
-const SILENCE_SPACING_NS: u64 = 3 * S;
+/// While the host's traffic waits: once a second per neighbour, so that an answer comes
+/// before the wait counts as trouble (`rx_stall`).
+const SILENCE_SPACING_NS: u64 = S;
 
 /// What asking needs: the agent's view, the socket to ask on, and the time.
 #[derive(Clone, Copy)]
@@ -105,12 +107,11 @@ impl Revalidator {
         }
     }
 
-    /// TCP data has gone unanswered on `links`: re-validate their next hops, unless the
-    /// kernel confirmed them within `fresh_ns`.
+    /// TCP data waits for a reply on `links` (each with the time a confirmation must be
+    /// newer than): re-validate their next hops that the kernel has not confirmed since.
     pub async fn on_silence(
         &mut self,
-        links: &[u32],
-        fresh_ns: u64,
+        links: &[(u32, u64)],
         tracker: &mut Tracker,
         watcher: &NetlinkWatcher,
         now_ns: u64,
@@ -120,7 +121,8 @@ impl Revalidator {
         }
         let mut hops: Vec<(u32, IpAddr)> = tracker.default_gateways();
         hops.extend(tracker.endpoint_next_hops(watcher).await);
-        hops.retain(|(ifindex, _)| links.contains(ifindex));
+        hops.extend(tracker.retransmitting_next_hops(watcher).await);
+        hops.retain(|(ifindex, _)| links.iter().any(|(i, _)| i == ifindex));
         hops.sort();
         hops.dedup();
         let why = "TCP data sent through its link is unanswered";
@@ -130,9 +132,13 @@ impl Revalidator {
             now_ns,
         };
         for (ifindex, addr) in hops {
+            let needed_after = links
+                .iter()
+                .find(|(i, _)| *i == ifindex)
+                .map_or(0, |(_, after)| *after);
             let confirmed = tracker
                 .neighbour_confirmed_at(ifindex, addr)
-                .is_some_and(|at| now_ns.saturating_sub(at) < fresh_ns);
+                .is_some_and(|at| at > needed_after);
             if !confirmed {
                 self.ask((ifindex, addr), SILENCE_SPACING_NS, why, &kernel)
                     .await;
@@ -155,8 +161,16 @@ impl Revalidator {
         if recent {
             return;
         }
+        let state = tracker.neighbour_state(ifindex, addr);
+        if matches!(
+            state,
+            Some(NeighState::Probe | NeighState::Incomplete | NeighState::Delay)
+        ) {
+            // The kernel is validating it already; asking again would restart its count.
+            return;
+        }
         self.asked.insert((ifindex, addr), now_ns);
-        let how = Revalidation::for_state(tracker.neighbour_state(ifindex, addr));
+        let how = Revalidation::for_state(state);
         let ifname = tracker
             .links
             .get(&ifindex)

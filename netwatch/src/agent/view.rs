@@ -331,10 +331,8 @@ impl Agent {
     pub async fn on_silence(&mut self, watcher: &NetlinkWatcher) {
         let now = monotonic_ns();
         let waiting = self.classifier.waiting_links(now);
-        let fresh = self.classifier.thresholds().evidence_window / 2;
-        let fresh_ns = u64::try_from(fresh.as_nanos()).unwrap_or(u64::MAX);
         self.revalidator
-            .on_silence(&waiting, fresh_ns, &mut self.tracker, watcher, now)
+            .on_silence(&waiting, &mut self.tracker, watcher, now)
             .await;
     }
 

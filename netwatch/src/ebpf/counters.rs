@@ -31,6 +31,7 @@ impl IfaceRx {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IfaceTx {
     pub data_segs: u64,
+    pub data_buffers: u64,
     /// CLOCK_MONOTONIC nanoseconds of the latest data segment on any CPU; 0 before the first.
     pub last_data_ns: u64,
 }
@@ -41,6 +42,7 @@ impl IfaceTx {
             .into_iter()
             .fold(Self::default(), |total, cpu| Self {
                 data_segs: total.data_segs + cpu.data_segs,
+                data_buffers: total.data_buffers + cpu.data_buffers,
                 last_data_ns: total.last_data_ns.max(cpu.last_data_ns),
             })
     }
@@ -49,8 +51,10 @@ impl IfaceTx {
 /// TCP signals toward one destination, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestStats {
-    /// Segments retransmitted, as `nstat TcpRetransSegs` counts them.
+    /// Segments retransmitted, as `nstat TcpRetransSegs` counts them, and the buffers
+    /// (retransmit events) that carried them.
     pub retrans_segs: u64,
+    pub retransmits: u64,
     /// Retransmit attempts that failed before reaching the wire.
     pub retrans_failed: u64,
     pub resets_received: u64,
@@ -83,6 +87,7 @@ impl DestStats {
             );
             Self {
                 retrans_segs: total.retrans_segs + cpu.retrans_segs,
+                retransmits: total.retransmits + cpu.retransmits,
                 retrans_failed: total.retrans_failed + cpu.retrans_failed,
                 resets_received: total.resets_received + cpu.resets_received,
                 connects_ok: total.connects_ok + cpu.connects_ok,
@@ -117,6 +122,7 @@ pub struct PeerStats {
     /// CLOCK_MONOTONIC nanoseconds of the latest packet from it; 0 before the first.
     pub last_rx_ns: u64,
     pub tx_data_segs: u64,
+    pub tx_data_buffers: u64,
     /// CLOCK_MONOTONIC nanoseconds of the latest data segment sent to it; 0 before the first.
     pub last_tx_data_ns: u64,
 }
@@ -129,6 +135,7 @@ impl PeerStats {
                 rx_packets: total.rx_packets + cpu.rx_packets,
                 last_rx_ns: total.last_rx_ns.max(cpu.last_rx_ns),
                 tx_data_segs: total.tx_data_segs + cpu.tx_data_segs,
+                tx_data_buffers: total.tx_data_buffers + cpu.tx_data_buffers,
                 last_tx_data_ns: total.last_tx_data_ns.max(cpu.last_tx_data_ns),
             })
     }

@@ -23,12 +23,14 @@ pub struct LinkObservation {
     pub xdp_rx: Option<IfaceRx>,
     /// TCP data segments sent, if the tc egress counter is attached here.
     pub tx: Option<IfaceTx>,
-    /// Segments retransmitted toward destinations routed through this link, since the agent
-    /// started...
+    /// Segments retransmitted toward destinations routed through this link since the agent
+    /// started, and the retransmits (buffers) that carried them...
     pub retrans_segs: u64,
+    pub retransmits: u64,
     /// ...of which toward destinations stalled, or recovering from a stall (timeouts
     /// without progress): an outage's aftermath, not loss.
     pub stall_retrans_segs: u64,
+    pub stall_retransmits: u64,
     /// Whether a main-table default route leaves through this link.
     pub default_route: bool,
     /// The default route's gateway through this link.

@@ -49,9 +49,12 @@ pub struct Tracker {
     route_cache: HashMap<IpAddr, Option<NextHop>>,
     /// Whether the kernel may have changed routes without saying so since they were read.
     routes_stale: bool,
-    /// Retransmitted segments per destination when last read, and their running totals per
-    /// interface: all of them, and those toward destinations recovering from a stall.
-    dest_retrans: HashMap<IpAddr, u64>,
+    /// Retransmitted segments and retransmits per destination when last read, and their
+    /// running totals per interface: all of them, and those toward destinations
+    /// recovering from a stall.
+    dest_retrans: HashMap<IpAddr, (u64, u64)>,
+    /// Destinations that retransmitted lately, and when they last did.
+    retransmitting: HashMap<IpAddr, u64>,
     link_retrans: HashMap<u32, RetransTotals>,
     /// How long after a stall a destination's retransmits are its recovery, not loss.
     stall_recovery_ns: u64,
@@ -61,8 +64,11 @@ pub struct Tracker {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RetransTotals {
     pub segs: u64,
-    /// Of `segs`, those toward destinations in a stall or recovering from one.
+    /// The retransmits (buffers) that carried them.
+    pub events: u64,
+    /// Of those, the ones toward destinations in a stall or recovering from one.
     pub stall_segs: u64,
+    pub stall_events: u64,
 }
 
 impl Tracker {
@@ -88,6 +94,7 @@ impl Tracker {
             route_cache: HashMap::new(),
             routes_stale: false,
             dest_retrans: HashMap::new(),
+            retransmitting: HashMap::new(),
             link_retrans: HashMap::new(),
             stall_recovery_ns,
         }
@@ -269,6 +276,25 @@ impl Tracker {
         for ip in self.endpoint_addresses() {
             if let Some(hop) = self.route_to(watcher, ip).await {
                 hops.push((hop.oif, hop.neighbour(ip)));
+            }
+        }
+        hops
+    }
+
+    /// The next hops of the destinations that retransmitted lately (at most a few, the
+    /// latest first).
+    pub async fn retransmitting_next_hops(
+        &mut self,
+        watcher: &crate::netlink::NetlinkWatcher,
+    ) -> Vec<(u32, IpAddr)> {
+        const MOST: usize = 8;
+        let mut latest: Vec<(IpAddr, u64)> =
+            self.retransmitting.iter().map(|(a, t)| (*a, *t)).collect();
+        latest.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+        let mut hops = Vec::new();
+        for (addr, _) in latest.into_iter().take(MOST) {
+            if let Some(hop) = self.route_to(watcher, addr).await {
+                hops.push((hop.oif, hop.neighbour(addr)));
             }
         }
         hops

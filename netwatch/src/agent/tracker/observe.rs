@@ -93,7 +93,9 @@ impl Tracker {
                     .unwrap_or_default()
             }),
             retrans_segs: retrans.segs,
+            retransmits: retrans.events,
             stall_retrans_segs: retrans.stall_segs,
+            stall_retransmits: retrans.stall_events,
             default_route: !default_routes.is_empty(),
             gateway,
             neighbour_confirmed: self.neighbours.latest_confirmed(link.ifindex),
@@ -110,15 +112,20 @@ impl Tracker {
         watcher: &NetlinkWatcher,
         now_ns: u64,
     ) {
+        // Only the last few seconds' retransmitters are of interest.
+        self.retransmitting
+            .retain(|_, at| now_ns.saturating_sub(*at) < self.stall_recovery_ns);
         for (addr, stats) in dest {
-            let before = self
+            let (segs_before, events_before) = self
                 .dest_retrans
-                .insert(*addr, stats.retrans_segs)
-                .unwrap_or(0);
-            let new = stats.retrans_segs.saturating_sub(before);
-            if new == 0 {
+                .insert(*addr, (stats.retrans_segs, stats.retransmits))
+                .unwrap_or((0, 0));
+            let new = stats.retrans_segs.saturating_sub(segs_before);
+            let events = stats.retransmits.saturating_sub(events_before);
+            if new == 0 && events == 0 {
                 continue;
             }
+            self.retransmitting.insert(*addr, now_ns);
             let Some(hop) = self.route_to(watcher, *addr).await else {
                 continue;
             };
@@ -126,8 +133,10 @@ impl Tracker {
                 && now_ns.saturating_sub(stats.last_stall_ns) < self.stall_recovery_ns;
             let totals = self.link_retrans.entry(hop.oif).or_default();
             totals.segs += new;
+            totals.events += events;
             if stalled {
                 totals.stall_segs += new;
+                totals.stall_events += events;
             }
         }
     }

@@ -115,7 +115,10 @@ pub fn assess(obs: &EndpointObservation, cx: &EndpointContext, t: &Thresholds) -
     }
     let loss = &cx.over_loss_window;
     let denominator = if cx.counts_data_sent {
-        Denominator::DataSegments(loss.data_segs)
+        Denominator::Data {
+            segs: loss.data_segs,
+            buffers: loss.data_buffers,
+        }
     } else {
         Denominator::Replies(loss.rx_packets)
     };

@@ -20,8 +20,9 @@ pub struct LinkContext {
     pub last_rx: Option<(u64, RxSource)>,
     /// The neighbour the kernel confirmed, for the reasons.
     pub neighbour: Option<std::net::IpAddr>,
-    /// The first data sent after the latest reception, if nothing came back since.
-    pub awaiting_since_ns: Option<u64>,
+    /// When TCP data began going unanswered, in an episode nothing on the link has
+    /// answered since (no neighbour confirmed after it began).
+    pub trouble_since_ns: Option<u64>,
     /// Counter growth over the loss window and the flap window.
     pub over_loss_window: Sample,
     pub over_flap_window: Sample,
@@ -73,45 +74,52 @@ pub fn assess(obs: &LinkObservation, cx: &LinkContext, t: &Thresholds) -> Assess
             ),
         );
     }
+    let window = &cx.over_loss_window;
     let denominator = match obs.tx {
-        Some(_) => Denominator::DataSegments(cx.over_loss_window.data_segs),
-        None => Denominator::Packets(cx.over_loss_window.tx_packets),
+        Some(_) => Denominator::Data {
+            segs: window.data_segs,
+            buffers: window.data_buffers,
+        },
+        None => Denominator::Packets(window.tx_packets),
     };
     if let Some(reason) = lossy(&cx.over_loss_window, denominator, cx.degraded, t) {
         return Assessment::new(Health::Degraded, reason);
     }
-    if let Some(since) = cx.awaiting_since_ns {
-        let waited = cx.now_ns.saturating_sub(since);
-        if waited >= ns(t.rx_stall) && waited <= ns(t.evidence_window) {
-            let heard = match cx.last_rx {
-                Some((at, _)) => format!(
-                    "the last packet arrived {:.1}s ago",
-                    cx.now_ns.saturating_sub(at) as f64 / 1e9
-                ),
-                None => "nothing received since netwatch started".to_string(),
-            };
-            return Assessment::new(
-                Health::Degraded,
-                format!(
-                    "no reply: TCP data sent {:.1}s ago is unanswered; {heard}",
-                    waited as f64 / 1e9
-                ),
-            );
-        }
+    if let Some(since) = cx.trouble_since_ns {
+        let heard = match cx.last_rx {
+            Some((at, _)) => format!(
+                "the last packet arrived {:.1}s ago",
+                cx.now_ns.saturating_sub(at) as f64 / 1e9
+            ),
+            None => "nothing received since netwatch started".to_string(),
+        };
+        return Assessment::new(
+            Health::Degraded,
+            format!(
+                "no reply: TCP data sent through it has gone unanswered since {:.1}s ago, and \
+                 no neighbour confirmed since; {heard}",
+                cx.now_ns.saturating_sub(since) as f64 / 1e9
+            ),
+        );
     }
     match cx.last_rx {
         Some((at, source)) if cx.now_ns.saturating_sub(at) <= ns(t.evidence_window) => {
             let ago = cx.now_ns.saturating_sub(at) as f64 / 1e9;
             let evidence = match (source, cx.neighbour) {
-                (RxSource::Kernel(_), _) => format!(
-                    "the kernel's counters show traffic received {ago:.1}s ago (no XDP on this link)"
-                ),
-                (RxSource::Neighbour(_), Some(neighbour)) => format!(
-                    "neighbour {neighbour} confirmed reachable by the kernel {ago:.1}s ago"
-                ),
+                (RxSource::Kernel(_), _) => {
+                    format!("the kernel's counters show traffic received {ago:.1}s ago")
+                }
+                (RxSource::Neighbour(_), Some(neighbour)) => {
+                    format!("neighbour {neighbour} confirmed reachable by the kernel {ago:.1}s ago")
+                }
                 _ => format!("traffic received {ago:.1}s ago"),
             };
-            Assessment::new(Health::Up, format!("carrier up, {evidence}"))
+            let without_xdp = if obs.xdp_rx.is_none() {
+                " (no XDP on this link: the kernel's counters and neighbour table are the evidence)"
+            } else {
+                ""
+            };
+            Assessment::new(Health::Up, format!("carrier up, {evidence}{without_xdp}"))
         }
         _ => Assessment::new(
             Health::Unknown,

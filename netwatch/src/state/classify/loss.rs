@@ -1,25 +1,44 @@
 //! The loss ratio: retransmitted segments over the segments they are a share of, with a
 //! lower bar to leave Degraded than to enter it, so a ratio hovering at the threshold does
 //! not flap.
+//!
+//! Entering needs confidence, not just a ratio: a loss takes a whole buffer (up to ~45
+//! segments with TSO/GSO), so a window holds only a few independent loss events, and at 1%
+//! loss a 3 s window would now and then read 2% by chance. Degraded is entered when the
+//! lower end of the Wilson score interval (one-sided 95%) of the ratio is above the bar,
+//! taking the buffers sent as the trials (the segments of one buffer are lost together).
 
 use crate::state::Thresholds;
 
 use super::{secs, window::Sample};
 
-/// What the retransmitted segments are divided by.
+/// z for a one-sided 95% bound.
+const Z: f64 = 1.645;
+
+/// What the retransmits are a share of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Denominator {
-    /// TCP data segments sent (tc egress): the same unit as the numerator.
-    DataSegments(u64),
-    /// Packets sent, pure ACKs included, where data segments are not counted: the ratio
-    /// then reads low.
+    /// TCP data sent (tc egress): segments, and the buffers that carried them.
+    Data { segs: u64, buffers: u64 },
+    /// Packets sent, pure ACKs included, where data is not counted: the ratio reads low.
     Packets(u64),
     /// Packets received from an endpoint, where nothing counts what was sent to it.
     Replies(u64),
 }
 
+impl Denominator {
+    /// (segments, buffers, what they are, for people).
+    fn counts(self) -> (u64, u64, &'static str) {
+        match self {
+            Self::Data { segs, buffers } => (segs, buffers, "of data segments sent"),
+            Self::Packets(n) => (n, n, "of packets sent"),
+            Self::Replies(n) => (n, n, "of packets received from it"),
+        }
+    }
+}
+
 /// Why the window is lossy, if it is. Retransmits that follow a stall are not loss (the
-/// stall rules judge those), and at least `min_retransmits` segments are needed to enter
+/// stall rules judge those); at least `min_retransmits` retransmits are needed to enter
 /// Degraded but not to stay: one quiet window must not end a Degraded period while loss goes
 /// on at a low rate.
 pub fn lossy(
@@ -28,56 +47,93 @@ pub fn lossy(
     degraded: bool,
     t: &Thresholds,
 ) -> Option<String> {
-    let lost = growth.lost_segs();
-    let (sent, unit) = match denominator {
-        Denominator::DataSegments(n) => (n, "of data segments sent"),
-        Denominator::Packets(n) => (n, "of packets sent"),
-        Denominator::Replies(n) => (n, "of packets received from it"),
-    };
-    if lost == 0 || sent == 0 || (!degraded && lost < t.min_retransmits) {
+    let (sent_segs, sent_buffers, unit) = denominator.counts();
+    let (lost_segs, lost_buffers) = (growth.lost_segs(), growth.lost_buffers());
+    if lost_segs == 0 || sent_segs == 0 {
         return None;
     }
-    let ratio = lost as f64 / sent as f64;
-    let bar = if degraded {
-        t.recovered_retransmit_ratio
+    let ratio = lost_segs as f64 / sent_segs as f64;
+    let lossy = if degraded {
+        ratio > t.recovered_retransmit_ratio
     } else {
-        t.degraded_retransmit_ratio
+        lost_buffers >= t.min_retransmits
+            && wilson_lower(ratio.min(1.0), sent_buffers) > t.degraded_retransmit_ratio
     };
-    (ratio > bar).then(|| {
+    lossy.then(|| {
         format!(
-            "loss: {lost} segments retransmitted, {:.1}% {unit} in the last {}",
+            "loss: {lost_segs} segments retransmitted, {:.1}% {unit} in the last {}",
             ratio * 100.0,
             secs(t.loss_window)
         )
     })
 }
 
+/// The lower end of the Wilson score interval for a ratio `p` seen over `n` trials.
+fn wilson_lower(p: f64, n: u64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let n = n as f64;
+    let z2 = Z * Z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - spread) / (1.0 + z2 / n)).max(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn window(retrans_segs: u64, stall_segs: u64) -> Sample {
+    fn window(lost: u64, stall: u64) -> Sample {
         Sample {
-            retrans_segs,
-            stall_segs,
+            retrans_segs: lost * 10,
+            retransmits: lost,
+            stall_segs: stall * 10,
+            stall_retransmits: stall,
             ..Sample::default()
+        }
+    }
+
+    fn data(buffers: u64) -> Denominator {
+        Denominator::Data {
+            segs: buffers * 10,
+            buffers,
         }
     }
 
     #[test]
     fn entering_needs_a_minimum_count_and_staying_does_not() {
         let t = Thresholds::default();
-        let few = window(2, 0);
-        assert!(lossy(&few, Denominator::DataSegments(20), false, &t).is_none());
-        assert!(lossy(&few, Denominator::DataSegments(20), true, &t).is_some());
+        assert!(lossy(&window(2, 0), data(20), false, &t).is_none());
+        assert!(lossy(&window(2, 0), data(20), true, &t).is_some());
     }
 
     #[test]
     fn retransmits_after_a_stall_are_not_loss() {
         let t = Thresholds::default();
-        let after_outage = window(50, 50);
-        assert!(lossy(&after_outage, Denominator::DataSegments(60), false, &t).is_none());
-        let reason = lossy(&window(10, 0), Denominator::DataSegments(200), false, &t).unwrap();
+        assert!(lossy(&window(50, 50), data(60), false, &t).is_none());
+        let reason = lossy(&window(10, 0), data(200), false, &t).unwrap();
         assert!(reason.contains("5.0% of data segments sent"), "{reason}");
+    }
+
+    #[test]
+    fn one_percent_that_reads_two_by_chance_is_not_degraded_but_five_percent_is() {
+        let t = Thresholds::default();
+        // 300 buffers in the window: 7 lost reads 2.3%, plausible at 1% (Poisson, mean 3).
+        assert!(lossy(&window(7, 0), data(300), false, &t).is_none());
+        assert!(lossy(&window(15, 0), data(300), false, &t).is_some());
+        // Five of a hundred within the first second is already enough.
+        assert!(lossy(&window(5, 0), data(100), false, &t).is_some());
+    }
+
+    #[test]
+    fn the_wilson_bound_is_below_the_ratio_and_tightens_with_more_trials() {
+        let small = wilson_lower(0.05, 100);
+        let large = wilson_lower(0.05, 10_000);
+        assert!(
+            small < 0.05 && large < 0.05 && large > small,
+            "{small} {large}"
+        );
+        assert!((0.02..0.03).contains(&small), "{small}");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ns, secs, window::Window, Assessment};
+use super::{ns, secs, silence::Silence, window::Window, Assessment};
 use crate::state::{Health, Verdict};
 
 /// Where a subject's receive count comes from. Counts from two counters cannot be compared.
@@ -68,11 +68,8 @@ pub struct Memory {
     pub rx: Reception,
     /// When this subject was first judged: silence is only known since then.
     pub first_seen_ns: Option<u64>,
-    /// The first data sent after the latest reception, still waiting for anything to come
-    /// back (`None` once something has).
-    pub awaiting_since_ns: Option<u64>,
-    /// Data-sent count last seen, to tell new data from old.
-    pub data_sent: u64,
+    /// TCP data sent and not answered.
+    pub silence: Silence,
     /// Loss is counted from here on: the subject came back from Down, and what was
     /// retransmitted during the outage says nothing about it now.
     loss_from_ns: Option<u64>,
@@ -93,26 +90,6 @@ impl Memory {
             .as_ref()
             .filter(|v| v.health == health)
             .map(|v| v.since_ns)
-    }
-
-    /// Notes the data-sent counter and when data last left, and keeps `awaiting_since_ns`:
-    /// data sent after the latest reception starts a wait for a reply; a reception after it
-    /// ends the wait.
-    pub fn note_data_sent(&mut self, sent: u64, last_sent_ns: u64) {
-        let new_data = sent > self.data_sent && last_sent_ns != 0;
-        self.data_sent = sent;
-        let last_rx = self.rx.last().map(|(at, _)| at);
-        if let (Some(since), Some(rx)) = (self.awaiting_since_ns, last_rx) {
-            if rx >= since {
-                self.awaiting_since_ns = None;
-            }
-        }
-        if new_data
-            && self.awaiting_since_ns.is_none()
-            && last_rx.is_none_or(|rx| last_sent_ns > rx)
-        {
-            self.awaiting_since_ns = Some(last_sent_ns);
-        }
     }
 
     /// Counts loss afresh from `now_ns` (the subject came back from Down).
@@ -196,18 +173,5 @@ mod tests {
             Some((90, RxSource::Xdp(2))),
             "route moved: a baseline"
         );
-    }
-
-    #[test]
-    fn data_waits_for_a_reply_from_the_first_send_after_the_last_reception() {
-        let mut memory = Memory::default();
-        memory.rx.note(RxSource::Xdp(2), 1, Some(100), 100);
-        memory.note_data_sent(10, 150);
-        assert_eq!(memory.awaiting_since_ns, Some(150));
-        memory.note_data_sent(12, 400);
-        assert_eq!(memory.awaiting_since_ns, Some(150), "still the first");
-        memory.rx.note(RxSource::Xdp(2), 2, Some(420), 430);
-        memory.note_data_sent(12, 400);
-        assert_eq!(memory.awaiting_since_ns, None, "answered");
     }
 }

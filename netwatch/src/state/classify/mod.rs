@@ -6,6 +6,7 @@ mod host;
 mod link;
 mod loss;
 mod memory;
+mod silence;
 mod window;
 
 use std::{
@@ -98,19 +99,23 @@ impl Classifier {
         &self.thresholds
     }
 
-    /// Links whose TCP data has gone unanswered for `rx_stall` or more, as of the latest
-    /// judgement: the host's own traffic is waiting on them.
-    pub fn waiting_links(&self, now_ns: u64) -> Vec<u32> {
-        let stall = ns(self.thresholds.rx_stall);
+    /// Links whose TCP data has waited half of `rx_stall` or more for a reply, or that are
+    /// in an episode of unanswered data, as of the latest judgement: the host's own traffic
+    /// waits on them. Each with the time a neighbour confirmation must be newer than to say
+    /// the link works (the start of the wait, and not older than half the evidence window).
+    pub fn waiting_links(&self, now_ns: u64) -> Vec<(u32, u64)> {
+        let soon = ns(self.thresholds.rx_stall) / 2;
+        let fresh = now_ns.saturating_sub(ns(self.thresholds.evidence_window) / 2);
         self.links
             .iter()
-            .filter(|(_, m)| {
-                m.awaiting_since_ns.is_some_and(|since| {
-                    now_ns.saturating_sub(since) >= stall
-                        && m.rx.last().is_none_or(|(at, _)| at < since)
-                })
+            .filter_map(|(ifindex, m)| {
+                let waiting = m
+                    .silence
+                    .awaiting()
+                    .filter(|since| now_ns.saturating_sub(*since) >= soon);
+                let since = m.silence.trouble().or(waiting)?;
+                Some((*ifindex, since.max(fresh)))
             })
-            .map(|(ifindex, _)| *ifindex)
             .collect()
     }
 
@@ -168,16 +173,17 @@ impl Classifier {
         };
         memory.rx.note(source, rx_packets, kernel_at, now_ns);
         let confirmed = obs.neighbour_confirmed.filter(|(_, at)| *at <= now_ns);
-        if let Some(tx) = obs.tx {
-            memory.note_data_sent(tx.data_segs, tx.last_data_ns);
-        }
+
         let sample = Sample {
             at_ns: now_ns,
             tx_packets: stats.tx_packets,
             data_segs: obs.tx.map_or(0, |tx| tx.data_segs),
+            data_buffers: obs.tx.map_or(0, |tx| tx.data_buffers),
             rx_packets,
             retrans_segs: obs.retrans_segs,
             stall_segs: obs.stall_retrans_segs,
+            retransmits: obs.retransmits,
+            stall_retransmits: obs.stall_retransmits,
             carrier_changes: u64::from(obs.link.carrier_changes),
             ..Sample::default()
         };
@@ -190,18 +196,29 @@ impl Classifier {
             (_, Some((_, confirmed))) => Some((confirmed, RxSource::Neighbour(ifindex))),
             (rx, None) => rx,
         };
+        if let Some(tx) = obs.tx {
+            memory
+                .silence
+                .note(tx.data_segs, tx.last_data_ns, last_rx.map(|(at, _)| at));
+            memory.silence.judge(
+                now_ns,
+                ns(t.rx_stall),
+                ns(t.evidence_window),
+                tx.last_data_ns,
+            );
+        }
         // Data going unanswered says the link fails, unless the kernel confirmed a neighbour
-        // on it lately: then the link works and a destination does not answer (the endpoint
-        // rules judge that).
-        let awaiting = memory.awaiting_since_ns.filter(|since| {
-            last_rx.is_none_or(|(at, _)| at < *since)
-                && confirmed.is_none_or(|(_, at)| now_ns.saturating_sub(at) > ns(t.evidence_window))
-        });
+        // on it since the trouble began: then the link works and a destination does not
+        // answer (the endpoint rules judge that).
+        let trouble = memory
+            .silence
+            .trouble()
+            .filter(|since| confirmed.is_none_or(|(_, at)| at <= *since));
         let cx = link::LinkContext {
             now_ns,
             last_rx,
             neighbour: confirmed.map(|(addr, _)| addr),
-            awaiting_since_ns: awaiting,
+            trouble_since_ns: trouble,
             over_loss_window: memory
                 .window
                 .growth(&sample, memory.loss_window_ns(now_ns, ns(t.loss_window))),
@@ -255,9 +272,13 @@ impl Classifier {
                 .and_then(|i| all.links.get(&i))
                 .is_some_and(|l| l.tx.is_some());
         if let Some(peer) = obs.peer {
-            memory.note_data_sent(peer.tx_data_segs, peer.last_tx_data_ns);
+            let last_rx = memory.rx.last().map(|(at, _)| at);
+            memory
+                .silence
+                .note(peer.tx_data_segs, peer.last_tx_data_ns, last_rx);
         }
         let data_segs = obs.peer.map_or(0, |p| p.tx_data_segs);
+        let data_buffers = obs.peer.map_or(0, |p| p.tx_data_buffers);
         *stall_mark = track_stall(
             *stall_mark,
             obs,
@@ -274,13 +295,10 @@ impl Classifier {
         let sample = Sample {
             at_ns: now_ns,
             data_segs,
+            data_buffers,
             rx_packets,
             retrans_segs: tcp.retrans_segs,
-            stall_segs: if stalled_lately(tcp, now_ns, t) {
-                tcp.retrans_segs
-            } else {
-                0
-            },
+            retransmits: tcp.retransmits,
             connects_ok: tcp.connects_ok,
             connects_failed: tcp.connects_failed,
             ..Sample::default()
@@ -290,6 +308,7 @@ impl Classifier {
         if stalled_lately(tcp, now_ns, t) {
             // A stall and its recovery are judged by the stall rules, not as loss.
             over_loss_window.stall_segs = over_loss_window.retrans_segs;
+            over_loss_window.stall_retransmits = over_loss_window.retransmits;
         }
         let last_rx_ns = memory.rx.last().map(|(at, _)| at).filter(newer);
         let cx = endpoint::EndpointContext {
@@ -308,7 +327,8 @@ impl Classifier {
                 at_ns: m.at_ns,
             }),
             awaiting_since_ns: memory
-                .awaiting_since_ns
+                .silence
+                .awaiting()
                 .filter(|since| last_rx_ns.is_none_or(|rx| rx < *since)),
             over_loss_window,
             over_evidence_window: memory.window.growth(&sample, evidence_ns),

@@ -42,7 +42,9 @@ impl Scenario {
                 xdp_rx: Some(IfaceRx::default()),
                 tx: Some(IfaceTx::default()),
                 retrans_segs: 0,
+                retransmits: 0,
                 stall_retrans_segs: 0,
+                stall_retransmits: 0,
                 default_route: true,
                 gateway: Some(gateway_in(NeighState::Reachable)),
                 neighbour_confirmed: None,
@@ -71,6 +73,7 @@ impl Scenario {
         let link = self.link();
         let tx = link.tx.get_or_insert_with(IfaceTx::default);
         tx.data_segs += segs;
+        tx.data_buffers += segs;
         tx.last_data_ns = now.saturating_sub(MS);
         link.link.stats.tx_packets += segs;
     }
@@ -104,6 +107,7 @@ impl Scenario {
     fn lossy_traffic(&mut self, segs: u64, retransmitted: u64) {
         self.traffic(segs);
         self.link().retrans_segs += retransmitted;
+        self.link().retransmits += retransmitted;
     }
 
     /// `packets` more received from the endpoint now.
@@ -119,6 +123,7 @@ impl Scenario {
         let now = self.now;
         let peer = self.endpoint().peer.get_or_insert_with(PeerStats::default);
         peer.tx_data_segs += segs;
+        peer.tx_data_buffers += segs;
         peer.last_tx_data_ns = now;
     }
 
@@ -127,6 +132,7 @@ impl Scenario {
         let now = self.now;
         let tcp = &mut self.endpoint().tcp;
         tcp.retrans_segs += 1;
+        tcp.retransmits += 1;
         tcp.last_retrans_ns = now;
         tcp.retrans_backoff = backoff;
         if backoff > 0 {
@@ -315,6 +321,7 @@ fn ten_percent_retransmits_is_degraded_without_flapping_and_recovers_after_the_h
         // 10 retransmits per 100 packets, bunched as real loss is.
         if tick.is_multiple_of(2) {
             s.link().retrans_segs += 20;
+            s.link().retransmits += 20;
         }
     });
     let first_degraded = lossy
@@ -373,6 +380,7 @@ fn a_few_retransmits_on_a_quiet_link_are_not_loss() {
     let mut s = Scenario::new();
     s.traffic(10);
     s.link().retrans_segs += 2;
+    s.link().retransmits += 2;
     assert_eq!(link_verdict(&s.run()).health, Health::Up);
 }
 
@@ -519,6 +527,7 @@ fn retransmits_after_a_stall_are_its_recovery_not_loss() {
     // A flow resumes after a timeout: it resends its window, counted as after a stall.
     s.lossy_traffic(60, 50);
     s.link().stall_retrans_segs += 50;
+    s.link().stall_retransmits += 50;
     assert_eq!(link_verdict(&s.run()).health, Health::Up);
 }
 

@@ -9,12 +9,16 @@ pub struct Sample {
     /// Packets sent (the kernel's counter): the loss ratio's denominator where data
     /// segments are not counted.
     pub tx_packets: u64,
-    /// TCP segments carrying data sent.
+    /// TCP segments carrying data sent, and the buffers that carried them.
     pub data_segs: u64,
+    pub data_buffers: u64,
     pub rx_packets: u64,
-    /// Segments retransmitted, and of those the ones that follow a stall (not loss).
+    /// Segments retransmitted, and of those the ones that follow a stall (not loss); the
+    /// same for retransmits (buffers).
     pub retrans_segs: u64,
     pub stall_segs: u64,
+    pub retransmits: u64,
+    pub stall_retransmits: u64,
     pub carrier_changes: u64,
     pub connects_ok: u64,
     pub connects_failed: u64,
@@ -24,6 +28,11 @@ impl Sample {
     /// Retransmitted segments that count as loss: those not following a stall.
     pub fn lost_segs(&self) -> u64 {
         self.retrans_segs.saturating_sub(self.stall_segs)
+    }
+
+    /// Retransmits (buffers) that count as loss.
+    pub fn lost_buffers(&self) -> u64 {
+        self.retransmits.saturating_sub(self.stall_retransmits)
     }
 }
 
@@ -71,9 +80,14 @@ impl Window {
             at_ns: current.at_ns.saturating_sub(base.at_ns),
             tx_packets: current.tx_packets.saturating_sub(base.tx_packets),
             data_segs: current.data_segs.saturating_sub(base.data_segs),
+            data_buffers: current.data_buffers.saturating_sub(base.data_buffers),
             rx_packets: current.rx_packets.saturating_sub(base.rx_packets),
             retrans_segs: current.retrans_segs.saturating_sub(base.retrans_segs),
             stall_segs: current.stall_segs.saturating_sub(base.stall_segs),
+            retransmits: current.retransmits.saturating_sub(base.retransmits),
+            stall_retransmits: current
+                .stall_retransmits
+                .saturating_sub(base.stall_retransmits),
             carrier_changes: current.carrier_changes.saturating_sub(base.carrier_changes),
             connects_ok: current.connects_ok.saturating_sub(base.connects_ok),
             connects_failed: current.connects_failed.saturating_sub(base.connects_failed),
