@@ -29,7 +29,15 @@ fn failover_to_a_second_uplink_keeps_the_endpoint_up_through_the_link_the_kernel
 #[test]
 fn a_refused_port_is_down_and_up_again_when_it_opens() {
     require_privileges();
-    assert_right(&scenarios::refused_port());
+    let outcomes = scenarios::refused_port();
+    assert_right(&outcomes);
+    // Loosely: well before a 10 s evidence window could have run out on earlier successes.
+    let down = &outcomes[0];
+    assert!(
+        down.to_right.is_some_and(|t| t < Duration::from_secs(5)),
+        "the refused port was not Down within 5 s: {}",
+        down.describe()
+    );
 }
 
 #[test]

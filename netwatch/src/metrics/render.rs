@@ -82,7 +82,7 @@ fn links(text: &mut Exposition, state: &NetworkState) {
         ),
         (
             "netwatch_link_retransmits_total",
-            "TCP retransmits toward destinations routed through the interface.",
+            "TCP segments retransmitted toward destinations routed through the interface since the agent started (segments, as nstat TcpRetransSegs counts them).",
             |l| l.retransmits,
         ),
     ];
@@ -142,7 +142,7 @@ fn endpoints(text: &mut Exposition, state: &NetworkState) {
     let mut family = text.family(
         "netwatch_endpoint_retransmits_total",
         Kind::Counter,
-        "TCP retransmits toward the endpoint.",
+        "TCP segments retransmitted toward the endpoint since the agent started (segments, as nstat TcpRetransSegs counts them).",
     );
     for endpoint in state.endpoints.values() {
         family.sample(&[("endpoint", &endpoint.name)], endpoint.retransmits);

@@ -82,6 +82,15 @@ pub fn judge(scenario: &str, step: &str, seen: &[Seen], from: Instant, expect: &
             .iter()
             .skip_while(|(_, h)| *h == Some(Health::Down))
             .any(|(_, h)| *h == Some(Health::Down));
+    // Worse than expected (Degraded when Up is right), once the step's first verdict (the
+    // fault it recovers from, say) has passed: a false alarm on the way.
+    let initial = healths.first().and_then(|(_, h)| *h);
+    let false_degraded = expect.health != Health::Degraded
+        && expect.health != Health::Down
+        && healths
+            .iter()
+            .skip_while(|(_, h)| *h == initial)
+            .any(|(_, h)| *h == Some(Health::Degraded));
     let history = seen
         .iter()
         .zip(&healths)
@@ -105,6 +114,7 @@ pub fn judge(scenario: &str, step: &str, seen: &[Seen], from: Instant, expect: &
         within: expect.within,
         flips,
         false_down,
+        false_degraded,
         history,
     }
 }

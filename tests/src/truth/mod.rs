@@ -6,6 +6,7 @@
 mod judge;
 pub mod oracle;
 pub mod scenarios;
+pub mod soak;
 
 use std::time::Duration;
 
@@ -48,14 +49,20 @@ pub struct Outcome {
     pub flips: usize,
     /// Whether it was Down at any moment of the step though Down was not expected.
     pub false_down: bool,
+    /// Whether it was Degraded after the step's first verdict, though Up (or Unknown) was
+    /// expected: a false alarm on the way, such as Degraded on a link just back.
+    pub false_degraded: bool,
     /// Every verdict the subject had in the step, with times, for people.
     pub history: String,
 }
 
 impl Outcome {
-    /// Right at the end, and never Down by mistake, and no flip-flops once right.
+    /// Right at the end, never Down or Degraded by mistake, and no flip-flops once right.
     pub fn right(&self) -> bool {
-        self.observed == Some(self.expected) && !self.false_down && self.flips == 0
+        self.observed == Some(self.expected)
+            && !self.false_down
+            && !self.false_degraded
+            && self.flips == 0
     }
 
     /// Right, and within the target time.
@@ -66,7 +73,7 @@ impl Outcome {
     /// One line for failure messages and logs.
     pub fn describe(&self) -> String {
         format!(
-            "{} / {}: {} expected {}, observed {}, right after {}, {} flip(s){}; history: {}",
+            "{} / {}: {} expected {}, observed {}, right after {}, {} flip(s){}{}; history: {}",
             self.scenario,
             self.step,
             self.subject,
@@ -76,6 +83,11 @@ impl Outcome {
                 .map_or("never".to_string(), |t| format!("{:.2}s", t.as_secs_f64())),
             self.flips,
             if self.false_down { ", FALSE DOWN" } else { "" },
+            if self.false_degraded {
+                ", FALSE DEGRADED"
+            } else {
+                ""
+            },
             self.history
         )
     }

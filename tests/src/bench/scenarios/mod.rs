@@ -6,8 +6,10 @@ mod flow;
 mod link;
 mod outage;
 mod overhead;
+mod soak;
 mod storm;
 mod transfer;
+mod truth;
 
 use std::time::Duration;
 
@@ -43,6 +45,8 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
             shared_index: false,
         }),
         Box::new(storm::Storm { shared_index: true }),
+        Box::new(truth::Truth),
+        Box::new(soak::Soak),
         Box::new(outage::Outage),
         Box::new(overhead::Overhead),
         Box::new(transfer::TransferScenario::Throughput),

@@ -21,14 +21,17 @@ pub fn carrier_recovery() -> Vec<Outcome> {
     pair.default_route_via_a();
     let a = IpAddr::V4(pair.a_v4);
     let (_agent, sub) = watch(&pair.b, "");
+    // A bulk flow: a full window in flight when the carrier goes, to be resent after.
     let _flow = PacedFlow::start(
         &pair.b,
         &pair.a,
         a,
         5451,
         Pace {
+            chunk: 256 * 1024,
+            every: Duration::from_millis(2),
+            max_bytes: u64::MAX,
             max_time: Duration::from_secs(60),
-            ..Pace::default()
         },
     );
     let link = Subject::Link(pair.b_if.clone());

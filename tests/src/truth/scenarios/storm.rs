@@ -6,9 +6,12 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use std::net::IpAddr;
+
 use crate::agent::Agent;
-use crate::netns::NetNs;
-use crate::topology::{add_veth, delete_link, set_link_up};
+use crate::nft;
+use crate::topology::{add_veth, delete_link, set_link_up, Pair};
+use crate::traffic::{Pace, PacedFlow};
 use crate::truth::oracle::{fd_count, links};
 use crate::verdicts::Subscription;
 
@@ -28,33 +31,56 @@ pub struct StormReport {
     pub fds_after: usize,
 }
 
-/// Creates `pairs` veth pairs in bursts of 50 (each brought up, then all deleted), in a
-/// namespace the agent watches with a 4 KiB event buffer.
+/// Creates `pairs` veth pairs, brings them up, then deletes them all, in a namespace the
+/// agent watches with a 4 KiB event buffer.
 pub fn netlink_storm(pairs: u32) -> StormReport {
-    let ns = NetNs::new();
-    let agent = Agent::start_with(&ns, &["--event-buffer", "4096"], None);
+    // B is the agent's namespace. A lossy flow from it keeps the kernel programs' events
+    // coming every few milliseconds, as on a busy host, so that something else always
+    // wants the agent's attention while it re-reads.
+    let pair = Pair::new();
+    let ns = &pair.b;
+    nft::apply(
+        &pair.a,
+        &format!(
+            "table ip nwt_storm {{\n\
+             \tchain in {{ type filter hook input priority 0; policy accept; \
+             ip saddr {} numgen random mod 100 < 10 drop; }}\n\
+             }}\n",
+            pair.b_v4
+        ),
+    );
+    let agent = Agent::start_with(ns, &["--event-buffer", "4096"], None);
     agent.wait_for("agent ready", |_| true, Duration::from_secs(30));
     let sub = Subscription::connect(agent.socket());
+    let flow = PacedFlow::start(
+        ns,
+        &pair.a,
+        IpAddr::V4(pair.a_v4),
+        5481,
+        Pace {
+            max_time: Duration::from_secs(120),
+            ..Pace::default()
+        },
+    );
     std::thread::sleep(Duration::from_millis(500));
     let fds_before = fd_count(agent.pid());
 
     ns.block_on(async {
-        for burst in 0..pairs.div_ceil(50) {
-            let first = burst * 50;
-            let last = (first + 50).min(pairs);
-            for i in first..last {
-                let (index, peer) = (1000 + 2 * i, 1001 + 2 * i);
-                add_veth(&format!("st{i}a"), index, &format!("st{i}b"), peer).await;
-                set_link_up(index, true).await;
-                set_link_up(peer, true).await;
-            }
-            for i in first..last {
-                delete_link(1000 + 2 * i).await;
-            }
+        // All of them up, then all of them gone: the agent's re-reads after overruns meet
+        // hundreds of links, and its kernel programs see traffic on each (neighbour
+        // discovery as they come up), so every branch of its loop is busy meanwhile.
+        for i in 0..pairs {
+            let (index, peer) = (1000 + 2 * i, 1001 + 2 * i);
+            add_veth(&format!("st{i}a"), index, &format!("st{i}b"), peer).await;
+            set_link_up(index, true).await;
+            set_link_up(peer, true).await;
+        }
+        for i in 0..pairs {
+            delete_link(1000 + 2 * i).await;
         }
     });
     let storm_end = Instant::now();
-    let kernel_links = links(&ns);
+    let kernel_links = links(ns);
     let agent_view = |sub: &Subscription| -> BTreeSet<String> {
         sub.latest().state.links.keys().cloned().collect()
     };
@@ -77,6 +103,7 @@ pub fn netlink_storm(pairs: u32) -> StormReport {
         fds_before,
         fds_after: fd_count(agent.pid()),
     };
+    drop(flow);
     drop(sub);
     drop(agent);
     report
