@@ -4,6 +4,7 @@
 //! Data flows one way: the kernel programs ([`ebpf`]) and rtnetlink ([`netlink`]) produce
 //! observations, which the [`agent`] combines and reports.
 
+pub mod accounts;
 pub mod agent;
 pub mod cli;
 pub mod client;

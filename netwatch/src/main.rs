@@ -42,6 +42,10 @@ fn run_agent(args: &AgentArgs, started: Instant) -> anyhow::Result<()> {
     let config = args.resolve()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Blocking threads (name look-ups) parse what the network sends: no capabilities.
+        .on_thread_start(|| {
+            let _ = netwatch::agent::drop_thread_capabilities();
+        })
         .build()
         .context("starting the async runtime")?;
     let (publish, _state) = netwatch::state::StateWatch::channel(

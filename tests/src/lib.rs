@@ -21,6 +21,7 @@ mod sys_bpf;
 pub mod topology;
 pub mod traffic;
 pub mod truth;
+pub mod users;
 pub mod verdicts;
 
 use std::sync::atomic::{AtomicU32, Ordering};

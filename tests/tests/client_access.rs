@@ -4,82 +4,20 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use netwatch::state::{Health, Subject};
-use netwatch_tests::agent::{self, Agent};
+use netwatch_tests::agent::Agent;
 use netwatch_tests::require_privileges;
 use netwatch_tests::topology::{set_link_up, Pair, PairOptions};
 use netwatch_tests::traffic::BackgroundPing;
+use netwatch_tests::users::{as_nobody, describe, run_bounded, wait_bounded, USERS_GID};
 use netwatch_tests::verdicts::{health, Subscription};
 
 const STARTUP: Duration = Duration::from_secs(30);
 const VERDICT: Duration = Duration::from_secs(10);
-/// `nobody` and Debian's `users` group.
-const NOBODY: u32 = 65534;
-const USERS_GID: u32 = 100;
-
-/// The `netwatch` binary run as `nobody`: with `users` as its only supplementary group, or
-/// with no supplementary group at all.
-fn as_nobody(in_users: bool, args: &[&str]) -> Command {
-    let mut command = Command::new("setpriv");
-    command
-        .arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .arg(if in_users {
-            format!("--groups={USERS_GID}")
-        } else {
-            "--clear-groups".to_string()
-        })
-        .arg(agent::binary())
-        .args(args)
-        .env_remove("NETWATCH_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Runs `command` to its end, killing it after `limit`.
-fn run_bounded(mut command: Command, limit: Duration) -> Output {
-    let child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    wait_bounded(child, limit)
-}
-
-fn wait_bounded(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("wait for the client").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let output = child
-                .wait_with_output()
-                .expect("collect the client's output");
-            panic!(
-                "the client did not exit within {limit:?}; stdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-        .wait_with_output()
-        .expect("collect the client's output")
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{}; stdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 fn assert_refused(what: &str, output: &Output) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

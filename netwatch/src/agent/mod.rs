@@ -17,6 +17,8 @@ mod privileges;
 mod probe;
 mod report;
 mod resolver;
+mod sandbox;
+mod serving;
 mod tracker;
 mod view;
 mod xdp;
@@ -32,7 +34,7 @@ use tokio::{
     signal::unix::{signal, SignalKind},
     sync::{mpsc, watch},
 };
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::{
     config::EndpointAddress,
@@ -42,6 +44,7 @@ use crate::{
     server::{self, Demand, ServerOptions},
     state::{NetworkState, StateWatch, Thresholds},
 };
+pub use privileges::{drop_thread_capabilities, RunAs};
 pub use probe::ProbeSpec;
 pub use tracker::EndpointSpec;
 use view::Agent;
@@ -63,6 +66,9 @@ pub struct AgentConfig {
     pub evidence_on_demand: bool,
     /// Endpoints to judge, each with its probe if probing is on.
     pub endpoints: Vec<(EndpointSpec, Option<ProbeSpec>)>,
+    /// The user to become once everything is attached; `None` stays who started it (root
+    /// only by choice: `[agent] user = "root"`).
+    pub run_as: Option<RunAs>,
     /// The Unix socket clients ask through; `None` serves none.
     pub socket: Option<ServerOptions>,
     /// Where to serve Prometheus metrics; `None` serves none.
@@ -86,6 +92,7 @@ impl Default for AgentConfig {
             thresholds: Thresholds::default(),
             evidence_on_demand: true,
             endpoints: Vec::new(),
+            run_as: None,
             socket: None,
             metrics: None,
         }
@@ -104,6 +111,12 @@ pub enum AgentError {
     Socket(#[from] crate::server::ServerError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error("starting the thread that serves clients failed: {0}")]
+    Serving(#[source] std::io::Error),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("giving up root's privileges failed (set [agent] user = \"root\" to run as root on purpose): {0}")]
+    Privileges(#[from] privileges::PrivilegeError),
 }
 
 /// Runs until SIGINT or SIGTERM, publishing every new state to `publish`. `started` is when
@@ -140,16 +153,12 @@ pub async fn run(
     let (probe_results, mut probe_inbox) = mpsc::channel(64);
     let (resolutions, mut resolved_inbox) = mpsc::channel(64);
     let mut addresses = Vec::new();
+    let mut names = Vec::new();
     for (endpoint, probe) in &config.endpoints {
         let known = match &endpoint.address {
             EndpointAddress::Ip(addr) => Some(*addr),
             EndpointAddress::Host { host, port } => {
-                resolver::spawn(
-                    endpoint.name.clone(),
-                    host.clone(),
-                    *port,
-                    resolutions.clone(),
-                );
+                names.push((endpoint.name.clone(), host.clone(), *port));
                 None
             }
         };
@@ -174,20 +183,35 @@ pub async fn run(
     agent.apply_snapshot(&mut probes, snapshot, false, monotonic_ns());
     agent.watch_peers(&mut probes);
 
-    match privileges::drop_unneeded() {
-        Ok(dropped) => debug!(count = dropped.len(), "capabilities dropped"),
-        Err(e) => warn!(error = %e, "could not drop capabilities; running with all of them"),
+    let dropped = privileges::drop_privileges(config.run_as.as_ref())?;
+    info!(
+        user = dropped
+            .user
+            .as_ref()
+            .map_or("unchanged", |u| u.name.as_str()),
+        uid = dropped.user.as_ref().map(|u| u.uid),
+        capabilities_dropped = dropped.capabilities.len(),
+        kept = "CAP_BPF CAP_NET_ADMIN",
+        "privileges dropped"
+    );
+    match sandbox::install()? {
+        true => info!("seccomp filter installed: only the system calls the agent uses are allowed"),
+        false => warn!(
+            arch = std::env::consts::ARCH,
+            "no seccomp filter for this architecture"
+        ),
+    }
+    // Only now: the look-ups run on threads of their own, which must not start as root.
+    for (name, host, port) in names {
+        resolver::spawn(name, host, port, resolutions.clone());
     }
     agent.classify(&probes, &watcher).await;
     let state = StateWatch::new(agent.subscribe());
-    if let Some(listener) = socket {
-        tokio::spawn(server::serve(listener, state.clone(), demand));
-    }
-    let costs = metrics_listener.map(|listener| {
-        let (costs, receiver) = watch::channel(Arc::new(AgentCosts::default()));
-        tokio::spawn(metrics::serve(listener, state.clone(), receiver));
-        costs
-    });
+    let serves_metrics = metrics_listener.is_some();
+    let (costs, costs_receiver) = watch::channel(Arc::new(AgentCosts::default()));
+    serving::spawn(socket, metrics_listener, state, demand, costs_receiver)
+        .map_err(AgentError::Serving)?;
+    let costs = serves_metrics.then_some(costs);
     info!(
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         links = agent.link_count(),

@@ -7,7 +7,7 @@ use clap::ValueEnum;
 
 use super::{env_vars, parse_duration};
 use crate::{
-    agent::{AgentConfig, EndpointSpec, MetricsListen, ProbeSpec},
+    agent::{AgentConfig, EndpointSpec, MetricsListen, ProbeSpec, RunAs},
     config::{Config, ConfigError, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET_PATH},
     ebpf::XdpMode,
     server::ServerOptions,
@@ -54,6 +54,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "BOOL")]
     pub evidence_on_demand: Option<bool>,
 
+    /// The user to become once the kernel programs are attached, keeping only CAP_BPF and
+    /// CAP_NET_ADMIN; `root` stays root. [default: netwatch if that user exists, else nobody]
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
     /// Serve Prometheus metrics on this loopback address, or `off`. [default: 127.0.0.1:9477,
     /// skipped with a warning if it cannot be bound]
     #[arg(long, value_name = "ADDR|off", value_parser = parse_metrics)]
@@ -77,6 +82,16 @@ pub enum MetricsFlag {
 pub enum SettingsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The user to run as does not exist.
+    #[error("user `{0}` does not exist: create it (`useradd --system --no-create-home --shell /usr/sbin/nologin {0}`), or set [agent] user (or --user) to an existing one")]
+    NoSuchUser(String),
+    /// The user database could not be read.
+    #[error("looking up user `{user}` failed: {source}")]
+    LookupUser {
+        user: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl AgentArgs {
@@ -132,6 +147,7 @@ impl AgentArgs {
             report_interval,
             xdp_mode,
             event_buffer: self.event_buffer.unwrap_or(file.agent.netlink_event_buffer),
+            run_as: run_as(self.user.as_deref().or(file.agent.user.as_deref()))?,
             thresholds: file.thresholds,
             evidence_on_demand: self
                 .evidence_on_demand
@@ -145,6 +161,25 @@ impl AgentArgs {
             metrics,
         })
     }
+}
+
+/// The user to become: the one named, else `netwatch` if it exists, else `nobody`; `root`
+/// (or running as another user already) means no switch.
+fn run_as(named: Option<&str>) -> Result<Option<RunAs>, SettingsError> {
+    let lookup = |name: &str| {
+        crate::accounts::user(name).map_err(|source| SettingsError::LookupUser {
+            user: name.to_string(),
+            source,
+        })
+    };
+    let name = match named {
+        Some("root") => return Ok(None),
+        Some(name) => name.to_string(),
+        None if lookup("netwatch")?.is_some() => "netwatch".to_string(),
+        None => "nobody".to_string(),
+    };
+    let (uid, gid) = lookup(&name)?.ok_or_else(|| SettingsError::NoSuchUser(name.clone()))?;
+    Ok(Some(RunAs { name, uid, gid }))
 }
 
 fn parse_metrics(text: &str) -> Result<MetricsFlag, String> {

@@ -37,6 +37,8 @@ pub mod env_vars {
     pub const NETWATCH_SOCKET: &str = "NETWATCH_SOCKET";
     /// The agent's configuration file; the `--config` flag wins.
     pub const NETWATCH_CONFIG: &str = "NETWATCH_CONFIG";
+    /// The user the agent runs as, besides root, that clients trust to serve the socket.
+    pub const NETWATCH_AGENT_USER: &str = "NETWATCH_AGENT_USER";
     /// The local chunk cache of `netwatch get`; the `--cache` flag wins.
     pub const NETWATCH_CACHE_DIR: &str = "NETWATCH_CACHE_DIR";
 }

@@ -73,6 +73,22 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// The process serving the socket is not the agent: neither root, nor the agent's user,
+    /// nor this user.
+    #[error(
+        "refusing the process serving {} (uid {uid}): the netwatch agent runs as root or as \
+         its own user, so someone else may have put a socket in its place. Check who owns \
+         that path; if the agent runs as another user, name it in NETWATCH_AGENT_USER",
+        path.display()
+    )]
+    Impostor { path: PathBuf, uid: u32 },
+    /// Who serves the socket could not be learned.
+    #[error("cannot tell who serves {}: {source}", path.display())]
+    PeerUnknown {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// Reading or writing the connection failed.
     #[error("talking to the netwatch agent at {} failed: {source}", path.display())]
     Io {
@@ -165,6 +181,7 @@ impl Client {
                 _ => ClientError::Connect { path, source },
             }
         })?;
+        check_server(&stream, path)?;
         let (read, writer) = stream.into_split();
         Ok(Self {
             path: path.to_path_buf(),
@@ -394,11 +411,39 @@ impl Changes {
 fn socket_group(path: &Path) -> String {
     std::fs::metadata(path)
         .ok()
-        .and_then(|meta| crate::server::group::name_of(meta.gid()).ok().flatten())
+        .and_then(|meta| crate::accounts::group_name(meta.gid()).ok().flatten())
         .map_or_else(
             || "the socket's group".to_string(),
             |g| format!("group `{g}`"),
         )
+}
+
+/// Checks that the socket is served by root, the agent's user (`NETWATCH_AGENT_USER`), or
+/// this very user (who cannot be fooled by themself): the kernel says who listens
+/// (SO_PEERCRED), whatever the file's owner.
+fn check_server(stream: &UnixStream, path: &Path) -> Result<(), ClientError> {
+    let uid = stream
+        .peer_cred()
+        .map_err(|source| ClientError::PeerUnknown {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .uid();
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let agent_user = std::env::var(env_vars::NETWATCH_AGENT_USER)
+        .ok()
+        .filter(|name| !name.is_empty())
+        .and_then(|name| crate::accounts::user(&name).ok().flatten())
+        .map(|(uid, _)| uid);
+    if uid == 0 || uid == me || agent_user == Some(uid) {
+        Ok(())
+    } else {
+        Err(ClientError::Impostor {
+            path: path.to_path_buf(),
+            uid,
+        })
+    }
 }
 
 #[cfg(test)]

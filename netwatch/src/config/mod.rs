@@ -67,6 +67,9 @@ pub struct AgentSettings {
     /// Whether the agent may ask the kernel to re-validate a neighbour on the local link
     /// when a client waits on an Unknown verdict or the host's traffic goes unanswered.
     pub evidence_on_demand: bool,
+    /// The user the agent becomes once attached; `None`: `netwatch` if that user exists,
+    /// else `nobody`.
+    pub user: Option<String>,
 }
 
 impl Default for AgentSettings {
@@ -76,6 +79,7 @@ impl Default for AgentSettings {
             xdp_mode: XdpMode::default(),
             netlink_event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
             evidence_on_demand: true,
+            user: None,
         }
     }
 }

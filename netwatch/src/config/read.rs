@@ -22,6 +22,7 @@ pub(super) const AGENT_KEYS: &[&str] = &[
     "xdp_mode",
     "netlink_event_buffer",
     "evidence_on_demand",
+    "user",
 ];
 pub(super) const SOCKET_KEYS: &[&str] = &["path", "mode", "group"];
 pub(super) const METRICS_KEYS: &[&str] = &["enabled", "listen"];
@@ -99,7 +100,18 @@ pub(super) fn config(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     })
 }
 
+/// A user name as useradd takes it (and "root" to stay root).
+fn is_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
+    const USER: &str = "a user name, like \"netwatch\" or \"nobody\" (\"root\" to stay root)";
     const XDP_MODE: &str = "\"generic\" or \"native\"";
     const BUFFER: &str = "a size in bytes above 0, like 4194304 (4 MiB)";
     let defaults = AgentSettings::default();
@@ -125,6 +137,11 @@ fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
         evidence_on_demand: table
             .boolean("evidence_on_demand")?
             .unwrap_or(defaults.evidence_on_demand),
+        user: match table.string("user", USER)? {
+            None => defaults.user,
+            Some(name) if is_user_name(name) => Some(name.to_string()),
+            Some(_) => return Err(table.invalid("user", USER)),
+        },
     })
 }
 

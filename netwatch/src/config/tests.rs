@@ -76,6 +76,7 @@ fn the_example_file_parses_to_what_it_says() {
             xdp_mode: XdpMode::Generic,
             netlink_event_buffer: 8 << 20,
             evidence_on_demand: true,
+            user: Some("netwatch".into()),
         },
         socket: SocketSettings {
             path: "/run/netwatch/netwatch.sock".into(),
@@ -187,6 +188,7 @@ fn a_file_setting_every_key_overrides_every_default() {
         xdp_mode = "native"
         netlink_event_buffer = 65536
         evidence_on_demand = false
+        user = "nobody"
         [socket]
         path = "/tmp/nw.sock"
         mode = 0o600
@@ -226,6 +228,7 @@ fn a_file_setting_every_key_overrides_every_default() {
             xdp_mode: XdpMode::Native,
             netlink_event_buffer: 65536,
             evidence_on_demand: false,
+            user: Some("nobody".into()),
         },
         socket: SocketSettings {
             path: "/tmp/nw.sock".into(),

@@ -17,11 +17,13 @@ use tokio::{
 use super::{render, text, AgentCosts};
 use crate::state::StateWatch;
 
-/// Connections served at once; more wait to be accepted. A scraper needs one: the cap only
-/// keeps a local client from making a root process hold thousands of sockets.
-const MAX_CONNECTIONS: usize = 16;
-/// A client that has not sent its request headers by then is dropped.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait to be accepted. A scraper needs one: the cap keeps a
+/// local client from making the agent hold thousands of sockets, and is wide enough that a
+/// few slow ones cannot hold it (each is dropped after `HEADER_TIMEOUT`).
+const MAX_CONNECTIONS: usize = 64;
+/// A client that has not sent its request headers by then is dropped: a scrape sends them at
+/// once.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -93,9 +95,11 @@ async fn accept(
             async move { Ok::<_, Infallible>(response) }
         });
         tokio::spawn(async move {
+            // One request per connection: an idle keep-alive would hold a slot.
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "metrics connection ended with an error");

@@ -20,8 +20,8 @@ use crate::state::{Health, NetworkState, StateWatch, Subject, WaitOutcome};
 /// What one connection may cost.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Limits {
-    /// Connections served at once; more are told so and closed.
-    pub max_clients: usize,
+    /// Connections served at once, per user and in all; more are told so and closed.
+    pub slots: super::slots::SlotLimits,
     /// A connection with no request in flight and no subscription is closed after this.
     pub idle: Duration,
     /// A reply the client does not take within this closes the connection.
@@ -30,8 +30,13 @@ pub(super) struct Limits {
 
 impl Limits {
     pub(super) const DEFAULT: Self = Self {
-        max_clients: 256,
-        idle: Duration::from_secs(300),
+        slots: super::slots::SlotLimits {
+            total: 256,
+            reserved_for_root: 32,
+            per_uid: 64,
+        },
+        // A client sends its request as soon as it connects.
+        idle: Duration::from_secs(30),
         write_timeout: Duration::from_secs(10),
     };
 }

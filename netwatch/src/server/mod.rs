@@ -3,21 +3,22 @@
 
 mod connection;
 mod demand;
-pub(crate) mod group;
 pub mod protocol;
+mod slots;
 mod socket;
 #[cfg(test)]
 mod tests;
 
-use std::{io, path::PathBuf, sync::Arc, time::Duration};
+use std::{io, path::PathBuf, time::Duration};
 
-use tokio::{net::UnixListener, sync::Semaphore, task::JoinSet};
+use tokio::{net::UnixListener, task::JoinSet};
 use tracing::{debug, error, warn};
 
 use crate::state::StateWatch;
 use connection::Limits;
 pub use demand::Demand;
 use protocol::Reply;
+use slots::Slots;
 
 /// Where the agent listens unless told otherwise.
 pub const DEFAULT_SOCKET_PATH: &str = "/run/netwatch/netwatch.sock";
@@ -78,6 +79,13 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// Others could write to the socket's directory, and so swap the socket under root.
+    #[error(
+        "the socket directory {} is not safe for root to create a socket in: {why}; \
+         choose a directory only root can write (the default, /run/netwatch, is created 0755)",
+        dir.display()
+    )]
+    UnsafeDirectory { dir: PathBuf, why: String },
     /// The configured group does not exist.
     #[error("group `{group}` does not exist: create it (`groupadd {group}`), or configure an existing group for the socket")]
     UnknownGroup { group: String },
@@ -118,37 +126,35 @@ async fn serve_with(
     demand: Demand,
     limits: Limits,
 ) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_clients));
+    let slots = Slots::new(limits.slots);
     let mut connections = JoinSet::new();
     let mut source = state.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match Arc::clone(&slots).try_acquire_owned() {
-                    Ok(slot) => {
-                        let state = state.clone();
-                        let demand = demand.clone();
-                        connections.spawn(async move {
-                            if let Err(e) = connection::run(stream, state, demand, limits).await {
-                                debug!(error = %e, "client connection ended");
-                            }
-                            drop(slot);
-                        });
+                Ok((stream, _)) => {
+                    // The kernel's word on who connected; one it cannot give is nobody's.
+                    let uid = stream.peer_cred().map_or(u32::MAX, |cred| cred.uid());
+                    match slots.take(uid) {
+                        Ok(slot) => {
+                            let state = state.clone();
+                            let demand = demand.clone();
+                            connections.spawn(async move {
+                                if let Err(e) = connection::run(stream, state, demand, limits).await {
+                                    debug!(error = %e, "client connection ended");
+                                }
+                                drop(slot);
+                            });
+                        }
+                        Err(why) => {
+                            warn!(uid, "refused a client: {why}");
+                            let refusal = Reply::Error { error: why.into() };
+                            // A new socket's buffer is empty, so this does not block; if it
+                            // fails, the client sees the connection close instead.
+                            let _ = stream.try_write(&refusal.to_line());
+                        }
                     }
-                    Err(_) => {
-                        warn!(max = limits.max_clients, "refused a client: too many connected");
-                        let refusal = Reply::Error {
-                            error: format!(
-                                "too many clients: {} are connected already; try again later",
-                                limits.max_clients
-                            )
-                            .into(),
-                        };
-                        // A new socket's buffer is empty, so this does not block; if it
-                        // fails, the client sees the connection close instead.
-                        let _ = stream.try_write(&refusal.to_line());
-                    }
-                },
+                }
                 Err(e) if is_transient(&e) => {
                     warn!(error = %e, "accepting a client failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;

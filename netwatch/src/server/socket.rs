@@ -1,16 +1,21 @@
 //! The socket file: its directory, a stale file left by an agent that died, and who may
 //! connect (mode and group).
+//!
+//! The agent is root here, so no step may follow a name an unprivileged user could swap: the
+//! directory must be one only root (or the agent's own user) can write, and the group and
+//! mode are set with calls that never follow a symbolic link.
 
 use std::{
-    fs::{self, DirBuilder, Permissions},
+    fs::{self, DirBuilder},
     io::ErrorKind,
-    os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt},
     path::Path,
 };
 
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{group, ServerError, ServerOptions};
+use super::{ServerError, ServerOptions};
+use crate::accounts;
 
 /// Binds the agent's socket as `options` say; see [`super::bind`].
 pub(super) async fn bind(options: &ServerOptions) -> Result<UnixListener, ServerError> {
@@ -18,7 +23,7 @@ pub(super) async fn bind(options: &ServerOptions) -> Result<UnixListener, Server
     // Before touching the file system, so that a typo in the group changes nothing.
     let gid = match &options.group {
         Some(name) => Some(
-            group::gid_of(name)
+            accounts::gid_of(name)
                 .map_err(|source| ServerError::LookupGroup {
                     group: name.clone(),
                     source,
@@ -30,9 +35,10 @@ pub(super) async fn bind(options: &ServerOptions) -> Result<UnixListener, Server
         None => None,
     };
     create_parent(path)?;
+    check_directory(path)?;
     remove_stale(path).await?;
-    // The socket file is created with the process umask; until `restrict` sets the chosen
-    // mode, only root may connect.
+    // Created owner-only, opened up once the group is set: nobody else can connect to a
+    // socket with the wrong group in between.
     // SAFETY: umask cannot fail; the agent binds before it starts any other thread's work.
     let previous = unsafe { libc::umask(0o177) };
     let bound = UnixListener::bind(path);
@@ -47,6 +53,38 @@ pub(super) async fn bind(options: &ServerOptions) -> Result<UnixListener, Server
         return Err(error);
     }
     Ok(listener)
+}
+
+/// Refuses a socket directory that others could write to: whoever can write it can swap the
+/// socket for a symbolic link between the agent's steps, or put their own in its place.
+fn check_directory(path: &Path) -> Result<(), ServerError> {
+    let dir = match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    let unsafe_dir = |why: String| ServerError::UnsafeDirectory {
+        dir: dir.to_path_buf(),
+        why,
+    };
+    let meta = fs::symlink_metadata(dir).map_err(|source| ServerError::Inspect {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_dir("it is a symbolic link".into()));
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(unsafe_dir(format!("it belongs to uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "its mode {:o} lets others write to it",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 fn create_parent(path: &Path) -> Result<(), ServerError> {
@@ -105,11 +143,13 @@ async fn remove_stale(path: &Path) -> Result<(), ServerError> {
     }
 }
 
-/// Group first, then mode, so the mode is the last word (chown may clear mode bits).
+/// The group with lchown, then the configured mode with fchmodat2 and AT_SYMLINK_NOFOLLOW
+/// (Linux 6.6): neither follows a link. The directory is one only root can write, so the
+/// name cannot change in between; not following is the second lock.
 fn restrict(options: &ServerOptions, gid: Option<u32>) -> Result<(), ServerError> {
     let path = &options.path;
     if let (Some(gid), Some(group)) = (gid, &options.group) {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| {
+        std::os::unix::fs::lchown(path, None, Some(gid)).map_err(|source| {
             ServerError::SetGroup {
                 path: path.clone(),
                 group: group.clone(),
@@ -117,11 +157,31 @@ fn restrict(options: &ServerOptions, gid: Option<u32>) -> Result<(), ServerError
             }
         })?;
     }
-    fs::set_permissions(path, Permissions::from_mode(options.mode)).map_err(|source| {
-        ServerError::SetMode {
-            path: path.clone(),
-            mode: options.mode,
-            source,
-        }
+    chmod_nofollow(path, options.mode).map_err(|source| ServerError::SetMode {
+        path: path.clone(),
+        mode: options.mode,
+        source,
     })
+}
+
+/// chmod that refuses to follow a symbolic link.
+fn chmod_nofollow(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(ErrorKind::InvalidInput, "a path has no NUL byte"))?;
+    // SAFETY: the path is a valid NUL-terminated string for the call's duration.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            mode,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

@@ -351,14 +351,18 @@ async fn an_idle_connection_is_closed_with_a_reason() {
     let served = serve(state(Health::Up, Health::Up)).await;
     let mut raw = served.raw().await;
     let reply = raw.reply().await;
-    assert_error_contains(&reply, "no request for 300s");
+    assert_error_contains(&reply, "no request for 30s");
     assert!(raw.is_closed().await);
 }
 
 #[tokio::test]
 async fn clients_beyond_the_limit_are_refused() {
     let limits = Limits {
-        max_clients: 1,
+        slots: slots::SlotLimits {
+            total: 1,
+            reserved_for_root: 0,
+            per_uid: 1,
+        },
         ..Limits::DEFAULT
     };
     let served = serve_state(state(Health::Up, Health::Up), limits).await;
@@ -424,7 +428,9 @@ async fn the_socket_gets_the_configured_mode_and_group_in_a_new_directory() {
     let path = dir.path().join("run/netwatch/netwatch.sock");
     // SAFETY: getegid cannot fail.
     let gid = unsafe { libc::getegid() };
-    let group_name = group::name_of(gid).unwrap().expect("our group has a name");
+    let group_name = crate::accounts::group_name(gid)
+        .unwrap()
+        .expect("our group has a name");
     let _listener = bind(&ServerOptions {
         path: path.clone(),
         mode: 0o640,
@@ -468,4 +474,25 @@ async fn connecting_to_a_missing_socket_says_to_start_the_agent() {
     let message = error.to_string();
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(message.contains("netwatch agent"), "{message}");
+}
+
+#[tokio::test]
+async fn a_directory_others_can_write_is_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let path = dir.path().join("netwatch.sock");
+    let error = bind(&options(path.clone())).await.unwrap_err();
+    assert!(
+        matches!(error, ServerError::UnsafeDirectory { .. })
+            && error.to_string().contains("lets others write to it"),
+        "{error}"
+    );
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn the_socket_gets_its_mode_at_creation() {
+    let served = serve(state(Health::Up, Health::Up)).await;
+    let mode = std::fs::symlink_metadata(&served.path).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o660);
 }
