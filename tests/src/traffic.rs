@@ -218,6 +218,9 @@ pub struct FlowReport {
 /// out quickly, so the flow survives a blackhole and stops promptly.
 pub struct PacedFlow {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// When data reached the server after a pause (the first read, and each read that
+    /// follows 200 ms or more without data).
+    resumed: Resumptions,
     client: Option<std::thread::JoinHandle<u64>>,
     server: Option<std::thread::JoinHandle<u64>>,
 }
@@ -240,8 +243,16 @@ impl PacedFlow {
         let stop = Arc::new(AtomicBool::new(false));
         let (listening_tx, listening_rx) = mpsc::channel::<()>();
         let server_stop = Arc::clone(&stop);
+        let resumed = Resumptions::default();
+        let server_resumed = resumed.clone();
         let server = server_ns.spawn("flow-server", move || {
-            serve_paced(target, deadline, &server_stop, listening_tx)
+            serve_paced(
+                target,
+                deadline,
+                &server_stop,
+                listening_tx,
+                &server_resumed,
+            )
         });
         if listening_rx.recv_timeout(Duration::from_secs(10)).is_err() {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -257,6 +268,7 @@ impl PacedFlow {
         });
         let mut flow = PacedFlow {
             stop,
+            resumed,
             client: Some(client),
             server: Some(server),
         };
@@ -271,6 +283,12 @@ impl PacedFlow {
                 panic!("the flow's client did not connect to {target} within 10 s")
             }
         }
+    }
+
+    /// The first time data reached the server after a pause that ended after `since`: when
+    /// a path that was cut is seen to work again.
+    pub fn resumed_after(&self, since: Instant) -> Option<Instant> {
+        self.resumed.first_after(since)
     }
 
     /// Whether the client is still sending (false once stopped, done or failed).
@@ -308,11 +326,34 @@ impl Drop for PacedFlow {
 /// the deadline are looked at again.
 const STEP: Duration = Duration::from_millis(100);
 
+/// When a flow's data resumed after pauses.
+#[derive(Clone, Default)]
+struct Resumptions(std::sync::Arc<std::sync::Mutex<Vec<Instant>>>);
+
+impl Resumptions {
+    /// The gap without data after which data arriving is a resumption.
+    const GAP: Duration = Duration::from_millis(200);
+
+    fn note(&self, last: &mut Option<Instant>) {
+        let now = Instant::now();
+        if last.is_none_or(|at| now.duration_since(at) >= Self::GAP) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(now);
+        }
+        *last = Some(now);
+    }
+
+    fn first_after(&self, since: Instant) -> Option<Instant> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().copied().find(|at| *at >= since)
+    }
+}
+
 fn serve_paced(
     addr: SocketAddr,
     deadline: Instant,
     stop: &std::sync::atomic::AtomicBool,
     listening: mpsc::Sender<()>,
+    resumed: &Resumptions,
 ) -> u64 {
     use std::sync::atomic::Ordering;
     let listener =
@@ -337,12 +378,16 @@ fn serve_paced(
     stream.set_read_timeout(Some(STEP)).expect("read timeout");
     let mut buffer = vec![0u8; 256 * 1024];
     let mut received = 0u64;
+    let mut last_data = None;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         // The end of the stream or a reset (the client gave up) ends the flow; the test
         // judges by its own means.
         let Some(n) = read_step(&mut stream, &mut buffer) else {
             break;
         };
+        if n > 0 {
+            resumed.note(&mut last_data);
+        }
         received += n as u64;
     }
     received

@@ -13,7 +13,7 @@ use super::{
     fast_path::FastPath,
     logging,
     report::Reporter,
-    tracker::{Resolved, Tracker},
+    tracker::{OutageRule, Resolved, Tracker},
     xdp::XdpAttacher,
     AgentConfig,
 };
@@ -46,12 +46,15 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(config: &AgentConfig, publish: watch::Sender<Arc<NetworkState>>) -> Self {
-        let stall_recovery_ns =
-            u64::try_from(config.thresholds.loss_window.as_nanos()).unwrap_or(u64::MAX);
+        let outage = OutageRule {
+            recovery_ns: u64::try_from(config.thresholds.loss_window.as_nanos())
+                .unwrap_or(u64::MAX),
+            timeouts: config.thresholds.blackhole_timeouts,
+        };
         Self {
             tracker: Tracker::new(
                 config.endpoints.iter().map(|(e, _)| e.clone()).collect(),
-                stall_recovery_ns,
+                outage,
             ),
             xdp: XdpAttacher::new(config.xdp_mode),
             reporter: Reporter::new(),

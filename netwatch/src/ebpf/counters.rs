@@ -74,6 +74,16 @@ pub struct DestStats {
 }
 
 impl DestStats {
+    /// Whether an outage toward it (a stall of `timeouts` timeouts in a row or more) went on
+    /// within `window_ns` of `now_ns`: its retransmits since are that outage's and its
+    /// recovery's, not loss. A shorter stall is what random loss does to a thin flow, and
+    /// its retransmits count as loss.
+    pub fn outage_lately(&self, now_ns: u64, window_ns: u64, timeouts: u32) -> bool {
+        self.last_stall_ns != 0
+            && self.stall_backoff + 1 >= timeouts
+            && now_ns.saturating_sub(self.last_stall_ns) < window_ns
+    }
+
     pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a DestCounters>) -> Self {
         per_cpu.into_iter().fold(Self::default(), |total, cpu| {
             // What goes with a time comes from the CPU that saw the latest one.

@@ -111,6 +111,7 @@ pub fn judge(scenario: &str, step: &str, seen: &[Seen], from: Instant, expect: &
         expected: expect.health,
         observed: healths.last().and_then(|(_, h)| *h),
         to_right,
+        evidence_after: None,
         within: expect.within,
         flips,
         false_down,

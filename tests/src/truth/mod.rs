@@ -44,6 +44,10 @@ pub struct Outcome {
     pub observed: Option<Health>,
     /// From the step to the first verdict that was right and stayed right to the end.
     pub to_right: Option<Duration>,
+    /// From the step to the first packet of the scenario's own traffic that got through,
+    /// where only that can show a recovery (TCP's next retransmission after a blackhole:
+    /// nothing passive can know sooner). The target then runs from this moment.
+    pub evidence_after: Option<Duration>,
     pub within: Duration,
     /// Health changes after the subject first reached the expected verdict.
     pub flips: usize,
@@ -67,7 +71,36 @@ impl Outcome {
 
     /// Right, and within the target time.
     pub fn in_time(&self) -> bool {
-        self.right() && self.to_right.is_some_and(|t| t <= self.within)
+        self.right() && self.counted().is_some_and(|t| t <= self.within)
+    }
+
+    /// The time the target is judged on: to the right verdict, from the step or from the
+    /// first evidence the step allowed.
+    pub fn counted(&self) -> Option<Duration> {
+        let to_right = self.to_right?;
+        Some(to_right.saturating_sub(self.evidence_after.unwrap_or_default()))
+    }
+
+    /// Judges the target from `at` (the first packet through), not from the step.
+    pub fn with_evidence_at(mut self, at: Option<Duration>) -> Self {
+        self.evidence_after = at;
+        self
+    }
+
+    /// "0.42 s", or "3.58 s (0.21 s after the first packet through at 3.37 s)".
+    pub fn time_text(&self) -> String {
+        let Some(to_right) = self.to_right else {
+            return "never".into();
+        };
+        match self.evidence_after {
+            None => format!("{:.2} s", to_right.as_secs_f64()),
+            Some(through) => format!(
+                "{:.2} s ({:.2} s after the first packet through at {:.2} s)",
+                to_right.as_secs_f64(),
+                to_right.saturating_sub(through).as_secs_f64(),
+                through.as_secs_f64()
+            ),
+        }
     }
 
     /// One line for failure messages and logs.
@@ -79,8 +112,7 @@ impl Outcome {
             self.subject,
             self.expected,
             self.observed.map_or("nothing", Health::as_str),
-            self.to_right
-                .map_or("never".to_string(), |t| format!("{:.2}s", t.as_secs_f64())),
+            self.time_text(),
             self.flips,
             if self.false_down { ", FALSE DOWN" } else { "" },
             if self.false_degraded {

@@ -56,8 +56,16 @@ pub struct Tracker {
     /// Destinations that retransmitted lately, and when they last did.
     retransmitting: HashMap<IpAddr, u64>,
     link_retrans: HashMap<u32, RetransTotals>,
-    /// How long after a stall a destination's retransmits are its recovery, not loss.
-    stall_recovery_ns: u64,
+    /// When a destination's retransmits are an outage's recovery, not loss.
+    outage: OutageRule,
+}
+
+/// How long after a stall of how many timeouts in a row a destination's retransmits are
+/// its recovery (see `DestStats::outage_lately`).
+#[derive(Clone, Copy, Debug)]
+pub struct OutageRule {
+    pub recovery_ns: u64,
+    pub timeouts: u32,
 }
 
 /// Retransmitted segments attributed to one interface since the agent started.
@@ -72,7 +80,7 @@ pub struct RetransTotals {
 }
 
 impl Tracker {
-    pub fn new(endpoints: Vec<EndpointSpec>, stall_recovery_ns: u64) -> Self {
+    pub fn new(endpoints: Vec<EndpointSpec>, outage: OutageRule) -> Self {
         let endpoints = endpoints
             .into_iter()
             .map(|spec| {
@@ -96,7 +104,7 @@ impl Tracker {
             dest_retrans: HashMap::new(),
             retransmitting: HashMap::new(),
             link_retrans: HashMap::new(),
-            stall_recovery_ns,
+            outage,
         }
     }
 

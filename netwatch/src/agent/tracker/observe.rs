@@ -114,7 +114,7 @@ impl Tracker {
     ) {
         // Only the last few seconds' retransmitters are of interest.
         self.retransmitting
-            .retain(|_, at| now_ns.saturating_sub(*at) < self.stall_recovery_ns);
+            .retain(|_, at| now_ns.saturating_sub(*at) < self.outage.recovery_ns);
         for (addr, stats) in dest {
             let (segs_before, events_before) = self
                 .dest_retrans
@@ -129,8 +129,8 @@ impl Tracker {
             let Some(hop) = self.route_to(watcher, *addr).await else {
                 continue;
             };
-            let stalled = stats.last_stall_ns != 0
-                && now_ns.saturating_sub(stats.last_stall_ns) < self.stall_recovery_ns;
+            let stalled =
+                stats.outage_lately(now_ns, self.outage.recovery_ns, self.outage.timeouts);
             let totals = self.link_retrans.entry(hop.oif).or_default();
             totals.segs += new;
             totals.events += events;

@@ -21,8 +21,13 @@ fn link(carrier: bool, admin_up: bool) -> Link {
     }
 }
 
+const OUTAGE: OutageRule = OutageRule {
+    recovery_ns: 3_000_000_000,
+    timeouts: 3,
+};
+
 fn tracker() -> Tracker {
-    Tracker::new(Vec::new(), 3_000_000_000)
+    Tracker::new(Vec::new(), OUTAGE)
 }
 
 #[test]
@@ -81,7 +86,7 @@ fn a_failed_re_resolution_keeps_the_address_a_name_had() {
         name: "mirror".into(),
         address: "mirror.example:443".parse().unwrap(),
     };
-    let mut tracker = Tracker::new(vec![spec], 0);
+    let mut tracker = Tracker::new(vec![spec], OUTAGE);
     assert!(tracker.endpoint_addresses().is_empty());
     let addr: SocketAddr = "198.18.0.2:443".parse().unwrap();
     assert!(tracker.set_resolved("mirror", Resolved::Address(addr)));

@@ -3,7 +3,7 @@
 use crate::state::{EndpointObservation, Thresholds, Verdict};
 
 use super::{
-    loss::{lossy, Denominator},
+    loss::{cleared, lossy, Denominator},
     ns, secs,
     window::Sample,
     Assessment, Health,
@@ -30,6 +30,8 @@ pub struct EndpointContext<'a> {
     /// The first data sent to it after the last packet from it, if nothing came back since.
     pub awaiting_since_ns: Option<u64>,
     pub over_loss_window: Sample,
+    /// The last moment: whether loss has ended.
+    pub over_clear_window: Sample,
     pub over_evidence_window: Sample,
     /// Whether what was sent to it is counted (the loss ratio's denominator).
     pub counts_data_sent: bool,
@@ -58,6 +60,30 @@ impl Stall {
 }
 
 pub fn assess(obs: &EndpointObservation, cx: &EndpointContext, t: &Thresholds) -> Assessment {
+    let recent = &cx.over_clear_window;
+    let cleared = cleared(recent, denominator(cx, recent), t);
+    rules(obs, cx, cleared, t).confirmed_if(cleared)
+}
+
+/// What the loss ratio of `window` is a share of: the data sent to it where that is counted,
+/// else what came back from it.
+fn denominator(cx: &EndpointContext, window: &Sample) -> Denominator {
+    if cx.counts_data_sent {
+        Denominator::Data {
+            segs: window.data_segs,
+            buffers: window.data_buffers,
+        }
+    } else {
+        Denominator::Replies(window.rx_packets)
+    }
+}
+
+fn rules(
+    obs: &EndpointObservation,
+    cx: &EndpointContext,
+    cleared: bool,
+    t: &Thresholds,
+) -> Assessment {
     let Some(address) = obs.address else {
         let why = obs.unresolved.as_deref().unwrap_or("not resolved yet");
         return Assessment::new(Health::Unknown, format!("{}: {why}", obs.target));
@@ -114,15 +140,7 @@ pub fn assess(obs: &EndpointObservation, cx: &EndpointContext, t: &Thresholds) -
         }
     }
     let loss = &cx.over_loss_window;
-    let denominator = if cx.counts_data_sent {
-        Denominator::Data {
-            segs: loss.data_segs,
-            buffers: loss.data_buffers,
-        }
-    } else {
-        Denominator::Replies(loss.rx_packets)
-    };
-    if let Some(reason) = lossy(loss, denominator, cx.degraded, t) {
+    if let Some(reason) = lossy(loss, denominator(cx, loss), cx.degraded, cleared, t) {
         return Assessment::new(Health::Degraded, reason);
     }
     if let Some(since) = cx.awaiting_since_ns {

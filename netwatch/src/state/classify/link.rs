@@ -6,7 +6,7 @@ use crate::{
 };
 
 use super::{
-    loss::{lossy, Denominator},
+    loss::{cleared, lossy, Denominator},
     memory::RxSource,
     ns, secs,
     window::Sample,
@@ -23,8 +23,10 @@ pub struct LinkContext {
     /// When TCP data began going unanswered, in an episode nothing on the link has
     /// answered since (no neighbour confirmed after it began).
     pub trouble_since_ns: Option<u64>,
-    /// Counter growth over the loss window and the flap window.
+    /// Counter growth over the loss window, the last moment (whether loss has ended) and
+    /// the flap window.
     pub over_loss_window: Sample,
+    pub over_clear_window: Sample,
     pub over_flap_window: Sample,
     /// Whether the link is Degraded now (the leave threshold then applies).
     pub degraded: bool,
@@ -47,6 +49,27 @@ pub fn down_reason(obs: &LinkObservation) -> Option<String> {
 }
 
 pub fn assess(obs: &LinkObservation, cx: &LinkContext, t: &Thresholds) -> Assessment {
+    let cleared = cleared(
+        &cx.over_clear_window,
+        denominator(obs, &cx.over_clear_window),
+        t,
+    );
+    rules(obs, cx, cleared, t).confirmed_if(cleared)
+}
+
+/// What the loss ratio of `window` is a share of: data segments where the egress counter
+/// runs, else every packet sent.
+fn denominator(obs: &LinkObservation, window: &Sample) -> Denominator {
+    match obs.tx {
+        Some(_) => Denominator::Data {
+            segs: window.data_segs,
+            buffers: window.data_buffers,
+        },
+        None => Denominator::Packets(window.tx_packets),
+    }
+}
+
+fn rules(obs: &LinkObservation, cx: &LinkContext, cleared: bool, t: &Thresholds) -> Assessment {
     if let Some(reason) = down_reason(obs) {
         return Assessment::new(Health::Down, reason);
     }
@@ -75,14 +98,7 @@ pub fn assess(obs: &LinkObservation, cx: &LinkContext, t: &Thresholds) -> Assess
         );
     }
     let window = &cx.over_loss_window;
-    let denominator = match obs.tx {
-        Some(_) => Denominator::Data {
-            segs: window.data_segs,
-            buffers: window.data_buffers,
-        },
-        None => Denominator::Packets(window.tx_packets),
-    };
-    if let Some(reason) = lossy(&cx.over_loss_window, denominator, cx.degraded, t) {
+    if let Some(reason) = lossy(window, denominator(obs, window), cx.degraded, cleared, t) {
         return Assessment::new(Health::Degraded, reason);
     }
     if let Some(since) = cx.trouble_since_ns {

@@ -71,8 +71,11 @@ pub struct Memory {
     /// TCP data sent and not answered.
     pub silence: Silence,
     /// Loss is counted from here on: the subject came back from Down, and what was
-    /// retransmitted during the outage says nothing about it now.
+    /// retransmitted during the outage says nothing about it now; or it left Degraded, and
+    /// the loss that made it so is over.
     loss_from_ns: Option<u64>,
+    /// When it last came back from Down.
+    back_ns: Option<u64>,
 }
 
 impl Memory {
@@ -92,9 +95,17 @@ impl Memory {
             .map(|v| v.since_ns)
     }
 
-    /// Counts loss afresh from `now_ns` (the subject came back from Down).
-    pub fn restart_loss(&mut self, now_ns: u64) {
+    /// The subject came back from Down at `now_ns`: loss is counted afresh from then, and
+    /// data left unanswered during the outage is forgotten.
+    pub fn came_back(&mut self, now_ns: u64) {
         self.loss_from_ns = Some(now_ns);
+        self.back_ns = Some(now_ns);
+        self.silence.forget();
+    }
+
+    /// When the subject last came back from Down.
+    pub fn back_ns(&self) -> Option<u64> {
+        self.back_ns
     }
 
     /// The window to count loss over: `loss_ns`, or less if the subject came back lately.
@@ -112,6 +123,7 @@ impl Memory {
         }
         let current = self.verdict.take();
         let held = raw.health == Health::Up
+            && !raw.confirmed
             && current
                 .as_ref()
                 .is_some_and(|v| v.health == Health::Degraded)
@@ -137,6 +149,14 @@ impl Memory {
             Some(v) if v.health == health => v.since_ns,
             _ => now_ns,
         };
+        if health == Health::Up
+            && current
+                .as_ref()
+                .is_some_and(|v| v.health == Health::Degraded)
+        {
+            // The loss that made it Degraded is over: it must not count a second time.
+            self.loss_from_ns = Some(now_ns);
+        }
         let verdict = Verdict {
             health,
             reasons,

@@ -29,6 +29,8 @@ pub struct Assessment {
     /// Taken over from another subject (an endpoint's link): it does not start this
     /// subject's own recovery hold.
     pub inherited: bool,
+    /// Up on plenty of fresh evidence (a busy moment without loss): no recovery hold needed.
+    pub confirmed: bool,
 }
 
 impl Assessment {
@@ -37,11 +39,18 @@ impl Assessment {
             health,
             reasons: vec![reason.into()],
             inherited: false,
+            confirmed: false,
         }
     }
 
     fn inherited(mut self) -> Self {
         self.inherited = true;
+        self
+    }
+
+    /// Marks an Up assessment as made on plenty of fresh evidence.
+    fn confirmed_if(mut self, confirmed: bool) -> Self {
+        self.confirmed = confirmed && self.health == Health::Up;
         self
     }
 
@@ -143,7 +152,10 @@ impl Classifier {
             })
             .collect();
         let raw = host::assess(links.values(), endpoints.values());
-        let host = self.host.settle(raw, now_ns, self.thresholds.recovery_hold);
+        // The host's inputs have had their own holds: a second one would only delay it.
+        let host = self
+            .host
+            .settle(raw.inherited(), now_ns, self.thresholds.recovery_hold);
         NetworkState {
             host,
             links,
@@ -157,9 +169,10 @@ impl Classifier {
         memory.first_seen_ns.get_or_insert(now_ns);
         let down = link::down_reason(obs).is_some();
         if !down && memory.health() == Some(Health::Down) {
-            // Back from Down: what was retransmitted during the outage says nothing about
-            // the link now. (Carrier changes still count: that is how flapping shows.)
-            memory.restart_loss(now_ns);
+            // Back from Down: what was retransmitted, or left unanswered, during the outage
+            // says nothing about the link now. (Carrier changes still count: that is how
+            // flapping shows.)
+            memory.came_back(now_ns);
         }
         let stats = &obs.link.stats;
         let ifindex = obs.link.ifindex;
@@ -222,6 +235,10 @@ impl Classifier {
             over_loss_window: memory
                 .window
                 .growth(&sample, memory.loss_window_ns(now_ns, ns(t.loss_window))),
+            over_clear_window: memory.window.growth(
+                &sample,
+                memory.loss_window_ns(now_ns, loss::CLEAR_WINDOW_NS),
+            ),
             over_flap_window: memory.window.growth(&sample, ns(t.flap_window)),
             degraded: memory.degraded(),
         };
@@ -238,6 +255,11 @@ impl Classifier {
         now_ns: u64,
     ) -> EndpointStatus {
         let t = &self.thresholds;
+        // When its link came back from Down: a stall or a wait from before was the outage's.
+        let link_back_ns = obs
+            .oif
+            .and_then(|oif| self.links.get(&oif))
+            .and_then(Memory::back_ns);
         let (memory, stall_mark) = self.endpoints.entry(obs.name.clone()).or_default();
         let link = obs.oif.and_then(|oif| links.get(&oif));
         let tcp = &obs.tcp;
@@ -284,7 +306,9 @@ impl Classifier {
             obs,
             data_segs,
             memory.rx.last().map(|(at, _)| at),
-        );
+        )
+        .filter(|mark| link_back_ns.is_none_or(|back| mark.at_ns > back));
+        let after_link_back = |at: &u64| link_back_ns.is_none_or(|back| *at > back);
         // Once Down, only newer evidence brings it back: what was received, or connected,
         // before it went Down (perhaps over a path since gone) says nothing about now.
         let down_since = memory.since(Health::Down);
@@ -304,11 +328,19 @@ impl Classifier {
             ..Sample::default()
         };
         memory.window.record(sample, ns(t.evidence_window));
-        let mut over_loss_window = memory.window.growth(&sample, ns(t.loss_window));
+        let mut over_loss_window = memory
+            .window
+            .growth(&sample, memory.loss_window_ns(now_ns, ns(t.loss_window)));
+        let mut over_clear_window = memory.window.growth(
+            &sample,
+            memory.loss_window_ns(now_ns, loss::CLEAR_WINDOW_NS),
+        );
         if stalled_lately(tcp, now_ns, t) {
             // A stall and its recovery are judged by the stall rules, not as loss.
-            over_loss_window.stall_segs = over_loss_window.retrans_segs;
-            over_loss_window.stall_retransmits = over_loss_window.retransmits;
+            for window in [&mut over_loss_window, &mut over_clear_window] {
+                window.stall_segs = window.retrans_segs;
+                window.stall_retransmits = window.retransmits;
+            }
         }
         let last_rx_ns = memory.rx.last().map(|(at, _)| at).filter(newer);
         let cx = endpoint::EndpointContext {
@@ -329,8 +361,10 @@ impl Classifier {
             awaiting_since_ns: memory
                 .silence
                 .awaiting()
-                .filter(|since| last_rx_ns.is_none_or(|rx| rx < *since)),
+                .filter(|since| last_rx_ns.is_none_or(|rx| rx < *since))
+                .filter(after_link_back),
             over_loss_window,
+            over_clear_window,
             over_evidence_window: memory.window.growth(&sample, evidence_ns),
             counts_data_sent,
             degraded: memory.degraded(),
@@ -357,10 +391,10 @@ impl Classifier {
     }
 }
 
-/// Whether the destination had a timeout without progress within the loss window: its
-/// retransmits since are the stall's, or its recovery's.
+/// Whether the destination had an outage (a blackhole's timeouts in a row) within the loss
+/// window: its retransmits since are the outage's, or its recovery's.
 fn stalled_lately(tcp: &super::DestStats, now_ns: u64, t: &Thresholds) -> bool {
-    tcp.last_stall_ns != 0 && now_ns.saturating_sub(tcp.last_stall_ns) < ns(t.loss_window)
+    tcp.outage_lately(now_ns, ns(t.loss_window), t.blackhole_timeouts)
 }
 
 /// Follows an endpoint's stall: it starts with a retransmit after a timeout without progress

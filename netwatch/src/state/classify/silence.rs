@@ -60,6 +60,15 @@ impl Silence {
         }
     }
 
+    /// Forgets the waits and the episode (they were an outage's), keeping the count of data
+    /// sent so only data sent from now on is new.
+    pub fn forget(&mut self) {
+        *self = Self {
+            data_sent: self.data_sent,
+            ..Self::default()
+        };
+    }
+
     /// Since when data has waited, if it does.
     pub fn awaiting(&self) -> Option<u64> {
         self.awaiting_since_ns

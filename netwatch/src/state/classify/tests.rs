@@ -310,7 +310,7 @@ fn flapping_is_degraded_until_stable_for_the_window_and_the_hold() {
 }
 
 #[test]
-fn ten_percent_retransmits_is_degraded_without_flapping_and_recovers_after_the_hold() {
+fn ten_percent_retransmits_is_degraded_without_flapping_and_up_half_a_second_after_it_ends() {
     let mut s = Scenario::new();
     s.traffic(100);
     s.run();
@@ -350,11 +350,112 @@ fn ten_percent_retransmits_is_degraded_without_flapping_and_recovers_after_the_h
             .all(|st| link_verdict(st).health == Health::Up),
         "the verdict flapped after recovery"
     );
-    // Not before the loss window has drained and the hold has passed.
+    // A busy link shows the loss has ended within half a second: no window to drain, no
+    // hold to wait.
+    assert!(first_up <= 3, "Up only after {first_up} ticks");
+}
+
+#[test]
+fn after_loss_a_trickle_of_traffic_waits_out_the_window_and_the_hold() {
+    let mut s = Scenario::new();
+    s.traffic(100);
+    s.run();
+    s.run_for(3 * S, 250 * MS, |s| s.lossy_traffic(100, 10));
+    // Two segments a tick: too few to tell the loss ended, so the ratio must drain and
+    // the hold pass.
+    let clean = s.run_for(8 * S, 250 * MS, |s| s.traffic(2));
+    let first_up = clean
+        .iter()
+        .position(|st| link_verdict(st).health == Health::Up)
+        .expect("Up again");
     assert!(
         first_up as u64 * 250 * MS >= 3 * S,
         "Up after only {first_up} ticks"
     );
+    assert!(clean[first_up..]
+        .iter()
+        .all(|st| link_verdict(st).health == Health::Up));
+}
+
+#[test]
+fn a_link_back_from_down_is_up_though_data_went_unanswered_during_the_outage() {
+    let mut s = Scenario::new();
+    s.traffic(100);
+    s.run();
+    // Data sent just before the carrier went, never answered.
+    s.advance(100 * MS);
+    s.sends(20);
+    s.link().link.carrier = false;
+    s.run_for(3 * S, 250 * MS, |_| {});
+    s.link().link.carrier = true;
+    // Back: the outage's retransmits go out first, the answers follow within the tick.
+    let back = s.run_for(3 * S, 100 * MS, |s| s.traffic(10));
+    assert!(
+        back.iter().all(|st| link_verdict(st).health == Health::Up),
+        "{:?}",
+        back.iter()
+            .map(|st| link_verdict(st).reasons.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_host_is_up_with_its_links_without_a_hold_of_its_own() {
+    let mut s = Scenario::new();
+    s.add_link(3, "eth1");
+    let traffic = |s: &mut Scenario| {
+        s.traffic(10);
+        let now = s.now;
+        let rx = s.obs.links.get_mut(&3).unwrap().xdp_rx.as_mut().unwrap();
+        rx.packets += 10;
+        rx.last_rx_ns = now;
+    };
+    traffic(&mut s);
+    s.run();
+    s.advance(100 * MS);
+    s.obs.links.get_mut(&3).unwrap().link.carrier = false;
+    traffic(&mut s);
+    let state = s.run();
+    assert_eq!(state.host.health, Health::Degraded, "{:?}", state.host);
+    // The second uplink is back: the host is Up in the same classification.
+    s.advance(100 * MS);
+    s.obs.links.get_mut(&3).unwrap().link.carrier = true;
+    traffic(&mut s);
+    let state = s.run();
+    assert_eq!(state.links["eth1"].verdict.health, Health::Up);
+    assert_eq!(state.host.health, Health::Up, "{:?}", state.host);
+}
+
+#[test]
+fn a_stall_from_before_its_link_came_back_is_forgotten() {
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    s.traffic(100);
+    s.endpoint_sends(50);
+    s.endpoint_receives(50);
+    s.run();
+    // The link goes; the endpoint's connection times out into it, again and again.
+    s.link().link.carrier = false;
+    for backoff in 0..5 {
+        s.advance(400 * MS);
+        s.endpoint_retransmits(backoff);
+        s.run();
+    }
+    s.link().link.carrier = true;
+    // Back, and that connection is abandoned: nothing more is sent to it.
+    let states = s.run_for(2 * S, 250 * MS, |s| s.traffic(10));
+    for state in &states {
+        let verdict = endpoint_verdict(state);
+        assert!(
+            !verdict.reasons.iter().any(|r| r.contains("blackholed")),
+            "{verdict:?}"
+        );
+    }
+    // A new connection works: Up.
+    s.advance(100 * MS);
+    s.endpoint().tcp.last_connect_ok_ns = s.now;
+    s.endpoint().tcp.connects_ok += 1;
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
 }
 
 #[test]

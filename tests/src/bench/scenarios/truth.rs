@@ -82,7 +82,7 @@ impl Scenario for Truth {
                 ),
                 &format!("<= {:.0} s", outcome.within.as_secs_f64()),
                 outcome
-                    .to_right
+                    .counted()
                     .filter(|_| outcome.right())
                     .map(|d| d.as_nanos() as i64),
                 outcome.within.as_nanos() as i64 + 1,
@@ -119,8 +119,7 @@ fn steps_table(outcomes: &[Outcome]) -> Facts {
                     o.subject.to_string(),
                     o.expected.to_string(),
                     o.observed.map_or("none".into(), |h| h.to_string()),
-                    o.to_right
-                        .map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+                    o.time_text(),
                     format!("{:.0} s", o.within.as_secs_f64()),
                     o.flips.to_string(),
                     if o.false_down { "yes" } else { "no" }.into(),

@@ -61,7 +61,7 @@ pub fn blackhole() -> Vec<Outcome> {
     let a = IpAddr::V4(pair.a_v4);
     let port = 5461;
     let (agent, sub) = watch(&pair.b, &endpoint_config("peer", a, port));
-    let _flow = PacedFlow::start(
+    let flow = PacedFlow::start(
         &pair.b,
         &pair.a,
         a,
@@ -107,16 +107,43 @@ pub fn blackhole() -> Vec<Outcome> {
         eprintln!("blackhole: {asked}");
     }
     let phase = Phase::begin(SCENARIO, "path back", &sub);
+    let began = phase.began;
     nft::delete_table(&pair.a, "ip", "nwt_blackhole");
-    outcomes.extend(phase.end(
+    let back = phase.end(
         &[
             Expect::new(endpoint, Health::Up, RECOVERY),
             Expect::new(link, Health::Up, RECOVERY),
         ],
         LIMIT,
         SETTLE,
-    ));
+    );
+    outcomes.extend(from_first_packet_through(back, &flow, began, &[0]));
     outcomes
+}
+
+/// The path is back, but only the stalled flow's next retransmission can show it (TCP's
+/// backoff decides when): the endpoints' targets (`which`) run from when its data got
+/// through again.
+fn from_first_packet_through(
+    outcomes: Vec<Outcome>,
+    flow: &PacedFlow,
+    began: std::time::Instant,
+    which: &[usize],
+) -> Vec<Outcome> {
+    let through = flow
+        .resumed_after(began)
+        .map(|at| at.saturating_duration_since(began));
+    outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            if which.contains(&i) {
+                o.with_evidence_at(through)
+            } else {
+                o
+            }
+        })
+        .collect()
 }
 
 /// Flows both ways; B's packets to the endpoint are dropped where they arrive, its packets
@@ -140,7 +167,7 @@ pub fn one_way_blackhole(ipv6: bool) -> Vec<Outcome> {
         max_time: Duration::from_secs(60),
         ..Pace::default()
     };
-    let _to_a = PacedFlow::start(&pair.b, &pair.a, a, port, pace);
+    let to_a = PacedFlow::start(&pair.b, &pair.a, a, port, pace);
     let _to_b = PacedFlow::start(&pair.a, &pair.b, b, port + 1, pace);
     let endpoint = Subject::Endpoint("peer".into());
     settle_all(
@@ -166,11 +193,13 @@ pub fn one_way_blackhole(ipv6: bool) -> Vec<Outcome> {
         Duration::from_secs(8),
     );
     let phase = Phase::begin(scenario, "path back", &sub);
+    let began = phase.began;
     nft::delete_table(&pair.a, family, "nwt_oneway");
-    outcomes.extend(phase.end(
+    let back = phase.end(
         &[Expect::new(endpoint, Health::Up, RECOVERY)],
         LIMIT,
         SETTLE,
-    ));
+    );
+    outcomes.extend(from_first_packet_through(back, &to_a, began, &[0]));
     outcomes
 }
