@@ -307,7 +307,8 @@ async fn bind_metrics(
     };
     match metrics::bind(listen.addr).await {
         Ok(listener) => {
-            info!(address = %listen.addr, "serving metrics");
+            // Bound in the watched namespace: with --netns, its loopback, not the host's.
+            info!(address = %listen.addr, netns = netns_name().as_deref().unwrap_or("the agent's own"), "serving metrics");
             Ok(Some(listener))
         }
         Err(e) if !listen.required => {
@@ -316,6 +317,17 @@ async fn bind_metrics(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The network namespace the agent runs in, by its `ip netns` name if it has one.
+fn netns_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata("/proc/thread-self/ns/net").ok()?.ino();
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .find(|entry| entry.metadata().is_ok_and(|m| m.ino() == own))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
 }
 
 /// Makes the kernel account each program's run time while the agent runs (BPF_ENABLE_STATS),

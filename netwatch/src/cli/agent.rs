@@ -102,6 +102,17 @@ impl AgentArgs {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        if let (Some(group), Some(path)) = (&file.socket.group, &self.config) {
+            if let Ok(None) = crate::accounts::gid_of(group) {
+                let expected = format!(
+                    "an existing group: this host has no group `{group}` (create it with \
+                     `groupadd {group}`, or name another)"
+                );
+                if let Some(error) = Config::invalid_value(path, "socket", "group", expected) {
+                    return Err(error.into());
+                }
+            }
+        }
         let report_interval = match self.report_interval {
             Some(interval) => (!interval.is_zero()).then_some(interval),
             None => file.agent.report_interval,

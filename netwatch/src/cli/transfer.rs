@@ -89,8 +89,14 @@ pub struct GetArgs {
     /// The artifact's key.
     #[arg(value_parser = parse_key)]
     pub key: ArtifactKey,
-    /// Where to write it; it appears only whole and checked.
+    /// Where to write it: a file, which appears only whole and checked (an existing one must
+    /// be a regular file; it keeps its owner and mode), or `-` for standard output (streamed:
+    /// the exit status says whether it checked out).
     pub out: PathBuf,
+    /// Refuse an artifact larger than this, before fetching anything: `500MiB`, `20GB`, or
+    /// bytes. Whatever this says, an artifact larger than the output's free space is refused.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
     /// The local chunk cache, and the mirror scoreboard.
     /// [default: $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
     #[arg(long, value_name = "DIR", env = env_vars::NETWATCH_CACHE_DIR)]
@@ -114,6 +120,35 @@ fn parse_concurrency(text: &str) -> Result<usize, String> {
         Ok(n @ 1..=256) => Ok(n),
         _ => Err("expected a whole number from 1 to 256".to_string()),
     }
+}
+
+/// `123`, `500MiB`, `20GB`, `1.5TiB`: a size in bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "M" | "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "G" | "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        "T" | "TB" => 1_000_000_000_000,
+        "TiB" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "`{text}`: expected a size like 500MiB, 20GB or 1048576"
+            ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a size like 500MiB, 20GB or 1048576"))?;
+    Ok((value * factor as f64) as u64)
 }
 
 fn parse_key(text: &str) -> Result<ArtifactKey, String> {
@@ -366,6 +401,7 @@ async fn get(args: &GetArgs) -> Result<ExitCode, TransferCommandError> {
         }
     }
     let mut options = options(&config, &args.moving);
+    options.max_output = args.max_size;
     // Best first: figures older than STALE_AFTER are measured again, all mirrors at once.
     let mut board = Scoreboard::load(cache.root());
     let measured = board.refresh(&mirrors, STALE_AFTER, ProbeLimits::QUICK);
@@ -384,7 +420,19 @@ async fn get(args: &GetArgs) -> Result<ExitCode, TransferCommandError> {
     drop(bar);
     board.observe(&summary, &ranked);
     save(&board);
-    show(&summary, args.common.json)?;
+    if args.out.as_os_str() == "-" {
+        // Standard output holds the artifact: the summary goes to stderr.
+        eprintln!(
+            "{}",
+            if args.common.json {
+                to_json(&summary)
+            } else {
+                summary.to_string()
+            }
+        );
+    } else {
+        show(&summary, args.common.json)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -429,5 +477,16 @@ mod tests {
         let error =
             Cli::try_parse_from(["netwatch", "get", "k", "out", "--concurrency", "0"]).unwrap_err();
         assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn sizes_take_units_and_refuse_what_is_not_one() {
+        use super::parse_size;
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("20GB"), Ok(20_000_000_000));
+        assert_eq!(parse_size("1.5KiB"), Ok(1536));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
     }
 }

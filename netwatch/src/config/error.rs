@@ -58,6 +58,9 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The file is not UTF-8 text (TOML is).
+    #[error("{at}: not UTF-8 text: a TOML file is UTF-8; save it as such")]
+    NotUtf8 { at: Location },
     /// The text is not TOML.
     // The parser's message says what it expected, so it belongs in this message; `toml` is
     // not also given as `source()`, which would print it twice in an error chain.
@@ -134,7 +137,8 @@ impl ConfigError {
     pub fn location(&self) -> Option<&Location> {
         match self {
             Self::NotFound { .. } | Self::Read { .. } => None,
-            Self::Syntax { at, .. }
+            Self::NotUtf8 { at }
+            | Self::Syntax { at, .. }
             | Self::UnknownKey { at, .. }
             | Self::Missing { at, .. }
             | Self::BadDuration { at, .. }

@@ -161,7 +161,7 @@ impl Config {
 
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| {
+        let bytes = std::fs::read(path).map_err(|source| {
             let path = path.to_path_buf();
             if source.kind() == std::io::ErrorKind::NotFound {
                 ConfigError::NotFound { path, source }
@@ -169,7 +169,27 @@ impl Config {
                 ConfigError::Read { path, source }
             }
         })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let before = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+            ConfigError::NotUtf8 {
+                at: Location::of(path.to_path_buf(), &before, before.len()),
+            }
+        })?;
         Self::parse(&text, path)
+    }
+
+    /// An error for `key` of `[table]` in the file at `path`, at the value's place there: for
+    /// a value that parsed but that its user finds wrong (a group this host lacks). `None` if
+    /// the file cannot be read again or has no such key.
+    pub fn invalid_value(
+        path: &Path,
+        table: &'static str,
+        key: &'static str,
+        expected: String,
+    ) -> Option<ConfigError> {
+        let text = std::fs::read_to_string(path).ok()?;
+        read::invalid_value(&text, path, table, key, expected)
     }
 
     /// Checks `text`, naming `origin` in errors.

@@ -76,6 +76,37 @@ pub(super) const TABLES: &[(&str, &[&str])] = &[
 /// `sun_path` holds 108 bytes with the terminating NUL (unix(7)).
 const MAX_SOCKET_PATH: usize = 107;
 
+/// The error for `key` of `[table]` in a file that parsed, for a check only its user can make
+/// (the agent's: does the socket's group exist here?), at the value's line and column.
+pub(super) fn invalid_value(
+    text: &str,
+    origin: &Path,
+    table: &'static str,
+    key: &'static str,
+    expected: String,
+) -> Option<ConfigError> {
+    let doc = Doc { text, origin };
+    let root = DeTable::parse(text).ok()?;
+    let top = Table::new(
+        &doc,
+        "the top level",
+        TOP_KEYS,
+        root.span(),
+        Some(root.get_ref()),
+    )
+    .ok()?;
+    let keys = TABLES
+        .iter()
+        .find(|(name, _)| name.trim_matches(['[', ']']) == table)
+        .map(|(_, keys)| *keys)?;
+    let header: &'static str = TABLES
+        .iter()
+        .find(|(name, _)| name.trim_matches(['[', ']']) == table)
+        .map(|(name, _)| *name)?;
+    let table = top.table(table, header, keys).ok()?;
+    Some(table.invalid(key, expected))
+}
+
 pub(super) fn config(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let doc = Doc { text, origin };
     let root = DeTable::parse(text).map_err(|toml| ConfigError::Syntax {
@@ -113,7 +144,7 @@ fn is_user_name(name: &str) -> bool {
 fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
     const USER: &str = "a user name, like \"netwatch\" or \"nobody\" (\"root\" to stay root)";
     const XDP_MODE: &str = "\"generic\" or \"native\"";
-    const BUFFER: &str = "a size in bytes above 0, like 4194304 (4 MiB)";
+    const BUFFER: &str = "a size in bytes from 1 to 1073741824 (1 GiB), like 4194304 (4 MiB)";
     let defaults = AgentSettings::default();
     let xdp_mode = match table.string("xdp_mode", XDP_MODE)? {
         None => defaults.xdp_mode,
@@ -131,7 +162,7 @@ fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
         xdp_mode,
         netlink_event_buffer: match buffer.map(usize::try_from) {
             None => defaults.netlink_event_buffer,
-            Some(Ok(bytes)) if bytes > 0 => bytes,
+            Some(Ok(bytes)) if (1..=1 << 30).contains(&bytes) => bytes,
             Some(_) => return Err(table.invalid("netlink_event_buffer", BUFFER)),
         },
         evidence_on_demand: table

@@ -316,7 +316,7 @@ fn a_value_of_the_wrong_type_says_what_the_key_takes() {
     assert_refused(
         "[agent]\nnetlink_event_buffer = \"4MiB\"\n",
         "line 2, column 24",
-        "netlink_event_buffer = \"4MiB\": expected a size in bytes above 0",
+        "netlink_event_buffer = \"4MiB\": expected a size in bytes from 1 to 1073741824",
     );
     assert_refused(
         "[[endpoint]]\nname = \"a\"\naddress = \"a.example:1\"\nprobe = \"yes\"\n",
@@ -651,4 +651,37 @@ fn mirrors_are_tried_by_priority_then_file_order() {
         .map(|m| m.name.as_str())
         .collect();
     assert_eq!(order, ["z", "b", "a", "c"]);
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_the_line_and_column_of_the_bad_byte() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, b"[agent]\nreport_interval = \"5s\xff\"\n").unwrap();
+    let error = Config::load(file.path()).unwrap_err();
+    let at = error.location().expect("a place in the file");
+    assert_eq!((at.line, at.column), (2, 22), "{error}");
+    assert!(error.to_string().contains("not UTF-8"), "{error}");
+}
+
+#[test]
+fn a_value_its_user_finds_wrong_is_named_at_its_line() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        b"[socket]\nmode = \"0660\"\ngroup = \"nosuch\"\n",
+    )
+    .unwrap();
+    let error = Config::invalid_value(file.path(), "socket", "group", "an existing group".into())
+        .expect("the key is there");
+    let text = error.to_string();
+    assert!(
+        text.contains("line 3, column 9") && text.contains("an existing group"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_absurd_netlink_buffer_is_refused() {
+    let error = refused("[agent]\nnetlink_event_buffer = 9223372036854775807\n");
+    assert!(error.contains("from 1 to 1073741824"), "{error}");
 }

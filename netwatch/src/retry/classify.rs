@@ -73,7 +73,9 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// The default classification: the first error in the source chain, outermost first, that
 /// says something decides. [`HttpStatus`] by its status; `std::io::Error` by its kind:
 /// refused, reset, aborted, unreachable, network down and broken connections are transient,
-/// timed out is a timeout, permission denied and not found are permanent, and so is a DNS
+/// timed out is a timeout; permission denied, not found, a name too long, no space or quota
+/// left, a read-only file system and the like are permanent (a retry fails the same way),
+/// and so is a DNS
 /// lookup failure; `tokio::time::error::Elapsed` is a timeout. A chain that says nothing is
 /// transient: a failure netwatch cannot name is most often the network's.
 pub fn classify(error: &(dyn Error + 'static)) -> ErrorClass {
@@ -101,7 +103,10 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<ErrorClass> {
         | AddrNotAvailable | NetworkUnreachable | HostUnreachable | NetworkDown | UnexpectedEof
         | Interrupted | WouldBlock => Some(ErrorClass::Transient),
         TimedOut => Some(ErrorClass::Timeout),
-        PermissionDenied | NotFound => Some(ErrorClass::Permanent),
+        PermissionDenied | NotFound | InvalidFilename | StorageFull | QuotaExceeded
+        | ReadOnlyFilesystem | IsADirectory | NotADirectory | FileTooLarge | InvalidInput => {
+            Some(ErrorClass::Permanent)
+        }
         // getaddrinfo's failures carry no kind of their own; std names them thus
         // (library/std/src/sys/net/connection/socket.rs).
         _ if io
@@ -159,6 +164,23 @@ mod tests {
         );
         assert_eq!(class_of(HttpStatus::new(404)), ErrorClass::Permanent);
         assert_eq!(class_of(HttpStatus::new(401)), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn local_errors_a_retry_cannot_fix_are_permanent() {
+        for errno in [
+            libc::ENAMETOOLONG,
+            libc::ENOSPC,
+            libc::EDQUOT,
+            libc::EROFS,
+            libc::EISDIR,
+        ] {
+            assert_eq!(
+                class_of(io::Error::from_raw_os_error(errno)),
+                ErrorClass::Permanent,
+                "errno {errno}"
+            );
+        }
     }
 
     #[test]

@@ -135,11 +135,17 @@ impl ChunkCache {
     }
 
     /// Writes `data` to a temporary file beside `path` and renames it into place. No fsync:
-    /// a crash can at worst leave a damaged file, which `read` detects and drops.
+    /// a crash can at worst leave a damaged file, which `read` detects and drops. The cache
+    /// is its user's alone: directories 0700, files 0600 (what was fetched may be private).
     fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<(), CacheError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = path.parent().expect("cache paths have a parent");
-        fs::create_dir_all(dir).map_err(self.error("creating", dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(self.error("creating", dir))?;
         let name = path
             .file_name()
             .expect("cache paths have a name")
@@ -149,7 +155,12 @@ impl ChunkCache {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let result = fs::write(&temp, data)
+        let result = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .and_then(|mut file| io::Write::write_all(&mut file, data))
             .map_err(self.error("writing", &temp))
             .and_then(|()| fs::rename(&temp, path).map_err(self.error("renaming into", path)));
         if result.is_err() {

@@ -26,9 +26,20 @@ pub enum TransferError {
     },
     /// The output path cannot be used.
     #[error("{}: {problem}", path.display())]
-    BadOutput {
+    BadOutput { path: PathBuf, problem: String },
+    /// The artifact does not fit where it is to be written.
+    #[error(
+        "{}: the artifact is {size} bytes ({}), more than {why}, {limit} bytes ({}); nothing \
+         was fetched",
+        path.display(),
+        human(*size),
+        human(*limit)
+    )]
+    TooLarge {
         path: PathBuf,
-        problem: &'static str,
+        size: u64,
+        limit: u64,
+        why: &'static str,
     },
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -69,6 +80,18 @@ pub enum TransferError {
     /// The transfer was cancelled; chunks fetched so far stay in the cache.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// 1.2 GiB: sizes at a glance.
+fn human(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "KiB", "MiB", "GiB", "TiB"] {
+        if value < 1024.0 {
+            return format!("{value:.1} {unit}");
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1} PiB")
 }
 
 impl TransferError {

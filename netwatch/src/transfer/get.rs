@@ -2,7 +2,7 @@
 //! local cache lacks, several at once, each checked on arrival and kept in the cache; then the
 //! output assembled from the cache (see `assemble`).
 
-use std::{collections::HashSet, path::Path};
+use std::{collections::HashSet, path::Path, sync::Arc};
 
 use futures::{stream, StreamExt};
 use tokio::time::Instant;
@@ -13,6 +13,7 @@ use super::{
     compress::decode,
     error::TransferError,
     fallback::{self, Failure, Health, Served},
+    output::Destination,
     ArtifactKey, ChunkCache, ChunkRef, Manifest, MirrorStore, Progress, Summary, TransferOptions,
 };
 
@@ -29,7 +30,7 @@ pub async fn get(
     options: &TransferOptions,
 ) -> Result<Summary, TransferError> {
     let started = Instant::now();
-    assemble::check_output(out)?;
+    let destination = Destination::check(out)?;
     let mut summary = Summary {
         operation: "get",
         key: key.to_string(),
@@ -55,10 +56,63 @@ pub async fn get(
     };
 
     let manifest = manifest(key, &shared, &mut summary).await?;
+    // Before any chunk is fetched: a manifest claiming more than fits is refused.
+    destination.check_room(manifest.size, options.max_output)?;
     summary.artifact_bytes = manifest.size;
     summary.chunks = manifest.chunks.len();
 
-    // A chunk that occurs twice is fetched once.
+    let manifest = Arc::new(manifest);
+    let destination = Arc::new(destination);
+    fetch_missing(&manifest, &shared, &mut summary, true).await?;
+    // A chunk damaged in the cache (found and dropped while assembling) is fetched again,
+    // once: a cache should not fail a get a mirror can serve.
+    let mut refetched = false;
+    loop {
+        let (cache, manifest_for, out) = (
+            cache.clone(),
+            Arc::clone(&manifest),
+            Arc::clone(&destination),
+        );
+        let assembled =
+            tokio::task::spawn_blocking(move || assemble::assemble(&manifest_for, &cache, &out));
+        let result = tokio::select! {
+            biased;
+            () = options.cancel.cancelled() => return Err(TransferError::Cancelled),
+            result = assembled => result.expect("assembling does not panic"),
+        };
+        match result {
+            Err(TransferError::Evicted { id, .. }) if !refetched => {
+                tracing::warn!(chunk = %id, "a chunk in the local cache was damaged: fetching it again");
+                refetched = true;
+                fetch_missing(&manifest, &shared, &mut summary, false).await?;
+            }
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
+    activity.add_to(&mut summary, mirrors);
+    summary.elapsed = started.elapsed();
+    summary.finish();
+    Ok(summary)
+}
+
+/// Fetches the chunks of `manifest` the cache lacks, several at once (a chunk that occurs
+/// twice, once). `plan`: report the plan and the bytes reused (the first pass).
+async fn fetch_missing(
+    manifest: &Manifest,
+    shared: &Shared<'_>,
+    summary: &mut Summary,
+    plan: bool,
+) -> Result<(), TransferError> {
+    let Shared {
+        mirrors,
+        cache,
+        options,
+        ..
+    } = *shared;
+    let key = &manifest.key;
     let mut seen = HashSet::new();
     let missing: Vec<(usize, ChunkRef)> = manifest
         .chunks
@@ -68,13 +122,14 @@ pub async fn get(
         .map(|(index, chunk)| (index, chunk.clone()))
         .collect();
     let missing_bytes: u64 = missing.iter().map(|(_, c)| u64::from(c.size)).sum();
-    summary.bytes_reused = manifest.size.saturating_sub(missing_bytes);
-    options.report(Progress::Planned {
-        chunks: missing.len(),
-        bytes: missing_bytes,
-    });
+    if plan {
+        summary.bytes_reused = manifest.size.saturating_sub(missing_bytes);
+        options.report(Progress::Planned {
+            chunks: missing.len(),
+            bytes: missing_bytes,
+        });
+    }
     tracing::debug!(key = %key, chunks = manifest.chunks.len(), missing = missing.len(), "fetching chunks");
-
     let total = manifest.chunks.len();
     let mut fetches = stream::iter(missing)
         .map(|(index, chunk)| {
@@ -84,12 +139,12 @@ pub async fn get(
                 chunk.offset,
                 chunk.offset + u64::from(chunk.size)
             );
-            fetch(chunk, what, &shared)
+            fetch(chunk, what, shared)
         })
         .buffer_unordered(options.concurrency.max(1));
     while let Some(fetched) = fetches.next().await {
         let (chunk, served) = fetched?;
-        tally(&mut summary, mirrors, &served, served.value);
+        tally(summary, mirrors, &served, served.value);
         summary.chunks_moved += 1;
         options.report(Progress::Chunk {
             size: u64::from(chunk.size),
@@ -97,21 +152,7 @@ pub async fn get(
             mirror: mirrors[served.mirror].name().to_string(),
         });
     }
-    drop(fetches);
-    activity.add_to(&mut summary, mirrors);
-
-    let (cache_for_assembly, out_path) = (cache.clone(), out.to_path_buf());
-    let assembled = tokio::task::spawn_blocking(move || {
-        assemble::assemble(&manifest, &cache_for_assembly, &out_path)
-    });
-    tokio::select! {
-        biased;
-        () = options.cancel.cancelled() => return Err(TransferError::Cancelled),
-        result = assembled => result.expect("assembling does not panic")?,
-    }
-    summary.elapsed = started.elapsed();
-    summary.finish();
-    Ok(summary)
+    Ok(())
 }
 
 /// What every request of one get shares.

@@ -29,6 +29,7 @@ mod fallback;
 mod get;
 mod key;
 mod manifest;
+mod output;
 mod probe;
 mod put;
 mod score;
@@ -124,6 +125,8 @@ pub struct TransferOptions {
     pub link_bytes_per_sec: Option<f64>,
     /// Called as chunks are moved.
     pub progress: Option<ProgressFn>,
+    /// `get`: the largest artifact it writes; `None` for no cap but the free space.
+    pub max_output: Option<u64>,
 }
 
 impl Default for TransferOptions {
@@ -144,6 +147,7 @@ impl Default for TransferOptions {
             compression: Compression::Auto,
             link_bytes_per_sec: None,
             progress: None,
+            max_output: None,
         }
     }
 }

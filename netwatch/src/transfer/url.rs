@@ -30,6 +30,8 @@ const BUCKET: &str = "an S3 bucket name after s3:// (3 to 63 lowercase letters, 
 const HOST: &str = "a host after http:// or https://, like \"https://cache.example/dav\"";
 const NO_EXTRAS: &str = "a URL without user:password@, `?query` or `#fragment`: credentials \
                          come from the environment, never from the file";
+const NO_SPACES: &str = "a URL without spaces or control characters, like \"s3://BUCKET/PREFIX\", \
+                         \"https://HOST/PATH\" (WebDAV) or \"file:///ABSOLUTE/PATH\"";
 const FILE: &str = "an absolute path after file://, like \"file:///srv/mirror\" (three slashes)";
 const SEGMENTS: &str = "path segments of letters, digits, `.`, `_`, `-` and `+`, none of them \
                         `.` or `..`";
@@ -42,7 +44,10 @@ impl FromStr for MirrorUrl {
             text: text.to_string(),
             expected,
         };
-        if text.contains(['?', '#']) || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(fail(NO_SPACES));
+        }
+        if text.contains(['?', '#']) {
             return Err(fail(NO_EXTRAS));
         }
         if let Some(rest) = text.strip_prefix("s3://") {
@@ -177,6 +182,7 @@ mod tests {
             ("https://host:0/", HOST),
             ("https://user:secret@host/", NO_EXTRAS),
             ("https://host/x?token=1", NO_EXTRAS),
+            ("not a url", NO_SPACES),
             ("file://relative/path", FILE),
             ("file:///srv/../etc", SEGMENTS),
         ] {
