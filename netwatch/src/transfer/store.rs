@@ -315,7 +315,8 @@ impl MirrorStore {
             .bytes()
             .await
             .map_err(self.request_error("GET", path))?;
-        Ok(body.to_vec())
+        // Without a copy where the body is one buffer: a manifest may be hundreds of MB.
+        Ok(Vec::from(body))
     }
 
     async fn write(&self, path: &str, data: Vec<u8>) -> Result<(), StoreError> {

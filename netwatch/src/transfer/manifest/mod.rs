@@ -6,7 +6,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod chunks;
+
 use serde::{Deserialize, Serialize};
+
+use chunks::ChunkList;
 
 use super::{
     chunk::{self, MAX_CHUNK},
@@ -18,9 +22,12 @@ use super::{
 /// The format this version writes and reads. A reader refuses any other: a newer writer may
 /// have changed what a field means.
 pub const FORMAT_VERSION: u32 = 1;
-/// No manifest is read past this size: 4 million chunks, a 256 GB artifact at the average
-/// chunk size.
+/// No manifest is read past this size: about 4 million chunks, a 256 GB artifact at the
+/// average chunk size.
 pub const MAX_MANIFEST_BYTES: u64 = 512 << 20;
+/// Nor with more chunks than this. Each takes 64 bytes once read (the JSON's own text is
+/// never held per chunk), so a manifest costs at most its bytes and 256 MiB.
+pub const MAX_CHUNKS: usize = 4 << 20;
 /// What a chunk of at most `MAX_CHUNK` bytes may take stored: zstd and gzip add at most a few
 /// hundred bytes to data they cannot compress.
 pub const MAX_STORED_CHUNK: u64 = MAX_CHUNK as u64 + 64 * 1024;
@@ -53,7 +60,7 @@ pub struct ChunkRef {
 
 /// The JSON form, with every field as written, before any check.
 #[derive(Serialize, Deserialize)]
-struct Wire {
+struct Wire<C> {
     format: u32,
     key: String,
     size: u64,
@@ -62,7 +69,8 @@ struct Wire {
     created: String,
     created_unix_ms: u64,
     chunker: Chunker,
-    chunks: Vec<WireChunk>,
+    /// Written as a list of `WireChunk`; read into a `ChunkList`, checked one by one.
+    chunks: C,
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Eq)]
@@ -73,7 +81,8 @@ struct Chunker {
     max_size: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+/// A chunk as written (read by `chunks::ChunkList`).
+#[derive(Serialize)]
 struct WireChunk {
     id: String,
     offset: u64,
@@ -110,6 +119,9 @@ pub enum ManifestError {
     /// A chunk entry is wrong; the message names it by position.
     #[error("chunk {index}: {problem}")]
     Chunk { index: usize, problem: String },
+    /// More chunks than any artifact netwatch writes.
+    #[error("more than {MAX_CHUNKS} chunks")]
+    TooManyChunks,
     /// The chunks do not add up to the artifact's size.
     #[error("its chunks add up to {sum} bytes, but it gives the artifact's size as {size}")]
     SizeMismatch { sum: u64, size: u64 },
@@ -123,7 +135,7 @@ impl Manifest {
                 size: bytes.len() as u64,
             });
         }
-        let wire: Wire = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
+        let wire: Wire<ChunkList> = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
         if wire.format != FORMAT_VERSION {
             return Err(ManifestError::Format { found: wire.format });
         }
@@ -145,43 +157,11 @@ impl Manifest {
             });
         }
         let sha256 = Sha256::parse(&wire.sha256).map_err(ManifestError::Digest)?;
-        let mut chunks = Vec::with_capacity(wire.chunks.len());
-        let mut offset = 0u64;
-        for (index, chunk) in wire.chunks.into_iter().enumerate() {
-            let problem = |problem: String| ManifestError::Chunk { index, problem };
-            let id = Sha256::parse(&chunk.id).map_err(|e| problem(e.to_string()))?;
-            if chunk.offset != offset {
-                let what = if chunk.offset < offset {
-                    "overlaps"
-                } else {
-                    "leaves a gap after"
-                };
-                return Err(problem(format!(
-                    "starts at byte {}, so it {what} the previous chunk, which ends at {offset}",
-                    chunk.offset
-                )));
-            }
-            if chunk.size == 0 || chunk.size > MAX_CHUNK as u64 {
-                return Err(problem(format!(
-                    "size {} is outside 1..={MAX_CHUNK} bytes",
-                    chunk.size
-                )));
-            }
-            if chunk.stored_size == 0 || chunk.stored_size > MAX_STORED_CHUNK {
-                return Err(problem(format!(
-                    "stored size {} is outside 1..={MAX_STORED_CHUNK} bytes",
-                    chunk.stored_size
-                )));
-            }
-            offset = offset.saturating_add(chunk.size);
-            chunks.push(ChunkRef {
-                id,
-                offset: chunk.offset,
-                size: chunk.size as u32,
-                encoding: chunk.encoding,
-                stored_size: chunk.stored_size,
-            });
+        let ChunkList { chunks, problem } = wire.chunks;
+        if let Some(problem) = problem {
+            return Err(problem);
         }
+        let offset = chunks.last().map_or(0, |c| c.offset + u64::from(c.size));
         if offset != wire.size {
             return Err(ManifestError::SizeMismatch {
                 sum: offset,
@@ -198,7 +178,7 @@ impl Manifest {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        let wire = Wire {
+        let wire = Wire::<Vec<WireChunk>> {
             format: FORMAT_VERSION,
             key: self.key.to_string(),
             size: self.size,
@@ -300,6 +280,11 @@ mod tests {
 
     fn refused(json: &[u8]) -> String {
         Manifest::from_json(json, &key()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_chunk_read_takes_64_bytes_as_the_docs_say() {
+        assert!(std::mem::size_of::<ChunkRef>() <= 64);
     }
 
     #[test]
