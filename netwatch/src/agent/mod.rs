@@ -205,7 +205,7 @@ pub async fn run(
     for (name, host, port) in names {
         resolver::spawn(name, host, port, resolutions.clone());
     }
-    agent.classify(&probes, &watcher).await;
+    agent.classify(&mut probes, &watcher).await;
     let state = StateWatch::new(agent.subscribe());
     let serves_metrics = metrics_listener.is_some();
     let (costs, costs_receiver) = watch::channel(Arc::new(AgentCosts::default()));
@@ -233,7 +233,7 @@ pub async fn run(
                     break "netlink closed";
                 };
                 agent.netlink_batch(&mut probes, &mut watcher, event).await;
-                agent.classify(&probes, &watcher).await;
+                agent.classify(&mut probes, &watcher).await;
             }
             result = kernel_events.next_batch(&mut signals) => {
                 if let Err(e) = result {
@@ -241,11 +241,11 @@ pub async fn run(
                 }
                 agent.kernel_signals(&mut probes, &watcher, &signals).await;
                 signals.clear();
-                agent.classify(&probes, &watcher).await;
+                agent.classify(&mut probes, &watcher).await;
             }
             Some((endpoint, result)) = probe_inbox.recv() => {
                 agent.set_probe(&endpoint, result);
-                agent.classify(&probes, &watcher).await;
+                agent.classify(&mut probes, &watcher).await;
             }
             Some((endpoint, resolved)) = resolved_inbox.recv() => {
                 if let Some(address) = agent.set_resolved(&mut probes, &endpoint, resolved) {
@@ -253,14 +253,14 @@ pub async fn run(
                         sender.send_replace(Some(address));
                     }
                 }
-                agent.classify(&probes, &watcher).await;
+                agent.classify(&mut probes, &watcher).await;
             }
             Some(subject) = demand_inbox.recv() => {
                 agent.on_demand(&subject, &watcher).await;
             }
             _ = classify_tick.tick() => {
                 agent.refresh(&mut probes, &watcher).await;
-                agent.classify(&probes, &watcher).await;
+                agent.classify(&mut probes, &watcher).await;
                 agent.on_silence(&watcher).await;
                 if let Some(costs) = &costs {
                     costs.send_replace(Arc::new(agent.costs(&probes, bpf_stats.is_some(), &watcher)));

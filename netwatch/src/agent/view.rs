@@ -340,9 +340,21 @@ impl Agent {
     }
 
     /// Judges the current observations and publishes the state, logging verdict changes.
-    pub async fn classify(&mut self, probes: &Probes, watcher: &NetlinkWatcher) {
+    pub async fn classify(&mut self, probes: &mut Probes, watcher: &NetlinkWatcher) {
         let now = monotonic_ns();
         let observations = self.tracker.observe(probes, watcher, now).await;
+        // The links whose loss ratios count: from the next judgement on, in data segments.
+        let counted: HashSet<u32> = observations
+            .links
+            .values()
+            .filter(|l| l.default_route)
+            .map(|l| l.link.ifindex)
+            .chain(observations.endpoints.iter().filter_map(|e| e.oif))
+            .collect();
+        self.xdp.count_egress(
+            probes,
+            counted.iter().filter_map(|i| self.tracker.links.get(i)),
+        );
         self.wants_polling = FastPath::wanted(&observations, now);
         let state = self.classifier.classify(&observations, now);
         let before = self.publish.borrow().clone();

@@ -41,7 +41,11 @@ pub struct AgentProc {
 
 impl AgentProc {
     pub fn start(ns: &NetNs, options: AgentOptions<'_>) -> Result<Self> {
-        let bin = binary()?;
+        Self::start_binary(&binary()?, ns, options)
+    }
+
+    /// Like [`AgentProc::start`], with another agent binary (an older build, to compare).
+    pub fn start_binary(bin: &Path, ns: &NetNs, options: AgentOptions<'_>) -> Result<Self> {
         let socket = PathBuf::from(format!("/run/netwatch/netns-{}.sock", ns.name()));
         let config = match options.config {
             Some(text) => {
@@ -58,7 +62,7 @@ impl AgentProc {
         };
         let log = std::fs::File::create(&options.log)
             .with_context(|| format!("creating {}", options.log.display()))?;
-        let mut command = Command::new(&bin);
+        let mut command = Command::new(bin);
         command
             .args(["agent", "--netns", ns.name(), "--report-interval", "0"])
             .args(["--log-format", "json", "--socket"])
@@ -147,7 +151,7 @@ impl Drop for AgentProc {
     }
 }
 
-fn binary() -> Result<PathBuf> {
+pub fn binary() -> Result<PathBuf> {
     let path = std::env::var_os(NETWATCH_BIN).map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/netwatch"),
         PathBuf::from,

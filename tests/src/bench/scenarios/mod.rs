@@ -2,6 +2,7 @@
 //! them down when it returns (or unwinds). To add one, implement [`Scenario`] and list it in
 //! [`all`].
 
+mod churn;
 mod flow;
 mod link;
 mod outage;
@@ -45,6 +46,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
             shared_index: false,
         }),
         Box::new(storm::Storm { shared_index: true }),
+        Box::new(churn::Churn),
         Box::new(truth::Truth),
         Box::new(soak::Soak),
         Box::new(outage::Outage),
