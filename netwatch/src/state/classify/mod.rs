@@ -7,6 +7,7 @@ mod link;
 mod loss;
 mod memory;
 mod silence;
+mod stall;
 mod window;
 
 use std::{
@@ -19,6 +20,7 @@ use super::{
     Observations, Thresholds, Verdict,
 };
 use memory::{Memory, RxSource};
+use stall::StallTrack;
 use window::Sample;
 
 /// A health with its reasons, before hysteresis.
@@ -76,21 +78,12 @@ fn severity(health: Health) -> u8 {
     }
 }
 
-/// What an endpoint's stall looked like when it was first seen, to tell progress since.
-#[derive(Clone, Copy, Debug)]
-struct StallMark {
-    at_ns: u64,
-    timeouts: u32,
-    data_segs: u64,
-    retrans_segs: u64,
-}
-
 /// Turns observations into verdicts, remembering just enough between calls for windows and
 /// hysteresis.
 pub struct Classifier {
     thresholds: Thresholds,
     links: HashMap<u32, Memory>,
-    endpoints: HashMap<String, (Memory, Option<StallMark>)>,
+    endpoints: HashMap<String, (Memory, StallTrack)>,
     host: Memory,
 }
 
@@ -260,7 +253,7 @@ impl Classifier {
             .oif
             .and_then(|oif| self.links.get(&oif))
             .and_then(Memory::back_ns);
-        let (memory, stall_mark) = self.endpoints.entry(obs.name.clone()).or_default();
+        let (memory, stalls) = self.endpoints.entry(obs.name.clone()).or_default();
         let link = obs.oif.and_then(|oif| links.get(&oif));
         let tcp = &obs.tcp;
         // Packets from it, RSTs aside: a refusal is no sign that it serves. Per source where
@@ -301,13 +294,13 @@ impl Classifier {
         }
         let data_segs = obs.peer.map_or(0, |p| p.tx_data_segs);
         let data_buffers = obs.peer.map_or(0, |p| p.tx_data_buffers);
-        *stall_mark = track_stall(
-            *stall_mark,
+        let stall = stalls.follow(
             obs,
             data_segs,
             memory.rx.last().map(|(at, _)| at),
-        )
-        .filter(|mark| link_back_ns.is_none_or(|back| mark.at_ns > back));
+            now_ns,
+            link_back_ns.unwrap_or(0),
+        );
         let after_link_back = |at: &u64| link_back_ns.is_none_or(|back| *at > back);
         // Once Down, only newer evidence brings it back: what was received, or connected,
         // before it went Down (perhaps over a path since gone) says nothing about now.
@@ -354,10 +347,7 @@ impl Classifier {
                 .filter(|p| p.error.is_none())
                 .map(|p| p.at_ns)
                 .filter(newer),
-            stall: stall_mark.map(|m| endpoint::Stall {
-                timeouts: m.timeouts,
-                at_ns: m.at_ns,
-            }),
+            stall,
             awaiting_since_ns: memory
                 .silence
                 .awaiting()
@@ -395,43 +385,6 @@ impl Classifier {
 /// window: its retransmits since are the outage's, or its recovery's.
 fn stalled_lately(tcp: &super::DestStats, now_ns: u64, t: &Thresholds) -> bool {
     tcp.outage_lately(now_ns, ns(t.loss_window), t.blackhole_timeouts)
-}
-
-/// Follows an endpoint's stall: it starts with a retransmit after a timeout without progress
-/// (RTO backoff 1 or more) and ends with progress: new data beyond what was retransmitted, a
-/// connect that works, a retransmit whose backoff was reset (an acknowledgement came), or,
-/// where nothing counts what is sent to it, a packet from it.
-fn track_stall(
-    mark: Option<StallMark>,
-    obs: &EndpointObservation,
-    data_segs: u64,
-    last_rx_ns: Option<u64>,
-) -> Option<StallMark> {
-    let tcp = &obs.tcp;
-    let latest_is_stall = tcp.last_stall_ns != 0 && tcp.last_retrans_ns == tcp.last_stall_ns;
-    if !latest_is_stall {
-        return None;
-    }
-    let mark = match mark {
-        // The same stall, one more timeout on: progress still counts from where it began.
-        Some(m) if m.at_ns <= tcp.last_stall_ns => StallMark {
-            at_ns: tcp.last_stall_ns,
-            timeouts: tcp.stall_backoff + 1,
-            ..m
-        },
-        _ => StallMark {
-            at_ns: tcp.last_stall_ns,
-            timeouts: tcp.stall_backoff + 1,
-            data_segs,
-            retrans_segs: tcp.retrans_segs,
-        },
-    };
-    let new_data = data_segs.saturating_sub(mark.data_segs);
-    let resent = tcp.retrans_segs.saturating_sub(mark.retrans_segs);
-    let progress = new_data > resent + 2
-        || tcp.last_connect_ok_ns > mark.at_ns
-        || (obs.peer.is_none() && last_rx_ns.is_some_and(|rx| rx > mark.at_ns));
-    (!progress).then_some(mark)
 }
 
 fn link_status(obs: &LinkObservation, verdict: Verdict) -> LinkStatus {

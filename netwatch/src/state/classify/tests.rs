@@ -427,6 +427,57 @@ fn the_host_is_up_with_its_links_without_a_hold_of_its_own() {
 }
 
 #[test]
+fn one_socket_in_backoff_beside_others_that_progress_is_not_a_blackhole() {
+    // An abandoned transfer's socket retransmits with a long backoff while a new transfer to
+    // the same server runs: the per-destination counters show both.
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    s.traffic(100);
+    s.endpoint_sends(50);
+    s.endpoint_receives(50);
+    s.run();
+    let states = s.run_for(6 * S, 100 * MS, |s| {
+        s.traffic(20);
+        s.endpoint_sends(20);
+        s.endpoint_receives(20);
+        if (s.now / (100 * MS)).is_multiple_of(15) {
+            s.endpoint_retransmits(5);
+        }
+    });
+    for state in &states {
+        assert_eq!(
+            endpoint_verdict(state).health,
+            Health::Up,
+            "{:?}",
+            endpoint_verdict(state)
+        );
+    }
+}
+
+#[test]
+fn a_stall_answered_with_a_reset_is_over() {
+    let mut s = Scenario::new();
+    s.with_endpoint();
+    s.traffic(100);
+    s.endpoint_sends(50);
+    s.endpoint_receives(50);
+    s.run();
+    for backoff in 0..4 {
+        s.advance(400 * MS);
+        s.endpoint_retransmits(backoff);
+        s.run();
+        s.advance(100 * MS);
+        s.run();
+    }
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Down);
+    // The server forgot the connection and says so: the path works.
+    s.advance(50 * MS);
+    s.endpoint().tcp.resets_received += 1;
+    s.endpoint_receives(1);
+    assert_ne!(endpoint_verdict(&s.run()).health, Health::Down);
+}
+
+#[test]
 fn a_stall_from_before_its_link_came_back_is_forgotten() {
     let mut s = Scenario::new();
     s.with_endpoint();
@@ -674,10 +725,13 @@ fn timeouts_in_a_row_are_degraded_then_down() {
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
     s.advance(400 * MS);
     s.endpoint_retransmits(1);
+    // Seen once, a stall waits for a second look: another connection may be progressing.
+    assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
+    s.advance(100 * MS);
     let state = s.run();
     assert_eq!(endpoint_verdict(&state).health, Health::Degraded);
     assert_reason(endpoint_verdict(&state), "no reply: 2 timeouts in a row");
-    s.advance(800 * MS);
+    s.advance(700 * MS);
     s.endpoint_retransmits(2);
     let state = s.run();
     assert_eq!(endpoint_verdict(&state).health, Health::Down);

@@ -65,11 +65,20 @@ pub fn netlink_storm(pairs: u32) -> StormReport {
     std::thread::sleep(Duration::from_millis(500));
     let fds_before = fd_count(agent.pid());
 
+    let pid = agent.pid() as libc::pid_t;
     ns.block_on(async {
         // All of them up, then all of them gone: the agent's re-reads after overruns meet
         // hundreds of links, and its kernel programs see traffic on each (neighbour
-        // discovery as they come up), so every branch of its loop is busy meanwhile.
+        // discovery as they come up), so every branch of its loop is busy meanwhile. The
+        // first tenth is made while the agent is stopped: an agent quick enough to keep up
+        // with the rest would otherwise never overrun, and the re-read would go untested.
+        // SAFETY: kill has no memory preconditions; the agent is our child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
         for i in 0..pairs {
+            if i == pairs / 10 {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+            }
             let (index, peer) = (1000 + 2 * i, 1001 + 2 * i);
             add_veth(&format!("st{i}a"), index, &format!("st{i}b"), peer).await;
             set_link_up(index, true).await;
