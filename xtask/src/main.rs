@@ -3,6 +3,7 @@
 
 mod bench;
 mod cmd;
+mod fuzz;
 mod run;
 mod test;
 mod test_tools;
@@ -75,6 +76,14 @@ enum Task {
         about 25 minutes; --quick a few."
     )]
     Bench(bench::BenchArgs),
+
+    /// Fuzz what netwatch parses from others, for a bounded time per target.
+    #[command(
+        long_about = "Build the libFuzzer targets in fuzz/ (the socket protocol both ways, the         configuration file, a mirror's manifest, a netlink message) with coverage         instrumentation on stable Rust, and run each for --seconds, starting from the seeds in         fuzz/corpus/ and the inputs in fuzz/regressions/. The corpus grown on the way is kept         in target/fuzz/corpus/ for the next run.
+
+        Prints each target's executions; a crash fails the run and names the input that         caused it (add it to fuzz/regressions/TARGET/: the unit tests replay every file         there). CI runs this with --seconds 20; see docs/fuzzing.md."
+    )]
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +92,7 @@ fn main() -> ExitCode {
         Task::Run(args) => absolute_target_dir().and_then(|()| run::run(args)),
         Task::Test(args) => absolute_target_dir().and_then(|()| test::test(args)),
         Task::Bench(args) => absolute_target_dir().and_then(|()| bench::bench(args)),
+        Task::Fuzz(args) => absolute_target_dir().and_then(|()| fuzz::fuzz(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

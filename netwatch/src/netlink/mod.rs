@@ -135,14 +135,11 @@ impl NetlinkWatcher {
     }
 
     fn decode(&mut self, message: NetlinkMessage<RouteNetlinkMessage>) -> Option<NetEvent> {
-        match message.payload {
-            NetlinkPayload::Overrun(_) => {
-                self.overruns += 1;
-                Some(NetEvent::Overrun)
-            }
-            NetlinkPayload::InnerMessage(inner) => decode_event(inner),
-            _ => None,
+        let event = event_of(message);
+        if matches!(event, Some(NetEvent::Overrun)) {
+            self.overruns += 1;
         }
+        event
     }
 
     /// How many times the event socket overran (and the state was re-read).
@@ -266,6 +263,21 @@ impl NetlinkWatcher {
             Err(rtnetlink::Error::NetlinkError(_)) => Ok(None),
             Err(e) => Err(request("route lookup")(e)),
         }
+    }
+}
+
+/// What the agent makes of one netlink message as the kernel sends it on the event socket,
+/// raw bytes in: nothing for a message it cannot parse or does not use. (The agent's own
+/// socket is parsed by rtnetlink; this is the same path from bytes, for the fuzz target.)
+pub fn decode_bytes(bytes: &[u8]) -> Option<NetEvent> {
+    event_of(NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).ok()?)
+}
+
+fn event_of(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<NetEvent> {
+    match message.payload {
+        NetlinkPayload::Overrun(_) => Some(NetEvent::Overrun),
+        NetlinkPayload::InnerMessage(inner) => decode_event(inner),
+        _ => None,
     }
 }
 

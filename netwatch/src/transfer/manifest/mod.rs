@@ -32,6 +32,10 @@ pub const MAX_CHUNKS: usize = 4 << 20;
 /// hundred bytes to data they cannot compress.
 pub const MAX_STORED_CHUNK: u64 = MAX_CHUNK as u64 + 64 * 1024;
 
+/// The latest creation time a manifest may give: the end of year 9999, as far as RFC 3339
+/// (the `created` field) goes.
+pub const MAX_CREATED_UNIX_MS: u64 = 253_402_300_799_999;
+
 /// A checked manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -119,6 +123,10 @@ pub enum ManifestError {
     /// A chunk entry is wrong; the message names it by position.
     #[error("chunk {index}: {problem}")]
     Chunk { index: usize, problem: String },
+    /// A creation time RFC 3339 cannot write (found by fuzzing: writing such a manifest
+    /// again, as `sync` does, panicked).
+    #[error("its created_unix_ms {found} is after the year 9999")]
+    Created { found: u64 },
     /// More chunks than any artifact netwatch writes.
     #[error("more than {MAX_CHUNKS} chunks")]
     TooManyChunks,
@@ -154,6 +162,11 @@ impl Manifest {
                     wire.chunker.avg_size,
                     wire.chunker.max_size
                 ),
+            });
+        }
+        if wire.created_unix_ms > MAX_CREATED_UNIX_MS {
+            return Err(ManifestError::Created {
+                found: wire.created_unix_ms,
             });
         }
         let sha256 = Sha256::parse(&wire.sha256).map_err(ManifestError::Digest)?;
@@ -280,6 +293,22 @@ mod tests {
 
     fn refused(json: &[u8]) -> String {
         Manifest::from_json(json, &key()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_creation_time_after_the_year_9999_is_refused() {
+        // Found by `cargo xtask fuzz manifest`: accepted, it panicked when written again.
+        let json = edited(|m| m["created_unix_ms"] = 99_992_000_947_355_264u64.into());
+        assert_eq!(
+            refused(&json),
+            "its created_unix_ms 99992000947355264 is after the year 9999"
+        );
+        let last = edited(|m| m["created_unix_ms"] = MAX_CREATED_UNIX_MS.into());
+        let manifest = Manifest::from_json(&last, &key()).unwrap();
+        assert_eq!(
+            Manifest::from_json(&manifest.to_json(), &key()).unwrap(),
+            manifest
+        );
     }
 
     #[test]

@@ -1,0 +1,8 @@
+//! One netlink message as the kernel sends it on the agent's event socket.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = netwatch::netlink::decode_bytes(data);
+});
