@@ -2,7 +2,7 @@
 //!
 //! The eBPF target needs `-Z build-std=core` with a compiler whose `core` source matches it
 //! exactly: Debian's rustc-web 1.96 (`/usr/bin/rustc` + `/usr/bin/cargo`) and bpf-linker on
-//! LLVM 22 (shared/docs/ebpf-toolchain.md). aya-build would need rustup's nightly instead,
+//! LLVM 22 (docs/kernel-notes.md). aya-build would need rustup's nightly instead,
 //! so this script runs that cargo itself. `cargo xtask setup` installs the toolchain.
 
 use std::{

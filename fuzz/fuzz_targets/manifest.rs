@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netwatch::transfer::{ArtifactKey, Manifest};
+use netwatch_transfer::{ArtifactKey, Manifest};
 
 fuzz_target!(|data: &[u8]| {
     let key: ArtifactKey = "builds/app.tar".parse().expect("a valid key");

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = netwatch::netlink::decode_bytes(data);
+    let _ = netwatch_agent::netlink::decode_bytes(data);
 });

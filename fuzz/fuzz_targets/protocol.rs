@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netwatch::server::protocol::{Reply, Request};
+use netwatch_client::protocol::{Reply, Request};
 
 fuzz_target!(|data: &[u8]| {
     let _ = Request::parse(data);

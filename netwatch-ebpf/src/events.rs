@@ -1,6 +1,6 @@
 //! Sends events to userspace through the ring buffer, rate-limited per CPU.
 //!
-//! Waking the reader is almost all of an event's cost (shared/docs/ebpf-toolchain.md: ~4,400 ns
+//! Waking the reader is almost all of an event's cost (docs/kernel-notes.md: ~4,400 ns
 //! with a wake-up, ~350 ns without), so the reader is woken only when it has not been woken
 //! for `WAKEUP_GAP_NS`; events in between ride along, and userspace, once woken, keeps
 //! draining every few milliseconds until the ring stays empty.

@@ -1,20 +1,22 @@
-//! netwatch tells programs on a Linux host, within milliseconds, whether the network they
-//! depend on is Up, Degraded or Down.
+//! The `netwatch` command: its command line, its configuration file and the one place where
+//! settings from flags, the environment, the file and the defaults are resolved. The work
+//! itself lives in the member crates: `netwatch-client` (the verdict, the socket client,
+//! network-aware retry), `netwatch-agent` (the privileged host agent) and
+//! `netwatch-transfer` (cache-mirror transfers).
 //!
-//! Data flows one way: the kernel programs ([`ebpf`]) and rtnetlink ([`netlink`]) produce
-//! observations, which the [`agent`] combines and reports.
+//! This crate also embeds the kernel programs (`netwatch-ebpf`, built by build.rs) that the
+//! agent loads: [`KERNEL_PROGRAMS`].
 
-pub mod accounts;
-pub mod agent;
 pub mod cli;
-pub mod client;
-pub mod clock;
 pub mod config;
-pub mod ebpf;
-pub mod metrics;
-pub mod netlink;
-pub mod netns;
-pub mod retry;
-pub mod server;
-pub mod state;
-pub mod transfer;
+pub mod settings;
+
+// The member crates' modules, under the names the command's code uses.
+use netwatch_agent::{daemon as agent, ebpf, server, state};
+use netwatch_client::{client, retry};
+use netwatch_transfer as transfer;
+
+/// The compiled kernel programs (an eBPF ELF object), built from `netwatch-ebpf` by build.rs
+/// and aligned for aya.
+pub static KERNEL_PROGRAMS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netwatch.bpf.o"));

@@ -4,25 +4,42 @@ use std::{process::ExitCode, time::Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use netwatch::cli::{
-    init_logging, run_get, run_mirrors, run_put, run_status, run_sync, run_wait_online, run_watch,
-    AgentArgs, Cli, Command,
+use netwatch::{
+    cli::{
+        init_logging, run_get, run_mirrors, run_put, run_status, run_sync, run_wait_online,
+        run_watch, AgentArgs, Cli, Command,
+    },
+    settings::{self, Environment, Settings},
+};
+use netwatch_client::{
+    clock::monotonic_ns,
+    state::{NetworkState, StateWatch},
 };
 
 fn main() -> ExitCode {
     let started = Instant::now();
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let settings = match settings::resolve(&cli.command.path_flags(), &Environment::of_process()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            match cli.command {
+                Command::Agent(_) => tracing::error!("{error}"),
+                _ => eprintln!("error: {error}"),
+            }
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
-        Command::Agent(args) => run_agent(&args, started),
+        Command::Agent(args) => run_agent(&args, &settings, started),
         // Client commands report their own errors and choose their exit status.
-        Command::Status(args) => return run_status(&args),
-        Command::Watch(args) => return run_watch(&args),
-        Command::WaitOnline(args) => return run_wait_online(&args),
-        Command::Put(args) => return run_put(&args),
-        Command::Get(args) => return run_get(&args),
-        Command::Mirrors(args) => return run_mirrors(&args),
-        Command::Sync(args) => return run_sync(&args),
+        Command::Status(args) => return run_status(&args, &settings),
+        Command::Watch(args) => return run_watch(&args, &settings),
+        Command::WaitOnline(args) => return run_wait_online(&args, &settings),
+        Command::Put(args) => return run_put(&args, &settings),
+        Command::Get(args) => return run_get(&args, &settings),
+        Command::Mirrors(args) => return run_mirrors(&args, &settings),
+        Command::Sync(args) => return run_sync(&args, &settings),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,24 +50,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_agent(args: &AgentArgs, started: Instant) -> anyhow::Result<()> {
+fn run_agent(args: &AgentArgs, settings: &Settings, started: Instant) -> anyhow::Result<()> {
     // Before the runtime exists: setns moves only this thread, and the runtime's threads
     // inherit it.
     if let Some(name) = &args.netns {
-        netwatch::netns::enter(name)?;
+        netwatch_agent::netns::enter(name)?;
     }
-    let config = args.resolve()?;
+    let config = args.resolve(settings, netwatch::KERNEL_PROGRAMS)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Blocking threads (name look-ups) parse what the network sends: no capabilities.
         .on_thread_start(|| {
-            let _ = netwatch::agent::drop_thread_capabilities();
+            let _ = netwatch_agent::daemon::drop_thread_capabilities();
         })
         .build()
         .context("starting the async runtime")?;
-    let (publish, _state) = netwatch::state::StateWatch::channel(
-        netwatch::state::NetworkState::initial(netwatch::ebpf::monotonic_ns()),
-    );
-    runtime.block_on(netwatch::agent::run(config, started, publish))?;
+    let (publish, _state) = StateWatch::channel(NetworkState::initial(monotonic_ns()));
+    runtime.block_on(netwatch_agent::run(config, started, publish))?;
     Ok(())
 }

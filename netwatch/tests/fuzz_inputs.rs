@@ -7,11 +7,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use netwatch::{
-    config::Config,
-    server::protocol::{Reply, Request},
-    transfer::{ArtifactKey, Manifest},
-};
+use netwatch::config::Config;
+use netwatch_client::protocol::{Reply, Request};
+use netwatch_transfer::{ArtifactKey, Manifest};
 
 /// The files under fuzz/corpus/TARGET and fuzz/regressions/TARGET.
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -75,7 +73,7 @@ fn netlink_inputs_decode_or_are_ignored() {
     let inputs = inputs("netlink");
     let events = inputs
         .iter()
-        .filter(|(_, data)| netwatch::netlink::decode_bytes(data).is_some())
+        .filter(|(_, data)| netwatch_agent::netlink::decode_bytes(data).is_some())
         .count();
     // The seeds are real kernel messages (links, addresses, routes, neighbours).
     assert!(

@@ -1,5 +1,5 @@
 //! A download through an outage: a throttled HTTP server with Range support in one
-//! namespace, a resumable client in the other driven by `netwatch::retry`, and the link cut
+//! namespace, a resumable client in the other driven by `netwatch_client::retry`, and the link cut
 //! for a while mid-transfer. Used by the retry test and the benchmark.
 //!
 //! The server is a test fixture, deliberately small: GET of one generated blob, `Range:
@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netwatch::{
+use netwatch_client::{
     retry::{AgentSource, RetryError, RetryPolicy, RetryReport, Retryer},
     state::Subject,
 };
@@ -223,7 +223,7 @@ pub fn download_through_outage(
             crate::netns::block_on_here(set_link_up(cut_index, false));
             std::thread::sleep(outage);
             crate::netns::block_on_here(set_link_up(cut_index, true));
-            netwatch::clock::monotonic_ns()
+            netwatch_client::clock::monotonic_ns()
         })
     };
     let socket = agent_socket.map(std::path::Path::to_path_buf);

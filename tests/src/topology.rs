@@ -48,7 +48,7 @@ pub struct PairOptions {
     /// test sends it. The pair's IPv6 addresses are then unused.
     pub ipv6: bool,
     /// Both ends get this same ifindex: the kernel then batches their carrier changes
-    /// (linkwatch's delay, shared/docs/ebpf-toolchain.md). `None`: [`A_INDEX`], [`B_INDEX`].
+    /// (linkwatch's delay, docs/kernel-notes.md). `None`: [`A_INDEX`], [`B_INDEX`].
     pub shared_index: Option<u32>,
 }
 

@@ -8,8 +8,8 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use netwatch::client::Client;
-use netwatch::state::{Health, NetworkState, Subject};
+use netwatch_client::state::{Health, NetworkState, Subject};
+use netwatch_client::Client;
 
 use crate::netns::block_on_here;
 

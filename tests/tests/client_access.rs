@@ -8,7 +8,7 @@ use std::process::Output;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 use netwatch_tests::agent::Agent;
 use netwatch_tests::require_privileges;
 use netwatch_tests::topology::{set_link_up, Pair, PairOptions};

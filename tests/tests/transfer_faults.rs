@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 use netwatch_tests::{
     mirrors::{cached_chunks, noise, Run, StoredManifest, ThreeMirrors, NAMES},
     require_privileges,
@@ -421,7 +421,7 @@ fn a_get_killed_mid_transfer_completes_on_rerun_fetching_only_what_the_cache_lac
     );
 }
 
-/// The unit test's edit (netwatch/src/transfer/tests.rs): `total` bytes in `places` places,
+/// The unit test's edit (netwatch/transfer/src/tests.rs): `total` bytes in `places` places,
 /// each half overwritten and half inserted a little further on.
 fn edit(data: &[u8], total: usize, places: usize, seed: u64) -> Vec<u8> {
     let mut edited = data.to_vec();

@@ -13,8 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netwatch::transfer::{probe_object, PROBE_OBJECT};
 use netwatch_tests::servers::hostile::{Fault, Hostile};
+use netwatch_transfer::{probe_object, PROBE_OBJECT};
 use serde_json::Value;
 use transfer_cli::{
     changed, mirror_table, mixed_data, stored_manifest, temporary_outputs, tree, verify_cache, Cli,

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use netwatch::state::{Health, NetworkState, Subject};
+use netwatch_client::state::{Health, NetworkState, Subject};
 use netwatch_tests::agent::Agent;
 use netwatch_tests::topology::{carrier_changes, set_link_up, Pair, PairOptions};
 use netwatch_tests::traffic::BackgroundPing;

@@ -1,11 +1,11 @@
-//! Carrier loss that the kernel reports late (linkwatch batching, shared/docs/ebpf-toolchain.md)
+//! Carrier loss that the kernel reports late (linkwatch batching, docs/kernel-notes.md)
 //! reaches the agent's subscribers well before the kernel's own event would have.
 
 use std::net::IpAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 use netwatch_tests::agent::Agent;
 use netwatch_tests::link_events::LinkListener;
 use netwatch_tests::require_privileges;

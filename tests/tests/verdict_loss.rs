@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 use netwatch_tests::agent::Agent;
 use netwatch_tests::topology::Pair;
 use netwatch_tests::traffic::{Pace, PacedFlow};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 use netwatch_tests::agent::{binary, default_socket, Agent};
 use netwatch_tests::require_privileges;
 use netwatch_tests::topology::Pair;

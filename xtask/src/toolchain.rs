@@ -1,4 +1,4 @@
-//! The eBPF toolchain netwatch's build needs (shared/docs/ebpf-toolchain.md), and the Debian
+//! The eBPF toolchain netwatch's build needs (docs/kernel-notes.md), and the Debian
 //! packages its tests drive: checking them, and installing what is missing when we are root on
 //! Debian.
 
@@ -147,7 +147,7 @@ pub fn ensure() -> Result<()> {
     if !after.is_complete() {
         bail!(
             "the eBPF toolchain is still incomplete after installing:\n  - {}\n\
-             See shared/docs/ebpf-toolchain.md for what each piece is.",
+             See docs/kernel-notes.md for what each piece is.",
             after.problems().join("\n  - ")
         );
     }

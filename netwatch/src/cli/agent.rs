@@ -1,24 +1,25 @@
-//! `netwatch agent`: its flags, and how they, the environment, the config file and the
-//! built-in defaults resolve into one `AgentConfig` (in that order of precedence).
+//! `netwatch agent`: its flags, and how they, the config file and the built-in defaults
+//! resolve into one `AgentConfig` (in that order of precedence; the paths come resolved
+//! from `crate::settings`).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use clap::ValueEnum;
 
-use super::{env_vars, parse_duration};
+use super::{parse_duration, PathArgs};
 use crate::{
     agent::{AgentConfig, EndpointSpec, MetricsListen, ProbeSpec, RunAs},
-    config::{Config, ConfigError, DEFAULT_METRICS_LISTEN, DEFAULT_SOCKET_PATH},
+    config::{Config, ConfigError, DEFAULT_METRICS_LISTEN},
     ebpf::XdpMode,
     server::ServerOptions,
+    settings::Settings,
 };
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
-    /// Read settings from this TOML file (every key optional; see docs/config.md). Flags
-    /// given here win over the file.
-    #[arg(long, value_name = "PATH", env = env_vars::NETWATCH_CONFIG)]
-    pub config: Option<PathBuf>,
+    /// Every key of the configuration file is optional; flags given here win over it.
+    #[command(flatten)]
+    pub paths: PathArgs,
 
     /// Watch the network namespace NAME (as `ip netns` names it) instead of the current one.
     /// Its socket then defaults to /run/netwatch/netns-NAME.sock.
@@ -41,11 +42,6 @@ pub struct AgentArgs {
     /// [default: 4194304]
     #[arg(long, value_name = "BYTES")]
     pub event_buffer: Option<usize>,
-
-    /// The Unix socket clients (`netwatch status`, programs) ask through.
-    /// [default: /run/netwatch/netwatch.sock]
-    #[arg(long, value_name = "PATH")]
-    pub socket: Option<PathBuf>,
 
     /// Whether the agent may ask the kernel to re-validate a neighbour on the local link
     /// (one ARP request or neighbour solicitation, sent by the kernel) while a client waits
@@ -95,15 +91,17 @@ pub enum SettingsError {
 }
 
 impl AgentArgs {
-    /// The settings: flags, then the environment (through clap), then the file, then
-    /// defaults. Endpoint host names are resolved later, by the agent, in the background.
-    pub fn resolve(&self) -> Result<AgentConfig, SettingsError> {
-        let file = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
-        if let (Some(group), Some(path)) = (&file.socket.group, &self.config) {
-            if let Ok(None) = crate::accounts::gid_of(group) {
+    /// The agent's settings: flags, then the file, then defaults, with the paths `settings`
+    /// resolved; the agent loads `kernel_programs`. Endpoint host names are resolved later,
+    /// by the agent, in the background.
+    pub fn resolve(
+        &self,
+        settings: &Settings,
+        kernel_programs: &'static [u8],
+    ) -> Result<AgentConfig, SettingsError> {
+        let file = &settings.config;
+        if let (Some(group), Some(path)) = (&file.socket.group, &settings.config_file) {
+            if let Ok(None) = netwatch_client::accounts::gid_of(group) {
                 let expected = format!(
                     "an existing group: this host has no group `{group}` (create it with \
                      `groupadd {group}`, or name another)"
@@ -121,13 +119,6 @@ impl AgentArgs {
             Some(XdpModeArg::Generic) => XdpMode::Generic,
             Some(XdpModeArg::Native) => XdpMode::Native,
             None => file.agent.xdp_mode,
-        };
-        let socket_path = match (&self.socket, &self.netns) {
-            (Some(path), _) => path.clone(),
-            (None, Some(netns)) if file.socket.path.as_os_str() == DEFAULT_SOCKET_PATH => {
-                PathBuf::from(format!("/run/netwatch/netns-{netns}.sock"))
-            }
-            _ => file.socket.path.clone(),
         };
         let metrics = match self.metrics {
             Some(MetricsFlag::Off) => None,
@@ -159,17 +150,18 @@ impl AgentArgs {
             xdp_mode,
             event_buffer: self.event_buffer.unwrap_or(file.agent.netlink_event_buffer),
             run_as: run_as(self.user.as_deref().or(file.agent.user.as_deref()))?,
-            thresholds: file.thresholds,
+            thresholds: file.thresholds.clone(),
             evidence_on_demand: self
                 .evidence_on_demand
                 .unwrap_or(file.agent.evidence_on_demand),
             endpoints,
             socket: Some(ServerOptions {
-                path: socket_path,
+                path: settings.socket.clone(),
                 mode: file.socket.mode,
-                group: file.socket.group,
+                group: file.socket.group.clone(),
             }),
             metrics,
+            kernel_programs,
         })
     }
 }
@@ -178,7 +170,7 @@ impl AgentArgs {
 /// (or running as another user already) means no switch.
 fn run_as(named: Option<&str>) -> Result<Option<RunAs>, SettingsError> {
     let lookup = |name: &str| {
-        crate::accounts::user(name).map_err(|source| SettingsError::LookupUser {
+        netwatch_client::accounts::user(name).map_err(|source| SettingsError::LookupUser {
             user: name.to_string(),
             source,
         })
@@ -215,13 +207,22 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::{
+        cli::{Cli, Command},
+        settings::{self, Environment},
+    };
+    use netwatch_client::paths::DEFAULT_SOCKET_PATH;
+    use std::path::PathBuf;
 
-    fn args(argv: &[&str]) -> AgentArgs {
+    /// The agent's settings from `argv`, in an environment with no variables and no system
+    /// configuration file.
+    fn resolve(argv: &[&str]) -> Result<AgentConfig, SettingsError> {
         let mut full = vec!["netwatch", "agent"];
         full.extend_from_slice(argv);
-        match Cli::try_parse_from(full).expect("valid arguments").command {
-            Command::Agent(args) => args,
+        let command = Cli::try_parse_from(full).expect("valid arguments").command;
+        let settings = settings::resolve(&command.path_flags(), &Environment::empty())?;
+        match command {
+            Command::Agent(args) => args.resolve(&settings, &[]),
             _ => panic!("parsed as another command"),
         }
     }
@@ -234,7 +235,7 @@ mod tests {
 
     #[test]
     fn built_in_defaults_without_flags_or_file() {
-        let config = args(&[]).resolve().unwrap();
+        let config = resolve(&[]).unwrap();
         assert_eq!(config.report_interval, Some(Duration::from_secs(5)));
         assert_eq!(config.xdp_mode, XdpMode::Generic);
         let socket = config.socket.unwrap();
@@ -259,14 +260,14 @@ mod tests {
             "[agent]\nreport_interval = \"2s\"\nxdp_mode = \"native\"\n[metrics]\nlisten = \"127.0.0.1:9999\"\n",
         );
         let path = file.path().to_str().unwrap();
-        let from_file = args(&["--config", path]).resolve().unwrap();
+        let from_file = resolve(&["--config", path]).unwrap();
         assert_eq!(from_file.report_interval, Some(Duration::from_secs(2)));
         assert_eq!(from_file.xdp_mode, XdpMode::Native);
         assert!(
             from_file.metrics.unwrap().required,
             "a configured address is required"
         );
-        let flagged = args(&[
+        let flagged = resolve(&[
             "--config",
             path,
             "--report-interval",
@@ -276,7 +277,6 @@ mod tests {
             "--metrics",
             "off",
         ])
-        .resolve()
         .unwrap();
         assert_eq!(flagged.report_interval, None);
         assert_eq!(flagged.xdp_mode, XdpMode::Generic);
@@ -285,14 +285,12 @@ mod tests {
 
     #[test]
     fn a_namespaced_agent_gets_a_socket_of_its_own() {
-        let config = args(&["--netns", "lab"]).resolve().unwrap();
+        let config = resolve(&["--netns", "lab"]).unwrap();
         assert_eq!(
             config.socket.unwrap().path,
             PathBuf::from("/run/netwatch/netns-lab.sock")
         );
-        let config = args(&["--netns", "lab", "--socket", "/tmp/x.sock"])
-            .resolve()
-            .unwrap();
+        let config = resolve(&["--netns", "lab", "--socket", "/tmp/x.sock"]).unwrap();
         assert_eq!(config.socket.unwrap().path, PathBuf::from("/tmp/x.sock"));
     }
 
@@ -301,9 +299,7 @@ mod tests {
         let file = config_file(
             "[[endpoint]]\nname = \"a\"\naddress = \"198.18.0.2:80\"\n\n[[endpoint]]\nname = \"b\"\naddress = \"[fd00:6e77::2]:443\"\nprobe = true\n",
         );
-        let config = args(&["--config", file.path().to_str().unwrap()])
-            .resolve()
-            .unwrap();
+        let config = resolve(&["--config", file.path().to_str().unwrap()]).unwrap();
         let names: Vec<_> = config
             .endpoints
             .iter()
@@ -318,9 +314,7 @@ mod tests {
 
     #[test]
     fn a_missing_config_file_is_an_error_naming_it() {
-        let error = args(&["--config", "/nonexistent/netwatch.toml"])
-            .resolve()
-            .unwrap_err();
+        let error = resolve(&["--config", "/nonexistent/netwatch.toml"]).unwrap_err();
         assert!(
             error.to_string().contains("/nonexistent/netwatch.toml"),
             "{error}"

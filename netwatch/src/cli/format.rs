@@ -2,7 +2,7 @@
 
 use std::{fmt::Write, time::Duration};
 
-use crate::state::Health;
+use netwatch_agent::state::Health;
 
 /// Whether to colour verdicts (on a terminal) or not (piped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

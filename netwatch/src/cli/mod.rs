@@ -3,6 +3,7 @@
 mod agent;
 mod format;
 mod logging;
+mod paths;
 mod progress;
 mod remote;
 mod status;
@@ -18,7 +19,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use agent::{AgentArgs, SettingsError};
 
 pub use logging::init as init_logging;
-pub use remote::{CommandError, SocketArg};
+pub use paths::PathArgs;
+pub use remote::CommandError;
 pub use status::{run_status, StatusArgs};
 pub use sync::{run_sync, SyncArgs};
 pub use transfer::{run_get, run_mirrors, run_put, GetArgs, MirrorsArgs, PutArgs};
@@ -27,21 +29,7 @@ pub use wait_online::{
 };
 pub use watch::{run_watch, WatchArgs};
 
-/// Every environment variable netwatch reads, in one place.
-pub mod env_vars {
-    /// Log filter, e.g. `debug` or `netwatch=debug` (tracing's EnvFilter syntax).
-    pub const RUST_LOG: &str = "RUST_LOG";
-    /// `text` or `json`; the `--log-format` flag wins.
-    pub const NETWATCH_LOG_FORMAT: &str = "NETWATCH_LOG_FORMAT";
-    /// The agent's socket for `status`, `watch` and `wait-online`; the `--socket` flag wins.
-    pub const NETWATCH_SOCKET: &str = "NETWATCH_SOCKET";
-    /// The agent's configuration file; the `--config` flag wins.
-    pub const NETWATCH_CONFIG: &str = "NETWATCH_CONFIG";
-    /// The user the agent runs as, besides root, that clients trust to serve the socket.
-    pub const NETWATCH_AGENT_USER: &str = "NETWATCH_AGENT_USER";
-    /// The local chunk cache of `netwatch get`; the `--cache` flag wins.
-    pub const NETWATCH_CACHE_DIR: &str = "NETWATCH_CACHE_DIR";
-}
+pub use netwatch_client::paths::env_vars;
 
 /// Tells programs on this host, within milliseconds, whether the network is Up, Degraded or Down.
 #[derive(Debug, Parser)]

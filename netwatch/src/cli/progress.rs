@@ -5,7 +5,7 @@ use std::{io::IsTerminal, sync::Arc, time::Duration};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::transfer::{Progress, ProgressFn};
+use netwatch_transfer::{Progress, ProgressFn};
 
 /// A progress bar on stderr, cleared when dropped.
 pub struct Bar {

@@ -1,21 +1,13 @@
-//! What the commands that talk to a running agent share: the `--socket` flag, their runtime,
-//! their errors, and writing to stdout.
+//! What the commands that talk to a running agent share: their runtime, their errors, and
+//! writing to stdout.
 
 use std::{
     future::Future,
     io::{self, IsTerminal, Write},
-    path::PathBuf,
     process::ExitCode,
 };
 
-use crate::client::{default_socket_path, ClientError};
-
-#[derive(Debug, clap::Args)]
-pub struct SocketArg {
-    /// The agent's socket; NETWATCH_SOCKET sets another default.
-    #[arg(long, value_name = "PATH", default_value_os_t = default_socket_path())]
-    pub socket: PathBuf,
-}
+use netwatch_client::ClientError;
 
 /// Why a client command failed.
 #[derive(Debug, thiserror::Error)]

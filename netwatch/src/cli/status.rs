@@ -1,33 +1,35 @@
 //! `netwatch status`: the agent's verdicts now, as tables or JSON.
 
-use std::{borrow::Cow, process::ExitCode};
+use std::{borrow::Cow, path::Path, process::ExitCode};
 
 use super::{
     format::{ago, bytes, table, Cell, Style},
-    remote::{self, emit, stdout_is_terminal, CommandError, SocketArg},
+    remote::{self, emit, stdout_is_terminal, CommandError},
+    PathArgs,
 };
 use crate::{
     client::{Client, Clock},
     server::protocol::Reply,
+    settings::Settings,
     state::{NetworkState, Verdict},
 };
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub socket: SocketArg,
+    pub paths: PathArgs,
 
     /// Print the protocol's `state` reply (the state with the agent's clocks) as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run_status(args: &StatusArgs) -> ExitCode {
-    remote::run(status(args))
+pub fn run_status(args: &StatusArgs, settings: &Settings) -> ExitCode {
+    remote::run(status(args, &settings.socket))
 }
 
-async fn status(args: &StatusArgs) -> Result<ExitCode, CommandError> {
-    let mut client = Client::connect(&args.socket.socket).await?;
+async fn status(args: &StatusArgs, socket: &Path) -> Result<ExitCode, CommandError> {
+    let mut client = Client::connect(socket).await?;
     let stamped = client.get_stamped().await?;
     let terminal = stdout_is_terminal();
     if args.json {
@@ -136,7 +138,7 @@ pub(super) fn reasons(verdict: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{EndpointStatus, Health, LinkStatus};
+    use netwatch_agent::state::{EndpointStatus, Health, LinkStatus};
 
     fn verdict(health: Health, reasons: &[&str], since_s: u64) -> Verdict {
         Verdict {

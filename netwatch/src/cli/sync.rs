@@ -8,7 +8,10 @@ use super::{
     remote::{self, emit, CommandFailure},
     transfer::{load, names, open, options, to_json, MoveArgs, TransferArgs, TransferCommandError},
 };
-use crate::transfer::{self, Access, KeyPrefix, MirrorStore, StoreError, SyncError, SyncScope};
+use crate::{
+    settings::Settings,
+    transfer::{self, Access, KeyPrefix, MirrorStore, StoreError, SyncError, SyncScope},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct SyncArgs {
@@ -53,12 +56,13 @@ impl CommandFailure for SyncCommandError {
     }
 }
 
-pub fn run_sync(args: &SyncArgs) -> ExitCode {
-    remote::run_on(remote::Runtime::MultiThread, sync(args))
+pub fn run_sync(args: &SyncArgs, settings: &Settings) -> ExitCode {
+    remote::run_on(remote::Runtime::MultiThread, sync(args, settings))
 }
 
-async fn sync(args: &SyncArgs) -> Result<ExitCode, SyncCommandError> {
-    let (config, path) = load(&args.common)?;
+async fn sync(args: &SyncArgs, settings: &Settings) -> Result<ExitCode, SyncCommandError> {
+    let (config, path) = load(settings)?;
+    let path = path.to_path_buf();
     let ordered = config.mirrors_by_priority();
     for name in args.from.iter().chain(&args.to) {
         if !ordered.iter().any(|m| &m.name == name) {
@@ -132,7 +136,7 @@ async fn sync(args: &SyncArgs) -> Result<ExitCode, SyncCommandError> {
             "" => "every key".to_string(),
             prefix => format!("{prefix}*"),
         };
-        let mut options = options(&config, &args.moving);
+        let mut options = options(settings, &args.moving);
         let bar = Bar::start("sync", &what, args.common.json);
         options.progress = bar.as_ref().map(Bar::report);
         let result = transfer::sync(&mirrors, &scope, &options).await;

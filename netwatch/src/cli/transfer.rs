@@ -6,7 +6,6 @@
 mod mirrors;
 
 use std::{
-    future::Future,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
@@ -15,13 +14,13 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    env_vars,
     remote::{self, emit, stdout_is_terminal, CommandError},
+    PathArgs,
 };
 use crate::{
     config::{Config, ConfigError, MirrorConfig},
     retry::{AgentSource, StateSource},
-    state::NetworkState,
+    settings::Settings,
     transfer::{
         self, ensure_probe_object, probe_with, Access, ArtifactKey, ChunkCache, Compression,
         MirrorStore, ProbeLimits, Scoreboard, StoreError, Summary, TransferError, TransferOptions,
@@ -31,16 +30,12 @@ use crate::{
 
 pub use mirrors::{run_mirrors, MirrorsArgs};
 
-/// Where the mirrors are configured unless `--config` or NETWATCH_CONFIG says otherwise.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/netwatch.toml";
-
-/// What every transfer command takes.
+/// What every transfer command takes. The agent's socket: retries wait while it says the
+/// network is Down; without an agent, retries use plain backoff.
 #[derive(Debug, clap::Args)]
 pub struct TransferArgs {
-    /// The configuration file with the [[mirror]] tables (docs/config.md).
-    /// [default: /etc/netwatch.toml]
-    #[arg(long, value_name = "PATH", env = env_vars::NETWATCH_CONFIG)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub paths: PathArgs,
 
     /// Print the result as JSON.
     #[arg(long)]
@@ -50,12 +45,6 @@ pub struct TransferArgs {
 /// What put and get take besides.
 #[derive(Debug, clap::Args)]
 pub struct MoveArgs {
-    /// The agent's socket: retries wait while it says the network is Down. Without an agent,
-    /// retries use plain backoff. [default: NETWATCH_SOCKET, else the config file's, else
-    /// /run/netwatch/netwatch.sock]
-    #[arg(long, value_name = "PATH")]
-    pub socket: Option<PathBuf>,
-
     /// Chunks in flight at once.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY, value_parser = parse_concurrency)]
     pub concurrency: usize,
@@ -75,8 +64,8 @@ pub struct PutArgs {
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
     /// Where the mirror scoreboard is kept (the link's bandwidth, for `auto`).
-    /// [default: $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
-    #[arg(long, value_name = "DIR", env = env_vars::NETWATCH_CACHE_DIR)]
+    /// [default: NETWATCH_CACHE_DIR, else $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
+    #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     #[command(flatten)]
     pub moving: MoveArgs,
@@ -98,8 +87,8 @@ pub struct GetArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
     /// The local chunk cache, and the mirror scoreboard.
-    /// [default: $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
-    #[arg(long, value_name = "DIR", env = env_vars::NETWATCH_CACHE_DIR)]
+    /// [default: NETWATCH_CACHE_DIR, else $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
+    #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     #[command(flatten)]
     pub moving: MoveArgs,
@@ -160,6 +149,9 @@ fn parse_key(text: &str) -> Result<ArtifactKey, String> {
 pub enum TransferCommandError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// No configuration file was named, and the system's is missing.
+    #[error("no configuration file with [[mirror]] tables: pass --config PATH, set NETWATCH_CONFIG, or write {} (docs/config.md)", system.display())]
+    NoConfig { system: PathBuf },
     /// The configuration has no `[[mirror]]`.
     #[error("{} has no [[mirror]] table: add one (docs/config.md), or point --config at the file that has them", path.display())]
     NoMirrors { path: PathBuf },
@@ -181,12 +173,12 @@ pub enum TransferCommandError {
     Output(#[from] CommandError),
 }
 
-pub fn run_put(args: &PutArgs) -> ExitCode {
-    run(put(args))
+pub fn run_put(args: &PutArgs, settings: &Settings) -> ExitCode {
+    run(put(args, settings))
 }
 
-pub fn run_get(args: &GetArgs) -> ExitCode {
-    run(get(args))
+pub fn run_get(args: &GetArgs, settings: &Settings) -> ExitCode {
+    run(get(args, settings))
 }
 
 /// Runs a transfer command on a multi-threaded runtime (chunks are hashed and compressed on
@@ -203,31 +195,23 @@ impl remote::CommandFailure for TransferCommandError {
     }
 }
 
-pub(super) fn load(args: &TransferArgs) -> Result<(Config, PathBuf), TransferCommandError> {
-    let path = args
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-    let config = Config::load(&path)?;
-    if config.mirrors.is_empty() {
-        return Err(TransferCommandError::NoMirrors { path });
+/// The configuration and its file, which must have mirrors.
+pub(super) fn load(settings: &Settings) -> Result<(&Config, &Path), TransferCommandError> {
+    let Some(path) = settings.config_file.as_deref() else {
+        return Err(TransferCommandError::NoConfig {
+            system: PathBuf::from(netwatch_client::paths::DEFAULT_CONFIG_PATH),
+        });
+    };
+    if settings.config.mirrors.is_empty() {
+        return Err(TransferCommandError::NoMirrors {
+            path: path.to_path_buf(),
+        });
     }
-    Ok((config, path))
+    Ok((&settings.config, path))
 }
 
-/// The agent's socket: the flag, else NETWATCH_SOCKET, else the config file's.
-fn socket_path(config: &Config, flag: Option<&Path>) -> PathBuf {
-    flag.map(Path::to_path_buf)
-        .or_else(|| {
-            std::env::var_os(env_vars::NETWATCH_SOCKET)
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| config.socket.path.clone())
-}
-
-pub(super) fn options(config: &Config, moving: &MoveArgs) -> TransferOptions {
-    let socket = socket_path(config, moving.socket.as_deref());
+pub(super) fn options(settings: &Settings, moving: &MoveArgs) -> TransferOptions {
+    let socket = settings.socket.clone();
     let options = TransferOptions {
         concurrency: moving.concurrency,
         state: Some(Arc::new(AgentSource::new(socket)) as Arc<dyn StateSource>),
@@ -250,51 +234,11 @@ pub(super) fn open(mirror: &MirrorConfig, access: Access) -> Result<MirrorStore,
     )
 }
 
-/// The scoreboard in `cache` (else the default cache directory); without any, one that lives
-/// only for this command.
-fn scoreboard(cache: Option<&Path>) -> Scoreboard {
-    match cache
-        .map(Path::to_path_buf)
-        .or_else(ChunkCache::default_root)
-    {
-        Some(root) => Scoreboard::load(&root),
+/// The scoreboard in the cache directory; without one, one that lives only for this command.
+fn scoreboard(settings: &Settings) -> Scoreboard {
+    match &settings.cache {
+        Some(root) => Scoreboard::load(root),
         None => Scoreboard::in_memory(),
-    }
-}
-
-/// Writes the scoreboard; a failure costs only figures, so it is a warning.
-fn save(board: &Scoreboard) {
-    if let Err(error) = board.save() {
-        tracing::warn!("{error}");
-    }
-}
-
-/// The agent's current state, if some mirror has an endpoint to ask about and the agent
-/// answers.
-async fn endpoint_state(
-    source: Option<&Arc<dyn StateSource>>,
-    mirrors: &[MirrorStore],
-) -> Option<Arc<NetworkState>> {
-    if mirrors.iter().all(|m| m.endpoint().is_none()) {
-        return None;
-    }
-    match source?.watch().await {
-        Ok(watch) => Some(watch.current()),
-        Err(error) => {
-            tracing::debug!(%error, "no endpoint verdicts for ranking the mirrors");
-            None
-        }
-    }
-}
-
-/// Runs `work` unless Ctrl-C comes first.
-async fn unless_cancelled<T>(
-    options: &TransferOptions,
-    work: impl Future<Output = T>,
-) -> Result<T, TransferError> {
-    tokio::select! {
-        () = options.cancel.cancelled() => Err(TransferError::Cancelled),
-        done = work => Ok(done),
     }
 }
 
@@ -317,8 +261,8 @@ pub(super) fn to_json(value: &impl Serialize) -> String {
     text.expect("summaries always serialise")
 }
 
-async fn put(args: &PutArgs) -> Result<ExitCode, TransferCommandError> {
-    let (config, path) = load(&args.common)?;
+async fn put(args: &PutArgs, settings: &Settings) -> Result<ExitCode, TransferCommandError> {
+    let (config, path) = load(settings)?;
     let ordered = config.mirrors_by_priority();
     let chosen: &MirrorConfig = match &args.mirror {
         None => ordered[0],
@@ -328,12 +272,12 @@ async fn put(args: &PutArgs) -> Result<ExitCode, TransferCommandError> {
             .copied()
             .ok_or_else(|| TransferCommandError::UnknownMirror {
                 name: name.clone(),
-                path: path.clone(),
+                path: path.to_path_buf(),
                 known: names(&ordered),
             })?,
     };
     let mirror = open(chosen, Access::Write)?;
-    let mut options = options(&config, &args.moving);
+    let mut options = options(settings, &args.moving);
     options.compression = match args.compression {
         None => chosen.compression,
         Some(CompressionArg::Auto) => Compression::Auto,
@@ -341,18 +285,19 @@ async fn put(args: &PutArgs) -> Result<ExitCode, TransferCommandError> {
         Some(CompressionArg::Gzip) => Compression::Gzip(transfer::DEFAULT_GZIP_LEVEL),
         Some(CompressionArg::None) => Compression::None,
     };
-    let mut board = scoreboard(args.cache.as_deref());
+    let mut board = scoreboard(settings);
     if options.compression == Compression::Auto {
-        options.link_bytes_per_sec =
-            unless_cancelled(&options, link_bandwidth(&mirror, &mut board)).await?;
-        save(&board);
+        options.link_bytes_per_sec = options
+            .unless_cancelled(link_bandwidth(&mirror, &mut board))
+            .await?;
+        board.save_or_warn();
     }
     let bar = super::progress::Bar::start("put", args.key.as_str(), args.common.json);
     options.progress = bar.as_ref().map(super::progress::Bar::report);
     let summary = transfer::put(&args.file, &args.key, &mirror, &options).await?;
     drop(bar);
     board.observe(&summary, std::slice::from_ref(&mirror));
-    save(&board);
+    board.save_or_warn();
     show(&summary, args.common.json)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -383,12 +328,11 @@ async fn link_bandwidth(mirror: &MirrorStore, board: &mut Scoreboard) -> Option<
     known(board)
 }
 
-async fn get(args: &GetArgs) -> Result<ExitCode, TransferCommandError> {
-    let (config, _) = load(&args.common)?;
-    let cache = args
+async fn get(args: &GetArgs, settings: &Settings) -> Result<ExitCode, TransferCommandError> {
+    let (config, _) = load(settings)?;
+    let cache = settings
         .cache
         .clone()
-        .or_else(ChunkCache::default_root)
         .map(ChunkCache::new)
         .ok_or(TransferCommandError::NoCache)?;
     // A mirror that cannot even be opened (no credentials) is left out, with a warning: the
@@ -400,26 +344,12 @@ async fn get(args: &GetArgs) -> Result<ExitCode, TransferCommandError> {
             Err(error) => tracing::warn!("leaving out a mirror: {error}"),
         }
     }
-    let mut options = options(&config, &args.moving);
+    let mut options = options(settings, &args.moving);
     options.max_output = args.max_size;
-    // Best first: figures older than STALE_AFTER are measured again, all mirrors at once.
-    let mut board = Scoreboard::load(cache.root());
-    let measured = board.refresh(&mirrors, STALE_AFTER, ProbeLimits::QUICK);
-    unless_cancelled(&options, measured).await?;
-    let state = endpoint_state(options.state.as_ref(), &mirrors).await;
-    let ranked: Vec<MirrorStore> = board
-        .ranked(&mirrors, state.as_deref())
-        .iter()
-        .map(|r| mirrors[r.index].clone())
-        .collect();
-    tracing::debug!(order = ?ranked.iter().map(MirrorStore::name).collect::<Vec<_>>(), "mirrors ranked");
-    save(&board);
     let bar = super::progress::Bar::start("get", args.key.as_str(), args.common.json);
     options.progress = bar.as_ref().map(super::progress::Bar::report);
-    let summary = transfer::get(&args.key, &args.out, &ranked, &cache, &options).await?;
+    let summary = transfer::get_ranked(&args.key, &args.out, &mirrors, &cache, &options).await?;
     drop(bar);
-    board.observe(&summary, &ranked);
-    save(&board);
     if args.out.as_os_str() == "-" {
         // Standard output holds the artifact: the summary goes to stderr.
         eprintln!(

@@ -1,15 +1,17 @@
 //! `netwatch wait-online`: exits as soon as the host (or an endpoint) is Up, with an exit
 //! status that says how the wait ended.
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::Path, process::ExitCode, time::Duration};
 
 use super::{
-    remote::{self, emit, stdout_is_terminal, CommandError, SocketArg},
+    remote::{self, emit, stdout_is_terminal, CommandError},
     status::reasons,
+    PathArgs,
 };
 use crate::{
     client::{Client, WaitReply, WaitStatus},
     server::protocol::MAX_WAIT,
+    settings::Settings,
     state::Subject,
 };
 
@@ -34,7 +36,7 @@ Exit status:
 #[command(after_help = EXIT_STATUS_HELP)]
 pub struct WaitOnlineArgs {
     #[command(flatten)]
-    pub socket: SocketArg,
+    pub paths: PathArgs,
 
     /// How long to wait, agent start-up included: `30` (seconds, as
     /// systemd-networkd-wait-online takes it), `30s`, `500ms`, `2m`; at most a day. If the
@@ -66,14 +68,14 @@ impl WaitOnlineArgs {
     }
 }
 
-pub fn run_wait_online(args: &WaitOnlineArgs) -> ExitCode {
-    remote::run(wait_online(args))
+pub fn run_wait_online(args: &WaitOnlineArgs, settings: &Settings) -> ExitCode {
+    remote::run(wait_online(args, &settings.socket))
 }
 
-async fn wait_online(args: &WaitOnlineArgs) -> Result<ExitCode, CommandError> {
+async fn wait_online(args: &WaitOnlineArgs, socket: &Path) -> Result<ExitCode, CommandError> {
     let subject = args.subject();
     let started = tokio::time::Instant::now();
-    let mut client = Client::connect_waiting(&args.socket.socket, args.timeout).await?;
+    let mut client = Client::connect_waiting(socket, args.timeout).await?;
     let remaining = args.timeout.saturating_sub(started.elapsed());
     let reply = client.wait(&subject, remaining).await?;
     let (code, message) = outcome(&subject, args.timeout, &reply);

@@ -1,35 +1,37 @@
 //! `netwatch watch`: verdict changes as they happen, one line per changed subject.
 
-use std::{borrow::Cow, process::ExitCode};
+use std::{borrow::Cow, path::Path, process::ExitCode};
 
 use super::{
     format::{time_of_day, Style},
-    remote::{self, emit, stdout_is_terminal, CommandError, SocketArg},
+    remote::{self, emit, stdout_is_terminal, CommandError},
     status::reasons,
+    PathArgs,
 };
 use crate::{
     client::{Client, ClientError, Clock},
     server::protocol::Reply,
+    settings::Settings,
     state::{NetworkState, Subject, Verdict},
 };
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
     #[command(flatten)]
-    pub socket: SocketArg,
+    pub paths: PathArgs,
 
     /// Print the protocol's `state` and `change` replies, one JSON object per line.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run_watch(args: &WatchArgs) -> ExitCode {
-    remote::run(watch(args))
+pub fn run_watch(args: &WatchArgs, settings: &Settings) -> ExitCode {
+    remote::run(watch(args, &settings.socket))
 }
 
 /// Runs until the agent goes away, which is an error: a watcher expects it to stay.
-async fn watch(args: &WatchArgs) -> Result<ExitCode, CommandError> {
-    let path = &args.socket.socket;
+async fn watch(args: &WatchArgs, socket: &Path) -> Result<ExitCode, CommandError> {
+    let path = socket;
     let (initial, mut changes) = Client::connect(path).await?.changes().await?;
     let style = Style {
         color: stdout_is_terminal(),
@@ -67,7 +69,10 @@ async fn watch(args: &WatchArgs) -> Result<ExitCode, CommandError> {
         }
         last = change.state;
     }
-    Err(ClientError::Closed { path: path.clone() }.into())
+    Err(ClientError::Closed {
+        path: path.to_path_buf(),
+    }
+    .into())
 }
 
 fn json_line(reply: Reply<'_>) -> String {
@@ -129,7 +134,7 @@ fn line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Health;
+    use netwatch_agent::state::Health;
 
     fn state(host: Health, since_s: u64, reason: &str) -> NetworkState {
         let mut state = NetworkState::initial(0);
@@ -161,7 +166,7 @@ mod tests {
         let mut after = NetworkState::initial(0);
         after.endpoints.insert(
             "api".into(),
-            crate::state::EndpointStatus {
+            netwatch_agent::state::EndpointStatus {
                 name: "api".into(),
                 address: "10.0.0.1:443".into(),
                 verdict: Verdict::unknown("no traffic yet", 0),

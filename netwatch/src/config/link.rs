@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::{EndpointAddress, EndpointConfig};
-use crate::transfer::MirrorUrl;
+use netwatch_transfer::MirrorUrl;
 
 /// The name of the first endpoint (in file order) at the URL's host and port (80 for
 /// http, 443 for https when the URL has none). An S3 mirror's host comes from the

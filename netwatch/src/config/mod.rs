@@ -2,7 +2,6 @@
 //! written here and in docs/config.md, every mistake reported with the file, line and the form
 //! the key expects.
 
-mod address;
 mod error;
 mod link;
 mod read;
@@ -22,11 +21,9 @@ use crate::{
     transfer::{Compression, MirrorUrl},
 };
 
-pub use address::{AddressError, EndpointAddress};
 pub use error::{ConfigError, Location};
+pub use netwatch_agent::{daemon::AddressError, EndpointAddress};
 
-/// Where the agent's socket is, unless `[socket] path` says otherwise.
-pub const DEFAULT_SOCKET_PATH: &str = "/run/netwatch/netwatch.sock";
 /// Anyone may ask for the verdict: it reveals no more than `ip link` does.
 pub const DEFAULT_SOCKET_MODE: u32 = 0o666;
 /// Loopback only: the agent must not expose itself on the network.
@@ -77,7 +74,7 @@ impl Default for AgentSettings {
         Self {
             report_interval: Some(DEFAULT_REPORT_INTERVAL),
             xdp_mode: XdpMode::default(),
-            netlink_event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
+            netlink_event_buffer: netwatch_agent::netlink::DEFAULT_EVENT_BUFFER,
             evidence_on_demand: true,
             user: None,
         }
@@ -87,7 +84,8 @@ impl Default for AgentSettings {
 /// `[socket]`: the Unix socket clients ask the agent through.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketSettings {
-    pub path: PathBuf,
+    /// `None` when the file does not say: the settings resolver picks then (`crate::settings`).
+    pub path: Option<PathBuf>,
     /// Permission bits of the socket file (written as an octal string, `"0666"`).
     pub mode: u32,
     /// Name of the group that owns the socket; `None` leaves it root's.
@@ -97,7 +95,7 @@ pub struct SocketSettings {
 impl Default for SocketSettings {
     fn default() -> Self {
         Self {
-            path: PathBuf::from(DEFAULT_SOCKET_PATH),
+            path: None,
             mode: DEFAULT_SOCKET_MODE,
             group: None,
         }

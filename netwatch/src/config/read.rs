@@ -185,7 +185,7 @@ fn socket(table: &Table) -> Result<SocketSettings, ConfigError> {
     let defaults = SocketSettings::default();
     let path = match table.string("path", PATH)? {
         None => defaults.path,
-        Some(path) if path.starts_with('/') && path.len() <= MAX_SOCKET_PATH => path.into(),
+        Some(path) if path.starts_with('/') && path.len() <= MAX_SOCKET_PATH => Some(path.into()),
         Some(_) => return Err(table.invalid("path", PATH)),
     };
     let mode = match table.get("mode").map(|value| value.get_ref()) {

@@ -1,7 +1,7 @@
 use std::{error::Error, net::SocketAddr, path::Path, time::Duration};
 
 use super::{read::TABLES, *};
-use crate::transfer::{Compression, MirrorUrl};
+use netwatch_transfer::{Compression, MirrorUrl};
 
 const ORIGIN: &str = "/etc/netwatch.toml";
 const EXAMPLE: &str = include_str!("../../../docs/netwatch.example.toml");
@@ -55,9 +55,9 @@ fn an_empty_file_gives_every_default() {
     assert_eq!(config.agent.xdp_mode, XdpMode::Generic);
     assert_eq!(
         config.agent.netlink_event_buffer,
-        crate::netlink::DEFAULT_EVENT_BUFFER
+        netwatch_agent::netlink::DEFAULT_EVENT_BUFFER
     );
-    assert_eq!(config.socket.path, Path::new("/run/netwatch/netwatch.sock"));
+    assert_eq!(config.socket.path, None);
     assert_eq!(config.socket.mode, 0o666);
     assert_eq!(config.socket.group, None);
     assert_eq!(
@@ -79,7 +79,7 @@ fn the_example_file_parses_to_what_it_says() {
             user: Some("netwatch".into()),
         },
         socket: SocketSettings {
-            path: "/run/netwatch/netwatch.sock".into(),
+            path: Some("/run/netwatch/netwatch.sock".into()),
             mode: 0o660,
             group: Some("netwatch".into()),
         },
@@ -231,7 +231,7 @@ fn a_file_setting_every_key_overrides_every_default() {
             user: Some("nobody".into()),
         },
         socket: SocketSettings {
-            path: "/tmp/nw.sock".into(),
+            path: Some("/tmp/nw.sock".into()),
             mode: 0o600,
             group: Some("adm".into()),
         },

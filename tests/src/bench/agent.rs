@@ -12,8 +12,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use netwatch::client::Client;
-use netwatch::state::{Health, NetworkState, Subject};
+use netwatch_client::state::{Health, NetworkState, Subject};
+use netwatch_client::Client;
 use netwatch_tests::netns::{block_on_here, NetNs};
 
 use super::clock::now_ns;

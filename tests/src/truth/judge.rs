@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use netwatch::state::Health;
+use netwatch_client::state::Health;
 
 use super::{Expect, Outcome};
 use crate::verdicts::{Seen, Subscription};

@@ -10,7 +10,7 @@ pub mod soak;
 
 use std::time::Duration;
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 
 pub use judge::{judge, Phase};
 

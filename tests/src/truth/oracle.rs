@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use netwatch::state::NetworkState;
+use netwatch_client::state::NetworkState;
 use serde_json::Value;
 
 use crate::netns::NetNs;

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netwatch::transfer::Sha256;
+use netwatch_transfer::Sha256;
 use serde_json::Value;
 
 /// How long one CLI run may take before the test calls it hung.

@@ -5,37 +5,32 @@ use std::{path::PathBuf, process::ExitCode};
 
 use serde::Serialize;
 
-use super::{
-    load, open, run, save, scoreboard, socket_path, to_json, TransferArgs, TransferCommandError,
-};
+use super::{load, open, run, scoreboard, to_json, TransferArgs, TransferCommandError};
 use crate::{
     cli::{
-        env_vars,
         format::{table, Cell, Style},
         remote::{emit, stdout_is_terminal},
     },
     config::MirrorConfig,
     retry::{AgentSource, StateSource},
+    settings::Settings,
     state::Health,
     transfer::{self, Access, MirrorStore},
 };
 
+/// The agent's socket gives each mirror's health.
 #[derive(Debug, clap::Args)]
 pub struct MirrorsArgs {
-    /// The agent's socket, for each mirror's health. [default: NETWATCH_SOCKET, else the
-    /// config file's, else /run/netwatch/netwatch.sock]
-    #[arg(long, value_name = "PATH")]
-    pub socket: Option<PathBuf>,
     /// Where the mirror scoreboard is kept (hit rates, bandwidth averages).
-    /// [default: $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
-    #[arg(long, value_name = "DIR", env = env_vars::NETWATCH_CACHE_DIR)]
+    /// [default: NETWATCH_CACHE_DIR, else $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
+    #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     #[command(flatten)]
     pub common: TransferArgs,
 }
 
-pub fn run_mirrors(args: &MirrorsArgs) -> ExitCode {
-    run(mirrors(args))
+pub fn run_mirrors(args: &MirrorsArgs, settings: &Settings) -> ExitCode {
+    run(mirrors(args, settings))
 }
 
 /// One row of `netwatch mirrors`.
@@ -61,8 +56,11 @@ struct MirrorRow {
     error: Option<String>,
 }
 
-async fn mirrors(args: &MirrorsArgs) -> Result<ExitCode, TransferCommandError> {
-    let (config, _) = load(&args.common)?;
+async fn mirrors(
+    args: &MirrorsArgs,
+    settings: &Settings,
+) -> Result<ExitCode, TransferCommandError> {
+    let (config, _) = load(settings)?;
     let mut opened = Vec::new();
     let mut unopened = Vec::new();
     for mirror in config.mirrors_by_priority() {
@@ -72,15 +70,15 @@ async fn mirrors(args: &MirrorsArgs) -> Result<ExitCode, TransferCommandError> {
         }
     }
     let stores: Vec<MirrorStore> = opened.iter().map(|(_, s)| s.clone()).collect();
-    let mut board = scoreboard(args.cache.as_deref());
-    let source = AgentSource::new(socket_path(&config, args.socket.as_deref()));
+    let mut board = scoreboard(settings);
+    let source = AgentSource::new(settings.socket.clone());
     let (probes, state) = tokio::join!(transfer::probe(&stores), async {
         source.watch().await.map(|watch| watch.current())
     });
     for probe in &probes {
         board.record_probe(probe);
     }
-    save(&board);
+    board.save_or_warn();
     let agent = match state {
         Ok(state) => Some(state),
         Err(error) => {

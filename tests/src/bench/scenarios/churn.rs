@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use netwatch::client::Client;
+use netwatch_client::Client;
 use netwatch_tests::netns::block_on_here;
 use netwatch_tests::topology::{add_veth, delete_link, set_link_up, Pair};
 

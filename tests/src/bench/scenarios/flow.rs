@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 use netwatch_tests::topology::{Pair, PairOptions};
 use serde_json::json;
 

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 use netwatch_tests::topology::{Pair, PairOptions};
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 
 use super::{endpoint_config, settle_all, watch, LIMIT, PATH_FAULT, RECOVERY, SETTLE};
 use crate::connects::{Acceptor, ConnectLoop};

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 
 use super::{settle_all, watch, GATEWAY_GONE, LIMIT, RECOVERY, SETTLE};
 use crate::agent::binary;

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 
 use super::{settle_all, watch, LIMIT, LINK_FAULT, RECOVERY, SETTLE};
 use crate::foreign_xdp::ForeignXdp;

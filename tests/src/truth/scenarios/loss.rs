@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 
 use super::{endpoint_config, settle_all, watch, LIMIT, LOSS, RECOVERY, SETTLE};
 use crate::nft;

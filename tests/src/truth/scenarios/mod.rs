@@ -11,7 +11,7 @@ mod storm;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 
 pub use endpoint::{blackhole, one_way_blackhole, refused_port};
 pub use gateway::{gateway_gone, idle_host};

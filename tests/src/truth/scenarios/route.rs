@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use netwatch::state::{Health, Subject};
+use netwatch_client::state::{Health, Subject};
 
 use super::{endpoint_config, settle_all, watch, LIMIT, LINK_FAULT, PATH_FAULT, RECOVERY, SETTLE};
 use crate::dual::{Dual, A_P1};

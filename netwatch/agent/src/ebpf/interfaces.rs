@@ -1,0 +1,92 @@
+//! Attaching the per-interface programs: the XDP receive counter and the tc egress counter
+//! of data segments sent. Each attachment is a bpf link owned by this process.
+
+use aya::{
+    maps::PerCpuHashMap,
+    programs::{
+        tc::{TcAttachOptions, TcAttachType},
+        LinkOrder, SchedClassifier, Xdp,
+    },
+};
+use netwatch_common::{maps, IfaceCounters, TxCounters, TX_PROGRAM, XDP_PROGRAM};
+
+use super::{program, EbpfError, KernelPrograms, XdpMode};
+
+impl KernelPrograms {
+    /// Attaches the XDP counter to `ifindex` in the calling thread's network namespace. The
+    /// kernel refuses (and this returns an error) if another program is attached there: a
+    /// bpf link never replaces one.
+    pub fn attach_xdp(&mut self, ifindex: u32, mode: XdpMode) -> Result<(), EbpfError> {
+        if self.xdp_links.contains_key(&ifindex) {
+            return Ok(());
+        }
+        let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?;
+        let link = xdp
+            .attach_to_if_index(ifindex, mode.aya_mode())
+            .map_err(|source| EbpfError::AttachXdp { ifindex, source })?;
+        self.xdp_links.insert(ifindex, link);
+        Ok(())
+    }
+
+    /// Attaches the egress counter to the interface `ifname` (index `ifindex`) through tcx,
+    /// first in line, so it counts what other programs may later redirect. tcx links stack:
+    /// another tool's programs keep running after it.
+    pub fn attach_tx(&mut self, ifindex: u32, ifname: &str) -> Result<(), EbpfError> {
+        if self.tx_links.contains_key(&ifindex) {
+            return Ok(());
+        }
+        let tx: &mut SchedClassifier = program(&mut self.ebpf, TX_PROGRAM)?;
+        let link = tx
+            .attach_with_options(
+                ifname,
+                TcAttachType::Egress,
+                TcAttachOptions::TcxOrder(LinkOrder::first()),
+            )
+            .map_err(|source| EbpfError::AttachTx {
+                ifname: ifname.to_string(),
+                source,
+            })?;
+        self.tx_links.insert(ifindex, link);
+        Ok(())
+    }
+
+    /// Detaches both counters from `ifindex` (where attached) and forgets their counts, so a
+    /// later interface that reuses the index starts from zero.
+    pub fn detach(&mut self, ifindex: u32) {
+        if let Some(link) = self.xdp_links.remove(&ifindex) {
+            if let Ok(xdp) = program::<Xdp>(&mut self.ebpf, XDP_PROGRAM) {
+                // The link may already be defunct (interface deleted); closing it is all
+                // that is left to do, and cannot fail in a way that matters.
+                let _ = xdp.detach(link);
+            }
+        }
+        if let Some(link) = self.tx_links.remove(&ifindex) {
+            if let Ok(tx) = program::<SchedClassifier>(&mut self.ebpf, TX_PROGRAM) {
+                let _ = tx.detach(link);
+            }
+        }
+        if let Some(map) = self.ebpf.map_mut(maps::IFACE_COUNTERS) {
+            if let Ok(mut counters) = PerCpuHashMap::<_, u32, IfaceCounters>::try_from(map) {
+                let _ = counters.remove(&ifindex);
+            }
+        }
+        if let Some(map) = self.ebpf.map_mut(maps::IFACE_TX) {
+            if let Ok(mut counters) = PerCpuHashMap::<_, u32, TxCounters>::try_from(map) {
+                let _ = counters.remove(&ifindex);
+            }
+        }
+    }
+
+    pub fn xdp_attached(&self, ifindex: u32) -> bool {
+        self.xdp_links.contains_key(&ifindex)
+    }
+
+    pub fn tx_attached(&self, ifindex: u32) -> bool {
+        self.tx_links.contains_key(&ifindex)
+    }
+
+    /// How many bpf links the per-interface programs hold (two per fully watched interface).
+    pub fn interface_links(&self) -> usize {
+        self.xdp_links.len() + self.tx_links.len()
+    }
+}

@@ -1,0 +1,307 @@
+//! `get`: the manifest from the first mirror that gives a sound one, then only the chunks the
+//! local cache lacks, several at once, each checked on arrival and kept in the cache; then the
+//! output assembled from the cache (see `assemble`).
+
+pub mod assemble;
+pub mod output;
+
+use std::{collections::HashSet, path::Path, sync::Arc};
+
+use futures::{stream, StreamExt};
+use tokio::time::Instant;
+
+use output::Destination;
+
+use crate::{
+    activity::Activity,
+    compress::decode,
+    error::TransferError,
+    fallback::{self, Failure, MirrorHealth, Served},
+    ArtifactKey, ChunkCache, ChunkRef, Manifest, MirrorStore, Progress, Summary, TransferOptions,
+};
+
+/// Fetches `key` from `mirrors` (in the order to try them: primary first) into the file
+/// `out`, which appears only whole and checked. Chunks come from `cache` where it has them
+/// and go into it as they arrive, so a rerun after any interruption fetches only what is
+/// missing. A mirror whose endpoint the agent (`options.state`) says is Down or Degraded is
+/// passed over while a healthier one is left.
+pub async fn get(
+    key: &ArtifactKey,
+    out: &Path,
+    mirrors: &[MirrorStore],
+    cache: &ChunkCache,
+    options: &TransferOptions,
+) -> Result<Summary, TransferError> {
+    let started = Instant::now();
+    let destination = Destination::check(out)?;
+    let mut summary = Summary {
+        operation: "get",
+        key: key.to_string(),
+        ..Summary::default()
+    };
+    for mirror in mirrors {
+        summary
+            .mirrors
+            .entry(mirror.name().to_string())
+            .or_default();
+    }
+    let watch = fallback::endpoint_watch(mirrors, options.state.as_ref()).await;
+    let health = MirrorHealth::watching(mirrors, watch);
+    let steps = fallback::get_ladder(mirrors.len());
+    let activity = Activity::new(mirrors.len());
+    let shared = Shared {
+        mirrors,
+        cache,
+        options,
+        health: &health,
+        steps: &steps,
+        activity: &activity,
+    };
+
+    let manifest = manifest(key, &shared, &mut summary).await?;
+    // Before any chunk is fetched: a manifest claiming more than fits is refused.
+    destination.check_room(manifest.size, options.max_output)?;
+    summary.artifact_bytes = manifest.size;
+    summary.chunks = manifest.chunks.len();
+
+    let manifest = Arc::new(manifest);
+    let destination = Arc::new(destination);
+    fetch_missing(&manifest, &shared, &mut summary, true).await?;
+    // A chunk damaged in the cache (found and dropped while assembling) is fetched again,
+    // once: a cache should not fail a get a mirror can serve.
+    let mut refetched = false;
+    loop {
+        let (cache, manifest_for, out) = (
+            cache.clone(),
+            Arc::clone(&manifest),
+            Arc::clone(&destination),
+        );
+        let assembled =
+            tokio::task::spawn_blocking(move || assemble::assemble(&manifest_for, &cache, &out));
+        let result = tokio::select! {
+            biased;
+            () = options.cancel.cancelled() => return Err(TransferError::Cancelled),
+            result = assembled => result.expect("assembling does not panic"),
+        };
+        match result {
+            Err(TransferError::Evicted { id, .. }) if !refetched => {
+                tracing::warn!(chunk = %id, "a chunk in the local cache was damaged: fetching it again");
+                refetched = true;
+                fetch_missing(&manifest, &shared, &mut summary, false).await?;
+            }
+            other => {
+                other?;
+                break;
+            }
+        }
+    }
+    activity.add_to(&mut summary, mirrors);
+    summary.elapsed = started.elapsed();
+    summary.finish();
+    Ok(summary)
+}
+
+/// Fetches the chunks of `manifest` the cache lacks, several at once (a chunk that occurs
+/// twice, once). `plan`: report the plan and the bytes reused (the first pass).
+async fn fetch_missing(
+    manifest: &Manifest,
+    shared: &Shared<'_>,
+    summary: &mut Summary,
+    plan: bool,
+) -> Result<(), TransferError> {
+    let Shared {
+        mirrors,
+        cache,
+        options,
+        ..
+    } = *shared;
+    let key = &manifest.key;
+    let mut seen = HashSet::new();
+    let missing: Vec<(usize, ChunkRef)> = manifest
+        .chunks
+        .iter()
+        .enumerate()
+        .filter(|(_, chunk)| seen.insert(chunk.id) && !cache.contains(chunk.id))
+        .map(|(index, chunk)| (index, chunk.clone()))
+        .collect();
+    let missing_bytes: u64 = missing.iter().map(|(_, c)| u64::from(c.size)).sum();
+    if plan {
+        summary.bytes_reused = manifest.size.saturating_sub(missing_bytes);
+        options.report(Progress::Planned {
+            chunks: missing.len(),
+            bytes: missing_bytes,
+        });
+    }
+    tracing::debug!(key = %key, chunks = manifest.chunks.len(), missing = missing.len(), "fetching chunks");
+    let total = manifest.chunks.len();
+    let mut fetches = stream::iter(missing)
+        .map(|(index, chunk)| {
+            let what = format!(
+                "chunk {index} of {total} of {key} ({}, bytes {}..{})",
+                chunk.id,
+                chunk.offset,
+                chunk.offset + u64::from(chunk.size)
+            );
+            fetch(chunk, what, shared)
+        })
+        .buffer_unordered(options.concurrency.max(1));
+    while let Some(fetched) = fetches.next().await {
+        let (chunk, served) = fetched?;
+        tally(summary, mirrors, &served, served.value);
+        summary.chunks_moved += 1;
+        options.report(Progress::Chunk {
+            size: u64::from(chunk.size),
+            moved: served.value,
+            mirror: mirrors[served.mirror].name().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// What every request of one get shares.
+struct Shared<'a> {
+    mirrors: &'a [MirrorStore],
+    cache: &'a ChunkCache,
+    options: &'a TransferOptions,
+    health: &'a MirrorHealth,
+    steps: &'a [usize],
+    activity: &'a Activity,
+}
+
+/// Adds one served object to the summary's figures.
+fn tally<T>(summary: &mut Summary, mirrors: &[MirrorStore], served: &Served<T>, bytes: u64) {
+    let name = mirrors[served.mirror].name().to_string();
+    let entry = summary.mirrors.entry(name).or_default();
+    entry.bytes += bytes;
+    entry.chunks += 1;
+    for (m, _) in &served.failures {
+        summary
+            .mirrors
+            .entry(mirrors[*m].name().to_string())
+            .or_default()
+            .failures += 1;
+    }
+    summary.bytes_moved += bytes;
+    summary.retries += served.calls.saturating_sub(1);
+    summary.network_wait = summary.network_wait.max(served.report.network_wait);
+}
+
+/// The manifest from the mirrors in order, else the copy kept from the last get (the "local
+/// cache only" step of the ladder). A fetched one is kept for next time.
+async fn manifest(
+    key: &ArtifactKey,
+    shared: &Shared<'_>,
+    summary: &mut Summary,
+) -> Result<Manifest, TransferError> {
+    let Shared {
+        mirrors,
+        cache,
+        options,
+        activity,
+        ..
+    } = *shared;
+    let fetched = fallback::run(
+        options,
+        mirrors,
+        shared.health,
+        shared.steps,
+        || format!("the manifest of {key}"),
+        |m| async move {
+            let json = {
+                let _busy = activity.begin(m);
+                mirrors[m].get_manifest(key).await.map_err(Failure::store)?
+            };
+            let manifest = Manifest::from_json(&json, key).map_err(|error| {
+                Failure::Mirror(format!(
+                    "mirror `{}` sent a bad manifest for {key}: {error}",
+                    mirrors[m].name()
+                ))
+            })?;
+            activity.served(m);
+            Ok((json, manifest))
+        },
+    )
+    .await;
+    match fetched {
+        Ok(served) => {
+            let (json, manifest) = &served.value;
+            let bytes = json.len() as u64;
+            cache.write_manifest(key, json)?;
+            summary.manifest_from = Some(mirrors[served.mirror].name().to_string());
+            summary.manifest_bytes = bytes;
+            tally(summary, mirrors, &served, bytes);
+            // The manifest is not a chunk.
+            if let Some(entry) = summary.mirrors.get_mut(mirrors[served.mirror].name()) {
+                entry.chunks -= 1;
+            }
+            Ok(manifest.clone())
+        }
+        Err(TransferError::Unavailable { what, why, report }) => {
+            let Some(json) = cache.read_manifest(key)? else {
+                return Err(TransferError::Unavailable { what, why, report });
+            };
+            tracing::warn!(%key, reason = %why, "no mirror gave the manifest: using the copy in the local cache");
+            summary.manifest_from = Some("local cache".to_string());
+            summary.network_wait = report.network_wait;
+            Manifest::from_json(&json, key).map_err(|source| TransferError::CachedManifest {
+                key: key.to_string(),
+                source,
+            })
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Fetches one chunk, checks it and stores it in the cache; the value served is the number
+/// of bytes that came over the wire.
+async fn fetch(
+    chunk: ChunkRef,
+    what: String,
+    shared: &Shared<'_>,
+) -> Result<(ChunkRef, Served<u64>), TransferError> {
+    let Shared {
+        mirrors,
+        cache,
+        activity,
+        ..
+    } = *shared;
+    let chunk_ref = &chunk;
+    let served = fallback::run(
+        shared.options,
+        mirrors,
+        shared.health,
+        shared.steps,
+        || what,
+        |m| async move {
+            let (stored, chunk) = {
+                let _busy = activity.begin(m);
+                mirrors[m]
+                    .get_chunk_as_stored(chunk_ref)
+                    .await
+                    .map_err(Failure::store)?
+            };
+            let moved = stored.len() as u64;
+            let cache = cache.clone();
+            // Hashing and decompressing are CPU work: off the async threads.
+            let checked = tokio::task::spawn_blocking(move || match decode(&stored, &chunk) {
+                Ok(data) => Ok(cache.write(chunk.id, &data)),
+                Err(error) => Err(error),
+            })
+            .await
+            .expect("decoding does not panic");
+            match checked {
+                Ok(Ok(())) => {
+                    activity.served(m);
+                    Ok(moved)
+                }
+                Ok(Err(cache_error)) => Err(Failure::Fatal(cache_error.into())),
+                Err(bad_data) => Err(Failure::Mirror(format!(
+                    "mirror `{}` sent bad data: {bad_data}",
+                    mirrors[m].name()
+                ))),
+            }
+        },
+    )
+    .await?;
+    Ok((chunk, served))
+}

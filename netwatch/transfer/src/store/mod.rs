@@ -1,0 +1,530 @@
+//! One mirror's objects, through object_store whatever the URL: `file://` (LocalFileSystem),
+//! `s3://` (AmazonS3) and `http(s)://` (HttpStore, WebDAV-style). The layout under the URL:
+//!
+//! ```text
+//! manifests/<key>.json          one per artifact, written after its chunks
+//! chunks/<aa>/<id>[.zst|.gz]    content-addressed; <aa> is the id's first two hex digits
+//! probe/bandwidth.bin           what a ranged read times to measure bandwidth (`put` writes it)
+//! ```
+//!
+//! object_store's own retries are off: `netwatch_client::retry` decides, knowing the network.
+
+pub mod aws;
+pub mod url;
+
+use std::{
+    fmt,
+    ops::Range,
+    path::PathBuf,
+    sync::{Arc, Once},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use object_store::{
+    http::HttpBuilder, local::LocalFileSystem, path::Path, prefix::PrefixStore, ClientOptions,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
+use tokio::time::Instant;
+
+use url::MirrorUrl;
+
+use crate::{
+    compress::Encoding,
+    digest::Sha256,
+    key::ArtifactKey,
+    manifest::{ChunkRef, MAX_MANIFEST_BYTES, MAX_STORED_CHUNK},
+};
+
+/// What a transfer will do with a mirror: a reader never creates anything on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A mirror, opened.
+#[derive(Clone)]
+pub struct MirrorStore {
+    name: String,
+    url: MirrorUrl,
+    pub(super) store: Arc<dyn ObjectStore>,
+    /// The `[[endpoint]]` whose verdict is this mirror's health, if any.
+    endpoint: Option<String>,
+}
+
+/// What went wrong with a mirror. Each names the mirror.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A `file://` mirror whose directory is not there (reading never creates it).
+    #[error("mirror `{mirror}` ({url}): the directory {} does not exist: check the URL, or put an artifact there first", path.display())]
+    MissingDirectory {
+        mirror: String,
+        url: String,
+        path: PathBuf,
+    },
+    /// No AWS credentials in the environment or the shared credentials file.
+    #[error(
+        "mirror `{mirror}` ({url}): no AWS credentials: looked at {looked}, and {} has no \
+         profile `{profile}` with aws_access_key_id and aws_secret_access_key; set \
+         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for a server \
+         other than AWS), or AWS_PROFILE",
+        file.display(),
+        looked = aws::LOOKED
+    )]
+    MissingCredentials {
+        mirror: String,
+        url: String,
+        profile: String,
+        file: PathBuf,
+    },
+    /// One half of a key pair in the environment.
+    #[error("mirror `{mirror}` ({url}): {set} is set but {unset} is not: set both, or neither")]
+    HalfCredentials {
+        mirror: String,
+        url: String,
+        set: &'static str,
+        unset: &'static str,
+    },
+    /// object_store refused the settings (a bad endpoint URL, an unknown region...).
+    #[error("mirror `{mirror}` ({url}): cannot set up its client: {source}")]
+    Open {
+        mirror: String,
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// A request failed: the mirror's answer, or why there was none. The message spells out
+    /// the whole chain of causes (object_store's own messages stop at "error sending
+    /// request"); `source()` still gives it, for retry's classification.
+    #[error("mirror `{mirror}`: {operation} {path}: {}", causes(source))]
+    Request {
+        mirror: String,
+        operation: &'static str,
+        path: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// A ranged read answered with more bytes than the range asked for: the server ignores
+    /// `Range`. Reading stopped there.
+    #[error(
+        "mirror `{mirror}`: GET {path} with Range: bytes={}-{}: the server answered with more \
+         than the {} bytes asked for: it ignores Range, so its bandwidth is not measured",
+        range.start,
+        range.end - 1,
+        range.end - range.start
+    )]
+    RangeIgnored {
+        mirror: String,
+        path: String,
+        range: Range<u64>,
+    },
+    /// An object larger than anything netwatch stores under that name.
+    #[error(
+        "mirror `{mirror}`: {path} is {size} bytes, more than the {limit} such an object may have"
+    )]
+    TooLarge {
+        mirror: String,
+        path: String,
+        size: u64,
+        limit: u64,
+    },
+}
+
+impl StoreError {
+    /// The object is not on the mirror (404, or no such file).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Request { source, .. } if matches!(**source, object_store::Error::NotFound { .. }))
+    }
+
+    /// The mirror answered, refusing (not found, forbidden, a bad object): another mirror may
+    /// serve, this one will not on a retry. Everything else is taken for the network's fault.
+    pub fn is_mirror_fault(&self) -> bool {
+        use object_store::Error as E;
+        match self {
+            Self::Request { source, .. } => match source.as_ref() {
+                E::NotFound { .. }
+                | E::PermissionDenied { .. }
+                | E::Unauthenticated { .. }
+                | E::InvalidPath { .. }
+                | E::NotSupported { .. }
+                | E::NotImplemented { .. }
+                | E::Precondition { .. } => true,
+                other => {
+                    netwatch_client::retry::classify(other)
+                        == netwatch_client::retry::ErrorClass::Permanent
+                }
+            },
+            _ => true,
+        }
+    }
+}
+
+/// An error and its sources on one line, each cause said once.
+fn causes(error: &object_store::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// The object path of an artifact's manifest.
+pub fn manifest_path(key: &ArtifactKey) -> String {
+    format!("manifests/{key}.json")
+}
+
+/// The object path of a chunk stored with `encoding`.
+pub fn chunk_path(id: Sha256, encoding: Encoding) -> String {
+    let hex = id.to_hex();
+    format!("chunks/{}/{hex}{}", &hex[..2], encoding.suffix())
+}
+
+/// A path made only from checked keys and hex ids, so it always parses.
+fn object(path: &str) -> Path {
+    Path::from(path)
+}
+
+impl MirrorStore {
+    /// Opens the mirror at `url`. Nothing is sent yet; a `file://` directory is created for
+    /// writing and must exist for reading.
+    pub fn open(name: &str, url: &MirrorUrl, access: Access) -> Result<Self, StoreError> {
+        let mirror = name.to_string();
+        let shown = url.to_string();
+        let open_error = |source| StoreError::Open {
+            mirror: mirror.clone(),
+            url: shown.clone(),
+            source,
+        };
+        // netwatch retries, knowing the network; object_store retrying too would burn the
+        // attempts and time while it is Down.
+        let no_retries = RetryConfig {
+            max_retries: 0,
+            ..RetryConfig::default()
+        };
+        let store: Arc<dyn ObjectStore> = match url {
+            MirrorUrl::File { path } => {
+                if access == Access::Write {
+                    std::fs::create_dir_all(path).map_err(|e| {
+                        open_error(object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        })
+                    })?;
+                } else if !path.is_dir() {
+                    return Err(StoreError::MissingDirectory {
+                        mirror,
+                        url: shown,
+                        path: path.clone(),
+                    });
+                }
+                Arc::new(LocalFileSystem::new_with_prefix(path).map_err(open_error)?)
+            }
+            MirrorUrl::S3 { bucket, prefix } => {
+                install_tls_provider();
+                let builder = aws::builder(bucket).map_err(|missing| match missing {
+                    aws::Missing::Credentials { profile, file } => StoreError::MissingCredentials {
+                        mirror: mirror.clone(),
+                        url: shown.clone(),
+                        profile,
+                        file,
+                    },
+                    aws::Missing::Half { set, unset } => StoreError::HalfCredentials {
+                        mirror: mirror.clone(),
+                        url: shown.clone(),
+                        set,
+                        unset,
+                    },
+                })?;
+                let s3 = builder.with_retry(no_retries).build().map_err(open_error)?;
+                if prefix.is_empty() {
+                    Arc::new(s3)
+                } else {
+                    Arc::new(PrefixStore::new(s3, prefix.as_str()))
+                }
+            }
+            MirrorUrl::Http { url } => {
+                install_tls_provider();
+                let options = ClientOptions::new().with_allow_http(url.starts_with("http://"));
+                Arc::new(
+                    HttpBuilder::new()
+                        .with_url(url)
+                        .with_client_options(options)
+                        .with_retry(no_retries)
+                        .build()
+                        .map_err(open_error)?,
+                )
+            }
+        };
+        Ok(Self {
+            name: mirror,
+            url: url.clone(),
+            store,
+            endpoint: None,
+        })
+    }
+
+    /// Links the mirror to the `[[endpoint]]` whose verdict is its health.
+    pub fn with_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `[[endpoint]]` whose verdict is this mirror's health, if any.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    pub fn url(&self) -> &MirrorUrl {
+        &self.url
+    }
+
+    fn request_error(
+        &self,
+        operation: &'static str,
+        path: &str,
+    ) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+        let path = path.to_string();
+        move |source| StoreError::Request {
+            mirror: self.name.clone(),
+            operation,
+            path,
+            source: Box::new(source),
+        }
+    }
+
+    /// Reads an object of at most `limit` bytes.
+    async fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let result = self
+            .store
+            .get(&object(path))
+            .await
+            .map_err(self.request_error("GET", path))?;
+        if result.meta.size > limit {
+            return Err(StoreError::TooLarge {
+                mirror: self.name.clone(),
+                path: path.to_string(),
+                size: result.meta.size,
+                limit,
+            });
+        }
+        let body = result
+            .bytes()
+            .await
+            .map_err(self.request_error("GET", path))?;
+        // Without a copy where the body is one buffer: a manifest may be hundreds of MB.
+        Ok(Vec::from(body))
+    }
+
+    async fn write(&self, path: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.store
+            .put(&object(path), PutPayload::from(data))
+            .await
+            .map_err(self.request_error("PUT", path))?;
+        Ok(())
+    }
+
+    /// The manifest's bytes, unchecked.
+    pub async fn get_manifest(&self, key: &ArtifactKey) -> Result<Vec<u8>, StoreError> {
+        self.read(&manifest_path(key), MAX_MANIFEST_BYTES).await
+    }
+
+    /// Writes a manifest; object stores replace an object whole, so readers see the old one
+    /// or the new one.
+    pub async fn put_manifest(&self, key: &ArtifactKey, json: Vec<u8>) -> Result<(), StoreError> {
+        self.write(&manifest_path(key), json).await
+    }
+
+    /// A chunk's stored bytes, unchecked (`compress::decode` checks them).
+    pub async fn get_chunk(&self, chunk: &ChunkRef) -> Result<Vec<u8>, StoreError> {
+        self.read(&chunk_path(chunk.id, chunk.encoding), MAX_STORED_CHUNK)
+            .await
+    }
+
+    /// Like [`MirrorStore::get_chunk`], but a chunk this mirror stored in another encoding
+    /// than the manifest's (put and sync choose per mirror) is found too. Returns the chunk
+    /// as this mirror stores it: its stored size is then the body's, and the decoded size
+    /// and SHA-256 still check it.
+    pub async fn get_chunk_as_stored(
+        &self,
+        chunk: &ChunkRef,
+    ) -> Result<(Vec<u8>, ChunkRef), StoreError> {
+        let first = match self.get_chunk(chunk).await {
+            Ok(stored) => return Ok((stored, chunk.clone())),
+            Err(error) if error.is_not_found() => error,
+            Err(error) => return Err(error),
+        };
+        for encoding in Encoding::ALL.into_iter().filter(|e| *e != chunk.encoding) {
+            match self
+                .read(&chunk_path(chunk.id, encoding), MAX_STORED_CHUNK)
+                .await
+            {
+                Ok(stored) => {
+                    let as_stored = ChunkRef {
+                        encoding,
+                        stored_size: stored.len() as u64,
+                        ..chunk.clone()
+                    };
+                    return Ok((stored, as_stored));
+                }
+                Err(error) if error.is_not_found() => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Err(first)
+    }
+
+    pub async fn put_chunk(
+        &self,
+        id: Sha256,
+        encoding: Encoding,
+        stored: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.write(&chunk_path(id, encoding), stored).await
+    }
+
+    /// Whether the mirror has chunk `id`, in `preferred` encoding or another, and its stored
+    /// size: one HEAD request when it is stored as preferred.
+    pub async fn find_chunk(
+        &self,
+        id: Sha256,
+        preferred: Encoding,
+    ) -> Result<Option<(Encoding, u64)>, StoreError> {
+        let order =
+            std::iter::once(preferred).chain(Encoding::ALL.into_iter().filter(|e| *e != preferred));
+        for encoding in order {
+            let path = chunk_path(id, encoding);
+            match self.store.head(&object(&path)).await {
+                Ok(meta) if meta.size > 0 && meta.size <= MAX_STORED_CHUNK => {
+                    return Ok(Some((encoding, meta.size)))
+                }
+                // An empty or oversized object is no usable chunk: put it again.
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(self.request_error("HEAD", &path)(source)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The time a cheap request takes: a HEAD of an object that need not exist (not found
+    /// is an answer too).
+    pub async fn probe(&self) -> Result<Duration, StoreError> {
+        const PROBE: &str = "manifests/.netwatch-probe";
+        let started = Instant::now();
+        match self.store.head(&object(PROBE)).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(started.elapsed()),
+            Err(source) => Err(self.request_error("HEAD", PROBE)(source)),
+        }
+    }
+}
+
+/// The object a ranged read times, under every mirror's URL.
+pub const PROBE_OBJECT: &str = "probe/bandwidth.bin";
+
+/// What a bounded ranged read got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeRead {
+    /// The bytes received, from the range's start: all of it, or what came within the time.
+    pub data: Vec<u8>,
+    /// From the request to the answer's headers.
+    pub first_byte: Duration,
+    /// From the headers to the last byte received.
+    pub body: Duration,
+}
+
+impl MirrorStore {
+    /// The stored size of the probe object, if it is there.
+    pub async fn probe_object_size(&self) -> Result<Option<u64>, StoreError> {
+        match self.store.head(&object(PROBE_OBJECT)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(self.request_error("HEAD", PROBE_OBJECT)(source)),
+        }
+    }
+
+    pub async fn put_probe_object(&self, data: Vec<u8>) -> Result<(), StoreError> {
+        self.write(PROBE_OBJECT, data).await
+    }
+
+    /// Reads `range` of the probe object, stopping at `within` after the answer's headers
+    /// with what has come by then. Never reads past the range: a server that sends more (it
+    /// ignores `Range`) is an error, as is one that answers a ranged request with the whole
+    /// object (object_store refuses a 200 to a ranged GET).
+    pub async fn read_probe_range(
+        &self,
+        range: Range<u64>,
+        within: Duration,
+    ) -> Result<RangeRead, StoreError> {
+        let asked = range.end - range.start;
+        let request_error = || self.request_error("GET", PROBE_OBJECT);
+        let started = Instant::now();
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range.clone())),
+            ..GetOptions::default()
+        };
+        let ignored = || StoreError::RangeIgnored {
+            mirror: self.name.clone(),
+            path: PROBE_OBJECT.to_string(),
+            range: range.clone(),
+        };
+        let result = match self.store.get_opts(&object(PROBE_OBJECT), options).await {
+            Ok(result) => result,
+            // What HttpStore makes of a 200 to a ranged GET.
+            Err(object_store::Error::NotSupported { .. }) => return Err(ignored()),
+            Err(error) => return Err(request_error()(error)),
+        };
+        let first_byte = started.elapsed();
+        if result.range.end.saturating_sub(result.range.start) > asked {
+            return Err(ignored());
+        }
+        let body_started = Instant::now();
+        let deadline = body_started + within;
+        let mut stream = result.into_stream();
+        let mut data = Vec::with_capacity(asked as usize);
+        loop {
+            let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) | Ok(None) => break,
+                Ok(Some(next)) => next.map_err(request_error())?,
+            };
+            if data.len() as u64 + next.len() as u64 > asked {
+                return Err(ignored());
+            }
+            data.extend_from_slice(&next);
+        }
+        Ok(RangeRead {
+            data,
+            first_byte,
+            body: body_started.elapsed(),
+        })
+    }
+}
+
+impl fmt::Debug for MirrorStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MirrorStore")
+            .field("name", &self.name)
+            .field("url", &self.url.to_string())
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// reqwest is built with rustls and no provider (to keep aws-lc-rs out of the build), so the
+/// process installs ring's before the first TLS connection.
+fn install_tls_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means a provider is installed already, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
