@@ -1,4 +1,5 @@
-//! `Agent`: the `netwatch agent` binary run against a test namespace, and its JSON log lines.
+//! `Agent`: the `netwatch agent` binary run against a test namespace, and its JSON log lines;
+//! for the tests and the bench.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -7,9 +8,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use anyhow::{bail, Context as _, Result};
+use netwatch_client::{state::NetworkState, Client};
 use serde_json::Value;
 
-use crate::netns::NetNs;
+use crate::netns::{block_on_here, NetNs};
 
 /// Environment variable naming the agent binary to test.
 pub const NETWATCH_BIN: &str = "NETWATCH_BIN";
@@ -30,8 +33,34 @@ struct Log {
 
 type SharedLog = Arc<(Mutex<Log>, Condvar)>;
 
-/// A running `netwatch agent --netns NAME --log-format json --report-interval 1s`; killed
-/// (SIGKILL) on drop if still running, and its socket file removed then.
+/// How an agent is started besides `--netns NAME --log-format json`.
+pub struct Launch<'a> {
+    /// The binary; `None`: [`binary`].
+    pub binary: Option<&'a Path>,
+    /// More flags.
+    pub args: &'a [&'a str],
+    /// TOML for `--config`, written to a temporary file.
+    pub config: Option<&'a str>,
+    /// `--report-interval`: the tests wait for its lines; the bench turns it off (`0`).
+    pub report_interval: &'a str,
+    /// A file that gets every log line too (the bench keeps it with its results).
+    pub log_file: Option<&'a Path>,
+}
+
+impl Default for Launch<'_> {
+    fn default() -> Self {
+        Self {
+            binary: None,
+            args: &[],
+            config: None,
+            report_interval: "1s",
+            log_file: None,
+        }
+    }
+}
+
+/// A running `netwatch agent --netns NAME --log-format json`; killed (SIGKILL) on drop if
+/// still running, and its socket file removed then.
 pub struct Agent {
     child: Child,
     log: SharedLog,
@@ -51,18 +80,40 @@ impl Agent {
     /// Starts the agent on `ns` with more flags, and with `config` (TOML text) as its
     /// configuration file if given.
     pub fn start_with(ns: &NetNs, extra_args: &[&str], config: Option<&str>) -> Self {
-        let bin = binary();
-        let config = config.map(write_config);
-        let socket = extra_args
+        let launch = Launch {
+            args: extra_args,
+            config,
+            ..Launch::default()
+        };
+        Self::launch(ns, &launch).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Starts the agent on `ns` as `launch` says; it does not wait for it to serve (see
+    /// [`Agent::wait_ready`]).
+    pub fn launch(ns: &NetNs, launch: &Launch<'_>) -> Result<Self> {
+        let bin = match launch.binary {
+            Some(bin) => bin.to_path_buf(),
+            None => try_binary()?,
+        };
+        let config = launch.config.map(write_config);
+        let args = launch.args;
+        let socket = args
             .iter()
             .position(|arg| *arg == "--socket")
-            .and_then(|at| extra_args.get(at + 1))
+            .and_then(|at| args.get(at + 1))
             .map_or_else(|| default_socket(ns), PathBuf::from);
+        let mut copy = match launch.log_file {
+            Some(path) => Some(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ),
+            None => None,
+        };
         let mut command = Command::new(&bin);
         command
-            .args(["agent", "--netns", ns.name()])
-            .args(["--log-format", "json", "--report-interval", "1s"])
-            .args(extra_args);
+            .args(["agent", "--netns", ns.name(), "--log-format", "json"])
+            .args(["--report-interval", launch.report_interval])
+            .args(args);
         if let Some(file) = &config {
             command.arg("--config").arg(file.path());
         }
@@ -75,13 +126,16 @@ impl Agent {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            .with_context(|| format!("starting {}", bin.display()))?;
         let stderr = child.stderr.take().expect("stderr is piped");
         let log: SharedLog = Arc::default();
         let shared = Arc::clone(&log);
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(file) = &mut copy {
+                    let _ = writeln!(file, "{line}");
+                }
                 // A line that is not JSON is kept as such, so a failure shows it.
                 let value = serde_json::from_str(&line)
                     .unwrap_or_else(|_| serde_json::json!({ "message": line, "level": "RAW" }));
@@ -93,14 +147,45 @@ impl Agent {
             lock.lock().expect("log lock").closed = true;
             ready.notify_all();
         });
-        Agent {
+        Ok(Agent {
             child,
             log,
             reader: Some(reader),
             status: None,
             socket,
             _config: config,
+        })
+    }
+
+    /// Waits until the agent answers a `get` on its socket; fails, with its last log lines,
+    /// if it exits first or does not answer within `limit`.
+    pub fn wait_ready(&self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.log.0.lock().expect("log lock").closed {
+                bail!(
+                    "the agent exited before serving its socket; its last log lines:\n{}",
+                    self.tail()
+                );
+            }
+            if self.get().is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the agent did not serve {} within {limit:?}; its last log lines:\n{}",
+                    self.socket.display(),
+                    self.tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The state now, by a one-off `get`.
+    pub fn get(&self) -> Result<NetworkState> {
+        let socket = self.socket.clone();
+        block_on_here(async move { Ok(Client::connect(&socket).await?.get().await?) })
     }
 
     /// The Unix socket the agent serves its verdict on.
@@ -296,18 +381,26 @@ fn tail(lines: &[Value]) -> String {
         .join("\n")
 }
 
-/// `$NETWATCH_BIN`, else the workspace's `target/debug/netwatch`.
+/// [`try_binary`], or a panic saying why not.
 pub fn binary() -> PathBuf {
+    try_binary().unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// `$NETWATCH_BIN` (`cargo xtask test` and `bench` set it), else the workspace's
+/// `target/debug/netwatch`.
+pub fn try_binary() -> Result<PathBuf> {
     let path = std::env::var_os(NETWATCH_BIN)
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netwatch")
         });
-    assert!(
-        path.is_file(),
-        "the agent binary {} does not exist: build it with `cargo build -p netwatch --bin netwatch` \
-         or set {NETWATCH_BIN}",
-        path.display()
-    );
-    path
+    if !path.is_file() {
+        bail!(
+            "the netwatch binary {} does not exist: run through `cargo xtask test` or `cargo \
+             xtask bench`, build it with `cargo build -p netwatch --bin netwatch`, or set \
+             {NETWATCH_BIN}",
+            path.display()
+        );
+    }
+    Ok(path)
 }

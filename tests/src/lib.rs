@@ -1,21 +1,27 @@
-//! Helpers for netwatch's privileged integration tests: namespaces, veth topologies built over
+//! The one harness of netwatch's privileged integration tests and of its benchmarks
+//! ([`bench`], run by the `netwatch-bench` binary): namespaces, veth topologies built over
 //! rtnetlink, bounded traffic, nftables faults, a foreign XDP program, the agent process and
-//! the verdicts it serves.
+//! the verdicts it serves, one clock and one source of random bytes.
 //!
 //! Every test builds its own namespaces (`nwt-<pid>-<n>`) and tears them down on drop, so the
 //! host's interfaces, routes and firewall are never touched. Traffic only flows between those
 //! namespaces, on addresses from 198.18.0.0/15 and fd00:6e77::/32.
 
 pub mod agent;
+pub mod bench;
 pub mod bpf_ids;
+pub mod cli;
+pub mod clock;
 pub mod connects;
 pub mod download;
 pub mod dual;
 pub mod foreign_xdp;
-pub mod link_events;
+pub mod history;
 pub mod mirrors;
 pub mod netns;
 pub mod nft;
+pub mod random;
+pub mod rtnl;
 pub mod servers;
 mod sys_bpf;
 pub mod topology;
@@ -23,6 +29,7 @@ pub mod traffic;
 pub mod truth;
 pub mod users;
 pub mod verdicts;
+pub mod worker;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

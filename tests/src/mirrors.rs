@@ -29,7 +29,8 @@ mod summary;
 pub use summary::{cached_chunks, Run, StoredChunk, StoredManifest, Summary, Tally};
 
 use crate::{
-    agent::{binary, Agent},
+    agent::Agent,
+    cli::{self, Ran},
     netns::NetNs,
     servers::nginx::Nginx,
     topology::{add_address, add_veth, connect, link, link_index, move_link, set_link_up},
@@ -184,10 +185,8 @@ impl ThreeMirrors {
     /// `netwatch ARGS --config FILE --socket SOCKET --log-format json` in the client
     /// namespace, with debug logs from netwatch (ARGS start with the subcommand).
     pub fn netwatch(&self, socket: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new("ip");
+        let mut command = cli::netwatch(Some(&self.client));
         command
-            .args(["netns", "exec", self.client.name()])
-            .arg(binary())
             .args(args)
             .arg("--config")
             .arg(self.config_path())
@@ -195,7 +194,6 @@ impl ThreeMirrors {
             .arg(socket)
             .args(["--log-format", "json"])
             .env("RUST_LOG", "netwatch=debug")
-            .env_remove("NETWATCH_CACHE_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -220,13 +218,18 @@ impl ThreeMirrors {
             "none",
             "--json",
         ];
-        Run::finished(&args, self.netwatch(socket, &args).output())
+        self.run(socket, &args)
     }
 
     /// `netwatch get KEY OUT --cache CACHE --json`.
     pub fn get(&self, socket: &Path, key: &str, out: &Path, cache: &Path) -> Run {
-        let args = get_args(key, out, cache);
-        Run::finished(&args, self.netwatch(socket, &args).output())
+        self.run(socket, &get_args(key, out, cache))
+    }
+
+    /// `netwatch ARGS` bounded in time, which must succeed: its summary and log.
+    fn run(&self, socket: &Path, args: &[&str]) -> Run {
+        let shown = args.iter().map(|a| a.to_string()).collect();
+        Run::finished(&Ran::bounded(self.netwatch(socket, args), shown))
     }
 
     /// `netwatch mirrors --cache CACHE --json`: measures the mirrors, writes the figures to
@@ -234,21 +237,10 @@ impl ThreeMirrors {
     /// returns the mirrors' names in the order a get would try them.
     pub fn rank(&self, socket: &Path, cache: &Path) -> Vec<String> {
         let args = ["mirrors", "--cache", path_str(cache), "--json"];
-        let output = self
-            .netwatch(socket, &args)
-            .output()
-            .unwrap_or_else(|e| panic!("running netwatch mirrors: {e}"));
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "netwatch mirrors failed ({}):\nstdout: {stdout}\nstderr: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let rows: Value = serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|e| panic!("netwatch mirrors: not JSON ({e}): {stdout}"));
+        let shown = args.iter().map(|a| a.to_string()).collect();
+        let rows: Value = Ran::bounded(self.netwatch(socket, &args), shown).json();
         rows.as_array()
-            .unwrap_or_else(|| panic!("netwatch mirrors: not an array: {stdout}"))
+            .unwrap_or_else(|| panic!("netwatch mirrors: not an array: {rows}"))
             .iter()
             .map(|row| {
                 row["name"]
@@ -280,21 +272,6 @@ fn get_args<'a>(key: &'a str, out: &'a Path, cache: &'a Path) -> [&'a str; 6] {
 
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
-}
-
-/// `len` bytes of SplitMix64 output from `seed`: incompressible, and the same on every run.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        data.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    data.truncate(len);
-    data
 }
 
 /// A veth pair nwup0 (ifindex 30) <-> nwup1 (31), both ends in the client namespace, with

@@ -1,4 +1,4 @@
-//! nftables inside a test namespace: load a ruleset, read a named counter.
+//! nftables inside a test namespace: load a ruleset, drop at random, read a named counter.
 
 use crate::netns::{assert_success, NetNs};
 
@@ -11,6 +11,20 @@ pub fn apply(ns: &NetNs, ruleset: &str) {
         ns.name(),
         output.status,
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Drops, in `ns`'s input, a random `per_mille` thousandths of the IPv4 packets from `from`
+/// (table `ip TABLE`, which [`delete_table`] removes).
+pub fn drop_randomly(ns: &NetNs, table: &str, from: std::net::Ipv4Addr, per_mille: u32) {
+    apply(
+        ns,
+        &format!(
+            "table ip {table} {{\n\
+             \tchain in {{ type filter hook input priority 0; policy accept; \
+             ip saddr {from} numgen random mod 1000 < {per_mille} drop; }}\n\
+             }}\n"
+        ),
     );
 }
 

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
@@ -15,6 +16,7 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::netns::{block_on_here, NetNs};
+use crate::traffic::{BackgroundPing, Pace, PacedFlow};
 
 /// Ifindex of the veth end in namespace A. Both ends get fixed, distinct ifindexes: the kernel
 /// treats a veth whose ifindex differs from its peer's as "urgent" and reports its carrier
@@ -63,6 +65,22 @@ impl Default for PairOptions {
 }
 
 impl Pair {
+    /// B pings A's IPv4 address in the background: `every` seconds apart (ping's `-i`), at
+    /// most `count` echoes or for `limit`.
+    pub fn ping_a_from_b(&self, every: &str, count: u32, limit: Duration) -> BackgroundPing {
+        BackgroundPing::start(&self.b, IpAddr::V4(self.a_v4), every, count, limit)
+    }
+
+    /// A pings B's IPv4 address in the background, as [`Pair::ping_a_from_b`].
+    pub fn ping_b_from_a(&self, every: &str, count: u32, limit: Duration) -> BackgroundPing {
+        BackgroundPing::start(&self.a, IpAddr::V4(self.b_v4), every, count, limit)
+    }
+
+    /// A flow from B to a server on A's IPv4 address at `port`, paced as `pace` says.
+    pub fn flow_to_a(&self, port: u16, pace: Pace) -> PacedFlow {
+        PacedFlow::start(&self.b, &self.a, IpAddr::V4(self.a_v4), port, pace)
+    }
+
     /// A pair with both ends up.
     pub fn new() -> Self {
         Self::with(PairOptions::default())

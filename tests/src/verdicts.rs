@@ -1,16 +1,19 @@
-//! `Subscription`: every state the agent's socket sends, recorded with the time it arrived,
-//! and waits on them.
+//! `Subscription`: every state the agent's socket sends, stamped with the time the client
+//! had it (the latency a consumer gets), and waits on them; for the tests and the bench.
 //!
 //! The socket is a file, so the client needs no namespace: a plain thread reads it.
 
 use std::path::Path;
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use anyhow::{bail, Result};
 use netwatch_client::state::{Health, NetworkState, Subject};
 use netwatch_client::Client;
 
+use crate::clock::now_ns;
+use crate::history::History;
 use crate::netns::block_on_here;
 
 /// One state as it arrived: the first (the state when subscribing) and then each change.
@@ -32,6 +35,11 @@ impl Seen {
     /// The reasons of `subject`'s verdict, joined with "; " (empty if unknown).
     pub fn reasons(&self, subject: &Subject) -> String {
         reasons(&self.state, subject)
+    }
+
+    /// When `subject`'s health last changed, by the agent's CLOCK_MONOTONIC.
+    pub fn since_ns(&self, subject: &Subject) -> Option<i64> {
+        self.state.verdict(subject).map(|v| v.since_ns as i64)
     }
 }
 
@@ -56,69 +64,59 @@ pub fn is(state: &NetworkState, subject: &Subject, health: Health, reason: &str)
         .is_some_and(|v| v.health == health && v.reasons.iter().any(|r| r.contains(reason)))
 }
 
-#[derive(Default)]
-struct History {
-    seen: Vec<Seen>,
-    /// Why the subscription ended, once it has.
-    ended: Option<String>,
-}
-
-type Shared = Arc<(Mutex<History>, Condvar)>;
-
 /// A subscription to an agent's socket, read by a thread of its own; ends on drop.
 pub struct Subscription {
-    history: Shared,
+    /// Every state, stamped by CLOCK_MONOTONIC ([`crate::clock::now_ns`]) on arrival.
+    pub seen: History<Seen>,
     started: Instant,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     reader: Option<JoinHandle<()>>,
 }
 
 impl Subscription {
-    /// Subscribes to the agent at `socket`; returns once the first state arrived.
+    /// Subscribes to the agent at `socket`; returns once the first state arrived. Panics if
+    /// it does not within 15 s.
     pub fn connect(socket: &Path) -> Self {
-        let history: Shared = Arc::default();
-        let shared = Arc::clone(&history);
+        Self::start(socket).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Like [`Subscription::connect`], with an error instead of a panic.
+    pub fn start(socket: &Path) -> Result<Self> {
+        let seen = History::new();
+        let writer = seen.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let path = socket.to_path_buf();
         let reader = std::thread::Builder::new()
             .name("subscription".into())
-            .spawn(move || block_on_here(read(path, shared, ready_tx, stopped)))
-            .expect("spawn the subscription thread");
+            .spawn(move || block_on_here(read(path, writer, ready_tx, stopped)))?;
         match ready_rx.recv_timeout(Duration::from_secs(15)) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("subscribing to {}: {e}", socket.display()),
-            Err(e) => panic!("subscribing to {}: no first state ({e})", socket.display()),
+            Ok(Err(e)) => bail!("subscribing to {}: {e}", socket.display()),
+            Err(e) => bail!("subscribing to {}: no first state ({e})", socket.display()),
         }
-        let started = history.0.lock().unwrap_or_else(|e| e.into_inner()).seen[0].at;
-        Subscription {
-            history,
+        let started = seen.since(0)[0].1.at;
+        Ok(Subscription {
+            seen,
             started,
             stop: Some(stop),
             reader: Some(reader),
-        }
+        })
     }
 
     /// How many states have arrived: a mark for [`Subscription::wait_since`].
     pub fn mark(&self) -> usize {
-        self.history
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .seen
-            .len()
+        self.seen.len()
     }
 
     /// The latest state.
     pub fn latest(&self) -> Seen {
-        let history = self.history.0.lock().unwrap_or_else(|e| e.into_inner());
-        history.seen.last().expect("the first state").clone()
+        self.seen.last().expect("the first state").1
     }
 
     /// Every state that arrived from `mark` on.
     pub fn since(&self, mark: usize) -> Vec<Seen> {
-        let history = self.history.0.lock().unwrap_or_else(|e| e.into_inner());
-        history.seen[mark.min(history.seen.len())..].to_vec()
+        self.seen.since(mark).into_iter().map(|(_, s)| s).collect()
     }
 
     /// Waits until the latest state satisfies `predicate` (at once if it already does).
@@ -142,45 +140,32 @@ impl Subscription {
         timeout: Duration,
     ) -> Seen {
         let deadline = Instant::now() + timeout;
-        let (lock, ready) = &*self.history;
-        let mut history = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = mark;
-        loop {
-            if let Some(found) = history.seen[next.min(history.seen.len())..]
-                .iter()
-                .find(|seen| predicate(&seen.state))
-            {
-                return found.clone();
-            }
-            next = history.seen.len().max(mark);
-            let now = Instant::now();
-            if history.ended.is_some() || now >= deadline {
-                let why = history
-                    .ended
-                    .clone()
-                    .unwrap_or_else(|| "timed out".to_string());
-                let described = describe(&history.seen, self.started);
-                drop(history);
-                panic!("waiting {timeout:?} for {what}: {why}; states seen:\n{described}");
-            }
-            history = ready
-                .wait_timeout(history, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        match self
+            .seen
+            .wait_from_mark(mark, deadline, |seen| predicate(&seen.state))
+        {
+            Ok((_, found)) => found,
+            Err(why) => panic!(
+                "waiting {timeout:?} for {what}: {why}; states seen:\n{}",
+                self.describe()
+            ),
         }
+    }
+
+    /// Waits until the latest state has `subject` at `health` (at once if it already is);
+    /// false if it did not within `limit`.
+    pub fn wait_health(&self, subject: &Subject, health: Health, limit: Duration) -> bool {
+        let from = self.mark().saturating_sub(1);
+        self.seen
+            .wait_from_mark(from, Instant::now() + limit, |s| {
+                s.health(subject) == Some(health)
+            })
+            .is_ok()
     }
 
     /// Every state seen so far, one line each, for failure messages.
     pub fn describe(&self) -> String {
-        describe(
-            &self
-                .history
-                .0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .seen,
-            self.started,
-        )
+        describe(&self.since(0), self.started)
     }
 }
 
@@ -197,7 +182,7 @@ impl Drop for Subscription {
 
 async fn read(
     path: std::path::PathBuf,
-    history: Shared,
+    history: History<Seen>,
     ready: mpsc::Sender<Result<(), String>>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -209,37 +194,30 @@ async fn read(
             return;
         }
     };
-    let push = |seen: Seen| {
-        let (lock, wake) = &*history;
-        lock.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .seen
-            .push(seen);
-        wake.notify_all();
+    let push = |subjects: Vec<Subject>, state: NetworkState| {
+        let at = Instant::now();
+        history.push(
+            now_ns(),
+            Seen {
+                at,
+                subjects,
+                state,
+            },
+        );
     };
-    push(Seen {
-        at: Instant::now(),
-        subjects: Vec::new(),
-        state: first.state,
-    });
+    push(Vec::new(), first.state);
     let _ = ready.send(Ok(()));
     let ended = loop {
         tokio::select! {
             next = changes.next() => match next {
-                Ok(Some(change)) => push(Seen {
-                    at: Instant::now(),
-                    subjects: change.subjects,
-                    state: change.state,
-                }),
+                Ok(Some(change)) => push(change.subjects, change.state),
                 Ok(None) => break "the agent closed the subscription".to_string(),
                 Err(e) => break format!("the subscription failed: {e}"),
             },
             _ = &mut stop => break "the subscription was dropped".to_string(),
         }
     };
-    let (lock, wake) = &*history;
-    lock.lock().unwrap_or_else(|e| e.into_inner()).ended = Some(ended);
-    wake.notify_all();
+    history.end(ended);
 }
 
 /// One line per state: its time since the first, the changed subjects, and every verdict.

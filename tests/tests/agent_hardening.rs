@@ -157,13 +157,7 @@ fn one_user_holding_every_connection_it_can_does_not_stop_roots_wait_online() {
         |_| true,
         Duration::from_secs(20),
     );
-    let _ping = netwatch_tests::traffic::BackgroundPing::start(
-        &pair.b,
-        std::net::IpAddr::V4(pair.a_v4),
-        "0.1",
-        100,
-        Duration::from_secs(15),
-    );
+    let _ping = pair.ping_a_from_b("0.1", 100, Duration::from_secs(15));
     let started = Instant::now();
     let output = run_bounded(
         Command::new(binary())

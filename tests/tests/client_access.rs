@@ -2,7 +2,7 @@
 //! unprivileged user, `wait-online`'s exit statuses, and the metrics endpoint.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::process::Output;
 use std::sync::mpsc;
@@ -12,7 +12,6 @@ use netwatch_client::state::{Health, Subject};
 use netwatch_tests::agent::Agent;
 use netwatch_tests::require_privileges;
 use netwatch_tests::topology::{set_link_up, Pair, PairOptions};
-use netwatch_tests::traffic::BackgroundPing;
 use netwatch_tests::users::{as_nobody, describe, run_bounded, wait_bounded, USERS_GID};
 use netwatch_tests::verdicts::{health, Subscription};
 
@@ -209,13 +208,7 @@ fn wait_online_exits_at_once_when_up_and_with_its_status_otherwise() {
     std::thread::sleep(Duration::from_millis(300));
     let back_at = Instant::now();
     pair.a.block_on(set_link_up(pair.a_index, true));
-    let _ping = BackgroundPing::start(
-        &pair.b,
-        IpAddr::V4(pair.a_v4),
-        "0.2",
-        50,
-        Duration::from_secs(15),
-    );
+    let _ping = pair.ping_a_from_b("0.2", 50, Duration::from_secs(15));
     let online = wait_bounded(waiting, Duration::from_secs(25));
     let took = back_at.elapsed();
     eprintln!(

@@ -11,7 +11,9 @@ use std::{
 
 use netwatch_client::state::{Health, Subject};
 use netwatch_tests::{
-    mirrors::{cached_chunks, noise, Run, StoredManifest, ThreeMirrors, NAMES},
+    cli::Ran,
+    mirrors::{cached_chunks, Run, StoredManifest, ThreeMirrors, NAMES},
+    random::noise,
     require_privileges,
     verdicts::{health, Subscription},
 };
@@ -185,7 +187,10 @@ fn a_cut_primary_moves_the_get_to_the_next_mirror_without_spending_attempts_and_
         |s| health(s, &primary) == Some(Health::Down),
         Duration::from_secs(5),
     );
-    let run = Run::finished(&["get", "builds/first.bin"], child.wait_with_output());
+    let run = Run::finished(&Ran {
+        output: child.wait_with_output().expect("the get's output"),
+        args: vec!["get".into(), "builds/first.bin".into()],
+    });
     let finished_after_cut = cut_at.elapsed();
     assert_identical(&out, &first);
 

@@ -1,13 +1,11 @@
 //! The link and host verdicts under link faults, read through the agent's socket: admin down,
 //! carrier loss, a gateway that stops answering ARP, fast flaps, and a link with no traffic.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use netwatch_client::state::{Health, NetworkState, Subject};
 use netwatch_tests::agent::Agent;
 use netwatch_tests::topology::{carrier_changes, set_link_up, Pair, PairOptions};
-use netwatch_tests::traffic::BackgroundPing;
 use netwatch_tests::verdicts::{health, is, Subscription};
 use netwatch_tests::{nft, require_privileges};
 
@@ -41,13 +39,7 @@ fn admin_down_carrier_loss_and_failed_gateway_are_down_and_recovery_is_up() {
     let agent = Agent::start_with(&pair.b, &[], Some("[thresholds]\nflap_changes = 50\n"));
     agent.wait_for("agent ready", |_| true, STARTUP);
     // Evidence for the whole test: B pings the gateway. 0.1 s apart, 60 s at most.
-    let _ping = BackgroundPing::start(
-        &pair.b,
-        IpAddr::V4(pair.a_v4),
-        "0.1",
-        600,
-        Duration::from_secs(60),
-    );
+    let _ping = pair.ping_a_from_b("0.1", 600, Duration::from_secs(60));
     let sub = Subscription::connect(agent.socket());
     let link = Subject::Link(pair.b_if.clone());
     let up = |s: &NetworkState| {
@@ -133,13 +125,7 @@ fn fast_flaps_are_degraded_flapping_though_most_never_arrive_as_events() {
     let sub = Subscription::connect(agent.socket());
     let link = Subject::Link(pair.b_if.clone());
     // Traffic A -> B throughout (it fails while A's end is down, and resumes).
-    let _ping = BackgroundPing::start(
-        &pair.a,
-        IpAddr::V4(pair.b_v4),
-        "0.02",
-        1000,
-        Duration::from_secs(20),
-    );
+    let _ping = pair.ping_b_from_a("0.02", 1000, Duration::from_secs(20));
     sub.wait_for(
         "link up with A's ping",
         |s| health(s, &link) == Some(Health::Up),

@@ -1,16 +1,14 @@
 //! Carrier loss that the kernel reports late (linkwatch batching, docs/kernel-notes.md)
 //! reaches the agent's subscribers well before the kernel's own event would have.
 
-use std::net::IpAddr;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use netwatch_client::state::{Health, Subject};
 use netwatch_tests::agent::Agent;
-use netwatch_tests::link_events::LinkListener;
+use netwatch_tests::clock::{now_ns, ns};
 use netwatch_tests::require_privileges;
+use netwatch_tests::rtnl::Listener;
 use netwatch_tests::topology::{set_link_up, Pair, PairOptions};
-use netwatch_tests::traffic::BackgroundPing;
 use netwatch_tests::verdicts::{health, Subscription};
 
 const STARTUP: Duration = Duration::from_secs(30);
@@ -34,13 +32,7 @@ fn carrier_loss_with_shared_ifindex_is_down_well_before_the_delayed_event() {
     let (a, b) = (pair.a_index, pair.b_index);
     let flood = |pair: &Pair| {
         // 5 ms apart, at most 400 echoes or 5 s: B keeps receiving until A's end goes down.
-        BackgroundPing::start(
-            &pair.a,
-            IpAddr::V4(pair.b_v4),
-            "0.005",
-            400,
-            Duration::from_secs(5),
-        )
+        pair.ping_b_from_a("0.005", 400, Duration::from_secs(5))
     };
     // Start from A's end down. Its own event may itself be delayed and open a batch period
     // of its own, so the first round waits two quiet periods.
@@ -51,31 +43,26 @@ fn carrier_loss_with_shared_ifindex_is_down_well_before_the_delayed_event() {
     let mut baseline = Vec::new();
     for round in 0..ROUNDS {
         std::thread::sleep(QUIET);
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let listener = pair.b.spawn("rtnetlink-listener", move || {
-            let listener = LinkListener::open();
-            ready_tx.send(()).expect("the test waits for the listener");
-            listener.wait_carrier(b, false, Duration::from_secs(5))
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("the rtnetlink listener in B did not start");
+        let listener = Listener::start(&pair.b, Duration::from_secs(10))
+            .expect("a raw rtnetlink listener in B");
         let up_at = Instant::now();
         pair.a.block_on(set_link_up(a, true));
         let ping = flood(&pair);
         sleep_until(up_at + DOWN_AFTER_UP);
-        let down_at = Instant::now();
+        let down_at = now_ns();
         pair.a.block_on(set_link_up(a, false));
-        let event_at = listener
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let event = listener.events.wait_first(
+            down_at,
+            Instant::now() + Duration::from_secs(5),
+            |_, event| event.ifindex == b && !event.has_carrier(),
+        );
         ping.stop();
-        let event_at = event_at.unwrap_or_else(|| {
+        let (event_at, _) = event.unwrap_or_else(|| {
             panic!(
                 "baseline round {round}: no RTM_NEWLINK with carrier off for index {b} within 5 s"
             )
         });
-        baseline.push(event_at - down_at);
+        baseline.push(ns(event_at - down_at));
     }
 
     // With the agent: when does the Down reach a subscriber?

@@ -1,7 +1,6 @@
 //! Loss under a live TCP flow: a blackhole makes the endpoint Down or Degraded within the
 //! time a probe loop would need, and random loss makes the link Degraded, once, until it ends.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use netwatch_client::state::{Health, Subject};
@@ -194,13 +193,7 @@ impl Watched {
         let agent = Agent::start_with(&pair.b, &[], Some(&config));
         agent.wait_for("agent ready", |_| true, STARTUP);
         let sub = Subscription::connect(agent.socket());
-        let flow = PacedFlow::start(
-            &pair.b,
-            &pair.a,
-            IpAddr::V4(pair.a_v4),
-            port,
-            Pace::default(),
-        );
+        let flow = pair.flow_to_a(port, Pace::default());
         Watched {
             flow,
             sub,

@@ -10,7 +10,6 @@ use netwatch_client::state::{Health, Subject};
 use netwatch_tests::agent::{binary, default_socket, Agent};
 use netwatch_tests::require_privileges;
 use netwatch_tests::topology::Pair;
-use netwatch_tests::traffic::BackgroundPing;
 use netwatch_tests::truth::{assert_right, scenarios};
 use netwatch_tests::verdicts::{is, Subscription};
 
@@ -134,13 +133,7 @@ fn the_agent_starts_and_judges_while_an_endpoint_name_does_not_resolve() {
         Duration::from_secs(15),
     );
     // Everything else is judged meanwhile.
-    let _ping = BackgroundPing::start(
-        &pair.b,
-        std::net::IpAddr::V4(pair.a_v4),
-        "0.1",
-        50,
-        Duration::from_secs(10),
-    );
+    let _ping = pair.ping_a_from_b("0.1", 50, Duration::from_secs(10));
     let link = Subject::Link(pair.b_if.clone());
     sub.wait_for(
         "the link up",
@@ -167,13 +160,7 @@ fn wait_online_started_before_the_agent_waits_for_its_socket() {
         "wait-online gave up before the agent started"
     );
     let agent = Agent::start(&pair.b);
-    let _ping = BackgroundPing::start(
-        &pair.b,
-        std::net::IpAddr::V4(pair.a_v4),
-        "0.1",
-        200,
-        Duration::from_secs(30),
-    );
+    let _ping = pair.ping_a_from_b("0.1", 200, Duration::from_secs(30));
     let status = loop {
         if let Some(status) = waiting.try_wait().expect("poll wait-online") {
             break status;

@@ -9,9 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use crate::{cmd, test_tools, toolchain};
-
-const NETWATCH_BIN: &str = "NETWATCH_BIN";
+use crate::{cmd, test_tools, test_tools::NETWATCH_BIN, toolchain};
 
 #[derive(Args)]
 pub struct BenchArgs {

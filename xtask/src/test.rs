@@ -10,10 +10,8 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 
-use crate::{cmd, test_tools, toolchain};
+use crate::{cmd, test_tools, test_tools::NETWATCH_BIN, toolchain};
 
-/// The privileged tests find the agent binary through this variable.
-const NETWATCH_BIN: &str = "NETWATCH_BIN";
 const PRIVILEGED_TESTS: &str = "netwatch-tests";
 /// The tools the privileged tests drive; Debian keeps some in sbin, which is on root's PATH and
 /// sudo's secure_path but often not on a user's.

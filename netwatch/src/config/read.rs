@@ -4,7 +4,10 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::Path};
 
-use toml::de::{DeTable, DeValue};
+use toml::{
+    de::{DeTable, DeValue},
+    Spanned,
+};
 
 use super::{
     table::{Doc, Table},
@@ -87,22 +90,10 @@ pub(super) fn invalid_value(
 ) -> Option<ConfigError> {
     let doc = Doc { text, origin };
     let root = DeTable::parse(text).ok()?;
-    let top = Table::new(
-        &doc,
-        "the top level",
-        TOP_KEYS,
-        root.span(),
-        Some(root.get_ref()),
-    )
-    .ok()?;
-    let keys = TABLES
+    let top = top_level(&doc, &root).ok()?;
+    let (header, keys) = TABLES
         .iter()
-        .find(|(name, _)| name.trim_matches(['[', ']']) == table)
-        .map(|(_, keys)| *keys)?;
-    let header: &'static str = TABLES
-        .iter()
-        .find(|(name, _)| name.trim_matches(['[', ']']) == table)
-        .map(|(name, _)| *name)?;
+        .find(|(name, _)| name.trim_matches(['[', ']']) == table)?;
     let table = top.table(table, header, keys).ok()?;
     Some(table.invalid(key, expected))
 }
@@ -113,13 +104,7 @@ pub(super) fn config(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         at: doc.at(toml.span().map_or(0, |span| span.start)),
         toml: Box::new(toml),
     })?;
-    let top = Table::new(
-        &doc,
-        "the top level",
-        TOP_KEYS,
-        root.span(),
-        Some(root.get_ref()),
-    )?;
+    let top = top_level(&doc, &root)?;
     let endpoints = endpoints(&top)?;
     Ok(Config {
         agent: agent(&top.table("agent", "[agent]", AGENT_KEYS)?)?,
@@ -129,6 +114,20 @@ pub(super) fn config(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         mirrors: mirrors(&top, &endpoints)?,
         endpoints,
     })
+}
+
+/// The file's top level, which may hold only the known tables.
+fn top_level<'a>(
+    doc: &'a Doc<'a>,
+    root: &'a Spanned<DeTable<'a>>,
+) -> Result<Table<'a>, ConfigError> {
+    Table::new(
+        doc,
+        "the top level",
+        TOP_KEYS,
+        root.span(),
+        Some(root.get_ref()),
+    )
 }
 
 /// A user name as useradd takes it (and "root" to stay root).
@@ -267,27 +266,22 @@ fn thresholds(table: &Table) -> Result<Thresholds, ConfigError> {
         Some(Ok(n)) => n,
         Some(Err(_)) => return Err(table.invalid("blackhole_timeouts", AT_LEAST_TWO)),
     };
+    let window = |key, default| table.positive_duration(key).map(|v| v.unwrap_or(default));
+    let ratio = |key, default| table.ratio(key).map(|v| v.unwrap_or(default));
     let thresholds = Thresholds {
-        evidence_window: table
-            .positive_duration("evidence_window")?
-            .unwrap_or(d.evidence_window),
-        loss_window: table
-            .positive_duration("loss_window")?
-            .unwrap_or(d.loss_window),
-        degraded_retransmit_ratio: table
-            .ratio("degraded_retransmit_ratio")?
-            .unwrap_or(d.degraded_retransmit_ratio),
-        recovered_retransmit_ratio: table
-            .ratio("recovered_retransmit_ratio")?
-            .unwrap_or(d.recovered_retransmit_ratio),
+        evidence_window: window("evidence_window", d.evidence_window)?,
+        loss_window: window("loss_window", d.loss_window)?,
+        degraded_retransmit_ratio: ratio("degraded_retransmit_ratio", d.degraded_retransmit_ratio)?,
+        recovered_retransmit_ratio: ratio(
+            "recovered_retransmit_ratio",
+            d.recovered_retransmit_ratio,
+        )?,
         min_retransmits: count("min_retransmits", 0, COUNT)?.unwrap_or(d.min_retransmits),
         flap_changes,
-        flap_window: table
-            .positive_duration("flap_window")?
-            .unwrap_or(d.flap_window),
+        flap_window: window("flap_window", d.flap_window)?,
         recovery_hold: table.duration("recovery_hold")?.unwrap_or(d.recovery_hold),
         blackhole_timeouts,
-        rx_stall: table.positive_duration("rx_stall")?.unwrap_or(d.rx_stall),
+        rx_stall: window("rx_stall", d.rx_stall)?,
     };
     let (enter, leave) = (
         thresholds.degraded_retransmit_ratio,
@@ -313,39 +307,52 @@ fn thresholds(table: &Table) -> Result<Thresholds, ConfigError> {
 }
 
 fn endpoints(top: &Table) -> Result<Vec<EndpointConfig>, ConfigError> {
-    const TABLES: &str = "one [[endpoint]] table (double brackets) per endpoint";
-    let Some(value) = top.get("endpoint") else {
+    named_tables(top, "[[endpoint]]", ENDPOINT_KEYS, endpoint, |e| &e.name)
+}
+
+/// Every table of an array like `[[mirror]]` (its `header`), each read by `read`, no two
+/// with the same name.
+fn named_tables<T>(
+    top: &Table,
+    header: &'static str,
+    keys: &[&str],
+    read: impl Fn(&Table) -> Result<T, ConfigError>,
+    name: impl Fn(&T) -> &str,
+) -> Result<Vec<T>, ConfigError> {
+    let key = header.trim_matches(['[', ']']);
+    let not_tables = || {
+        top.invalid(
+            key,
+            format!("one {header} table (double brackets) per {key}"),
+        )
+    };
+    let Some(value) = top.get(key) else {
         return Ok(Vec::new());
     };
     let DeValue::Array(items) = value.get_ref() else {
-        return Err(top.invalid("endpoint", TABLES));
+        return Err(not_tables());
     };
     let mut first_line = HashMap::new();
-    let mut endpoints = Vec::with_capacity(items.len());
+    let mut all = Vec::with_capacity(items.len());
     for item in items.iter() {
         let DeValue::Table(entries) = item.get_ref() else {
-            return Err(top.invalid("endpoint", TABLES));
+            return Err(not_tables());
         };
-        let table = Table::new(
-            top.doc,
-            "[[endpoint]]",
-            ENDPOINT_KEYS,
-            item.span(),
-            Some(entries),
-        )?;
-        let endpoint = endpoint(&table)?;
+        let table = Table::new(top.doc, header, keys, item.span(), Some(entries))?;
+        let one = read(&table)?;
         let line = table.place("name").0.line;
-        if let Some(first_line) = first_line.insert(endpoint.name.clone(), line) {
+        if let Some(first_line) = first_line.insert(name(&one).to_string(), line) {
             let (at, value) = table.place("name");
-            return Err(ConfigError::DuplicateEndpoint {
+            return Err(ConfigError::DuplicateName {
                 at,
                 value,
+                table: header,
                 first_line,
             });
         }
-        endpoints.push(endpoint);
+        all.push(one);
     }
-    Ok(endpoints)
+    Ok(all)
 }
 
 fn endpoint(table: &Table) -> Result<EndpointConfig, ConfigError> {
@@ -400,39 +407,8 @@ fn endpoint(table: &Table) -> Result<EndpointConfig, ConfigError> {
 }
 
 fn mirrors(top: &Table, endpoints: &[EndpointConfig]) -> Result<Vec<MirrorConfig>, ConfigError> {
-    const TABLES: &str = "one [[mirror]] table (double brackets) per mirror";
-    let Some(value) = top.get("mirror") else {
-        return Ok(Vec::new());
-    };
-    let DeValue::Array(items) = value.get_ref() else {
-        return Err(top.invalid("mirror", TABLES));
-    };
-    let mut first_line = HashMap::new();
-    let mut mirrors = Vec::with_capacity(items.len());
-    for item in items.iter() {
-        let DeValue::Table(entries) = item.get_ref() else {
-            return Err(top.invalid("mirror", TABLES));
-        };
-        let table = Table::new(
-            top.doc,
-            "[[mirror]]",
-            MIRROR_KEYS,
-            item.span(),
-            Some(entries),
-        )?;
-        let mirror = mirror(&table, endpoints)?;
-        let line = table.place("name").0.line;
-        if let Some(first_line) = first_line.insert(mirror.name.clone(), line) {
-            let (at, value) = table.place("name");
-            return Err(ConfigError::DuplicateMirror {
-                at,
-                value,
-                first_line,
-            });
-        }
-        mirrors.push(mirror);
-    }
-    Ok(mirrors)
+    let read = |table: &Table| mirror(table, endpoints);
+    named_tables(top, "[[mirror]]", MIRROR_KEYS, read, |m| &m.name)
 }
 
 fn mirror(table: &Table, endpoints: &[EndpointConfig]) -> Result<MirrorConfig, ConfigError> {

@@ -5,14 +5,15 @@
 //! is Down. See `docs/transfer.md`.
 //!
 //! ```no_run
-//! use netwatch_transfer::{get, Access, ChunkCache, MirrorStore, MirrorUrl, TransferOptions};
+//! use netwatch_transfer::{get, Access, ChunkCache, Fetch, MirrorStore, MirrorUrl, TransferOptions};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let url: MirrorUrl = "file:///srv/mirror".parse()?;
 //! let mirrors = vec![MirrorStore::open("local", &url, Access::Read)?];
 //! let cache = ChunkCache::new("/var/cache/netwatch");
 //! let key = "builds/app.tar".parse()?;
-//! let summary = get(&key, "app.tar".as_ref(), &mirrors, &cache, &TransferOptions::default()).await?;
+//! let fetch = Fetch::new(&key, "app.tar".as_ref(), &mirrors, &cache);
+//! let summary = get(fetch, &TransferOptions::default()).await?;
 //! println!("{} of {} bytes moved", summary.bytes_moved, summary.artifact_bytes);
 //! # Ok(()) }
 //! ```
@@ -50,7 +51,7 @@ pub use compress::{
 };
 pub use digest::{DigestError, Hasher, Sha256};
 pub use error::TransferError;
-pub use get::get;
+pub use get::{get, Fetch};
 pub use key::{ArtifactKey, KeyError};
 pub use manifest::{ChunkRef, Manifest, ManifestError, FORMAT_VERSION};
 pub use mirrors::rank::{get_ranked, rank_mirrors};

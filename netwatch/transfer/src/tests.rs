@@ -92,7 +92,8 @@ impl Setup {
         out: &str,
         mirrors: &[MirrorStore],
     ) -> Result<Summary, TransferError> {
-        get(key, &self.path(out), mirrors, &self.cache(), &options()).await
+        let (out, cache) = (self.path(out), self.cache());
+        get(Fetch::new(key, &out, mirrors, &cache), &options()).await
     }
 
     /// Puts `v1` to `mirror` and gets it once into "out", so the cache holds its chunks.
@@ -247,7 +248,9 @@ async fn every_encoding_round_trips_through_a_mirror() {
         let out = setup.path(&format!("out{i}"));
         let reader = vec![mirror];
         let cache = ChunkCache::new(setup.path(&format!("cache{i}")));
-        get(&key, &out, &reader, &cache, &options).await.unwrap();
+        get(Fetch::new(&key, &out, &reader, &cache), &options)
+            .await
+            .unwrap();
         assert_eq!(fs::read(&out).unwrap(), data, "{compression:?}");
     }
     // Auto on a link far faster than any compressor stores chunks raw.
@@ -350,7 +353,8 @@ async fn a_chunk_bad_on_every_mirror_fails_the_get_and_leaves_no_output() {
 
     let out = setup.path("out");
     let cache = setup.cache();
-    let error = get(&key, &out, &setup.readers(&["a"]), &cache, &options())
+    let readers = setup.readers(&["a"]);
+    let error = get(Fetch::new(&key, &out, &readers, &cache), &options())
         .await
         .unwrap_err();
     let message = error.to_string();
@@ -402,7 +406,8 @@ async fn an_interrupted_get_resumes_with_only_the_missing_chunks() {
         })),
         ..options()
     };
-    let error = get(&key, &out, &readers, &setup.cache(), &interrupted)
+    let cache = setup.cache();
+    let error = get(Fetch::new(&key, &out, &readers, &cache), &interrupted)
         .await
         .unwrap_err();
     assert!(matches!(error, TransferError::Cancelled), "{error}");
@@ -437,7 +442,8 @@ async fn hostile_manifests_are_refused_and_nothing_is_written() {
         fs::write(&manifest_file, serde_json::to_vec(&hostile).unwrap()).unwrap();
         let out = setup.path("out");
         let cache = ChunkCache::new(setup.path(&format!("cache-{field}")));
-        let message = get(&key, &out, &setup.readers(&["a"]), &cache, &options())
+        let readers = setup.readers(&["a"]);
+        let message = get(Fetch::new(&key, &out, &readers, &cache), &options())
             .await
             .unwrap_err()
             .to_string();
@@ -507,13 +513,8 @@ fn a_get_can_run_on_any_tokio_thread() {
     fn send<T: Send>(_: &T) {}
     let (mirrors, cache, options) = (Vec::new(), ChunkCache::new("/nonexistent"), options());
     let key = key("k");
-    let future = get(
-        &key,
-        Path::new("/nonexistent/out"),
-        &mirrors,
-        &cache,
-        &options,
-    );
+    let out = Path::new("/nonexistent/out");
+    let future = get(Fetch::new(&key, out, &mirrors, &cache), &options);
     send(&future);
     let mirror = Setup::new().writer("a");
     send(&put(Path::new("/nonexistent"), &key, &mirror, &options));

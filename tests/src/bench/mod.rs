@@ -3,18 +3,13 @@
 //! by `cargo xtask bench`; see [`usage`].
 
 mod agent;
-mod clock;
-mod history;
-mod load;
 mod plot;
 mod probe;
 mod report;
-mod rtnl;
 mod scenarios;
 mod snmp;
 mod stats;
 mod sysfs;
-mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,7 +86,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// What a scenario gets from the runner.
 pub struct Context {
     pub options: Options,
-    pub jitter: clock::Jitter,
+    pub jitter: crate::random::Random,
     index: usize,
     total: usize,
     /// Whether progress lines overwrite each other (stderr is a terminal).
@@ -196,7 +191,7 @@ fn run(options: Options) -> Result<()> {
     let load_before = loadavg();
     let mut cx = Context {
         options,
-        jitter: clock::Jitter::new(),
+        jitter: crate::random::Random::from_clock(),
         index: 0,
         total: selected.len(),
         overwrite: std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -253,7 +248,7 @@ fn run(options: Options) -> Result<()> {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into()),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        agent: std::env::var(agent::NETWATCH_BIN)
+        agent: std::env::var(crate::agent::NETWATCH_BIN)
             .unwrap_or_else(|_| "target/release/netwatch".into()),
         mode,
         elapsed: started.elapsed(),

@@ -5,11 +5,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use netwatch_tests::netns::NetNs;
+use crate::netns::NetNs;
 
-use super::clock::now_ns;
-use super::history::History;
-use super::worker::Worker;
+use crate::clock::now_ns;
+use crate::history::History;
+use crate::worker::Worker;
 
 pub const PROBE_EVERY: Duration = Duration::from_secs(10);
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);

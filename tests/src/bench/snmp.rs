@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use netwatch_tests::netns::NetNs;
+use crate::netns::NetNs;
 
-use super::clock::now_ns;
-use super::history::History;
-use super::worker::Worker;
+use crate::clock::now_ns;
+use crate::history::History;
+use crate::worker::Worker;
 
 /// `RetransSegs` from the text of /proc/net/snmp: the `Tcp:` header line names the columns,
 /// the next `Tcp:` line holds the values.

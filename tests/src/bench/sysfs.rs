@@ -8,10 +8,10 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use netwatch_tests::netns::NetNs;
+use crate::netns::NetNs;
 
-use super::clock::now_ns;
-use super::history::History;
+use crate::clock::now_ns;
+use crate::history::History;
 
 /// What one poll read.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,8 +1,5 @@
 //! `netwatch-bench`: netwatch's benchmarks, run as root by `cargo xtask bench`.
 
-#[path = "../bench/mod.rs"]
-mod bench;
-
 fn main() -> std::process::ExitCode {
-    bench::main()
+    netwatch_tests::bench::main()
 }

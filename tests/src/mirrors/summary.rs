@@ -4,10 +4,11 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Output,
 };
 
 use serde_json::Value;
+
+use crate::cli::Ran;
 
 /// A finished `put` or `get`: its JSON summary and its log lines.
 #[derive(Debug)]
@@ -18,24 +19,11 @@ pub struct Run {
 }
 
 impl Run {
-    /// Reads the summary from a finished run's output; panics with its stderr unless it
+    /// Reads the summary and log from a finished run; panics with its output unless it
     /// succeeded.
-    pub fn finished(args: &[&str], output: std::io::Result<Output>) -> Run {
-        let output = output.unwrap_or_else(|e| panic!("running netwatch {}: {e}", args.join(" ")));
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "netwatch {} failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-            args.join(" "),
-            output.status
-        );
-        let json: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "netwatch {}: the summary is not JSON ({e}): {stdout}",
-                args.join(" ")
-            )
-        });
+    pub fn finished(ran: &Ran) -> Run {
+        let json = ran.json();
+        let stderr = ran.stderr();
         let log = stderr
             .lines()
             .map(|line| {

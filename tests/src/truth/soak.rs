@@ -9,7 +9,7 @@ use netwatch_client::state::{Health, Subject};
 use crate::agent::Agent;
 use crate::nft;
 use crate::topology::Pair;
-use crate::traffic::{Pace, PacedFlow};
+use crate::traffic::Pace;
 use crate::verdicts::Subscription;
 
 /// What a soak saw.
@@ -37,10 +37,7 @@ pub fn soak(duration: Duration, loss_percent: f64) -> SoakReport {
     let agent = Agent::start_with(&pair.b, &[], Some(&config));
     agent.wait_for("agent ready", |_| true, Duration::from_secs(30));
     let sub = Subscription::connect(agent.socket());
-    let flow = PacedFlow::start(
-        &pair.b,
-        &pair.a,
-        a,
+    let flow = pair.flow_to_a(
         port,
         Pace {
             max_bytes: u64::MAX,
@@ -63,18 +60,9 @@ pub fn soak(duration: Duration, loss_percent: f64) -> SoakReport {
         Duration::from_secs(20),
     );
     if loss_percent > 0.0 {
-        // numgen counts in thousandths here, so 0.1% is expressible.
+        // In thousandths, so 0.1% is expressible.
         let per_mille = (loss_percent * 10.0).round() as u32;
-        nft::apply(
-            &pair.a,
-            &format!(
-                "table ip nwt_soak {{\n\
-                 \tchain in {{ type filter hook input priority 0; policy accept; \
-                 ip saddr {} numgen random mod 1000 < {per_mille} drop; }}\n\
-                 }}\n",
-                pair.b_v4
-            ),
-        );
+        nft::drop_randomly(&pair.a, "nwt_soak", pair.b_v4, per_mille);
     }
     let mark = sub.mark();
     std::thread::sleep(duration);

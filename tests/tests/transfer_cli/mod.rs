@@ -7,17 +7,14 @@
 
 use std::{
     collections::BTreeMap,
-    io::Read as _,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
 };
 
+use netwatch_tests::cli::{self, Ran};
+use netwatch_tests::random::Random;
 use netwatch_transfer::Sha256;
 use serde_json::Value;
 
-/// How long one CLI run may take before the test calls it hung.
-const RUN_LIMIT: Duration = Duration::from_secs(180);
 /// One `[[mirror]]` table.
 pub fn mirror_table(name: &str, priority: u32, url: &str) -> String {
     format!("[[mirror]]\nname = \"{name}\"\npriority = {priority}\nurl = \"{url}\"\n\n")
@@ -27,58 +24,6 @@ pub fn mirror_table(name: &str, priority: u32, url: &str) -> String {
 pub struct Cli {
     work: tempfile::TempDir,
     env: Vec<(String, String)>,
-}
-
-/// What one run gave.
-pub struct Ran {
-    pub output: Output,
-    pub args: Vec<String>,
-}
-
-impl Ran {
-    pub fn ok(&self) -> bool {
-        self.output.status.success()
-    }
-
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.output.stderr).into_owned()
-    }
-
-    pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-    }
-
-    /// The JSON on stdout, panicking with the run's output unless it succeeded.
-    pub fn json(&self) -> Value {
-        assert!(self.ok(), "{}", self.describe());
-        serde_json::from_str(self.stdout().trim())
-            .unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", self.describe()))
-    }
-
-    /// The run's error, panicking unless it failed.
-    pub fn failure(&self) -> String {
-        assert!(!self.ok(), "expected a failure:\n{}", self.describe());
-        self.stderr()
-    }
-
-    /// The run's error, panicking unless it failed and names each of `texts`.
-    pub fn failure_naming(&self, texts: &[&str]) -> String {
-        let error = self.failure();
-        for text in texts {
-            assert!(error.contains(text), "no `{text}` in:\n{}", self.describe());
-        }
-        error
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "netwatch {}: {}\nstdout: {}\nstderr: {}",
-            self.args.join(" "),
-            self.output.status,
-            self.stdout().trim(),
-            self.stderr().trim()
-        )
-    }
 }
 
 impl Cli {
@@ -140,27 +85,14 @@ impl Cli {
             }
             _ => {}
         }
-        let mut command = Command::new(netwatch_tests::agent::binary());
+        let mut command = cli::netwatch(None);
         command
             .args(&all)
             .current_dir(self.dir())
             .env("HOME", self.dir())
             .env("RUST_LOG", "warn")
-            .env_remove("NETWATCH_CONFIG")
-            .env_remove("NETWATCH_CACHE_DIR")
-            .env_remove("NETWATCH_SOCKET")
-            .env_remove("XDG_CACHE_HOME");
-        // No AWS setting of the machine's (credentials, region, endpoint, profile) applies.
-        for (var, _) in std::env::vars_os() {
-            if var.to_string_lossy().starts_with("AWS_") {
-                command.env_remove(var);
-            }
-        }
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        Ran {
-            output: run_bounded(command),
-            args: all,
-        }
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        Ran::bounded(command, all)
     }
 
     /// `put FILE KEY --json [--mirror NAME]`, which must succeed: its summary.
@@ -197,61 +129,11 @@ impl Cli {
     }
 }
 
-/// Runs `command` with piped output, killing it and panicking if it outlives RUN_LIMIT.
-fn run_bounded(mut command: Command) -> Output {
-    let shown = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {shown}: {e}"));
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = stdout.read_to_end(&mut buffer);
-        buffer
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = stderr.read_to_end(&mut buffer);
-        buffer
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait on netwatch") {
-            break status;
-        }
-        if started.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = err_reader.join().unwrap_or_default();
-            panic!(
-                "{shown} did not finish within {RUN_LIMIT:?}; stderr:\n{}",
-                String::from_utf8_lossy(&stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    }
-}
-
 /// `size` bytes of several kinds, in 64 KiB runs: random, text-like, zeros, a repeated
 /// pattern. Deterministic in `seed`, and compressible in parts, as build output is.
 pub fn mixed_data(size: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut next = move || {
-        // xorshift64
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = Random::new(seed);
+    let mut next = move || random.next_u64();
     let mut data = Vec::with_capacity(size);
     let mut run = 0u64;
     while data.len() < size {

@@ -8,28 +8,32 @@ use crate::{
     state::{Health, NetworkState},
 };
 
+/// An `info!` about a link: who it is and its state, then the fields and message given.
+macro_rules! link_info {
+    ($link:ident, $($rest:tt)+) => {
+        info!(
+            ifindex = $link.ifindex,
+            ifname = %$link.name,
+            admin = up_down($link.admin_up),
+            carrier = up_down($link.carrier),
+            oper = %$link.oper,
+            $($rest)+
+        )
+    };
+}
+
 /// "link added" for a new link, "link changed" when its state moved; nothing otherwise.
 pub fn link_updated(before: Option<&Link>, link: &Link) {
     match before {
-        None => info!(
-            ifindex = link.ifindex,
-            ifname = %link.name,
-            admin = up_down(link.admin_up),
-            carrier = up_down(link.carrier),
-            oper = %link.oper,
+        None => link_info!(
+            link,
             mtu = link.mtu,
             mac = %link.mac.map(|m| m.to_string()).unwrap_or_default(),
             "link added"
         ),
-        Some(before) if link.state_differs(before) => info!(
-            ifindex = link.ifindex,
-            ifname = %link.name,
-            admin = up_down(link.admin_up),
-            carrier = up_down(link.carrier),
-            oper = %link.oper,
-            carrier_changes = link.carrier_changes,
-            "link changed"
-        ),
+        Some(before) if link.state_differs(before) => {
+            link_info!(link, carrier_changes = link.carrier_changes, "link changed")
+        }
         Some(_) => {}
     }
 }

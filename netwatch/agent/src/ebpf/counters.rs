@@ -6,113 +6,83 @@ use netwatch_common::{
     DestCounters, DestKey, IfaceCounters, PeerCounters, TxCounters, AF_INET, AF_INET6,
 };
 
-/// Packets XDP saw arriving on one interface, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IfaceRx {
-    pub packets: u64,
-    pub bytes: u64,
-    /// CLOCK_MONOTONIC nanoseconds of the latest packet on any CPU; 0 before the first.
-    pub last_rx_ns: u64,
-}
-
-impl IfaceRx {
-    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a IfaceCounters>) -> Self {
-        per_cpu
-            .into_iter()
-            .fold(Self::default(), |total, cpu| Self {
-                packets: total.packets + cpu.packets,
-                bytes: total.bytes + cpu.bytes,
-                last_rx_ns: total.last_rx_ns.max(cpu.last_rx_ns),
-            })
-    }
-}
+/// Packets XDP saw arriving on one interface, summed over CPUs; `last_rx_ns` is the latest
+/// packet on any CPU, 0 before the first.
+pub type IfaceRx = IfaceCounters;
 
 /// TCP data segments that left one interface, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IfaceTx {
-    pub data_segs: u64,
-    pub data_buffers: u64,
-    /// CLOCK_MONOTONIC nanoseconds of the latest data segment on any CPU; 0 before the first.
-    pub last_data_ns: u64,
-}
-
-impl IfaceTx {
-    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a TxCounters>) -> Self {
-        per_cpu
-            .into_iter()
-            .fold(Self::default(), |total, cpu| Self {
-                data_segs: total.data_segs + cpu.data_segs,
-                data_buffers: total.data_buffers + cpu.data_buffers,
-                last_data_ns: total.last_data_ns.max(cpu.last_data_ns),
-            })
-    }
-}
+pub type IfaceTx = TxCounters;
 
 /// TCP signals toward one destination, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DestStats {
-    /// Segments retransmitted, as `nstat TcpRetransSegs` counts them, and the buffers
-    /// (retransmit events) that carried them.
-    pub retrans_segs: u64,
-    pub retransmits: u64,
-    /// Retransmit attempts that failed before reaching the wire.
-    pub retrans_failed: u64,
-    pub resets_received: u64,
-    pub connects_ok: u64,
-    pub connects_failed: u64,
-    /// CLOCK_MONOTONIC nanoseconds of the latest signal on any CPU.
-    pub last_event_ns: u64,
-    pub last_connect_ok_ns: u64,
-    pub last_connect_failed_ns: u64,
-    pub last_retrans_ns: u64,
-    /// The RTO backoff at the latest retransmit.
-    pub retrans_backoff: u32,
-    /// The latest retransmit after a timeout without progress (backoff 1 or more): its
-    /// backoff, and when.
-    pub stall_backoff: u32,
-    pub last_stall_ns: u64,
+pub type DestStats = DestCounters;
+
+/// What XDP and the tc egress program saw of one watched peer, summed over CPUs.
+pub type PeerStats = PeerCounters;
+
+/// A per-CPU map value that adds up over CPUs. The total has the kernel's own type: the
+/// same fields, read as "on any CPU" where the kernel wrote "on this CPU".
+pub trait CpuTotal: Copy + Default {
+    /// This total with one more CPU's value in it.
+    fn plus(self, cpu: &Self) -> Self;
+
+    fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a Self>) -> Self
+    where
+        Self: 'a,
+    {
+        per_cpu
+            .into_iter()
+            .fold(Self::default(), |total, cpu| total.plus(cpu))
+    }
 }
 
-impl DestStats {
-    /// Whether an outage toward it (a stall of `timeouts` timeouts in a row or more) went on
-    /// within `window_ns` of `now_ns`: its retransmits since are that outage's and its
-    /// recovery's, not loss. A shorter stall is what random loss does to a thin flow, and
-    /// its retransmits count as loss.
-    pub fn outage_lately(&self, now_ns: u64, window_ns: u64, timeouts: u32) -> bool {
-        self.last_stall_ns != 0
-            && self.stall_backoff + 1 >= timeouts
-            && now_ns.saturating_sub(self.last_stall_ns) < window_ns
-    }
-
-    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a DestCounters>) -> Self {
-        per_cpu.into_iter().fold(Self::default(), |total, cpu| {
-            // What goes with a time comes from the CPU that saw the latest one.
-            let (retrans_backoff, last_retrans_ns) = latest(
-                (total.retrans_backoff, total.last_retrans_ns),
-                (cpu.retrans_backoff, cpu.last_retrans_ns),
-            );
-            let (stall_backoff, last_stall_ns) = latest(
-                (total.stall_backoff, total.last_stall_ns),
-                (cpu.stall_backoff, cpu.last_stall_ns),
-            );
-            Self {
-                retrans_segs: total.retrans_segs + cpu.retrans_segs,
-                retransmits: total.retransmits + cpu.retransmits,
-                retrans_failed: total.retrans_failed + cpu.retrans_failed,
-                resets_received: total.resets_received + cpu.resets_received,
-                connects_ok: total.connects_ok + cpu.connects_ok,
-                connects_failed: total.connects_failed + cpu.connects_failed,
-                last_event_ns: total.last_event_ns.max(cpu.last_event_ns),
-                last_connect_ok_ns: total.last_connect_ok_ns.max(cpu.last_connect_ok_ns),
-                last_connect_failed_ns: total
-                    .last_connect_failed_ns
-                    .max(cpu.last_connect_failed_ns),
-                last_retrans_ns,
-                retrans_backoff,
-                stall_backoff,
-                last_stall_ns,
+/// Implements [`CpuTotal`] for a value whose every field is a count (added up) or the time
+/// of the latest event (the maximum); naming each field keeps a new one from going unsummed.
+macro_rules! counts_and_times {
+    ($value:ty { add: $($count:ident),+; latest: $($time:ident),+ }) => {
+        impl CpuTotal for $value {
+            fn plus(self, cpu: &Self) -> Self {
+                Self {
+                    $($count: self.$count + cpu.$count,)+
+                    $($time: self.$time.max(cpu.$time),)+
+                }
             }
-        })
+        }
+    };
+}
+
+counts_and_times!(IfaceCounters { add: packets, bytes; latest: last_rx_ns });
+counts_and_times!(TxCounters { add: data_segs, data_buffers; latest: last_data_ns });
+counts_and_times!(PeerCounters {
+    add: rx_packets, tx_data_segs, tx_data_buffers;
+    latest: last_rx_ns, last_tx_data_ns
+});
+
+impl CpuTotal for DestCounters {
+    fn plus(self, cpu: &Self) -> Self {
+        // What goes with a time comes from the CPU that saw the latest one.
+        let (retrans_backoff, last_retrans_ns) = latest(
+            (self.retrans_backoff, self.last_retrans_ns),
+            (cpu.retrans_backoff, cpu.last_retrans_ns),
+        );
+        let (stall_backoff, last_stall_ns) = latest(
+            (self.stall_backoff, self.last_stall_ns),
+            (cpu.stall_backoff, cpu.last_stall_ns),
+        );
+        Self {
+            retrans_segs: self.retrans_segs + cpu.retrans_segs,
+            retransmits: self.retransmits + cpu.retransmits,
+            retrans_failed: self.retrans_failed + cpu.retrans_failed,
+            resets_received: self.resets_received + cpu.resets_received,
+            connects_ok: self.connects_ok + cpu.connects_ok,
+            connects_failed: self.connects_failed + cpu.connects_failed,
+            last_event_ns: self.last_event_ns.max(cpu.last_event_ns),
+            last_connect_ok_ns: self.last_connect_ok_ns.max(cpu.last_connect_ok_ns),
+            last_connect_failed_ns: self.last_connect_failed_ns.max(cpu.last_connect_failed_ns),
+            last_retrans_ns,
+            retrans_backoff,
+            stall_backoff,
+            last_stall_ns,
+        }
     }
 }
 
@@ -125,30 +95,14 @@ fn latest(a: (u32, u64), b: (u32, u64)) -> (u32, u64) {
     }
 }
 
-/// What XDP and the tc egress program saw of one watched peer, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PeerStats {
-    pub rx_packets: u64,
-    /// CLOCK_MONOTONIC nanoseconds of the latest packet from it; 0 before the first.
-    pub last_rx_ns: u64,
-    pub tx_data_segs: u64,
-    pub tx_data_buffers: u64,
-    /// CLOCK_MONOTONIC nanoseconds of the latest data segment sent to it; 0 before the first.
-    pub last_tx_data_ns: u64,
-}
-
-impl PeerStats {
-    pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a PeerCounters>) -> Self {
-        per_cpu
-            .into_iter()
-            .fold(Self::default(), |total, cpu| Self {
-                rx_packets: total.rx_packets + cpu.rx_packets,
-                last_rx_ns: total.last_rx_ns.max(cpu.last_rx_ns),
-                tx_data_segs: total.tx_data_segs + cpu.tx_data_segs,
-                tx_data_buffers: total.tx_data_buffers + cpu.tx_data_buffers,
-                last_tx_data_ns: total.last_tx_data_ns.max(cpu.last_tx_data_ns),
-            })
-    }
+/// Whether an outage toward a destination (a stall of `timeouts` timeouts in a row or more)
+/// went on within `window_ns` of `now_ns`: its retransmits since are that outage's and its
+/// recovery's, not loss. A shorter stall is what random loss does to a thin flow, and its
+/// retransmits count as loss.
+pub fn outage_lately(tcp: &DestStats, now_ns: u64, window_ns: u64, timeouts: u32) -> bool {
+    tcp.last_stall_ns != 0
+        && tcp.stall_backoff + 1 >= timeouts
+        && now_ns.saturating_sub(tcp.last_stall_ns) < window_ns
 }
 
 /// The kernel-side key for an address.

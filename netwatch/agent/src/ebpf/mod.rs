@@ -25,7 +25,7 @@ use netwatch_common::{
 };
 
 pub use crate::clock::monotonic_ns;
-pub use counters::{DestStats, IfaceRx, IfaceTx, PeerStats};
+pub use counters::{outage_lately, DestStats, IfaceRx, IfaceTx, PeerStats};
 pub use events::{KernelEvents, KernelSignal, TcpSignal};
 pub use netwatch_common::EventKind;
 

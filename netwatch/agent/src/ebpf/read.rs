@@ -10,7 +10,7 @@ use netwatch_common::{
 };
 
 use super::{
-    counters::{self, DestStats, IfaceRx, IfaceTx, PeerStats},
+    counters::{self, CpuTotal, DestStats, IfaceRx, IfaceTx, PeerStats},
     map, EbpfError, KernelPrograms, KernelStats,
 };
 

@@ -10,11 +10,8 @@ use std::{
 
 use serde_json::Value;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    net::{
-        unix::{OwnedReadHalf, OwnedWriteHalf},
-        UnixStream,
-    },
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
     sync::watch,
     task::JoinHandle,
 };
@@ -115,32 +112,38 @@ impl Served {
     }
 }
 
-/// A connection that speaks the protocol by hand.
+/// A connection that speaks the protocol by hand, one request and reply at a time (so
+/// unlike the client it needs no separate read and write halves).
 struct Raw {
-    lines: Lines<BufReader<OwnedReadHalf>>,
-    write: OwnedWriteHalf,
+    stream: BufReader<UnixStream>,
 }
 
 impl Raw {
     async fn connect(path: &Path) -> Self {
-        let (read, write) = UnixStream::connect(path)
-            .await
-            .expect("connecting")
-            .into_split();
+        let stream = UnixStream::connect(path).await.expect("connecting");
         Self {
-            lines: BufReader::new(read).lines(),
-            write,
+            stream: BufReader::new(stream),
         }
     }
 
     async fn send(&mut self, bytes: &[u8]) {
-        self.write.write_all(bytes).await.expect("sending");
+        self.stream
+            .get_mut()
+            .write_all(bytes)
+            .await
+            .expect("sending");
+    }
+
+    /// The next line, or `None` at the end.
+    async fn line(&mut self) -> std::io::Result<Option<String>> {
+        let mut line = String::new();
+        let read = self.stream.read_line(&mut line).await?;
+        Ok((read > 0).then_some(line))
     }
 
     async fn reply(&mut self) -> Value {
         let line = self
-            .lines
-            .next_line()
+            .line()
             .await
             .expect("reading")
             .expect("a reply, not the end");
@@ -149,7 +152,7 @@ impl Raw {
 
     /// True if the server closed the connection (a reset counts: it had unread input).
     async fn is_closed(&mut self) -> bool {
-        matches!(self.lines.next_line().await, Ok(None) | Err(_))
+        matches!(self.line().await, Ok(None) | Err(_))
     }
 }
 

@@ -6,7 +6,7 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-pub use crate::ebpf::{DestStats, IfaceRx, IfaceTx, PeerStats};
+pub use crate::ebpf::{outage_lately, DestStats, IfaceRx, IfaceTx, PeerStats};
 use crate::netlink::{Link, NeighState};
 
 #[derive(Clone, Debug, Default)]

@@ -128,23 +128,7 @@ impl Retryer {
         Fut: Future<Output = Result<T, E>>,
         E: Error + 'static,
     {
-        run::run(self, |e: &E| classify(e), operation).await
-    }
-
-    /// [`run`](Self::run), with the caller's classification (which may fall back on
-    /// [`classify`]).
-    pub async fn run_with<T, E, F, Fut, C>(
-        &self,
-        classify: C,
-        operation: F,
-    ) -> Result<(T, RetryReport), RetryError<E>>
-    where
-        F: FnMut(Attempt) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        C: Fn(&E) -> ErrorClass,
-        E: fmt::Display,
-    {
-        run::run(self, classify, operation).await
+        self.run_with(|e: &E| classify(e), operation).await
     }
 }
 

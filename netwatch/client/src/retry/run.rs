@@ -24,153 +24,157 @@ struct Run<'a> {
     report: RetryReport,
 }
 
-pub(super) async fn run<T, E, F, Fut, C>(
-    retryer: &Retryer,
-    classify: C,
-    mut operation: F,
-) -> Result<(T, RetryReport), RetryError<E>>
-where
-    F: FnMut(Attempt) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    C: Fn(&E) -> ErrorClass,
-    E: fmt::Display,
-{
-    let policy = &retryer.policy;
-    let started = Instant::now();
-    let mut run = Run {
-        retryer,
-        started,
-        deadline: policy.deadline.map(|d| started + d),
-        report: RetryReport::default(),
-    };
-    let rng = retryer
-        .seed
-        .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
-    let mut schedule = Schedule::new(policy, rng);
-    let mut last: Option<E> = None;
-    let (mut after_outage, mut switch_mirror) = (false, false);
-
-    loop {
-        run.report.attempts += 1;
-        run.report.calls += 1;
-        let attempt = Attempt {
-            number: run.report.attempts,
-            call: run.report.calls,
-            after_outage,
-            mirror: run.report.mirror,
-            switch_mirror,
+impl Retryer {
+    /// [`run`](Self::run), with the caller's classification (which may fall back on
+    /// [`classify`](super::classify)).
+    pub async fn run_with<T, E, F, Fut, C>(
+        &self,
+        classify: C,
+        mut operation: F,
+    ) -> Result<(T, RetryReport), RetryError<E>>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Fn(&E) -> ErrorClass,
+        E: fmt::Display,
+    {
+        let policy = &self.policy;
+        let started = Instant::now();
+        let mut run = Run {
+            retryer: self,
+            started,
+            deadline: policy.deadline.map(|d| started + d),
+            report: RetryReport::default(),
         };
-        (after_outage, switch_mirror) = (false, false);
-        let error = match run.guard(operation(attempt)).await {
-            Ok(Ok(value)) => {
-                retryer.budget.reward_success();
-                return Ok((value, run.finish()));
+        let rng = self
+            .seed
+            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+        let mut schedule = Schedule::new(policy, rng);
+        let mut last: Option<E> = None;
+        let (mut after_outage, mut switch_mirror) = (false, false);
+
+        loop {
+            run.report.attempts += 1;
+            run.report.calls += 1;
+            let attempt = Attempt {
+                number: run.report.attempts,
+                call: run.report.calls,
+                after_outage,
+                mirror: run.report.mirror,
+                switch_mirror,
+            };
+            (after_outage, switch_mirror) = (false, false);
+            let error = match run.guard(operation(attempt)).await {
+                Ok(Ok(value)) => {
+                    self.budget.reward_success();
+                    return Ok((value, run.finish()));
+                }
+                Ok(Err(error)) => error,
+                Err(interrupt) => return Err(run.interrupted(interrupt, last)),
+            };
+            let class = classify(&error);
+            if class == ErrorClass::Permanent {
+                tracing::debug!(attempt = attempt.number, %error, "not retrying: permanent failure");
+                return Err(run.give_up(GiveUp::Permanent, Some(error)));
             }
-            Ok(Err(error)) => error,
-            Err(interrupt) => return Err(run.interrupted(interrupt, last)),
-        };
-        let class = classify(&error);
-        if class == ErrorClass::Permanent {
-            tracing::debug!(attempt = attempt.number, %error, "not retrying: permanent failure");
-            return Err(run.give_up(GiveUp::Permanent, Some(error)));
-        }
 
-        let network = match run.network().await {
-            Ok(network) => network,
-            Err(interrupt) => return Err(run.interrupted(interrupt, Some(error))),
-        };
-        let health = network.as_ref().map(|(_, _, verdict)| verdict.health);
-        if let Some((state, mut watch, verdict)) =
-            network.filter(|(_, _, v)| v.health == Health::Down)
-        {
-            // The attempt never had a chance: it does not count (gRPC's transparent retry).
-            run.report.attempts -= 1;
-            tracing::info!(
-                subject = %state.subject,
-                reasons = ?verdict.reasons,
-                %error,
-                "network is down, waiting for network to recover"
-            );
-            match run.wait_for_up(&mut watch, state).await {
-                Ok(WaitOutcome::Up(verdict)) => {
-                    tracing::info!(subject = %state.subject, "network recovered, retrying operation");
-                    run.report.resumed = Some(Resume {
-                        at: Instant::now(),
-                        monotonic_ns: crate::clock::monotonic_ns(),
-                        verdict,
-                    });
-                    after_outage = true;
-                    last = Some(error);
-                    continue;
-                }
-                Ok(WaitOutcome::TimedOut(_)) | Err(Interrupt::Deadline) => {
-                    return Err(run.interrupted(Interrupt::Deadline, Some(error)))
-                }
-                Err(Interrupt::Cancelled) => {
-                    return Err(run.interrupted(Interrupt::Cancelled, Some(error)))
-                }
-                Ok(WaitOutcome::SourceClosed) => {
-                    // Count the attempt after all and back off as if there were no source.
-                    run.report.attempts += 1;
-                    run.unavailable(state, &"the state source closed during the wait");
+            let network = match run.network().await {
+                Ok(network) => network,
+                Err(interrupt) => return Err(run.interrupted(interrupt, Some(error))),
+            };
+            let health = network.as_ref().map(|(_, _, verdict)| verdict.health);
+            if let Some((state, mut watch, verdict)) =
+                network.filter(|(_, _, v)| v.health == Health::Down)
+            {
+                // The attempt never had a chance: it does not count (gRPC's transparent retry).
+                run.report.attempts -= 1;
+                tracing::info!(
+                    subject = %state.subject,
+                    reasons = ?verdict.reasons,
+                    %error,
+                    "network is down, waiting for network to recover"
+                );
+                match run.wait_for_up(&mut watch, state).await {
+                    Ok(WaitOutcome::Up(verdict)) => {
+                        tracing::info!(subject = %state.subject, "network recovered, retrying operation");
+                        run.report.resumed = Some(Resume {
+                            at: Instant::now(),
+                            monotonic_ns: crate::clock::monotonic_ns(),
+                            verdict,
+                        });
+                        after_outage = true;
+                        last = Some(error);
+                        continue;
+                    }
+                    Ok(WaitOutcome::TimedOut(_)) | Err(Interrupt::Deadline) => {
+                        return Err(run.interrupted(Interrupt::Deadline, Some(error)))
+                    }
+                    Err(Interrupt::Cancelled) => {
+                        return Err(run.interrupted(Interrupt::Cancelled, Some(error)))
+                    }
+                    Ok(WaitOutcome::SourceClosed) => {
+                        // Count the attempt after all and back off as if there were no source.
+                        run.report.attempts += 1;
+                        run.unavailable(state, &"the state source closed during the wait");
+                    }
                 }
             }
-        }
 
-        let degraded = health == Some(Health::Degraded);
-        let Some(scheduled) = schedule.next_delay() else {
-            tracing::debug!(attempt = attempt.number, %error, "giving up: no attempts left");
-            return Err(run.give_up(GiveUp::AttemptsExhausted, Some(error)));
-        };
-        let degraded_policy = &retryer.policy.degraded;
-        let delay = match class {
-            ErrorClass::RetryAfter(delay) => delay,
-            _ if degraded => scheduled.mul_f32(degraded_policy.delay_factor.max(0.0)),
-            _ => scheduled,
-        };
-        if degraded && degraded_policy.switch_mirror {
-            run.report.mirror += 1;
-            switch_mirror = true;
-        }
-        if let Some(deadline) = run.deadline {
-            if Instant::now() + delay >= deadline {
+            let degraded = health == Some(Health::Degraded);
+            let Some(scheduled) = schedule.next_delay() else {
+                tracing::debug!(attempt = attempt.number, %error, "giving up: no attempts left");
+                return Err(run.give_up(GiveUp::AttemptsExhausted, Some(error)));
+            };
+            let degraded_policy = &self.policy.degraded;
+            let delay = match class {
+                ErrorClass::RetryAfter(delay) => delay,
+                _ if degraded => scheduled.mul_f32(degraded_policy.delay_factor.max(0.0)),
+                _ => scheduled,
+            };
+            if degraded && degraded_policy.switch_mirror {
+                run.report.mirror += 1;
+                switch_mirror = true;
+            }
+            if let Some(deadline) = run.deadline {
+                if Instant::now() + delay >= deadline {
+                    tracing::debug!(
+                        attempt = attempt.number,
+                        delay_ms = delay.as_millis(),
+                        "giving up: the next attempt would start after the deadline"
+                    );
+                    return Err(run.interrupted(Interrupt::Deadline, Some(error)));
+                }
+            }
+            let cost = if class == ErrorClass::Timeout {
+                TIMEOUT_COST
+            } else {
+                RETRY_COST
+            };
+            if !self.budget.try_spend(cost) {
                 tracing::debug!(
                     attempt = attempt.number,
-                    delay_ms = delay.as_millis(),
-                    "giving up: the next attempt would start after the deadline"
+                    cost,
+                    available = self.budget.available(),
+                    "giving up: the retry budget is spent"
                 );
-                return Err(run.interrupted(Interrupt::Deadline, Some(error)));
+                return Err(run.give_up(GiveUp::BudgetExhausted, Some(error)));
             }
-        }
-        let cost = if class == ErrorClass::Timeout {
-            TIMEOUT_COST
-        } else {
-            RETRY_COST
-        };
-        if !retryer.budget.try_spend(cost) {
+            run.report.budget_spent += cost;
             tracing::debug!(
                 attempt = attempt.number,
-                cost,
-                available = retryer.budget.available(),
-                "giving up: the retry budget is spent"
+                delay_ms = delay.as_millis(),
+                ?class,
+                health = health.map(Health::as_str),
+                mirror = run.report.mirror,
+                %error,
+                "retrying after a delay"
             );
-            return Err(run.give_up(GiveUp::BudgetExhausted, Some(error)));
+            if let Err(interrupt) = run.guard(tokio::time::sleep(delay)).await {
+                return Err(run.interrupted(interrupt, Some(error)));
+            }
+            run.report.backoff_wait += delay;
+            last = Some(error);
         }
-        run.report.budget_spent += cost;
-        tracing::debug!(
-            attempt = attempt.number,
-            delay_ms = delay.as_millis(),
-            ?class,
-            health = health.map(Health::as_str),
-            mirror = run.report.mirror,
-            %error,
-            "retrying after a delay"
-        );
-        if let Err(interrupt) = run.guard(tokio::time::sleep(delay)).await {
-            return Err(run.interrupted(interrupt, Some(error)));
-        }
-        run.report.backoff_wait += delay;
-        last = Some(error);
     }
 }
 

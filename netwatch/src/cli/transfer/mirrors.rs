@@ -1,7 +1,7 @@
 //! `netwatch mirrors`: every mirror measured now, in the order a get would try them, with its
 //! latency, bandwidth, score, health (the agent's verdict on its endpoint) and hit rate.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use serde::Serialize;
 
@@ -10,6 +10,7 @@ use crate::{
     cli::{
         format::{table, Cell, Style},
         remote::{emit, stdout_is_terminal},
+        CacheArg,
     },
     config::MirrorConfig,
     retry::{AgentSource, StateSource},
@@ -21,10 +22,8 @@ use crate::{
 /// The agent's socket gives each mirror's health.
 #[derive(Debug, clap::Args)]
 pub struct MirrorsArgs {
-    /// Where the mirror scoreboard is kept (hit rates, bandwidth averages).
-    /// [default: NETWATCH_CACHE_DIR, else $XDG_CACHE_HOME/netwatch, else ~/.cache/netwatch]
-    #[arg(long, value_name = "DIR")]
-    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArg,
     #[command(flatten)]
     pub common: TransferArgs,
 }

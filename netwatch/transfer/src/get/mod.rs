@@ -20,18 +20,43 @@ use crate::{
     ArtifactKey, ChunkCache, ChunkRef, Manifest, MirrorStore, Progress, Summary, TransferOptions,
 };
 
-/// Fetches `key` from `mirrors` (in the order to try them: primary first) into the file
-/// `out`, which appears only whole and checked. Chunks come from `cache` where it has them
-/// and go into it as they arrive, so a rerun after any interruption fetches only what is
-/// missing. A mirror whose endpoint the agent (`options.state`) says is Down or Degraded is
-/// passed over while a healthier one is left.
-pub async fn get(
-    key: &ArtifactKey,
-    out: &Path,
-    mirrors: &[MirrorStore],
-    cache: &ChunkCache,
-    options: &TransferOptions,
-) -> Result<Summary, TransferError> {
+/// One artifact to get: `key`, into the file `out`, from `mirrors` (in the order to try
+/// them: primary first), through the chunk cache `cache`.
+#[derive(Clone, Copy)]
+pub struct Fetch<'a> {
+    pub key: &'a ArtifactKey,
+    pub out: &'a Path,
+    pub mirrors: &'a [MirrorStore],
+    pub cache: &'a ChunkCache,
+}
+
+impl<'a> Fetch<'a> {
+    pub fn new(
+        key: &'a ArtifactKey,
+        out: &'a Path,
+        mirrors: &'a [MirrorStore],
+        cache: &'a ChunkCache,
+    ) -> Self {
+        Self {
+            key,
+            out,
+            mirrors,
+            cache,
+        }
+    }
+}
+
+/// Fetches `key` from `mirrors` into the file `out`, which appears only whole and checked.
+/// Chunks come from `cache` where it has them and go into it as they arrive, so a rerun
+/// after any interruption fetches only what is missing. A mirror whose endpoint the agent
+/// (`options.state`) says is Down or Degraded is passed over while a healthier one is left.
+pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary, TransferError> {
+    let Fetch {
+        key,
+        out,
+        mirrors,
+        cache,
+    } = fetch;
     let started = Instant::now();
     let destination = Destination::check(out)?;
     let mut summary = Summary {

@@ -399,6 +399,8 @@ mod tests {
             time::Duration,
         };
 
+        use tokio::sync::watch;
+
         use super::super::*;
         use crate::{
             retry::{Jitter, RetryBudget},
@@ -420,6 +422,53 @@ mod tests {
                         .with_endpoint(endpoint)
                 })
                 .collect()
+        }
+
+        /// The three mirrors, with the verdicts of a state the test sends, and the get ladder.
+        struct Watched {
+            _dir: tempfile::TempDir,
+            mirrors: Vec<MirrorStore>,
+            health: MirrorHealth,
+            steps: Vec<usize>,
+        }
+
+        impl Watched {
+            fn new() -> (Self, watch::Sender<Arc<NetworkState>>) {
+                let dir = tempfile::tempdir().unwrap();
+                let mirrors = mirrors(dir.path());
+                let (sender, watch) = StateWatch::channel(NetworkState::initial(0));
+                let watched = Self {
+                    health: MirrorHealth::watching(&mirrors, Some(watch)),
+                    _dir: dir,
+                    mirrors,
+                    steps: get_ladder(3),
+                };
+                (watched, sender)
+            }
+
+            /// Where `position` goes next.
+            fn next(&self, mut position: Position) -> Option<usize> {
+                position.next(&self.steps, &self.health)
+            }
+
+            /// "a chunk" through `op`, with the test options.
+            async fn get_chunk<F, Fut>(&self, op: F) -> Served<usize>
+            where
+                F: Fn(usize) -> Fut,
+                Fut: Future<Output = Result<usize, Failure>>,
+            {
+                let what = || "a chunk".to_string();
+                run(
+                    &options(),
+                    &self.mirrors,
+                    &self.health,
+                    &self.steps,
+                    what,
+                    op,
+                )
+                .await
+                .unwrap()
+            }
         }
 
         fn state(verdicts: &[(&str, state::Health)]) -> Arc<NetworkState> {
@@ -451,56 +500,43 @@ mod tests {
         #[test]
         fn a_demoted_mirror_is_skipped_while_a_healthier_one_remains_and_not_after() {
             use state::Health::{Degraded, Down, Up};
-            let dir = tempfile::tempdir().unwrap();
-            let mirrors = mirrors(dir.path());
-            let (sender, watch) = StateWatch::channel(NetworkState::initial(0));
-            let health = MirrorHealth::watching(&mirrors, Some(watch));
-            let steps = get_ladder(3);
-            assert_eq!(start(0).next(&steps, &health), Some(0));
+            let (w, sender) = Watched::new();
+            assert_eq!(w.next(start(0)), Some(0));
 
             sender.send_replace(state(&[("ea", Down), ("eb", Up)]));
-            assert_eq!(start(0).next(&steps, &health), Some(1));
+            assert_eq!(w.next(start(0)), Some(1));
             // Degraded is avoided too, but preferred to Down.
             sender.send_replace(state(&[("ea", Down), ("eb", Degraded)]));
-            assert_eq!(start(0).next(&steps, &health), Some(2));
+            assert_eq!(w.next(start(0)), Some(2));
             let mut without_c = start(0);
             without_c.refused[2] = true;
-            assert_eq!(without_c.next(&steps, &health), Some(1));
+            assert_eq!(w.next(without_c), Some(1));
             // Only a Down mirror left: it is tried after all.
             let mut only_a = start(0);
             only_a.refused[1] = true;
             only_a.refused[2] = true;
-            assert_eq!(only_a.next(&steps, &health), Some(0));
+            assert_eq!(w.next(only_a), Some(0));
             // Healthy again: used again at once.
             sender.send_replace(state(&[("ea", Up), ("eb", Up)]));
-            assert_eq!(start(0).next(&steps, &health), Some(0));
+            assert_eq!(w.next(start(0)), Some(0));
             // A closed source demotes nothing.
             sender.send_replace(state(&[("ea", Down)]));
             drop(sender);
-            assert_eq!(start(0).next(&steps, &health), Some(0));
+            assert_eq!(w.next(start(0)), Some(0));
         }
 
         #[tokio::test(start_paused = true)]
         async fn a_request_in_flight_moves_on_when_its_mirror_goes_down_without_spending_an_attempt(
         ) {
-            let dir = tempfile::tempdir().unwrap();
-            let mirrors = mirrors(dir.path());
-            let (sender, watch) = StateWatch::channel(NetworkState::initial(0));
-            let health = MirrorHealth::watching(&mirrors, Some(watch));
-            let steps = get_ladder(3);
+            let (w, sender) = Watched::new();
             let calls: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
             let down_later = tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 sender.send_replace(state(&[("ea", state::Health::Down)]));
                 sender
             });
-            let served = run(
-                &options(),
-                &mirrors,
-                &health,
-                &steps,
-                || "a chunk".to_string(),
-                |m| {
+            let served = w
+                .get_chunk(|m| {
                     calls[m].fetch_add(1, Ordering::Relaxed);
                     async move {
                         if m == 0 {
@@ -509,10 +545,8 @@ mod tests {
                         }
                         Ok(m)
                     }
-                },
-            )
-            .await
-            .unwrap();
+                })
+                .await;
             assert_eq!((served.value, served.mirror), (1, 1));
             assert_eq!(served.report.attempts, 1, "no attempt spent");
             assert_eq!(served.calls, 2);
@@ -521,21 +555,12 @@ mod tests {
                 "{:?}",
                 served.failures
             );
-            assert_eq!(health.failures[0].load(Ordering::Relaxed), 0);
+            assert_eq!(w.health.failures[0].load(Ordering::Relaxed), 0);
 
             // Up again: the next object goes to the first mirror again.
             let sender = down_later.await.unwrap();
             sender.send_replace(state(&[("ea", state::Health::Up)]));
-            let served = run(
-                &options(),
-                &mirrors,
-                &health,
-                &steps,
-                || "a chunk".to_string(),
-                |m| async move { Ok(m) },
-            )
-            .await
-            .unwrap();
+            let served = w.get_chunk(|m| async move { Ok(m) }).await;
             assert_eq!(served.mirror, 0);
             assert_eq!(calls[2].load(Ordering::Relaxed), 0);
         }

@@ -4,13 +4,13 @@
 //! from the transfer afterwards. This is what `netwatch get` does; a library user gets the
 //! same by calling [`get_ranked`].
 
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
 use netwatch_client::{retry::StateSource, state::NetworkState};
 
 use crate::{
-    get, probe::ProbeLimits, ArtifactKey, ChunkCache, MirrorStore, Scoreboard, Summary,
-    TransferError, TransferOptions, STALE_AFTER,
+    get, probe::ProbeLimits, Fetch, MirrorStore, Scoreboard, Summary, TransferError,
+    TransferOptions, STALE_AFTER,
 };
 
 /// `mirrors`, best first by `board`'s figures (measured again where stale) and the agent's
@@ -32,20 +32,21 @@ pub async fn rank_mirrors(
     Ok(ranked)
 }
 
-/// A `get` from the best mirror first: ranks `mirrors` with the scoreboard kept in `cache`'s
-/// directory, fetches, and records what the transfer showed of each mirror. A scoreboard
-/// that cannot be saved costs only figures: a warning.
+/// A `get` from the best mirror first: ranks the mirrors with the scoreboard kept in the
+/// cache's directory, fetches, and records what the transfer showed of each mirror. A
+/// scoreboard that cannot be saved costs only figures: a warning.
 pub async fn get_ranked(
-    key: &ArtifactKey,
-    out: &Path,
-    mirrors: &[MirrorStore],
-    cache: &ChunkCache,
+    fetch: Fetch<'_>,
     options: &TransferOptions,
 ) -> Result<Summary, TransferError> {
-    let mut board = Scoreboard::load(cache.root());
-    let ranked = rank_mirrors(&mut board, mirrors, options).await?;
+    let mut board = Scoreboard::load(fetch.cache.root());
+    let ranked = rank_mirrors(&mut board, fetch.mirrors, options).await?;
     board.save_or_warn();
-    let summary = get(key, out, &ranked, cache, options).await?;
+    let fetch = Fetch {
+        mirrors: &ranked,
+        ..fetch
+    };
+    let summary = get(fetch, options).await?;
     board.observe(&summary, &ranked);
     board.save_or_warn();
     Ok(summary)

@@ -89,7 +89,8 @@ impl Mirrors {
     async fn get(&self, mirror: &str, key: &ArtifactKey) -> Vec<u8> {
         let out = self.path(&format!("out-{}", fastrand::u64(..)));
         let cache = ChunkCache::new(self.path(&format!("cache-{}", fastrand::u64(..))));
-        get(key, &out, &[self.open(mirror)], &cache, &options())
+        let mirrors = [self.open(mirror)];
+        get(Fetch::new(key, &out, &mirrors, &cache), &options())
             .await
             .unwrap();
         fs::read(out).unwrap()

@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::netns::block_on_here;
+use crate::topology::{add_veth, delete_link, set_link_up, Pair};
 use anyhow::Result;
 use netwatch_client::Client;
-use netwatch_tests::netns::block_on_here;
-use netwatch_tests::topology::{add_veth, delete_link, set_link_up, Pair};
 
 use super::Scenario;
-use crate::bench::agent::{binary, AgentOptions, AgentProc};
+use crate::agent::try_binary;
+use crate::bench::agent::{self, AgentOptions};
 use crate::bench::report::{Facts, ScenarioReport, Table, Target};
 use crate::bench::stats::{fmt_ns, Summary};
 use crate::bench::Context;
@@ -48,7 +49,7 @@ impl Scenario for Churn {
 
     fn run(&self, cx: &mut Context, report: &mut ScenarioReport) -> Result<()> {
         let rounds = cx.rounds(2, 1);
-        let mut agents: Vec<(&str, PathBuf)> = vec![(AFTER, binary()?)];
+        let mut agents: Vec<(&str, PathBuf)> = vec![(AFTER, try_binary()?)];
         if let Some(before) = std::env::var_os(BEFORE_BIN) {
             agents.push((BEFORE, PathBuf::from(before)));
         } else {
@@ -116,8 +117,8 @@ impl Scenario for Churn {
 /// `EVERY`, and returns what the client saw during the storm.
 fn storm(cx: &Context, bin: &Path) -> Result<Gets> {
     let pair = Pair::new();
-    let agent = AgentProc::start_binary(
-        bin,
+    let agent = agent::start_binary(
+        Some(bin),
         &pair.b,
         AgentOptions {
             config: None,

@@ -9,18 +9,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::topology::{Pair, PairOptions};
 use anyhow::Result;
 use netwatch_client::state::{Health, Subject};
-use netwatch_tests::topology::{Pair, PairOptions};
 use serde_json::json;
 
 use super::{after, nft, p50_below, p50_sooner, Scenario, NETWATCH, NETWATCH_SINCE, PROBE, SNMP};
-use crate::bench::agent::{AgentOptions, AgentProc, Subscriber};
-use crate::bench::load::{PacedFlow, Server};
+use crate::bench::agent::{self, AgentOptions};
 use crate::bench::probe::{ProbeLoop, PROBE_EVERY};
 use crate::bench::report::{ScenarioReport, Table};
 use crate::bench::snmp::SnmpPoller;
 use crate::bench::Context;
+use crate::traffic::background::{ReconnectingFlow, Server};
+use crate::verdicts::Subscription;
 
 const PORT: u16 = 8080;
 const LIMIT: Duration = Duration::from_secs(3600);
@@ -37,12 +38,12 @@ pub enum FlowScenario {
 
 /// Dropped in field order: watchers and traffic first, namespaces last.
 struct Rig {
-    sub: Subscriber,
+    sub: Subscription,
     snmp: SnmpPoller,
     probe: ProbeLoop,
-    flow: PacedFlow,
+    flow: ReconnectingFlow,
     server: Server,
-    agent: AgentProc,
+    agent: crate::agent::Agent,
     pair: Pair,
 }
 
@@ -145,7 +146,7 @@ impl Scenario for FlowScenario {
         });
         let target = SocketAddr::new(IpAddr::V4(pair.b_v4), PORT);
         let config = format!("[[endpoint]]\nname = \"mirror\"\naddress = \"{target}\"\n");
-        let agent = AgentProc::start(
+        let agent = agent::start(
             &pair.a,
             AgentOptions {
                 config: Some(&config),
@@ -155,7 +156,7 @@ impl Scenario for FlowScenario {
         )?;
         let server = Server::start(&pair.b, target, LIMIT);
         let flow = start_flow(&pair, target);
-        let sub = Subscriber::start(agent.socket())?;
+        let sub = Subscription::start(agent.socket())?;
         let mut rig = Rig {
             snmp: SnmpPoller::start(&pair.a, Duration::from_secs(1), LIMIT),
             probe: ProbeLoop::start(&pair.a, target, LIMIT),
@@ -321,8 +322,8 @@ impl Scenario for FlowScenario {
 }
 
 /// The flow every round runs: 16 KiB every 10 ms from the watched namespace to the endpoint.
-fn start_flow(pair: &Pair, target: SocketAddr) -> PacedFlow {
-    PacedFlow::start(&pair.a, target, 16 * 1024, Duration::from_millis(10), LIMIT)
+fn start_flow(pair: &Pair, target: SocketAddr) -> ReconnectingFlow {
+    ReconnectingFlow::start(&pair.a, target, 16 * 1024, Duration::from_millis(10), LIMIT)
 }
 
 /// Waits until the server receives steadily (at least 64 KiB in 200 ms); false after `limit`.

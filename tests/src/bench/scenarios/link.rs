@@ -11,21 +11,22 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::topology::{Pair, PairOptions};
 use anyhow::{Context as _, Result};
 use netwatch_client::state::{Health, Subject};
-use netwatch_tests::topology::{Pair, PairOptions};
 use serde_json::json;
 
 use super::{
     after, p50_sooner, p99_below, Scenario, NETWATCH, NETWATCH_SINCE, RAW, SYSFS_100MS, SYSFS_1S,
 };
-use crate::bench::agent::{AgentOptions, AgentProc, Subscriber};
-use crate::bench::clock::{now_ns, ns};
-use crate::bench::load::Beacon;
+use crate::bench::agent::{self, AgentOptions};
 use crate::bench::report::{ScenarioReport, Table};
-use crate::bench::rtnl::{Listener, Rtnl};
 use crate::bench::sysfs::Poller;
 use crate::bench::Context;
+use crate::clock::{now_ns, ns};
+use crate::rtnl::{Listener, Rtnl};
+use crate::traffic::background::Beacon;
+use crate::verdicts::Subscription;
 
 const DIFF: &str = "netwatch minus raw rtnetlink, same round";
 const RAW_WATCHED: &str =
@@ -63,7 +64,7 @@ struct Flapped {
 
 /// Everything a link family runs, dropped in field order: watchers first, namespaces last.
 struct Rig {
-    sub: Subscriber,
+    sub: Subscription,
     /// The raw listener in the watched namespace.
     raw: Listener,
     /// In the delayed case, the raw listener of the control pair; else none.
@@ -71,7 +72,7 @@ struct Rig {
     sysfs_fast: Poller,
     sysfs_slow: Poller,
     _beacon: Beacon,
-    agent: AgentProc,
+    agent: crate::agent::Agent,
     rtnl_a: Rtnl,
     /// The watched pair's peer first, then the control pairs' peers.
     peers: Vec<Flapped>,
@@ -93,7 +94,7 @@ impl Rig {
         } else {
             Vec::new()
         };
-        let agent = AgentProc::start(
+        let agent = agent::start(
             &pair.a,
             AgentOptions {
                 config: Some(NO_FLAP_RULE),
@@ -111,7 +112,7 @@ impl Rig {
         let polled = controls.get(1).unwrap_or(&pair);
         let sysfs_fast = Poller::start(&polled.a, &polled.a_if, Duration::from_millis(100), LIMIT)?;
         let sysfs_slow = Poller::start(&polled.a, &polled.a_if, Duration::from_secs(1), LIMIT)?;
-        let sub = Subscriber::start(agent.socket())?;
+        let sub = Subscription::start(agent.socket())?;
         let rtnl_a = Rtnl::open_in(&pair.a)?;
         let mut peers = Vec::new();
         for p in std::iter::once(&pair).chain(&controls) {
@@ -284,7 +285,7 @@ impl Scenario for LinkScenario {
                 .sub
                 .seen
                 .wait_first(t0, deadline, |_, s| s.health(&link) == Some(Health::Down));
-            let is_fault = |e: &crate::bench::rtnl::LinkEvent, index: u32| {
+            let is_fault = |e: &crate::rtnl::LinkEvent, index: u32| {
                 e.ifindex == index
                     && match self {
                         Self::AdminDown => !e.admin_up(),
@@ -422,22 +423,15 @@ fn judge(scenario: &LinkScenario, report: &mut ScenarioReport) {
             nw.targets.push(target);
         }
         _ => {
-            let nw = fault.row(NETWATCH);
-            let target = p99_below(
-                nw,
-                "netwatch end to end",
-                "< 5 ms",
-                Duration::from_millis(5),
-            );
-            nw.targets.push(target);
-            let diff = fault.row(DIFF);
-            let target = p99_below(
-                diff,
-                "netwatch minus raw rtnetlink",
-                "within 1 ms",
-                Duration::from_millis(1),
-            );
-            diff.targets.push(target);
+            let goals = [
+                (NETWATCH, "netwatch end to end", "< 5 ms", 5),
+                (DIFF, "netwatch minus raw rtnetlink", "within 1 ms", 1),
+            ];
+            for (name, what, goal, ms) in goals {
+                let row = fault.row(name);
+                let target = p99_below(row, what, goal, Duration::from_millis(ms));
+                row.targets.push(target);
+            }
         }
     }
 }

@@ -14,13 +14,13 @@ mod truth;
 
 use std::time::Duration;
 
+use crate::netns::NetNs;
 use anyhow::{bail, Result};
-use netwatch_tests::netns::NetNs;
 
-use super::clock::now_ns;
 use super::report::{Row, ScenarioReport, Target};
 use super::stats::{fmt_ns, Summary};
 use super::Context;
+use crate::clock::now_ns;
 
 /// One benchmark scenario.
 pub trait Scenario {

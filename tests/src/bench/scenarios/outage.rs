@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::download::{outage_comparison, DownloadOutcome};
 use anyhow::Result;
-use netwatch_tests::download::{outage_comparison, DownloadOutcome};
 
 use super::{Scenario, Target};
 use crate::bench::{

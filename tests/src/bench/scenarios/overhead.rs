@@ -6,19 +6,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::topology::{Pair, PairOptions};
 use anyhow::{Context as _, Result};
-use netwatch_tests::topology::{Pair, PairOptions};
 use serde_json::json;
 
 use super::Scenario;
-use crate::bench::agent::{
-    metric, programs, scrape, ticks_per_second, usage, AgentOptions, AgentProc,
-};
-use crate::bench::load::{throughput, Bulk, Server};
+use crate::bench::agent::{self, metric, programs, scrape, ticks_per_second, usage, AgentOptions};
 use crate::bench::report::{Facts, ScenarioReport, Target};
-use crate::bench::rtnl::Rtnl;
 use crate::bench::stats::{fmt_bits_per_s, fmt_bytes, median};
 use crate::bench::Context;
+use crate::rtnl::Rtnl;
+use crate::traffic::background::{throughput, Bulk, Server};
 
 const METRICS: &str = "127.0.0.1:9477";
 const PORT: u16 = 5201;
@@ -89,7 +87,7 @@ impl Scenario for Overhead {
             .set_up(1, true)
             .context("bringing lo up for the metrics")?;
         let metrics_addr: SocketAddr = METRICS.parse()?;
-        let agent = AgentProc::start(
+        let agent = agent::start(
             &watched.a,
             AgentOptions {
                 config: None,

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::truth::soak::soak;
 use anyhow::Result;
-use netwatch_tests::truth::soak::soak;
 
 use super::{Scenario, Target};
 use crate::bench::{

@@ -5,21 +5,22 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::topology::{Pair, PairOptions};
 use anyhow::{Context as _, Result};
 use netwatch_client::state::{Health, NetworkState, Subject};
-use netwatch_tests::topology::{Pair, PairOptions};
 use serde_json::json;
 
 use super::Scenario;
-use crate::bench::agent::{metric, scrape, AgentOptions, AgentProc, Subscriber};
-use crate::bench::clock::{now_ns, ns};
-use crate::bench::history::History;
-use crate::bench::load::Beacon;
+use crate::bench::agent::{self, metric, scrape, AgentOptions};
 use crate::bench::report::{Facts, ScenarioReport, Target};
-use crate::bench::rtnl::{Listener, Rtnl};
 use crate::bench::stats::fmt_ns;
 use crate::bench::sysfs::{self, Poller};
 use crate::bench::Context;
+use crate::clock::{now_ns, ns};
+use crate::history::History;
+use crate::rtnl::{Listener, Rtnl};
+use crate::traffic::background::Beacon;
+use crate::verdicts::Subscription;
 
 const FLAPS: u32 = 100;
 const PERIOD: Duration = Duration::from_millis(100);
@@ -32,12 +33,12 @@ pub struct Storm {
 }
 
 struct Rig {
-    sub: Subscriber,
+    sub: Subscription,
     raw: Listener,
     sysfs_fast: Poller,
     sysfs_slow: Poller,
     _beacon: Beacon,
-    agent: AgentProc,
+    agent: crate::agent::Agent,
     rtnl_b: Rtnl,
     rtnl_a: Rtnl,
     pair: Pair,
@@ -128,7 +129,7 @@ impl Scenario for Storm {
         rtnl_a
             .set_up(1, true)
             .context("bringing lo up for the metrics")?;
-        let agent = AgentProc::start(
+        let agent = agent::start(
             &pair.a,
             AgentOptions {
                 config: None,
@@ -142,7 +143,7 @@ impl Scenario for Storm {
             raw: Listener::start(&pair.a, LIMIT)?,
             sysfs_fast: Poller::start(&pair.a, &pair.a_if, Duration::from_millis(100), LIMIT)?,
             sysfs_slow: Poller::start(&pair.a, &pair.a_if, Duration::from_secs(1), LIMIT)?,
-            sub: Subscriber::start(agent.socket())?,
+            sub: Subscription::start(agent.socket())?,
             rtnl_b: Rtnl::open_in(&pair.b)?,
             agent,
             rtnl_a,

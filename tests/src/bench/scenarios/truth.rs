@@ -6,8 +6,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+use crate::truth::{confusion_matrix, matrix_headers, scenarios, Outcome};
 use anyhow::Result;
-use netwatch_tests::truth::{confusion_matrix, matrix_headers, scenarios, Outcome};
 
 use super::{Scenario, Target};
 use crate::bench::{

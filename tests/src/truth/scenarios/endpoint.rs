@@ -61,10 +61,7 @@ pub fn blackhole() -> Vec<Outcome> {
     let a = IpAddr::V4(pair.a_v4);
     let port = 5461;
     let (agent, sub) = watch(&pair.b, &endpoint_config("peer", a, port));
-    let flow = PacedFlow::start(
-        &pair.b,
-        &pair.a,
-        a,
+    let flow = pair.flow_to_a(
         port,
         Pace {
             max_time: Duration::from_secs(60),

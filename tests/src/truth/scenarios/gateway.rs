@@ -11,7 +11,7 @@ use super::{settle_all, watch, GATEWAY_GONE, LIMIT, RECOVERY, SETTLE};
 use crate::agent::binary;
 use crate::nft;
 use crate::topology::{Pair, PairOptions};
-use crate::traffic::{BackgroundPing, Pace, PacedFlow};
+use crate::traffic::Pace;
 use crate::truth::{Expect, Outcome, Phase};
 
 /// A, B's gateway, stops answering anything, ARP included: the host is Down once the
@@ -20,19 +20,16 @@ pub fn gateway_gone() -> Vec<Outcome> {
     const SCENARIO: &str = "gateway gone";
     let pair = Pair::new();
     pair.default_route_via_a();
-    let a = IpAddr::V4(pair.a_v4);
+    let _a = IpAddr::V4(pair.a_v4);
     let (_agent, sub) = watch(&pair.b, "");
-    let _flow = PacedFlow::start(
-        &pair.b,
-        &pair.a,
-        a,
+    let _flow = pair.flow_to_a(
         5441,
         Pace {
             max_time: Duration::from_secs(60),
             ..Pace::default()
         },
     );
-    let _ping = BackgroundPing::start(&pair.b, a, "0.2", 300, Duration::from_secs(60));
+    let _ping = pair.ping_a_from_b("0.2", 300, Duration::from_secs(60));
     settle_all(&sub, "host up", &[Subject::Host], Health::Up);
 
     let phase = Phase::begin(SCENARIO, "gateway stops answering", &sub);

@@ -10,7 +10,7 @@ use netwatch_client::state::{Health, Subject};
 use super::{settle_all, watch, LIMIT, LINK_FAULT, RECOVERY, SETTLE};
 use crate::foreign_xdp::ForeignXdp;
 use crate::topology::{set_link_up, Pair, PairOptions};
-use crate::traffic::{BackgroundPing, Pace, PacedFlow};
+use crate::traffic::Pace;
 use crate::truth::{Expect, Outcome, Phase};
 
 /// A flow runs; the peer goes down for 3 s and comes back. Down at once, Up at once after,
@@ -19,13 +19,10 @@ pub fn carrier_recovery() -> Vec<Outcome> {
     const SCENARIO: &str = "carrier loss and back";
     let pair = Pair::new();
     pair.default_route_via_a();
-    let a = IpAddr::V4(pair.a_v4);
+    let _a = IpAddr::V4(pair.a_v4);
     let (_agent, sub) = watch(&pair.b, "");
     // A bulk flow: a full window in flight when the carrier goes, to be resent after.
-    let _flow = PacedFlow::start(
-        &pair.b,
-        &pair.a,
-        a,
+    let _flow = pair.flow_to_a(
         5451,
         Pace {
             chunk: 256 * 1024,
@@ -85,13 +82,7 @@ pub fn xdp_less_interface() -> Vec<Outcome> {
         Duration::from_secs(3),
     );
     let phase = Phase::begin(SCENARIO, "traffic", &sub);
-    let _ping = BackgroundPing::start(
-        &pair.b,
-        IpAddr::V4(pair.a_v4),
-        "0.1",
-        100,
-        Duration::from_secs(20),
-    );
+    let _ping = pair.ping_a_from_b("0.1", 100, Duration::from_secs(20));
     outcomes.extend(phase.end(
         &[Expect::new(
             link.clone(),

@@ -9,7 +9,7 @@ use netwatch_client::state::{Health, Subject};
 use super::{endpoint_config, settle_all, watch, LIMIT, LOSS, RECOVERY, SETTLE};
 use crate::nft;
 use crate::topology::Pair;
-use crate::traffic::{Pace, PacedFlow};
+use crate::traffic::Pace;
 use crate::truth::{Expect, Outcome, Phase};
 
 pub fn random_loss(percent: u32) -> Vec<Outcome> {
@@ -18,10 +18,7 @@ pub fn random_loss(percent: u32) -> Vec<Outcome> {
     let port = 5431;
     let a = IpAddr::V4(pair.a_v4);
     let (_agent, sub) = watch(&pair.b, &endpoint_config("mirror", a, port));
-    let _flow = PacedFlow::start(
-        &pair.b,
-        &pair.a,
-        a,
+    let _flow = pair.flow_to_a(
         port,
         // A busy flow (about 500 buffers a second): enough for the verdict to see within
         // a second that the loss has ended (a thin one waits out the loss window and the
@@ -44,16 +41,7 @@ pub fn random_loss(percent: u32) -> Vec<Outcome> {
         Health::Up
     };
     let phase = Phase::begin(&scenario, "loss begins", &sub);
-    nft::apply(
-        &pair.a,
-        &format!(
-            "table ip nwt_loss {{\n\
-             \tchain in {{ type filter hook input priority 0; policy accept; \
-             ip saddr {} numgen random mod 100 < {percent} drop; }}\n\
-             }}\n",
-            pair.b_v4
-        ),
-    );
+    nft::drop_randomly(&pair.a, "nwt_loss", pair.b_v4, percent * 10);
     let mut outcomes = phase.end(
         &[
             Expect::new(link.clone(), expected, LOSS),

@@ -10,7 +10,7 @@ use netwatch_client::state::{Health, Subject};
 use super::{endpoint_config, settle_all, watch, LIMIT, LINK_FAULT, PATH_FAULT, RECOVERY, SETTLE};
 use crate::dual::{Dual, A_P1};
 use crate::topology::{set_link_up, Pair};
-use crate::traffic::{BackgroundPing, Pace, PacedFlow};
+use crate::traffic::{Pace, PacedFlow};
 use crate::truth::oracle::{agent_default_route_links, default_route_links, route_dev};
 use crate::truth::{Expect, Outcome, Phase};
 
@@ -23,13 +23,7 @@ pub fn link_bounce() -> Vec<Outcome> {
     let pair = Pair::new();
     pair.default_route_via_a();
     let (agent, sub) = watch(&pair.b, "");
-    let _ping = BackgroundPing::start(
-        &pair.b,
-        IpAddr::V4(pair.a_v4),
-        "0.1",
-        600,
-        Duration::from_secs(60),
-    );
+    let _ping = pair.ping_a_from_b("0.1", 600, Duration::from_secs(60));
     let link = Subject::Link(pair.b_if.clone());
     settle_all(
         &sub,

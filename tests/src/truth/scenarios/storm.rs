@@ -39,16 +39,7 @@ pub fn netlink_storm(pairs: u32) -> StormReport {
     // wants the agent's attention while it re-reads.
     let pair = Pair::new();
     let ns = &pair.b;
-    nft::apply(
-        &pair.a,
-        &format!(
-            "table ip nwt_storm {{\n\
-             \tchain in {{ type filter hook input priority 0; policy accept; \
-             ip saddr {} numgen random mod 100 < 10 drop; }}\n\
-             }}\n",
-            pair.b_v4
-        ),
-    );
+    nft::drop_randomly(&pair.a, "nwt_storm", pair.b_v4, 100);
     let agent = Agent::start_with(ns, &["--event-buffer", "4096"], None);
     agent.wait_for("agent ready", |_| true, Duration::from_secs(30));
     let sub = Subscription::connect(agent.socket());

@@ -61,7 +61,7 @@ pub struct Tracker {
 }
 
 /// How long after a stall of how many timeouts in a row a destination's retransmits are
-/// its recovery (see `DestStats::outage_lately`).
+/// its recovery (see `ebpf::outage_lately`).
 #[derive(Clone, Copy, Debug)]
 pub struct OutageRule {
     pub recovery_ns: u64,

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use super::{Resolved, Tracker};
 use crate::{
-    ebpf::{DestStats, KernelPrograms},
+    ebpf::{self, DestStats, KernelPrograms},
     netlink::{Link, NetlinkWatcher, Route},
     state::{EndpointObservation, GatewayObservation, LinkObservation, Observations},
 };
@@ -130,7 +130,7 @@ impl Tracker {
                 continue;
             };
             let stalled =
-                stats.outage_lately(now_ns, self.outage.recovery_ns, self.outage.timeouts);
+                ebpf::outage_lately(stats, now_ns, self.outage.recovery_ns, self.outage.timeouts);
             let totals = self.link_retrans.entry(hop.oif).or_default();
             totals.segs += new;
             totals.events += events;

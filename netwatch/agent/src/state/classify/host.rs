@@ -1,6 +1,8 @@
 //! The host's verdict, from its default-route links and its endpoints.
 
-use crate::state::{EndpointStatus, Health, LinkStatus};
+use std::fmt;
+
+use crate::state::{EndpointStatus, Health, LinkStatus, Verdict};
 
 use super::Assessment;
 
@@ -20,13 +22,8 @@ pub fn assess<'a>(
     let mut assessment = match best {
         Health::Down => {
             let mut a = Assessment::new(Health::Down, "every link with a default route is down");
-            for link in &uplinks {
-                a.reasons.push(format!(
-                    "{}: {}",
-                    link.name,
-                    link.verdict.reasons.join("; ")
-                ));
-            }
+            a.reasons
+                .extend(uplinks.iter().map(|l| because(&l.name, &l.verdict)));
             return a;
         }
         Health::Unknown => Assessment::new(
@@ -39,37 +36,34 @@ pub fn assess<'a>(
         Health::Up => Assessment::new(Health::Up, "a default-route link is up"),
     };
     for link in uplinks.iter().filter(|l| l.verdict.health != best) {
-        if matches!(link.verdict.health, Health::Down | Health::Degraded) {
+        if hurts(link.verdict.health) {
             assessment.worsen(Health::Degraded);
         }
-        assessment.reasons.push(format!(
-            "{} {}: {}",
-            link.name,
-            link.verdict.health,
-            link.verdict.reasons.join("; ")
-        ));
+        let who = format!("{} {}", link.name, link.verdict.health);
+        assessment.reasons.push(because(who, &link.verdict));
     }
     if best != Health::Up {
-        for link in uplinks.iter().filter(|l| l.verdict.health == best) {
-            assessment.reasons.push(format!(
-                "{}: {}",
-                link.name,
-                link.verdict.reasons.join("; ")
-            ));
-        }
+        let alike = uplinks.iter().filter(|l| l.verdict.health == best);
+        assessment
+            .reasons
+            .extend(alike.map(|l| because(&l.name, &l.verdict)));
     }
-    for endpoint in endpoints {
-        if matches!(endpoint.verdict.health, Health::Down | Health::Degraded) {
-            assessment.worsen(Health::Degraded);
-            assessment.reasons.push(format!(
-                "endpoint {} {}: {}",
-                endpoint.name,
-                endpoint.verdict.health,
-                endpoint.verdict.reasons.join("; ")
-            ));
-        }
+    for endpoint in endpoints.filter(|e| hurts(e.verdict.health)) {
+        assessment.worsen(Health::Degraded);
+        let who = format!("endpoint {} {}", endpoint.name, endpoint.verdict.health);
+        assessment.reasons.push(because(who, &endpoint.verdict));
     }
     assessment
+}
+
+/// One of the host's reasons: who, then the reasons of its own verdict.
+fn because(who: impl fmt::Display, verdict: &Verdict) -> String {
+    format!("{who}: {}", verdict.reasons.join("; "))
+}
+
+/// Whether a link or endpoint in this health makes the host Degraded at least.
+fn hurts(health: Health) -> bool {
+    matches!(health, Health::Down | Health::Degraded)
 }
 
 /// Order of preference among links: an Up link makes the host usable.

@@ -384,7 +384,7 @@ impl Classifier {
 /// Whether the destination had an outage (a blackhole's timeouts in a row) within the loss
 /// window: its retransmits since are the outage's, or its recovery's.
 fn stalled_lately(tcp: &super::DestStats, now_ns: u64, t: &Thresholds) -> bool {
-    tcp.outage_lately(now_ns, ns(t.loss_window), t.blackhole_timeouts)
+    super::observations::outage_lately(tcp, now_ns, ns(t.loss_window), t.blackhole_timeouts)
 }
 
 fn link_status(obs: &LinkObservation, verdict: Verdict) -> LinkStatus {

@@ -57,8 +57,30 @@ impl Scenario {
         }
     }
 
+    /// Classified once after `eth0` carried `packets` each way.
+    fn after_traffic(packets: u64) -> Self {
+        let mut s = Self::new();
+        s.traffic(packets);
+        s.run();
+        s
+    }
+
+    /// `eth0` busy and the endpoint answering the `packets` sent to it; not yet classified.
+    fn with_answering_endpoint(packets: u64) -> Self {
+        let mut s = Self::new();
+        s.with_endpoint();
+        s.traffic(100);
+        s.endpoint_sends(packets);
+        s.endpoint_receives(packets);
+        s
+    }
+
     fn link(&mut self) -> &mut LinkObservation {
-        self.obs.links.get_mut(&2).unwrap()
+        self.link_at(2)
+    }
+
+    fn link_at(&mut self, ifindex: u32) -> &mut LinkObservation {
+        self.obs.links.get_mut(&ifindex).unwrap()
     }
 
     /// Packets received now, after as many data segments sent a moment before.
@@ -133,11 +155,9 @@ impl Scenario {
         let tcp = &mut self.endpoint().tcp;
         tcp.retrans_segs += 1;
         tcp.retransmits += 1;
-        tcp.last_retrans_ns = now;
-        tcp.retrans_backoff = backoff;
+        (tcp.retrans_backoff, tcp.last_retrans_ns) = (backoff, now);
         if backoff > 0 {
-            tcp.stall_backoff = backoff;
-            tcp.last_stall_ns = now;
+            (tcp.stall_backoff, tcp.last_stall_ns) = (backoff, now);
         }
         self.endpoint_sends(1);
     }
@@ -148,7 +168,7 @@ impl Scenario {
         copy.link.ifindex = ifindex;
         copy.link.name = name.into();
         self.obs.links.insert(ifindex, copy);
-        self.obs.links.get_mut(&ifindex).unwrap()
+        self.link_at(ifindex)
     }
 
     fn advance(&mut self, ns: u64) {
@@ -206,6 +226,28 @@ fn endpoint_verdict(state: &NetworkState) -> &Verdict {
     &state.endpoints["mirror"].verdict
 }
 
+/// The first of `states` in which `verdict` is `health`.
+fn first(
+    states: &[NetworkState],
+    verdict: impl Fn(&NetworkState) -> &Verdict,
+    health: Health,
+) -> Option<usize> {
+    states.iter().position(|st| verdict(st).health == health)
+}
+
+/// Asserts that `verdict` is `health` in every one of `states`; a failure shows them all.
+fn assert_throughout(
+    states: &[NetworkState],
+    verdict: impl Fn(&NetworkState) -> &Verdict,
+    health: Health,
+) {
+    let seen: Vec<&Verdict> = states.iter().map(&verdict).collect();
+    assert!(
+        seen.iter().all(|v| v.health == health),
+        "not {health:?} throughout: {seen:#?}"
+    );
+}
+
 fn assert_reason(verdict: &Verdict, needle: &str) {
     assert!(
         verdict.reasons.iter().any(|r| r.contains(needle)),
@@ -213,12 +255,17 @@ fn assert_reason(verdict: &Verdict, needle: &str) {
     );
 }
 
+/// Asserts the health and that a reason contains `needle`.
+fn assert_verdict(verdict: &Verdict, health: Health, needle: &str) {
+    assert_eq!(verdict.health, health, "{verdict:?}");
+    assert_reason(verdict, needle);
+}
+
 #[test]
 fn no_traffic_is_unknown_never_up() {
     let mut s = Scenario::new();
     let state = s.run();
-    assert_eq!(link_verdict(&state).health, Health::Unknown);
-    assert_reason(link_verdict(&state), "unverified");
+    assert_verdict(link_verdict(&state), Health::Unknown, "unverified");
     assert_eq!(state.host.health, Health::Unknown);
 }
 
@@ -235,14 +282,11 @@ fn recent_traffic_is_up_and_goes_unknown_once_stale() {
 
 #[test]
 fn admin_down_is_down_at_once_and_recovery_is_up_at_once() {
-    let mut s = Scenario::new();
-    s.traffic(10);
-    s.run();
+    let mut s = Scenario::after_traffic(10);
     s.link().link.admin_up = false;
     s.advance(MS);
     let state = s.run();
-    assert_eq!(link_verdict(&state).health, Health::Down);
-    assert_reason(link_verdict(&state), "administratively down");
+    assert_verdict(link_verdict(&state), Health::Down, "administratively down");
     assert_eq!(state.host.health, Health::Down);
     s.link().link.admin_up = true;
     s.advance(MS);
@@ -260,8 +304,11 @@ fn carrier_loss_and_lower_layer_down_are_down() {
     s.link().link.carrier = true;
     s.link().link.oper = OperState::LowerLayerDown;
     let state = s.run();
-    assert_eq!(link_verdict(&state).health, Health::Down);
-    assert_reason(link_verdict(&state), "operstate lowerlayerdown");
+    assert_verdict(
+        link_verdict(&state),
+        Health::Down,
+        "operstate lowerlayerdown",
+    );
 }
 
 #[test]
@@ -270,8 +317,7 @@ fn failed_gateway_neighbour_is_down_and_reachable_again_is_up() {
     s.traffic(10);
     s.link().gateway = Some(gateway_in(NeighState::Failed));
     let state = s.run();
-    assert_eq!(link_verdict(&state).health, Health::Down);
-    assert_reason(link_verdict(&state), "neighbour FAILED");
+    assert_verdict(link_verdict(&state), Health::Down, "neighbour FAILED");
     assert_eq!(state.host.health, Health::Down);
     s.link().gateway = Some(gateway_in(NeighState::Reachable));
     s.traffic(1);
@@ -288,22 +334,17 @@ fn stale_gateway_neighbour_is_not_down() {
 
 #[test]
 fn flapping_is_degraded_until_stable_for_the_window_and_the_hold() {
-    let mut s = Scenario::new();
-    s.traffic(10);
-    s.run();
+    let mut s = Scenario::after_traffic(10);
     // Four carrier changes within a second, most of them never seen as events.
     s.advance(200 * MS);
     s.link().link.carrier_changes += 4;
     s.traffic(1);
     let state = s.run();
-    assert_eq!(link_verdict(&state).health, Health::Degraded);
-    assert_reason(link_verdict(&state), "flapping");
+    assert_verdict(link_verdict(&state), Health::Degraded, "flapping");
     assert_eq!(state.host.health, Health::Degraded);
     // Still Degraded while the changes are inside the 10 s window...
     let states = s.run_for(9 * S, 500 * MS, |s| s.traffic(5));
-    assert!(states
-        .iter()
-        .all(|st| link_verdict(st).health == Health::Degraded));
+    assert_throughout(&states, link_verdict, Health::Degraded);
     // ...and Up once they have left it and the recovery hold has passed.
     let states = s.run_for(5 * S, 500 * MS, |s| s.traffic(5));
     assert_eq!(link_verdict(states.last().unwrap()).health, Health::Up);
@@ -311,45 +352,26 @@ fn flapping_is_degraded_until_stable_for_the_window_and_the_hold() {
 
 #[test]
 fn ten_percent_retransmits_is_degraded_without_flapping_and_up_half_a_second_after_it_ends() {
-    let mut s = Scenario::new();
-    s.traffic(100);
-    s.run();
+    let mut s = Scenario::after_traffic(100);
     let mut tick = 0u64;
     let lossy = s.run_for(10 * S, 250 * MS, |s| {
         tick += 1;
-        s.traffic(100);
         // 10 retransmits per 100 packets, bunched as real loss is.
-        if tick.is_multiple_of(2) {
-            s.link().retrans_segs += 20;
-            s.link().retransmits += 20;
-        }
+        s.lossy_traffic(100, if tick.is_multiple_of(2) { 20 } else { 0 });
     });
-    let first_degraded = lossy
-        .iter()
-        .position(|st| link_verdict(st).health == Health::Degraded)
-        .expect("10% loss must give Degraded");
+    let first_degraded =
+        first(&lossy, link_verdict, Health::Degraded).expect("10% loss must give Degraded");
     assert!(
         first_degraded <= 4,
         "Degraded only after {first_degraded} ticks"
     );
-    assert!(
-        lossy[first_degraded..]
-            .iter()
-            .all(|st| link_verdict(st).health == Health::Degraded),
-        "the verdict flapped during steady 10% loss"
-    );
+    // Steady loss must not make the verdict flap.
+    assert_throughout(&lossy[first_degraded..], link_verdict, Health::Degraded);
     assert_reason(link_verdict(lossy.last().unwrap()), "loss: ");
     let clean = s.run_for(8 * S, 250 * MS, |s| s.traffic(100));
-    let first_up = clean
-        .iter()
-        .position(|st| link_verdict(st).health == Health::Up)
-        .expect("0% loss must give Up again");
-    assert!(
-        clean[first_up..]
-            .iter()
-            .all(|st| link_verdict(st).health == Health::Up),
-        "the verdict flapped after recovery"
-    );
+    let first_up = first(&clean, link_verdict, Health::Up).expect("0% loss must give Up again");
+    // Nor recovery.
+    assert_throughout(&clean[first_up..], link_verdict, Health::Up);
     // A busy link shows the loss has ended within half a second: no window to drain, no
     // hold to wait.
     assert!(first_up <= 3, "Up only after {first_up} ticks");
@@ -357,31 +379,22 @@ fn ten_percent_retransmits_is_degraded_without_flapping_and_up_half_a_second_aft
 
 #[test]
 fn after_loss_a_trickle_of_traffic_waits_out_the_window_and_the_hold() {
-    let mut s = Scenario::new();
-    s.traffic(100);
-    s.run();
+    let mut s = Scenario::after_traffic(100);
     s.run_for(3 * S, 250 * MS, |s| s.lossy_traffic(100, 10));
     // Two segments a tick: too few to tell the loss ended, so the ratio must drain and
     // the hold pass.
     let clean = s.run_for(8 * S, 250 * MS, |s| s.traffic(2));
-    let first_up = clean
-        .iter()
-        .position(|st| link_verdict(st).health == Health::Up)
-        .expect("Up again");
+    let first_up = first(&clean, link_verdict, Health::Up).expect("Up again");
     assert!(
         first_up as u64 * 250 * MS >= 3 * S,
         "Up after only {first_up} ticks"
     );
-    assert!(clean[first_up..]
-        .iter()
-        .all(|st| link_verdict(st).health == Health::Up));
+    assert_throughout(&clean[first_up..], link_verdict, Health::Up);
 }
 
 #[test]
 fn a_link_back_from_down_is_up_though_data_went_unanswered_during_the_outage() {
-    let mut s = Scenario::new();
-    s.traffic(100);
-    s.run();
+    let mut s = Scenario::after_traffic(100);
     // Data sent just before the carrier went, never answered.
     s.advance(100 * MS);
     s.sends(20);
@@ -390,13 +403,7 @@ fn a_link_back_from_down_is_up_though_data_went_unanswered_during_the_outage() {
     s.link().link.carrier = true;
     // Back: the outage's retransmits go out first, the answers follow within the tick.
     let back = s.run_for(3 * S, 100 * MS, |s| s.traffic(10));
-    assert!(
-        back.iter().all(|st| link_verdict(st).health == Health::Up),
-        "{:?}",
-        back.iter()
-            .map(|st| link_verdict(st).reasons.clone())
-            .collect::<Vec<_>>()
-    );
+    assert_throughout(&back, link_verdict, Health::Up);
 }
 
 #[test]
@@ -406,20 +413,20 @@ fn the_host_is_up_with_its_links_without_a_hold_of_its_own() {
     let traffic = |s: &mut Scenario| {
         s.traffic(10);
         let now = s.now;
-        let rx = s.obs.links.get_mut(&3).unwrap().xdp_rx.as_mut().unwrap();
+        let rx = s.link_at(3).xdp_rx.as_mut().unwrap();
         rx.packets += 10;
         rx.last_rx_ns = now;
     };
     traffic(&mut s);
     s.run();
     s.advance(100 * MS);
-    s.obs.links.get_mut(&3).unwrap().link.carrier = false;
+    s.link_at(3).link.carrier = false;
     traffic(&mut s);
     let state = s.run();
     assert_eq!(state.host.health, Health::Degraded, "{:?}", state.host);
     // The second uplink is back: the host is Up in the same classification.
     s.advance(100 * MS);
-    s.obs.links.get_mut(&3).unwrap().link.carrier = true;
+    s.link_at(3).link.carrier = true;
     traffic(&mut s);
     let state = s.run();
     assert_eq!(state.links["eth1"].verdict.health, Health::Up);
@@ -430,11 +437,7 @@ fn the_host_is_up_with_its_links_without_a_hold_of_its_own() {
 fn one_socket_in_backoff_beside_others_that_progress_is_not_a_blackhole() {
     // An abandoned transfer's socket retransmits with a long backoff while a new transfer to
     // the same server runs: the per-destination counters show both.
-    let mut s = Scenario::new();
-    s.with_endpoint();
-    s.traffic(100);
-    s.endpoint_sends(50);
-    s.endpoint_receives(50);
+    let mut s = Scenario::with_answering_endpoint(50);
     s.run();
     let states = s.run_for(6 * S, 100 * MS, |s| {
         s.traffic(20);
@@ -444,23 +447,12 @@ fn one_socket_in_backoff_beside_others_that_progress_is_not_a_blackhole() {
             s.endpoint_retransmits(5);
         }
     });
-    for state in &states {
-        assert_eq!(
-            endpoint_verdict(state).health,
-            Health::Up,
-            "{:?}",
-            endpoint_verdict(state)
-        );
-    }
+    assert_throughout(&states, endpoint_verdict, Health::Up);
 }
 
 #[test]
 fn a_stall_answered_with_a_reset_is_over() {
-    let mut s = Scenario::new();
-    s.with_endpoint();
-    s.traffic(100);
-    s.endpoint_sends(50);
-    s.endpoint_receives(50);
+    let mut s = Scenario::with_answering_endpoint(50);
     s.run();
     for backoff in 0..4 {
         s.advance(400 * MS);
@@ -479,11 +471,7 @@ fn a_stall_answered_with_a_reset_is_over() {
 
 #[test]
 fn a_stall_from_before_its_link_came_back_is_forgotten() {
-    let mut s = Scenario::new();
-    s.with_endpoint();
-    s.traffic(100);
-    s.endpoint_sends(50);
-    s.endpoint_receives(50);
+    let mut s = Scenario::with_answering_endpoint(50);
     s.run();
     // The link goes; the endpoint's connection times out into it, again and again.
     s.link().link.carrier = false;
@@ -511,28 +499,20 @@ fn a_stall_from_before_its_link_came_back_is_forgotten() {
 
 #[test]
 fn a_ratio_between_the_two_bars_keeps_the_current_verdict() {
-    let mut s = Scenario::new();
-    s.traffic(100);
-    s.run();
+    let mut s = Scenario::after_traffic(100);
     // 1% sits between the leave bar (0.5%) and the enter bar (2%): healthy stays healthy...
     let states = s.run_for(5 * S, 250 * MS, |s| s.lossy_traffic(400, 4));
-    assert!(states
-        .iter()
-        .all(|st| link_verdict(st).health == Health::Up));
+    assert_throughout(&states, link_verdict, Health::Up);
     // ...and once Degraded (at 10%), 1% keeps it Degraded.
     s.run_for(2 * S, 250 * MS, |s| s.lossy_traffic(100, 10));
     let states = s.run_for(5 * S, 250 * MS, |s| s.lossy_traffic(400, 4));
-    assert!(states
-        .iter()
-        .all(|st| link_verdict(st).health == Health::Degraded));
+    assert_throughout(&states, link_verdict, Health::Degraded);
 }
 
 #[test]
 fn a_few_retransmits_on_a_quiet_link_are_not_loss() {
     let mut s = Scenario::new();
-    s.traffic(10);
-    s.link().retrans_segs += 2;
-    s.link().retransmits += 2;
+    s.lossy_traffic(10, 2);
     assert_eq!(link_verdict(&s.run()).health, Health::Up);
 }
 
@@ -540,20 +520,14 @@ fn a_few_retransmits_on_a_quiet_link_are_not_loss() {
 fn data_unanswered_on_a_link_is_degraded_not_unknown() {
     // The gateway vanished: data keeps going out, nothing comes back, and TCP's timeouts
     // space its retransmits seconds apart (none in the last second is no excuse).
-    let mut s = Scenario::new();
-    s.traffic(1000);
-    s.run();
+    let mut s = Scenario::after_traffic(1000);
     s.advance(100 * MS);
     s.sends(10);
     let states = s.run_for(5 * S, 500 * MS, |_| {});
-    let first = states
-        .iter()
-        .position(|st| link_verdict(st).health == Health::Degraded)
-        .expect("unanswered data must give Degraded");
-    assert!(first <= 2, "Degraded only after {first} ticks");
-    assert!(states[first..]
-        .iter()
-        .all(|st| link_verdict(st).health == Health::Degraded));
+    let degraded =
+        first(&states, link_verdict, Health::Degraded).expect("unanswered data must give Degraded");
+    assert!(degraded <= 2, "Degraded only after {degraded} ticks");
+    assert_throughout(&states[degraded..], link_verdict, Health::Degraded);
     assert_reason(link_verdict(states.last().unwrap()), "no reply");
     // Anything received ends it.
     s.receives(1);
@@ -579,25 +553,14 @@ fn data_answered_within_the_stall_time_is_healthy() {
             s.receives(1);
         }
     });
-    assert!(
-        states
-            .iter()
-            .all(|st| link_verdict(st).health == Health::Up),
-        "{:?}",
-        states
-            .iter()
-            .map(|st| link_verdict(st).health)
-            .collect::<Vec<_>>()
-    );
+    assert_throughout(&states, link_verdict, Health::Up);
 }
 
 #[test]
 fn unanswered_data_beside_a_confirmed_neighbour_is_a_destination_problem() {
     // One destination does not answer, but the kernel confirmed the gateway a moment ago:
     // the link works (the endpoint rules judge the destination).
-    let mut s = Scenario::new();
-    s.traffic(10);
-    s.run();
+    let mut s = Scenario::after_traffic(10);
     s.advance(100 * MS);
     s.sends(5);
     s.run_for(2 * S, 500 * MS, |_| {});
@@ -605,9 +568,7 @@ fn unanswered_data_beside_a_confirmed_neighbour_is_a_destination_problem() {
     s.link().neighbour_confirmed = Some((gateway(), now));
     // Up once the recovery hold after the "no reply" period has passed, and for good.
     let states = s.run_for(5 * S, 500 * MS, |s| s.sends(1));
-    assert!(states[6..]
-        .iter()
-        .all(|st| link_verdict(st).health == Health::Up));
+    assert_throughout(&states[6..], link_verdict, Health::Up);
     assert_reason(
         link_verdict(states.last().unwrap()),
         "confirmed reachable by the kernel",
@@ -646,35 +607,28 @@ fn a_link_without_xdp_is_up_only_once_its_kernel_counter_grows() {
     s.link().link.stats.rx_packets += 1;
     s.advance(500 * MS);
     let state = s.run();
-    assert_eq!(link_verdict(&state).health, Health::Up);
-    assert_reason(link_verdict(&state), "the kernel's counters show traffic");
+    assert_verdict(
+        link_verdict(&state),
+        Health::Up,
+        "the kernel's counters show traffic",
+    );
 }
 
 #[test]
 fn retransmits_from_before_the_link_came_back_do_not_count() {
-    let mut s = Scenario::new();
-    s.traffic(100);
-    s.run();
+    let mut s = Scenario::after_traffic(100);
     // Carrier lost for 2 s while a flow retransmits into it.
     s.link().link.carrier = false;
     let down = s.run_for(2 * S, 250 * MS, |s| s.lossy_traffic(0, 30));
     assert_eq!(link_verdict(down.last().unwrap()).health, Health::Down);
     s.link().link.carrier = true;
     let back = s.run_for(3 * S, 100 * MS, |s| s.traffic(100));
-    assert!(
-        back.iter().all(|st| link_verdict(st).health == Health::Up),
-        "{:?}",
-        back.iter()
-            .map(|st| link_verdict(st).reasons.clone())
-            .collect::<Vec<_>>()
-    );
+    assert_throughout(&back, link_verdict, Health::Up);
 }
 
 #[test]
 fn retransmits_after_a_stall_are_its_recovery_not_loss() {
-    let mut s = Scenario::new();
-    s.traffic(100);
-    s.run();
+    let mut s = Scenario::after_traffic(100);
     s.advance(S);
     // A flow resumes after a timeout: it resends its window, counted as after a stall.
     s.lossy_traffic(60, 50);
@@ -685,17 +639,13 @@ fn retransmits_after_a_stall_are_its_recovery_not_loss() {
 
 #[test]
 fn loss_keeps_a_link_degraded_through_a_window_with_few_retransmits() {
-    let mut s = Scenario::new();
-    s.traffic(100);
-    s.run();
+    let mut s = Scenario::after_traffic(100);
     s.run_for(2 * S, 250 * MS, |s| s.lossy_traffic(100, 10));
     // A slow stretch of the same 5% loss: 2 retransmitted segments per 3 s window.
     let states = s.run_for(6 * S, 500 * MS, |s| {
         s.lossy_traffic(7, u64::from((s.now / (1500 * MS)).is_multiple_of(2)))
     });
-    assert!(states
-        .iter()
-        .all(|st| link_verdict(st).health == Health::Degraded));
+    assert_throughout(&states, link_verdict, Health::Degraded);
 }
 
 #[test]
@@ -713,11 +663,7 @@ fn since_changes_only_with_health() {
 
 #[test]
 fn timeouts_in_a_row_are_degraded_then_down() {
-    let mut s = Scenario::new();
-    s.with_endpoint();
-    s.traffic(100);
-    s.endpoint_sends(50);
-    s.endpoint_receives(50);
+    let mut s = Scenario::with_answering_endpoint(50);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
     // Everything to it is dropped: RTO retransmits at +200 ms, +600 ms, +1.4 s.
     s.advance(200 * MS);
@@ -729,15 +675,20 @@ fn timeouts_in_a_row_are_degraded_then_down() {
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
     s.advance(100 * MS);
     let state = s.run();
-    assert_eq!(endpoint_verdict(&state).health, Health::Degraded);
-    assert_reason(endpoint_verdict(&state), "no reply: 2 timeouts in a row");
+    assert_verdict(
+        endpoint_verdict(&state),
+        Health::Degraded,
+        "no reply: 2 timeouts in a row",
+    );
     s.advance(700 * MS);
     s.endpoint_retransmits(2);
     let state = s.run();
-    assert_eq!(endpoint_verdict(&state).health, Health::Down);
-    assert_reason(endpoint_verdict(&state), "blackholed: 3 timeouts in a row");
-    assert_eq!(state.host.health, Health::Degraded);
-    assert_reason(&state.host, "endpoint mirror down");
+    assert_verdict(
+        endpoint_verdict(&state),
+        Health::Down,
+        "blackholed: 3 timeouts in a row",
+    );
+    assert_verdict(&state.host, Health::Degraded, "endpoint mirror down");
     // It answers again: new data flows beyond what was resent.
     s.advance(1600 * MS);
     s.endpoint_retransmits(3);
@@ -751,11 +702,7 @@ fn timeouts_in_a_row_are_degraded_then_down() {
 fn a_one_way_blackhole_is_down_without_flip_flops() {
     // Its packets still reach us (its own retransmissions), ours never get through: the
     // timeouts keep coming, and nothing it sends is an acknowledgement of ours.
-    let mut s = Scenario::new();
-    s.with_endpoint();
-    s.traffic(100);
-    s.endpoint_sends(50);
-    s.endpoint_receives(50);
+    let mut s = Scenario::with_answering_endpoint(50);
     s.run();
     let start = s.now;
     let mut next_rto = 200 * MS;
@@ -771,10 +718,8 @@ fn a_one_way_blackhole_is_down_without_flip_flops() {
             s.endpoint_receives(1);
         }
     });
-    let first_down = states
-        .iter()
-        .position(|st| endpoint_verdict(st).health == Health::Down)
-        .expect("a one-way blackhole must give Down");
+    let first_down =
+        first(&states, endpoint_verdict, Health::Down).expect("a one-way blackhole must give Down");
     assert!(first_down <= 15, "Down only after {first_down} ticks");
     assert_eq!(
         changes(&states[first_down..], endpoint_verdict),
@@ -785,11 +730,7 @@ fn a_one_way_blackhole_is_down_without_flip_flops() {
 
 #[test]
 fn a_single_timeout_under_loss_is_not_a_stall() {
-    let mut s = Scenario::new();
-    s.with_endpoint();
-    s.traffic(100);
-    s.endpoint_sends(100);
-    s.endpoint_receives(100);
+    let mut s = Scenario::with_answering_endpoint(100);
     s.run();
     s.advance(600 * MS);
     s.endpoint_retransmits(0);
@@ -815,14 +756,8 @@ fn an_endpoint_recovers_with_its_link_without_a_second_hold() {
         s.traffic(100);
         s.endpoint_receives(50);
     });
-    let link_up = states
-        .iter()
-        .position(|st| link_verdict(st).health == Health::Up)
-        .expect("link Up again");
-    let endpoint_up = states
-        .iter()
-        .position(|st| endpoint_verdict(st).health == Health::Up)
-        .expect("endpoint Up again");
+    let link_up = first(&states, link_verdict, Health::Up).expect("link Up again");
+    let endpoint_up = first(&states, endpoint_verdict, Health::Up).expect("endpoint Up again");
     assert_eq!(
         endpoint_up, link_up,
         "the endpoint waited a hold of its own"
@@ -838,8 +773,11 @@ fn endpoint_without_route_or_behind_a_down_link_is_down() {
     s.endpoint().oif = Some(2);
     s.link().link.carrier = false;
     let state = s.run();
-    assert_eq!(endpoint_verdict(&state).health, Health::Down);
-    assert_reason(endpoint_verdict(&state), "its link eth0 is down");
+    assert_verdict(
+        endpoint_verdict(&state),
+        Health::Down,
+        "its link eth0 is down",
+    );
     assert_reason(endpoint_verdict(&state), "no carrier");
 }
 
@@ -857,7 +795,7 @@ fn an_endpoint_whose_link_fails_stays_down_until_it_is_heard_from_again() {
     s.traffic(1000);
     assert_eq!(endpoint_verdict(&s.run()).health, Health::Up);
     s.advance(100 * MS);
-    s.obs.links.get_mut(&3).unwrap().link.carrier = false;
+    s.link_at(3).link.carrier = false;
     assert_reason(endpoint_verdict(&s.run()), "its link eth1 is down");
     for _ in 0..5 {
         s.advance(100 * MS);
@@ -914,8 +852,7 @@ fn a_refused_connect_is_down_even_after_earlier_successes() {
     s.endpoint().tcp.resets_received = 1;
     s.endpoint_receives(1);
     let state = s.run();
-    assert_eq!(endpoint_verdict(&state).health, Health::Down);
-    assert_reason(endpoint_verdict(&state), "connections fail");
+    assert_verdict(endpoint_verdict(&state), Health::Down, "connections fail");
     // It opens again.
     s.advance(2 * S);
     let now = s.now;
@@ -945,9 +882,9 @@ fn an_unresolved_endpoint_is_unknown_with_the_reason() {
     s.endpoint().target = "mirror.example:443".into();
     s.endpoint().unresolved = Some("cannot resolve mirror.example: no answer".into());
     let state = s.run();
-    assert_eq!(endpoint_verdict(&state).health, Health::Unknown);
-    assert_reason(
+    assert_verdict(
         endpoint_verdict(&state),
+        Health::Unknown,
         "mirror.example:443: cannot resolve mirror.example",
     );
 }
@@ -977,8 +914,7 @@ fn endpoint_with_no_traffic_is_unknown() {
     let mut s = Scenario::new();
     s.with_endpoint();
     let state = s.run();
-    assert_eq!(endpoint_verdict(&state).health, Health::Unknown);
-    assert_reason(endpoint_verdict(&state), "unverified");
+    assert_verdict(endpoint_verdict(&state), Health::Unknown, "unverified");
 }
 
 #[test]
@@ -987,8 +923,7 @@ fn host_without_default_route_is_down() {
     s.traffic(10);
     s.link().default_route = false;
     let state = s.run();
-    assert_eq!(state.host.health, Health::Down);
-    assert_reason(&state.host, "no default route");
+    assert_verdict(&state.host, Health::Down, "no default route");
 }
 
 #[test]
@@ -997,8 +932,7 @@ fn host_with_one_of_two_uplinks_down_is_degraded() {
     s.traffic(10);
     s.add_link(3, "eth1").link.carrier = false;
     let state = s.run();
-    assert_eq!(state.host.health, Health::Degraded);
-    assert_reason(&state.host, "eth1 down: no carrier");
+    assert_verdict(&state.host, Health::Degraded, "eth1 down: no carrier");
 }
 
 #[test]

@@ -8,34 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 
-/// SplitMix64: fast, and its output does not compress (zstd stores it raw).
-pub struct Random(u64);
-
-impl Random {
-    pub fn new(seed: u64) -> Self {
-        Random(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..bound` (`bound` > 0).
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for word in buf.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            word.copy_from_slice(&bytes[..word.len()]);
-        }
-    }
-}
+use crate::random::Random;
 
 /// Writes `size` pseudo-random bytes from `seed` to `path`.
 pub fn random_file(path: &Path, size: u64, seed: u64) -> Result<()> {
@@ -162,15 +135,5 @@ mod tests {
         assert_eq!(b.len(), a.len() + 500);
         assert_ne!(a, b[..a.len()]);
         assert_eq!(a[a.len() - 100..], b[b.len() - 100..], "the tail is kept");
-    }
-
-    #[test]
-    fn random_bytes_are_seeded_and_do_not_repeat() {
-        let (mut a, mut b) = (Random::new(1), Random::new(1));
-        let (mut x, mut y) = ([0u8; 20], [0u8; 20]);
-        a.fill(&mut x);
-        b.fill(&mut y);
-        assert_eq!(x, y);
-        assert_ne!(x[..8], x[8..16]);
     }
 }

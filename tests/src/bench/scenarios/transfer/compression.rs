@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::json;
 
-use super::site::{netwatch_binary, path_str, remove, Site, NGINX_PORT};
+use super::site::{path_str, remove, Site, NGINX_PORT};
 use super::{artifact, times};
 use crate::bench::report::{Facts, ScenarioReport};
 use crate::bench::stats::{fmt_bits_per_s, fmt_bytes, median};
@@ -41,7 +41,7 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
     let wanted: u64 = if cx.options.quick { 16 << 20 } else { 32 << 20 };
     let site = Site::new(&[])?;
     let source = site.path("build-output.bin");
-    let bin = netwatch_binary()?;
+    let bin = crate::agent::try_binary()?;
     let deps = bin
         .parent()
         .map(|p| p.join("deps"))

@@ -6,8 +6,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::servers::nginx::Nginx;
 use anyhow::Result;
-use netwatch_tests::servers::nginx::Nginx;
 use serde_json::json;
 
 use super::proxy::CappedProxy;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::netns::NetNs;
 use anyhow::{Context as _, Result};
-use netwatch_tests::netns::NetNs;
 
 /// Bytes written per step: the pacing's granularity.
 const STEP: usize = 16 * 1024;

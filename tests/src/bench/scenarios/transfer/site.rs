@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::netns::NetNs;
+use crate::servers::nginx::Nginx;
+use crate::topology::{Pair, PairOptions};
 use anyhow::{bail, Context as _, Result};
-use netwatch_tests::netns::NetNs;
-use netwatch_tests::servers::nginx::Nginx;
-use netwatch_tests::topology::{Pair, PairOptions};
 use serde_json::Value;
 
-use crate::bench::agent::NETWATCH_BIN;
-use crate::bench::rtnl::Rtnl;
+use crate::rtnl::Rtnl;
 
 /// nginx's port in the mirror namespace (uncapped).
 pub const NGINX_PORT: u16 = 80;
@@ -29,7 +28,6 @@ pub struct Site {
     pub pair: Pair,
     /// Artifacts, configurations, caches and outputs; removed on drop.
     pub dir: tempfile::TempDir,
-    bin: PathBuf,
 }
 
 /// One finished `netwatch put` or `get`: its wall time (process start to exit, as for the
@@ -65,7 +63,8 @@ impl Site {
         for tool in tools {
             require(tool)?;
         }
-        let bin = netwatch_binary()?;
+        // The netwatch binary must exist before anything is measured.
+        crate::agent::try_binary()?;
         let pair = Pair::with(PairOptions {
             b_up: true,
             ipv6: false,
@@ -84,12 +83,7 @@ impl Site {
             .context("a directory for the transfer bench")?;
         let addr = SocketAddr::new(IpAddr::V4(pair.b_v4), NGINX_PORT);
         let nginx = Nginx::start(Some(&pair.b), addr, &dir.path().join("www"), None);
-        Ok(Site {
-            nginx,
-            pair,
-            dir,
-            bin,
-        })
+        Ok(Site { nginx, pair, dir })
     }
 
     pub fn client(&self) -> &NetNs {
@@ -185,7 +179,9 @@ impl Site {
             path_str(&socket)?,
             "--json",
         ]);
-        let (wall, stdout) = self.timed(path_str(&self.bin)?, &full)?;
+        let mut command = crate::cli::netwatch(Some(self.client()));
+        command.args(&full);
+        let (wall, stdout) = timed(command, "netwatch", &full)?;
         let summary: Value = serde_json::from_slice(&stdout).with_context(|| {
             format!(
                 "netwatch {} printed no JSON summary: {}",
@@ -199,23 +195,11 @@ impl Site {
     /// Runs `program args...` in the client namespace; its wall time and stdout. Fails with
     /// its stderr unless it succeeded.
     pub fn timed(&self, program: &str, args: &[&str]) -> Result<(Duration, Vec<u8>)> {
-        let started = Instant::now();
-        let output = Command::new("ip")
+        let mut command = Command::new("ip");
+        command
             .args(["netns", "exec", self.client().name(), program])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .output()
-            .with_context(|| format!("starting {program}"))?;
-        let wall = started.elapsed();
-        if !output.status.success() {
-            bail!(
-                "`{program} {}` failed ({}): {}",
-                args.join(" "),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok((wall, output.stdout))
+            .args(args);
+        timed(command, program, args)
     }
 
     /// Runs `tc ARGS` in `ns`.
@@ -267,22 +251,6 @@ pub fn path_str(path: &Path) -> Result<&str> {
         .with_context(|| format!("{} is not UTF-8", path.display()))
 }
 
-/// The release netwatch that `cargo xtask bench` built (NETWATCH_BIN).
-pub fn netwatch_binary() -> Result<PathBuf> {
-    let path = std::env::var_os(NETWATCH_BIN).map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/netwatch"),
-        PathBuf::from,
-    );
-    if !path.is_file() {
-        bail!(
-            "the netwatch binary {} does not exist: run the bench through `cargo xtask bench`, \
-             or set {NETWATCH_BIN}",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 /// Fails, saying how to get it, unless `tool` runs.
 fn require(tool: &str) -> Result<()> {
     let runs = Command::new(tool)
@@ -297,4 +265,24 @@ fn require(tool: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `command` (`program args...`, for messages) without netwatch's debug logs; its wall
+/// time and stdout. Fails with its stderr unless it succeeded.
+fn timed(mut command: Command, program: &str, args: &[&str]) -> Result<(Duration, Vec<u8>)> {
+    let started = Instant::now();
+    let output = command
+        .env_remove("RUST_LOG")
+        .output()
+        .with_context(|| format!("starting {program}"))?;
+    let wall = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok((wall, output.stdout))
 }

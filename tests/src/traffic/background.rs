@@ -1,6 +1,7 @@
-//! Traffic inside the bench's namespaces: a UDP beacon that keeps a link's receive side
-//! busy, a TCP server that accepts any number of connections, a paced flow that survives
-//! faults, and a bulk sender for throughput. Every loop is bounded by its stop flag and a
+//! Background traffic for the bench's rounds: a UDP beacon that keeps a link's receive side
+//! busy, a TCP server that accepts any number of connections, a paced flow that reconnects
+//! through faults (unlike [`super::PacedFlow`], which measures one connection), and a bulk
+//! sender for throughput. Every loop is bounded by its stop flag and a
 //! deadline.
 
 use std::io::ErrorKind;
@@ -9,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netwatch_tests::netns::NetNs;
-use netwatch_tests::traffic::{pause_until, read_step, write_step, Pacer};
+use super::{pause_until, read_step, write_step, Pacer};
+use crate::netns::NetNs;
 
-use super::worker::Worker;
+use crate::worker::Worker;
 
 /// How long a blocking socket call may take before the stop flag is looked at again.
 const STEP: Duration = Duration::from_millis(100);
@@ -124,11 +125,11 @@ fn drain(mut stream: TcpStream, counter: &AtomicU64, stop: &AtomicBool, deadline
 
 /// A TCP flow from `client` to `target` at a steady pace (`chunk` bytes every `every`),
 /// reconnecting if the connection fails, until stopped or `limit` passes.
-pub struct PacedFlow {
+pub struct ReconnectingFlow {
     _worker: Worker<()>,
 }
 
-impl PacedFlow {
+impl ReconnectingFlow {
     pub fn start(
         client: &NetNs,
         target: SocketAddr,
@@ -160,7 +161,7 @@ impl PacedFlow {
                 reset_on_close(&stream);
             }
         });
-        PacedFlow { _worker: worker }
+        ReconnectingFlow { _worker: worker }
     }
 }
 

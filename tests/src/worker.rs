@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use netwatch_tests::netns::NetNs;
+use crate::netns::NetNs;
 
 pub struct Worker<T> {
     stop: Arc<AtomicBool>,

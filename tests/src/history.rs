@@ -6,8 +6,9 @@ use std::time::Instant;
 
 struct Entries<T> {
     items: Vec<(i64, T)>,
-    /// Set when the writer stops: a wait then ends at once instead of at its deadline.
-    closed: bool,
+    /// Why the writer stopped, once it has: a wait then ends at once instead of at its
+    /// deadline.
+    ended: Option<String>,
 }
 
 /// An append-only, time-stamped log shared between one writer and any number of readers.
@@ -35,7 +36,7 @@ impl<T: Clone> History<T> {
             inner: Arc::new((
                 Mutex::new(Entries {
                     items: Vec::new(),
-                    closed: false,
+                    ended: None,
                 }),
                 Condvar::new(),
             )),
@@ -54,9 +55,68 @@ impl<T: Clone> History<T> {
 
     /// Marks the writer as gone.
     pub fn close(&self) {
+        self.end("the writer stopped");
+    }
+
+    /// Marks the writer as gone, saying why.
+    pub fn end(&self, why: impl Into<String>) {
         let (lock, ready) = &*self.inner;
-        lock.lock().expect("history lock").closed = true;
+        lock.lock().expect("history lock").ended = Some(why.into());
         ready.notify_all();
+    }
+
+    /// Why the writer stopped, if it has.
+    pub fn ended(&self) -> Option<String> {
+        self.inner.0.lock().expect("history lock").ended.clone()
+    }
+
+    /// How many entries there are: a mark for [`History::since`] and
+    /// [`History::wait_from_mark`].
+    pub fn len(&self) -> usize {
+        self.inner.0.lock().expect("history lock").items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry from `mark` on.
+    pub fn since(&self, mark: usize) -> Vec<(i64, T)> {
+        let entries = self.inner.0.lock().expect("history lock");
+        entries.items[mark.min(entries.items.len())..].to_vec()
+    }
+
+    /// The first entry from `mark` on for which `matches` holds, waiting for it until
+    /// `deadline`; else why not (timed out, or why the writer stopped).
+    pub fn wait_from_mark(
+        &self,
+        mark: usize,
+        deadline: Instant,
+        mut matches: impl FnMut(&T) -> bool,
+    ) -> Result<(i64, T), String> {
+        let (lock, ready) = &*self.inner;
+        let mut entries = lock.lock().expect("history lock");
+        let mut next = mark;
+        loop {
+            if let Some(found) = entries.items[next.min(entries.items.len())..]
+                .iter()
+                .find(|(_, value)| matches(value))
+            {
+                return Ok(found.clone());
+            }
+            next = entries.items.len().max(mark);
+            let now = Instant::now();
+            if let Some(why) = &entries.ended {
+                return Err(why.clone());
+            }
+            if now >= deadline {
+                return Err("timed out".to_string());
+            }
+            entries = ready
+                .wait_timeout(entries, deadline - now)
+                .expect("history lock")
+                .0;
+        }
     }
 
     /// The latest entry, if any.
@@ -104,7 +164,7 @@ impl<T: Clone> History<T> {
                 next += 1;
             }
             let now = Instant::now();
-            if entries.closed || now >= deadline {
+            if entries.ended.is_some() || now >= deadline {
                 return None;
             }
             entries = ready

@@ -2,7 +2,9 @@
 //! syscall that does it) and the raw event listener, the floor for link events.
 //!
 //! No library sits between the kernel and the timestamps here, so the listener is the fastest
-//! a netlink monitor can be. A socket stays in the namespace it was created in, so both are
+//! a netlink monitor can be. It sends nothing: a unicast RTM_GETLINK would flush the kernel's
+//! pending linkwatch event (`rtnl_getlink` -> `linkwatch_sync_dev`) and spoil the very delay
+//! the linkwatch test measures. A socket stays in the namespace it was created in, so both are
 //! created on a thread inside the namespace and then used from anywhere.
 
 use std::io;
@@ -12,10 +14,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use netwatch_tests::netns::NetNs;
+use crate::netns::NetNs;
 
-use super::clock::now_ns;
-use super::history::History;
+use crate::clock::now_ns;
+use crate::history::History;
 
 const NLMSG_HDRLEN: usize = 16;
 const IFINFOMSG_LEN: usize = 16;

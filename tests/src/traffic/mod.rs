@@ -1,6 +1,9 @@
-//! Bounded traffic between two namespaces: a TCP bulk transfer and ping.
+//! Bounded traffic between two namespaces: a TCP bulk transfer, ping, a paced flow that
+//! measures one connection; and the bench's background traffic ([`background`]).
 //!
 //! Every loop here stops by itself, after a byte count or a deadline, whichever comes first.
+
+pub mod background;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
