@@ -17,6 +17,7 @@ pub mod download;
 pub mod dual;
 pub mod foreign_xdp;
 pub mod history;
+pub mod metrics;
 pub mod mirrors;
 pub mod netns;
 pub mod nft;

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 
 use super::{parse_duration, PathArgs};
 use crate::{
-    agent::{AgentConfig, EndpointSpec, MetricsListen, ProbeSpec, RunAs},
+    agent::{AgentConfig, EndpointSpec, InterfaceSelection, MetricsListen, ProbeSpec, RunAs},
     config::{Config, ConfigError, DEFAULT_METRICS_LISTEN},
     ebpf::XdpMode,
     server::ServerOptions,
@@ -36,6 +36,19 @@ pub struct AgentArgs {
     /// [default: generic]
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpModeArg>,
+
+    /// Watch only the interfaces whose names match one of these comma-separated globs, like
+    /// `eth*,en*`. A link with a default route or an endpoint's route is watched anyway.
+    /// [default: every interface]
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',', value_parser = parse_pattern)]
+    pub interfaces: Option<Vec<glob::Pattern>>,
+
+    /// Leave out the interfaces whose names match one of these comma-separated globs (`''`
+    /// leaves out nothing). A link with a default route or an endpoint's route is watched
+    /// anyway. [default: container devices: veth*, docker*, br-*, cni*, cali*, flannel*,
+    /// cilium*, lxc*, virbr*, vnet*, kube-*, weave*, podman*]
+    #[arg(long, value_name = "PATTERNS", value_delimiter = ',', value_parser = parse_pattern)]
+    pub exclude_interfaces: Option<Vec<glob::Pattern>>,
 
     /// Receive buffer of the netlink event socket, in bytes. When a burst overruns it the
     /// agent re-reads the full state, so this only trades memory for fewer re-reads.
@@ -120,6 +133,13 @@ impl AgentArgs {
             Some(XdpModeArg::Native) => XdpMode::Native,
             None => file.agent.xdp_mode,
         };
+        let interfaces = InterfaceSelection {
+            include: self
+                .interfaces
+                .clone()
+                .unwrap_or(file.interfaces.include.clone()),
+            exclude: (self.exclude_interfaces.clone()).unwrap_or(file.interfaces.exclude.clone()),
+        };
         let metrics = match self.metrics {
             Some(MetricsFlag::Off) => None,
             Some(MetricsFlag::Listen(addr)) => Some(MetricsListen {
@@ -148,6 +168,7 @@ impl AgentArgs {
         Ok(AgentConfig {
             report_interval,
             xdp_mode,
+            interfaces,
             event_buffer: self.event_buffer.unwrap_or(file.agent.netlink_event_buffer),
             run_as: run_as(self.user.as_deref().or(file.agent.user.as_deref()))?,
             thresholds: file.thresholds.clone(),
@@ -183,6 +204,13 @@ fn run_as(named: Option<&str>) -> Result<Option<RunAs>, SettingsError> {
     };
     let (uid, gid) = lookup(&name)?.ok_or_else(|| SettingsError::NoSuchUser(name.clone()))?;
     Ok(Some(RunAs { name, uid, gid }))
+}
+
+/// One interface pattern; an empty one (from `''`) matches no name.
+fn parse_pattern(text: &str) -> Result<glob::Pattern, String> {
+    InterfaceSelection::patterns(&[text.trim()])
+        .map(|mut patterns| patterns.remove(0))
+        .map_err(|e| e.to_string())
 }
 
 fn parse_metrics(text: &str) -> Result<MetricsFlag, String> {

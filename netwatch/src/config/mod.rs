@@ -40,6 +40,8 @@ pub const DEFAULT_MIRROR_PRIORITY: u32 = 100;
 pub struct Config {
     /// `[agent]`
     pub agent: AgentSettings,
+    /// `[interfaces]`: which interfaces the agent watches.
+    pub interfaces: netwatch_agent::daemon::InterfaceSelection,
     /// `[socket]`
     pub socket: SocketSettings,
     /// `[metrics]`

@@ -14,6 +14,9 @@ use super::{
     AgentSettings, Config, ConfigError, EndpointAddress, EndpointConfig, MetricsSettings,
     MirrorConfig, SocketSettings,
 };
+use glob::Pattern;
+use netwatch_agent::daemon::InterfaceSelection;
+
 use crate::{
     ebpf::XdpMode,
     state::Thresholds,
@@ -28,6 +31,7 @@ pub(super) const AGENT_KEYS: &[&str] = &[
     "user",
 ];
 pub(super) const SOCKET_KEYS: &[&str] = &["path", "mode", "group"];
+pub(super) const INTERFACE_KEYS: &[&str] = &["include", "exclude"];
 pub(super) const METRICS_KEYS: &[&str] = &["enabled", "listen"];
 pub(super) const THRESHOLD_KEYS: &[&str] = &[
     "evidence_window",
@@ -58,6 +62,7 @@ pub(super) const MIRROR_KEYS: &[&str] = &[
 ];
 const TOP_KEYS: &[&str] = &[
     "agent",
+    "interfaces",
     "socket",
     "metrics",
     "thresholds",
@@ -69,6 +74,7 @@ const TOP_KEYS: &[&str] = &[
 pub(super) const TABLES: &[(&str, &[&str])] = &[
     ("the top level", TOP_KEYS),
     ("[agent]", AGENT_KEYS),
+    ("[interfaces]", INTERFACE_KEYS),
     ("[socket]", SOCKET_KEYS),
     ("[metrics]", METRICS_KEYS),
     ("[thresholds]", THRESHOLD_KEYS),
@@ -108,6 +114,7 @@ pub(super) fn config(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let endpoints = endpoints(&top)?;
     Ok(Config {
         agent: agent(&top.table("agent", "[agent]", AGENT_KEYS)?)?,
+        interfaces: interfaces(&top.table("interfaces", "[interfaces]", INTERFACE_KEYS)?)?,
         socket: socket(&top.table("socket", "[socket]", SOCKET_KEYS)?)?,
         metrics: metrics(&top.table("metrics", "[metrics]", METRICS_KEYS)?)?,
         thresholds: thresholds(&top.table("thresholds", "[thresholds]", THRESHOLD_KEYS)?)?,
@@ -172,6 +179,27 @@ fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
             Some(name) if is_user_name(name) => Some(name.to_string()),
             Some(_) => return Err(table.invalid("user", USER)),
         },
+    })
+}
+
+fn interfaces(table: &Table) -> Result<InterfaceSelection, ConfigError> {
+    const PATTERNS: &str = "a list of interface names or globs, like [\"eth*\", \"en*\"]";
+    let patterns = |key| -> Result<Option<Vec<Pattern>>, ConfigError> {
+        let Some(texts) = table.strings(key, PATTERNS)? else {
+            return Ok(None);
+        };
+        InterfaceSelection::patterns(&texts).map(Some).map_err(|e| {
+            let expected = format!(
+                "interface names or globs like \"eth*\"; `{}` is not one ({})",
+                e.pattern, e.reason
+            );
+            table.invalid(key, expected)
+        })
+    };
+    let defaults = InterfaceSelection::default();
+    Ok(InterfaceSelection {
+        include: patterns("include")?.unwrap_or(defaults.include),
+        exclude: patterns("exclude")?.unwrap_or(defaults.exclude),
     })
 }
 

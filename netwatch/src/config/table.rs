@@ -176,6 +176,26 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// An array of strings.
+    pub(super) fn strings(
+        &self,
+        key: &'static str,
+        expected: &str,
+    ) -> Result<Option<Vec<&'a str>>, ConfigError> {
+        match self.get(key).map(|value| value.get_ref()) {
+            None => Ok(None),
+            Some(DeValue::Array(items)) => items
+                .iter()
+                .map(|item| match item.get_ref() {
+                    DeValue::String(text) => Ok(text.as_ref()),
+                    _ => Err(self.invalid(key, expected)),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(self.invalid(key, expected)),
+        }
+    }
+
     pub(super) fn boolean(&self, key: &'static str) -> Result<Option<bool>, ConfigError> {
         match self.get(key).map(|value| value.get_ref()) {
             None => Ok(None),

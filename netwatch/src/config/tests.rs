@@ -1,6 +1,7 @@
 use std::{error::Error, net::SocketAddr, path::Path, time::Duration};
 
 use super::{read::TABLES, *};
+use netwatch_agent::daemon::InterfaceSelection;
 use netwatch_transfer::{Compression, MirrorUrl};
 
 const ORIGIN: &str = "/etc/netwatch.toml";
@@ -78,6 +79,11 @@ fn the_example_file_parses_to_what_it_says() {
             evidence_on_demand: true,
             user: Some("netwatch".into()),
         },
+        interfaces: InterfaceSelection::from_patterns(
+            &["eth*", "en*", "wl*", "bond*", "br0"],
+            &["veth*", "docker*", "br-*", "cni*"],
+        )
+        .unwrap(),
         socket: SocketSettings {
             path: Some("/run/netwatch/netwatch.sock".into()),
             mode: 0o660,
@@ -230,6 +236,7 @@ fn a_file_setting_every_key_overrides_every_default() {
             evidence_on_demand: false,
             user: Some("nobody".into()),
         },
+        interfaces: InterfaceSelection::default(),
         socket: SocketSettings {
             path: Some("/tmp/nw.sock".into()),
             mode: 0o600,
@@ -684,4 +691,23 @@ fn a_value_its_user_finds_wrong_is_named_at_its_line() {
 fn an_absurd_netlink_buffer_is_refused() {
     let error = refused("[agent]\nnetlink_event_buffer = 9223372036854775807\n");
     assert!(error.contains("from 1 to 1073741824"), "{error}");
+}
+
+#[test]
+fn interfaces_take_patterns_and_an_empty_exclude_leaves_out_nothing() {
+    let config = parse("[interfaces]\ninclude = [\"eth*\"]\nexclude = []\n");
+    let expected = InterfaceSelection::from_patterns(&["eth*"], &[]).unwrap();
+    assert_eq!(config.interfaces, expected);
+    assert!(config.interfaces.chooses("eth0") && !config.interfaces.chooses("wlan0"));
+    assert_eq!(parse("").interfaces, InterfaceSelection::default());
+    let error = refused("[interfaces]\nexclude = [\"veth[\"]\n");
+    assert!(
+        error.contains("line 2") && error.contains("`veth[`"),
+        "{error}"
+    );
+    let error = refused("[interfaces]\ninclude = \"eth0\"\n");
+    assert!(
+        error.contains("a list of interface names or globs"),
+        "{error}"
+    );
 }

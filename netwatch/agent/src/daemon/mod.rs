@@ -19,6 +19,7 @@ mod probe;
 mod report;
 mod resolver;
 mod sandbox;
+mod selection;
 mod serving;
 mod tracker;
 mod view;
@@ -47,6 +48,7 @@ use crate::{
 pub use address::{AddressError, EndpointAddress};
 pub use privileges::{drop_thread_capabilities, RunAs};
 pub use probe::ProbeSpec;
+pub use selection::{InterfaceSelection, PatternError, DEFAULT_EXCLUDE};
 pub use tracker::EndpointSpec;
 use view::Agent;
 
@@ -61,6 +63,8 @@ pub struct AgentConfig {
     /// How often to log one line per interface; `None` turns it off.
     pub report_interval: Option<Duration>,
     pub xdp_mode: XdpMode,
+    /// Which interfaces are watched (`selection.rs`).
+    pub interfaces: InterfaceSelection,
     /// Receive buffer of the netlink event socket, in bytes.
     pub event_buffer: usize,
     pub thresholds: Thresholds,
@@ -92,6 +96,7 @@ impl Default for AgentConfig {
             kernel_programs: &[],
             report_interval: Some(Duration::from_secs(5)),
             xdp_mode: XdpMode::Generic,
+            interfaces: InterfaceSelection::default(),
             event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
             thresholds: Thresholds::default(),
             evidence_on_demand: true,

@@ -35,7 +35,7 @@ impl Reporter {
         }
     }
 
-    /// Logs one line per non-loopback interface. Receive counts come from XDP where it is
+    /// Logs one line per watched interface. Receive counts come from XDP where it is
     /// attached (exact, and what the verdict uses), else from the kernel's own counters.
     pub fn report(&mut self, probes: &KernelPrograms, tracker: &Tracker) {
         let now = Instant::now();
@@ -44,7 +44,11 @@ impl Reporter {
             .max(Duration::from_millis(1))
             .as_secs_f64();
         let mut next = HashMap::with_capacity(tracker.links.len());
-        let mut links: Vec<&Link> = tracker.links.values().filter(|l| !l.loopback).collect();
+        let mut links: Vec<&Link> = tracker
+            .links
+            .values()
+            .filter(|l| tracker.watches(l))
+            .collect();
         links.sort_by_key(|l| l.ifindex);
         for link in links {
             let sample = sample(probes, tracker, link);

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     ebpf::{monotonic_ns, KernelPrograms, KernelSignal},
     metrics::AgentCosts,
-    netlink::{NetEvent, NetlinkWatcher, Snapshot},
+    netlink::{Link, NetEvent, NetlinkWatcher, Snapshot},
     state::{Classifier, Health, NetworkState, ProbeResult, Subject},
 };
 
@@ -55,7 +55,8 @@ impl Agent {
             tracker: Tracker::new(
                 config.endpoints.iter().map(|(e, _)| e.clone()).collect(),
                 outage,
-            ),
+            )
+            .watching(config.interfaces.clone()),
             xdp: XdpAttacher::new(config.xdp_mode),
             reporter: Reporter::new(),
             classifier: Classifier::new(config.thresholds.clone()),
@@ -110,12 +111,11 @@ impl Agent {
 
     fn handle(&mut self, probes: &mut KernelPrograms, event: NetEvent, now_ns: u64) {
         match &event {
-            NetEvent::LinkUpdated(link) => {
-                logging::link_updated(self.tracker.links.get(&link.ifindex), link);
-                self.xdp.consider(probes, link);
-            }
+            NetEvent::LinkUpdated(link) => self.link_updated(probes, link),
             NetEvent::LinkRemoved(link) => {
-                logging::link_removed(link);
+                if self.tracker.watches(link) {
+                    logging::link_removed(link);
+                }
                 self.xdp.forget(probes, link.ifindex);
             }
             NetEvent::AddressAdded(a) => logging::address(a, true),
@@ -129,6 +129,17 @@ impl Agent {
             NetEvent::NeighbourRemoved(_) | NetEvent::Overrun => {}
         }
         self.tracker.apply(&event, now_ns);
+    }
+
+    /// Logs a watched link's change and gives it the XDP counter; an unwatched one (a
+    /// container's veth) is only followed, quietly.
+    fn link_updated(&mut self, probes: &mut KernelPrograms, link: &Link) {
+        if self.tracker.watches(link) {
+            logging::link_updated(self.tracker.links.get(&link.ifindex), link);
+            self.xdp.consider(probes, link);
+        } else {
+            debug!(ifindex = link.ifindex, ifname = %link.name, "link not watched (interface patterns)");
+        }
     }
 
     /// Re-reads everything after events were lost. Runs to the end: nothing cancels it.
@@ -168,14 +179,13 @@ impl Agent {
             .cloned()
             .collect();
         for link in gone {
-            if announce_removals {
+            if announce_removals && self.tracker.watches(&link) {
                 logging::link_removed(&link);
             }
             self.xdp.forget(probes, link.ifindex);
         }
         for link in &snapshot.links {
-            logging::link_updated(self.tracker.links.get(&link.ifindex), link);
-            self.xdp.consider(probes, link);
+            self.link_updated(probes, link);
         }
         self.tracker.load(&snapshot, now_ns);
     }
@@ -352,18 +362,12 @@ impl Agent {
     pub async fn classify(&mut self, probes: &mut KernelPrograms, watcher: &NetlinkWatcher) {
         let now = monotonic_ns();
         let observations = self.tracker.observe(probes, watcher, now).await;
-        // The links whose loss ratios count: from the next judgement on, in data segments.
-        let counted: HashSet<u32> = observations
-            .links
-            .values()
-            .filter(|l| l.default_route)
-            .map(|l| l.link.ifindex)
-            .chain(observations.endpoints.iter().filter_map(|e| e.oif))
-            .collect();
-        self.xdp.count_egress(
-            probes,
-            counted.iter().filter_map(|i| self.tracker.links.get(i)),
-        );
+        // The links the verdict rests on are watched whatever their names, and their loss
+        // ratios count, from the next judgement on, in data segments.
+        for link in self.tracker.needed() {
+            self.xdp.consider(probes, link);
+        }
+        self.xdp.count_egress(probes, self.tracker.needed());
         self.wants_polling = FastPath::wanted(&observations, now);
         let state = self.classifier.classify(&observations, now);
         let before = self.publish.borrow().clone();

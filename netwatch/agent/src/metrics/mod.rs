@@ -33,7 +33,17 @@ pub struct AgentCosts {
     pub tcp_events_received: u64,
     /// Unicast RTM_GETLINK requests made because eBPF signals asked for them (fast path).
     pub fast_link_checks: u64,
-    /// The agent process's resident memory and CPU time.
-    pub rss_bytes: u64,
+    /// The agent process's resource use.
+    pub process: ProcessUsage,
+}
+
+/// What Prometheus's standard `process_*` metrics report.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessUsage {
+    pub resident_bytes: u64,
+    pub virtual_bytes: u64,
+    /// User and system CPU time.
     pub cpu_seconds: f64,
+    /// When the process started, in seconds since the Unix epoch.
+    pub start_time_seconds: f64,
 }

@@ -42,47 +42,47 @@ fn links(text: &mut Exposition, state: &NetworkState) {
     let counters: [(&str, &str, Counter); 9] = [
         (
             "netwatch_link_receive_packets_total",
-            "Packets received by the interface (kernel counter).",
+            "Packets received by the interface since the interface was created (the kernel's counter, as ip -s link shows it).",
             |l| l.rx_packets,
         ),
         (
             "netwatch_link_transmit_packets_total",
-            "Packets transmitted by the interface (kernel counter).",
+            "Packets transmitted by the interface since the interface was created (the kernel's counter, as ip -s link shows it).",
             |l| l.tx_packets,
         ),
         (
             "netwatch_link_receive_bytes_total",
-            "Bytes received by the interface (kernel counter).",
+            "Bytes received by the interface since the interface was created (the kernel's counter, as ip -s link shows it).",
             |l| l.rx_bytes,
         ),
         (
             "netwatch_link_transmit_bytes_total",
-            "Bytes transmitted by the interface (kernel counter).",
+            "Bytes transmitted by the interface since the interface was created (the kernel's counter, as ip -s link shows it).",
             |l| l.tx_bytes,
         ),
         (
             "netwatch_link_receive_errors_total",
-            "Receive errors on the interface (kernel counter).",
+            "Packets received with errors by the interface since the interface was created (the kernel's counter, as ip -s link shows it).",
             |l| l.rx_errors,
         ),
         (
             "netwatch_link_transmit_errors_total",
-            "Transmit errors on the interface (kernel counter).",
+            "Packets that failed to transmit on the interface since the interface was created (the kernel's counter, as ip -s link shows it).",
             |l| l.tx_errors,
         ),
         (
             "netwatch_link_receive_drops_total",
-            "Received packets the kernel dropped on the interface.",
+            "Received packets the kernel dropped on the interface since the interface was created (the kernel's counter, as ip -s link shows it).",
             |l| l.rx_dropped,
         ),
         (
             "netwatch_link_transmit_drops_total",
-            "Packets to transmit the kernel dropped on the interface.",
+            "Packets to transmit the kernel dropped on the interface since the interface was created (the kernel's counter, as ip -s link shows it).",
             |l| l.tx_dropped,
         ),
         (
             "netwatch_link_retransmits_total",
-            "TCP segments retransmitted toward destinations routed through the interface since the agent started (segments, as nstat TcpRetransSegs counts them).",
+            "TCP segments retransmitted toward destinations routed through the interface since the agent started, in this namespace (segments, as nstat TcpRetransSegs counts them; the kernel keeps no per-interface count).",
             |l| l.retransmits,
         ),
     ];
@@ -142,7 +142,7 @@ fn endpoints(text: &mut Exposition, state: &NetworkState) {
     let mut family = text.family(
         "netwatch_endpoint_retransmits_total",
         Kind::Counter,
-        "TCP segments retransmitted toward the endpoint since the agent started (segments, as nstat TcpRetransSegs counts them).",
+        "TCP segments retransmitted toward the endpoint since the agent started, in this namespace (segments, as nstat TcpRetransSegs counts them).",
     );
     for endpoint in state.endpoints.values() {
         family.sample(&[("endpoint", &endpoint.name)], endpoint.retransmits);
@@ -153,7 +153,7 @@ fn agent(text: &mut Exposition, costs: &AgentCosts) {
     let mut family = text.family(
         "netwatch_bpf_program_run_time_seconds_total",
         Kind::Counter,
-        "Time the kernel spent running the program (0 unless netwatch_bpf_stats_enabled).",
+        "Seconds the kernel spent running the program since the agent loaded it, for every network namespace on the host (the kernel accounts per program, not per namespace; 0 unless netwatch_bpf_stats_enabled).",
     );
     for program in &costs.programs {
         // Prometheus wants seconds, its base unit.
@@ -165,7 +165,7 @@ fn agent(text: &mut Exposition, costs: &AgentCosts) {
     let mut family = text.family(
         "netwatch_bpf_program_runs_total",
         Kind::Counter,
-        "Times the kernel ran the program (0 unless netwatch_bpf_stats_enabled).",
+        "Runs of the program since the agent loaded it, for every network namespace on the host (tracepoints fire for all of them; 0 unless netwatch_bpf_stats_enabled).",
     );
     for program in &costs.programs {
         family.sample(&[("program", &program.name)], program.run_count);
@@ -173,59 +173,73 @@ fn agent(text: &mut Exposition, costs: &AgentCosts) {
     text.family(
         "netwatch_bpf_stats_enabled",
         Kind::Gauge,
-        "1 if the kernel is accounting eBPF program run time (BPF_ENABLE_STATS).",
+        "1 while the kernel is accounting eBPF program run time for the whole host (BPF_ENABLE_STATS, held by the agent; it adds two clock reads to every run of every program).",
     )
     .sample(&[], costs.bpf_stats_enabled);
     let counters = [
         (
             "netwatch_netlink_overruns_total",
-            "Times the netlink event socket overran; each is followed by a full re-read.",
+            "Times the netlink event socket overran since the agent started; each is followed by a full re-read.",
             costs.netlink_overruns,
         ),
         (
             "netwatch_events_sent_total",
-            "TCP events the kernel programs put in the ring buffer.",
+            "TCP events the kernel programs put in the ring buffer since the agent started.",
             costs.kernel.events_sent,
         ),
         (
             "netwatch_events_rate_limited_total",
-            "TCP events the kernel programs held back by their rate limit (counted, not sent).",
+            "TCP events the kernel programs held back by their rate limit since the agent started (counted, not sent).",
             costs.kernel.events_rate_limited,
         ),
         (
             "netwatch_events_lost_total",
-            "TCP events lost because the ring buffer was full.",
+            "TCP events lost because the ring buffer was full, since the agent started.",
             costs.kernel.events_ring_full,
         ),
         (
             "netwatch_dest_insert_failures_total",
-            "Destinations the kernel could not add to its per-destination map (full).",
+            "Destinations the kernel programs could not add to their per-destination map (full) since the agent started.",
             costs.kernel.dest_insert_failed,
         ),
         (
             "netwatch_tcp_events_received_total",
-            "TCP events the agent read from the ring buffer.",
+            "TCP events the agent read from the ring buffer since it started.",
             costs.tcp_events_received,
         ),
         (
             "netwatch_fast_link_checks_total",
-            "Link re-reads (RTM_GETLINK) the agent made because eBPF signals asked for them.",
+            "Link re-reads (RTM_GETLINK) the agent made because eBPF signals asked for them, since it started.",
             costs.fast_link_checks,
         ),
     ];
     for (name, help, value) in counters {
         text.family(name, Kind::Counter, help).sample(&[], value);
     }
+    // Prometheus's standard process metrics, under their standard names.
+    let process = &costs.process;
     text.family(
-        "netwatch_process_resident_memory_bytes",
-        Kind::Gauge,
-        "Resident memory of the agent process.",
-    )
-    .sample(&[], costs.rss_bytes);
-    text.family(
-        "netwatch_process_cpu_seconds_total",
+        "process_cpu_seconds_total",
         Kind::Counter,
-        "User and system CPU time of the agent process.",
+        "Total user and system CPU time spent in seconds.",
     )
-    .sample(&[], costs.cpu_seconds);
+    .sample(&[], process.cpu_seconds);
+    text.family(
+        "process_resident_memory_bytes",
+        Kind::Gauge,
+        "Resident memory size in bytes.",
+    )
+    .sample(&[], process.resident_bytes);
+    text.family(
+        "process_virtual_memory_bytes",
+        Kind::Gauge,
+        "Virtual memory size in bytes.",
+    )
+    .sample(&[], process.virtual_bytes);
+    text.family(
+        "process_start_time_seconds",
+        Kind::Gauge,
+        "Start time of the process since unix epoch in seconds.",
+    )
+    .sample(&[], process.start_time_seconds);
 }

@@ -12,7 +12,7 @@ use crate::{
     state::{EndpointStatus, Health, LinkStatus, NetworkState, StateWatch, Verdict},
 };
 
-const FAMILIES: [(&str, &str); 30] = [
+const FAMILIES: [(&str, &str); 32] = [
     ("netwatch_link_receive_packets_total", "counter"),
     ("netwatch_link_transmit_packets_total", "counter"),
     ("netwatch_link_receive_bytes_total", "counter"),
@@ -39,8 +39,10 @@ const FAMILIES: [(&str, &str); 30] = [
     ("netwatch_dest_insert_failures_total", "counter"),
     ("netwatch_tcp_events_received_total", "counter"),
     ("netwatch_fast_link_checks_total", "counter"),
-    ("netwatch_process_resident_memory_bytes", "gauge"),
-    ("netwatch_process_cpu_seconds_total", "counter"),
+    ("process_cpu_seconds_total", "counter"),
+    ("process_resident_memory_bytes", "gauge"),
+    ("process_virtual_memory_bytes", "gauge"),
+    ("process_start_time_seconds", "gauge"),
     // Listed twice on purpose: a family must appear once however many samples it has.
     ("netwatch_link_verdict", "gauge"),
     ("netwatch_host_verdict", "gauge"),
@@ -116,8 +118,12 @@ fn costs() -> AgentCosts {
         },
         tcp_events_received: 19,
         fast_link_checks: 5,
-        rss_bytes: 12 << 20,
-        cpu_seconds: 2.25,
+        process: ProcessUsage {
+            resident_bytes: 12 << 20,
+            virtual_bytes: 100 << 20,
+            cpu_seconds: 2.25,
+            start_time_seconds: 1_700_000_000.5,
+        },
     }
 }
 
@@ -246,8 +252,10 @@ fn agent_costs_are_shown_in_base_units() {
         ("netwatch_dest_insert_failures_total", "23"),
         ("netwatch_tcp_events_received_total", "19"),
         ("netwatch_fast_link_checks_total", "5"),
-        ("netwatch_process_resident_memory_bytes", "12582912"),
-        ("netwatch_process_cpu_seconds_total", "2.25"),
+        ("process_resident_memory_bytes", "12582912"),
+        ("process_virtual_memory_bytes", "104857600"),
+        ("process_cpu_seconds_total", "2.25"),
+        ("process_start_time_seconds", "1700000000.5"),
     ] {
         assert_eq!(samples[series], value, "{series}");
     }

@@ -11,10 +11,11 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use super::Scenario;
-use crate::bench::agent::{self, metric, programs, scrape, ticks_per_second, usage, AgentOptions};
+use crate::bench::agent::{self, ticks_per_second, usage, AgentOptions};
 use crate::bench::report::{Facts, ScenarioReport, Target};
 use crate::bench::stats::{fmt_bits_per_s, fmt_bytes, median};
 use crate::bench::Context;
+use crate::metrics::{metric, programs, scrape};
 use crate::rtnl::Rtnl;
 use crate::traffic::background::{throughput, Bulk, Server};
 

@@ -11,13 +11,14 @@ use netwatch_client::state::{Health, NetworkState, Subject};
 use serde_json::json;
 
 use super::Scenario;
-use crate::bench::agent::{self, metric, scrape, AgentOptions};
+use crate::bench::agent::{self, AgentOptions};
 use crate::bench::report::{Facts, ScenarioReport, Target};
 use crate::bench::stats::fmt_ns;
 use crate::bench::sysfs::{self, Poller};
 use crate::bench::Context;
 use crate::clock::{now_ns, ns};
 use crate::history::History;
+use crate::metrics::{metric, scrape};
 use crate::rtnl::{Listener, Rtnl};
 use crate::traffic::background::Beacon;
 use crate::verdicts::Subscription;

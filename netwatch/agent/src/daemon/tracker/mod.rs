@@ -11,12 +11,12 @@ mod neighbours;
 mod observe;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
 };
 
 use crate::{
-    daemon::EndpointAddress,
+    daemon::{EndpointAddress, InterfaceSelection},
     netlink::{Link, NetEvent, NextHop, Route, Snapshot},
     state::ProbeResult,
 };
@@ -56,6 +56,11 @@ pub struct Tracker {
     /// Destinations that retransmitted lately, and when they last did.
     retransmitting: HashMap<IpAddr, u64>,
     link_retrans: HashMap<u32, RetransTotals>,
+    /// Which interfaces are watched by name.
+    selection: InterfaceSelection,
+    /// The links the verdict rests on (a default route, an endpoint's route), as of the
+    /// last observation: watched whatever their name.
+    needed: HashSet<u32>,
     /// When a destination's retransmits are an outage's recovery, not loss.
     outage: OutageRule,
 }
@@ -104,8 +109,27 @@ impl Tracker {
             dest_retrans: HashMap::new(),
             retransmitting: HashMap::new(),
             link_retrans: HashMap::new(),
+            selection: InterfaceSelection::everything(),
+            needed: HashSet::new(),
             outage,
         }
+    }
+
+    /// Watches only the interfaces `selection` chooses (and those the verdict rests on).
+    pub fn watching(mut self, selection: InterfaceSelection) -> Self {
+        self.selection = selection;
+        self
+    }
+
+    /// Whether `link` is watched: counted, judged, listed.
+    pub fn watches(&self, link: &Link) -> bool {
+        !link.loopback
+            && (self.selection.chooses(&link.name) || self.needed.contains(&link.ifindex))
+    }
+
+    /// The links the verdict rests on, as of the last observation.
+    pub fn needed(&self) -> impl Iterator<Item = &Link> {
+        self.needed.iter().filter_map(|i| self.links.get(i))
     }
 
     /// Takes a full dump as the truth: links, routes and neighbours that are not in it are gone.

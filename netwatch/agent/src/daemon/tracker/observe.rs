@@ -53,11 +53,19 @@ impl Tracker {
             }
             endpoints.push(observation);
         }
-        let links = self
+        let mut links = self
             .links
             .values()
+            .filter(|link| !link.loopback)
             .map(|link| (link.ifindex, self.link_observation(link, probes)))
             .collect::<BTreeMap<_, _>>();
+        self.needed = links
+            .values()
+            .filter(|l| l.default_route)
+            .map(|l| l.link.ifindex)
+            .chain(endpoints.iter().filter_map(|e| e.oif))
+            .collect();
+        links.retain(|_, l| self.watches(&l.link));
         Observations { links, endpoints }
     }
 

@@ -401,8 +401,10 @@ fn link_status(obs: &LinkObservation, verdict: Verdict) -> LinkStatus {
         mac: link.mac.map(|m| m.to_string()),
         default_route: obs.default_route,
         xdp: obs.xdp_rx.is_some(),
-        rx_packets: obs.xdp_rx.map_or(s.rx_packets, |rx| rx.packets),
-        rx_bytes: obs.xdp_rx.map_or(s.rx_bytes, |rx| rx.bytes),
+        // Every counter as the kernel keeps it, one baseline for all (XDP's own counts, since
+        // the agent started and with the frame header on every device, serve the verdict).
+        rx_packets: s.rx_packets,
+        rx_bytes: s.rx_bytes,
         tx_packets: s.tx_packets,
         tx_bytes: s.tx_bytes,
         rx_errors: s.rx_errors,

@@ -1,0 +1,146 @@
+//! Which interfaces the agent watches: container-like veths (200 pairs, created and
+//! deleted, a container-churn stand-in) are left out by default, with no XDP program and no
+//! place in the state or the metrics; a link the verdict rests on is watched whatever its
+//! name.
+
+use std::time::{Duration, Instant};
+
+use netwatch_client::state::{Health, Subject};
+use netwatch_tests::agent::{field_str, Agent};
+use netwatch_tests::metrics::scrape;
+use netwatch_tests::require_privileges;
+use netwatch_tests::topology::{add_veth, delete_link, set_link_up, xdp_prog_id, Pair};
+use netwatch_tests::verdicts::{health, Subscription};
+
+const STARTUP: Duration = Duration::from_secs(30);
+const PAIRS: u32 = 200;
+const METRICS: &str = "127.0.0.1:9477";
+
+#[test]
+fn container_veths_are_left_out_by_default_and_the_rest_is_watched() {
+    require_privileges();
+    let pair = Pair::new();
+    pair.default_route_via_a();
+    // Loopback is down in a new namespace; the exporter listens on it.
+    pair.b.block_on(set_link_up(1, true));
+    let agent = Agent::start_with(&pair.b, &["--metrics", METRICS], None);
+    agent.wait_for("agent ready", |_| true, STARTUP);
+    let _ping = pair.ping_a_from_b("0.1", 300, Duration::from_secs(40));
+
+    let index = |i: u32| (2000 + 2 * i, 2001 + 2 * i);
+    pair.b.block_on(async {
+        for i in 0..PAIRS {
+            let (a, b) = index(i);
+            add_veth(&format!("veth{i}a"), a, &format!("veth{i}b"), b).await;
+            set_link_up(a, true).await;
+            set_link_up(b, true).await;
+        }
+    });
+    // Two judgements (every 0.5 s) for the agent to have seen them all.
+    std::thread::sleep(Duration::from_millis(1500));
+    let with_xdp: Vec<u32> = pair.b.block_on(async {
+        let mut with_xdp = Vec::new();
+        for i in 0..PAIRS {
+            let (a, b) = index(i);
+            for link in [a, b] {
+                if xdp_prog_id(link).await.is_some() {
+                    with_xdp.push(link);
+                }
+            }
+        }
+        with_xdp
+    });
+    assert!(
+        with_xdp.is_empty(),
+        "XDP attached to container veths (ifindexes {with_xdp:?})"
+    );
+    let state = agent.get().expect("the agent's state");
+    let listed: Vec<&String> = state
+        .links
+        .keys()
+        .filter(|n| n.starts_with("veth"))
+        .collect();
+    assert!(
+        listed.is_empty(),
+        "the state lists container veths: {listed:?}"
+    );
+    assert!(
+        state.links.contains_key(&pair.b_if),
+        "the state lacks the watched link {}: {:?}",
+        pair.b_if,
+        state.links.keys()
+    );
+    let metrics = scrape(&pair.b, METRICS.parse().unwrap()).expect("the agent's metrics");
+    let veth_lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains("interface=\"veth"))
+        .collect();
+    assert!(
+        veth_lines.is_empty(),
+        "the metrics list container veths: {veth_lines:?}"
+    );
+    assert!(
+        metrics.contains(&format!("interface=\"{}\"", pair.b_if)),
+        "the metrics lack the watched link"
+    );
+
+    pair.b.block_on(async {
+        for i in 0..PAIRS {
+            delete_link(index(i).0).await;
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let announced: Vec<String> = agent
+        .lines_so_far()
+        .iter()
+        .filter(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("veth")))
+        .map(|l| format!("{} {}", l["message"], field_str(l, "ifname")))
+        .collect();
+    assert!(
+        announced.is_empty(),
+        "the agent's info log announced container veths: {:?}",
+        &announced[..announced.len().min(5)]
+    );
+    let sub = Subscription::connect(agent.socket());
+    sub.wait_for(
+        "the host Up after the churn",
+        |s| health(s, &Subject::Host) == Some(Health::Up),
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn a_link_with_the_default_route_is_watched_whatever_its_name() {
+    require_privileges();
+    let pair = Pair::new();
+    let excluded = format!("{}*", &pair.b_if[..3]);
+    let agent = Agent::start_with(&pair.b, &["--exclude-interfaces", &excluded], None);
+    agent.wait_for("agent ready", |_| true, STARTUP);
+    std::thread::sleep(Duration::from_millis(1000));
+    let state = agent.get().expect("the agent's state");
+    assert!(
+        !state.links.contains_key(&pair.b_if),
+        "{} is excluded by `{excluded}` and carries no default route, yet listed",
+        pair.b_if
+    );
+    assert_eq!(pair.b.block_on(xdp_prog_id(pair.b_index)), None);
+
+    pair.default_route_via_a();
+    let _ping = pair.ping_a_from_b("0.1", 300, Duration::from_secs(30));
+    let sub = Subscription::connect(agent.socket());
+    let link = Subject::Link(pair.b_if.clone());
+    sub.wait_for(
+        "the default-route link watched and Up, and the host Up",
+        |s| health(s, &link) == Some(Health::Up) && health(s, &Subject::Host) == Some(Health::Up),
+        Duration::from_secs(10),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pair.b.block_on(xdp_prog_id(pair.b_index)).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no XDP program on the default-route link {} though its name is excluded",
+            pair.b_if
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
