@@ -96,8 +96,8 @@ fn links(text: &mut Exposition, state: &NetworkState) {
     let gauges: [(&str, &str, Flag); 3] = [
         (
             "netwatch_link_up",
-            "1 if the interface's operational state (operstate) is up.",
-            |l| l.oper == "up",
+            "1 if the interface is operationally up: operstate up, or unknown (devices that report none, like VXLAN and dummy) with carrier, as the verdict reads it.",
+            |l| l.oper == "up" || (l.oper == "unknown" && l.carrier),
         ),
         (
             "netwatch_link_admin_up",

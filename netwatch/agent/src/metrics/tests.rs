@@ -315,3 +315,17 @@ async fn binding_a_taken_address_names_it() {
         "{message}"
     );
 }
+
+#[test]
+fn a_device_without_an_operstate_is_up_with_carrier() {
+    let mut state = state();
+    for (name, carrier) in [("vxlan77", true), ("vxlan78", false)] {
+        let mut vxlan = link(name, Health::Up);
+        (vxlan.oper, vxlan.carrier) = ("unknown".into(), carrier);
+        state.links.insert(name.into(), vxlan);
+    }
+    let text = render(&state, &costs());
+    let samples = samples(&text);
+    assert_eq!(samples["netwatch_link_up{interface=\"vxlan77\"}"], "1");
+    assert_eq!(samples["netwatch_link_up{interface=\"vxlan78\"}"], "0");
+}
