@@ -174,7 +174,7 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
         assert_eq!(row["answered"], true, "{name}: {row}");
         assert_eq!(row["error"], Value::Null, "{name}: {row}");
         assert!(row["latency_ms"].as_f64().is_some(), "{name}: {row}");
-        // put wrote the probe object to each, so each has a measured bandwidth.
+        // put wrote the bandwidth object to each, so each has a measured bandwidth.
         assert!(
             row["bandwidth_bytes_per_sec"]
                 .as_f64()

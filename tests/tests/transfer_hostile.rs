@@ -14,7 +14,7 @@ use std::{
 };
 
 use netwatch_tests::servers::hostile::{Fault, Hostile};
-use netwatch_transfer::{probe_object, PROBE_OBJECT};
+use netwatch_transfer::{bandwidth_object, BANDWIDTH_OBJECT};
 use serde_json::Value;
 use transfer_cli::{
     changed, mirror_table, mixed_data, stored_manifest, temporary_outputs, tree, verify_cache, Cli,
@@ -24,7 +24,7 @@ const KEY: &str = "builds/app.bin";
 const SIZE: usize = 2 << 20;
 
 /// A hostile mirror `bad` (priority 1) and a directory `good` (priority 2), both holding
-/// `KEY`; `good` without its probe object, so that `bad` ranks first on its bandwidth.
+/// `KEY`; `good` without its bandwidth object, so that `bad` ranks first on its bandwidth.
 struct Pair {
     cli: Cli,
     bad: Hostile,
@@ -57,10 +57,10 @@ impl Pair {
         cli.put_as(&input, KEY, "bad", bad_compression);
         cli.put_as(&input, KEY, "good", good_compression);
         assert!(
-            bad.root().join(PROBE_OBJECT).is_file(),
-            "put wrote the probe object"
+            bad.root().join(BANDWIDTH_OBJECT).is_file(),
+            "put wrote the bandwidth object"
         );
-        std::fs::remove_file(good.join(PROBE_OBJECT)).unwrap();
+        std::fs::remove_file(good.join(BANDWIDTH_OBJECT)).unwrap();
         // The puts' figures would rank the mirrors too: start the get from a clean cache.
         std::fs::remove_dir_all(cli.cache()).unwrap();
         Pair {
@@ -396,11 +396,11 @@ fn a_mirror_that_ignores_range_gets_no_bandwidth_and_is_not_read_past_the_range(
     let input = cli.subdir("in").join("app.bin");
     std::fs::write(&input, &data).unwrap();
     cli.put(&input, KEY, None);
-    // A probe object far larger than the range: the whole of it is what a client that
+    // A bandwidth object far larger than the range: the whole of it is what a client that
     // reads an ignored Range to the end would take.
-    let mut big = probe_object().to_vec();
+    let mut big = bandwidth_object().to_vec();
     big.resize(64 << 20, 0x42);
-    std::fs::write(server.root().join(PROBE_OBJECT), &big).unwrap();
+    std::fs::write(server.root().join(BANDWIDTH_OBJECT), &big).unwrap();
     std::fs::remove_dir_all(cli.cache()).unwrap();
 
     let mark = server.served().len();
@@ -416,9 +416,9 @@ fn a_mirror_that_ignores_range_gets_no_bandwidth_and_is_not_read_past_the_range(
         "{row}"
     );
     let ranged = wait_for_response(&server, mark, |s| {
-        s.path == PROBE_OBJECT && s.range.is_some() && s.method == "GET"
+        s.path == BANDWIDTH_OBJECT && s.range.is_some() && s.method == "GET"
     });
-    eprintln!("the ranged GET of the probe object: {ranged:?}");
+    eprintln!("the ranged GET of the bandwidth object: {ranged:?}");
     assert_eq!(ranged.status, 200);
     assert_eq!(ranged.announced, big.len() as u64);
     assert!(

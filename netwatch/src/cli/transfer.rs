@@ -22,9 +22,9 @@ use crate::{
     retry::{AgentSource, StateSource},
     settings::Settings,
     transfer::{
-        self, ensure_probe_object, probe_with, Access, ArtifactKey, ChunkCache, Compression, Fetch,
-        MirrorStore, ProbeLimits, Scoreboard, StoreError, Summary, TransferError, TransferOptions,
-        DEFAULT_CONCURRENCY, STALE_AFTER,
+        self, ensure_bandwidth_object, measure_mirrors_with, Access, ArtifactKey, ChunkCache,
+        Compression, Fetch, MeasureLimits, MirrorStore, Scoreboard, StoreError, Summary,
+        TransferError, TransferOptions, DEFAULT_CONCURRENCY, STALE_AFTER,
     },
 };
 
@@ -302,26 +302,26 @@ async fn put(args: &PutArgs, settings: &Settings) -> Result<ExitCode, TransferCo
 }
 
 /// The link's bandwidth to `mirror` for choosing compression: the scoreboard's figure while
-/// fresh, else measured now: a ranged read of the probe object, or, when the mirror lacks
+/// fresh, else measured now: a ranged read of the bandwidth object, or, when the mirror lacks
 /// it, the time to write it.
 async fn link_bandwidth(mirror: &MirrorStore, board: &mut Scoreboard) -> Option<f64> {
     let known = |board: &Scoreboard| board.entry(mirror).and_then(|e| e.bandwidth_bytes_per_sec);
     if board.is_fresh(mirror, STALE_AFTER) && known(board).is_some() {
         return known(board);
     }
-    let probed = probe_with(std::slice::from_ref(mirror), ProbeLimits::QUICK).await;
-    let probed = &probed[0];
-    board.record_probe(probed);
-    let answered_without_object = probed.error.is_none()
-        && probed.bandwidth_bytes_per_sec.is_none()
-        && probed.bandwidth_error.is_none();
+    let measured = measure_mirrors_with(std::slice::from_ref(mirror), MeasureLimits::QUICK).await;
+    let measured = &measured[0];
+    board.record_measurement(measured);
+    let answered_without_object = measured.error.is_none()
+        && measured.bandwidth_bytes_per_sec.is_none()
+        && measured.bandwidth_error.is_none();
     if answered_without_object {
-        let limit = ProbeLimits::QUICK.answer * 5;
-        match tokio::time::timeout(limit, ensure_probe_object(mirror)).await {
-            Ok(Ok(Some(took))) => board.record_probe_write(mirror, took),
+        let limit = MeasureLimits::QUICK.answer * 5;
+        match tokio::time::timeout(limit, ensure_bandwidth_object(mirror)).await {
+            Ok(Ok(Some(took))) => board.record_object_write(mirror, took),
             Ok(Ok(None)) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "writing the probe object"),
-            Err(_) => tracing::debug!("writing the probe object took too long"),
+            Ok(Err(error)) => tracing::debug!(%error, "writing the bandwidth object"),
+            Err(_) => tracing::debug!("writing the bandwidth object took too long"),
         }
     }
     known(board)

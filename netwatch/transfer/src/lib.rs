@@ -34,7 +34,7 @@ mod tests;
 // The concepts' modules under their own names, for the code within; and the client's.
 use content::{chunk, compress, digest, key, manifest};
 use get::output;
-use mirrors::{fallback, probe, score, scoreboard};
+use mirrors::{fallback, measure, score, scoreboard};
 use netwatch_client::{retry, state};
 use store::url;
 use sync::{keys as sync_keys, plan as sync_plan, summary as sync_summary};
@@ -54,16 +54,16 @@ pub use error::TransferError;
 pub use get::{get, Fetch};
 pub use key::{ArtifactKey, KeyError};
 pub use manifest::{ChunkRef, Manifest, ManifestError, FORMAT_VERSION};
-pub use mirrors::rank::{get_ranked, rank_mirrors};
-pub use probe::{
-    ensure_probe_object, probe, probe_object, probe_with, MirrorProbe, ProbeLimits,
-    PROBE_OBJECT_SIZE, PROBE_RANGE, PROBE_TIMEOUT,
+pub use measure::{
+    bandwidth_object, ensure_bandwidth_object, measure_mirrors, measure_mirrors_with,
+    MeasureLimits, MirrorMeasurement, BANDWIDTH_OBJECT_SIZE, MEASURE_RANGE, MEASURE_TIMEOUT,
 };
+pub use mirrors::rank::{get_ranked, rank_mirrors};
 pub use put::put;
 pub use score::{rank, scores, Candidate, Figures, Standing, BANDWIDTH_WEIGHT, LATENCY_WEIGHT};
 pub use scoreboard::{Entry, Ranked, Scoreboard, ScoreboardError, SCOREBOARD_FILE, STALE_AFTER};
 pub use store::{
-    chunk_path, manifest_path, Access, MirrorStore, RangeRead, StoreError, PROBE_OBJECT,
+    chunk_path, manifest_path, Access, MirrorStore, RangeRead, StoreError, BANDWIDTH_OBJECT,
 };
 pub use summary::{MirrorTally, Summary};
 pub use sync::{sync, SyncError, SyncScope};
@@ -114,7 +114,7 @@ pub struct TransferOptions {
     /// `put`: how chunks are stored.
     pub compression: Compression,
     /// `put`: the link's measured bandwidth, for `Compression::Auto`; unknown means the
-    /// speed of writing the probe object if `put` writes it now, else zstd at the default
+    /// speed of writing the bandwidth object if `put` writes it now, else zstd at the default
     /// level.
     pub link_bytes_per_sec: Option<f64>,
     /// Called as chunks are moved.

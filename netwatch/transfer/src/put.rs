@@ -1,6 +1,6 @@
 //! `put`: the file cut into chunks as it is read, the chunks the mirror lacks compressed and
 //! uploaded several at once, and the manifest written last, so that no reader ever sees a
-//! manifest naming a chunk that is not there yet. Then the bandwidth probe object, if the
+//! manifest naming a chunk that is not there yet. Then the bandwidth bandwidth object, if the
 //! mirror lacks it.
 
 use std::{
@@ -21,15 +21,15 @@ use super::{
     error::TransferError,
     fallback::{self, Failure, MirrorHealth, Served},
     manifest::unix_ms_now,
-    probe::ensure_probe_object,
+    measure::ensure_bandwidth_object,
     ArtifactKey, ChunkRef, Manifest, MirrorStore, Progress, Summary, TransferOptions,
 };
 
-/// How long writing the probe object may take: past this the link is too slow for a 2 MiB
+/// How long writing the bandwidth object may take: past this the link is too slow for a 2 MiB
 /// object to be worth it now (under 70 KB/s); the next put tries again.
 const PROBE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Uploads `file` as `key` to `mirror`, then the bandwidth probe object if it lacks it.
+/// Uploads `file` as `key` to `mirror`, then the bandwidth bandwidth object if it lacks it.
 pub async fn put(
     file: &Path,
     key: &ArtifactKey,
@@ -178,7 +178,7 @@ pub async fn put(
     )
     .await?;
     activity.add_to(&mut summary, mirrors);
-    summary.probe_object_write = write_probe_object(mirror, options).await;
+    summary.bandwidth_object_write = write_bandwidth_object(mirror, options).await;
     summary.retries += written.calls.saturating_sub(1);
     summary.bytes_moved += bytes;
     summary.manifest_bytes = bytes;
@@ -193,23 +193,26 @@ pub async fn put(
     Ok(summary)
 }
 
-/// Writes the probe object if the mirror lacks it, best effort: the artifact is there
+/// Writes the bandwidth object if the mirror lacks it, best effort: the artifact is there
 /// already, and a failure here only leaves bandwidth unmeasured. How long it took, if written.
-async fn write_probe_object(mirror: &MirrorStore, options: &TransferOptions) -> Option<Duration> {
+async fn write_bandwidth_object(
+    mirror: &MirrorStore,
+    options: &TransferOptions,
+) -> Option<Duration> {
     let written = tokio::select! {
         () = options.cancel.cancelled() => return None,
-        written = tokio::time::timeout(PROBE_WRITE_TIMEOUT, ensure_probe_object(mirror)) => written,
+        written = tokio::time::timeout(PROBE_WRITE_TIMEOUT, ensure_bandwidth_object(mirror)) => written,
     };
     match written {
         Ok(Ok(took)) => took,
         Ok(Err(error)) => {
-            tracing::warn!(%error, "could not write the bandwidth probe object: bandwidth stays unmeasured on this mirror");
+            tracing::warn!(%error, "could not write the bandwidth bandwidth object: bandwidth stays unmeasured on this mirror");
             None
         }
         Err(_) => {
             tracing::warn!(
                 mirror = mirror.name(),
-                "writing the bandwidth probe object took over {}: left for the next put",
+                "writing the bandwidth bandwidth object took over {}: left for the next put",
                 humantime::format_duration(PROBE_WRITE_TIMEOUT)
             );
             None

@@ -40,10 +40,13 @@ pub struct Summary {
     /// The link's bandwidth `compression = "auto"` chose the encoding for, in bytes per
     /// second, when it was known (`put`).
     pub link_bytes_per_sec: Option<f64>,
-    /// How long writing the bandwidth probe object took, when `put` wrote it (its bytes are
+    /// How long writing the bandwidth bandwidth object took, when `put` wrote it (its bytes are
     /// not in `bytes_moved`, which is the artifact's).
-    #[serde(rename = "probe_object_write_ms", serialize_with = "optional_millis")]
-    pub probe_object_write: Option<Duration>,
+    #[serde(
+        rename = "bandwidth_object_write_ms",
+        serialize_with = "optional_millis"
+    )]
+    pub bandwidth_object_write: Option<Duration>,
 }
 
 /// One mirror's share of a transfer.

@@ -71,11 +71,11 @@ async fn mirrors(
     let stores: Vec<MirrorStore> = opened.iter().map(|(_, s)| s.clone()).collect();
     let mut board = scoreboard(settings);
     let source = AgentSource::new(settings.socket.clone());
-    let (probes, state) = tokio::join!(transfer::probe(&stores), async {
+    let (probes, state) = tokio::join!(transfer::measure_mirrors(&stores), async {
         source.watch().await.map(|watch| watch.current())
     });
     for probe in &probes {
-        board.record_probe(probe);
+        board.record_measurement(probe);
     }
     board.save_or_warn();
     let agent = match state {

@@ -2,7 +2,7 @@
 //! verdict), remembering the figures, and falling back across them during a transfer.
 
 pub mod fallback;
-pub mod probe;
+pub mod measure;
 pub mod rank;
 pub mod score;
 pub mod scoreboard;

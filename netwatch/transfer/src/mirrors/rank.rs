@@ -9,7 +9,7 @@ use std::sync::Arc;
 use netwatch_client::{retry::StateSource, state::NetworkState};
 
 use crate::{
-    get, probe::ProbeLimits, Fetch, MirrorStore, Scoreboard, Summary, TransferError,
+    get, measure::MeasureLimits, Fetch, MirrorStore, Scoreboard, Summary, TransferError,
     TransferOptions, STALE_AFTER,
 };
 
@@ -20,7 +20,7 @@ pub async fn rank_mirrors(
     mirrors: &[MirrorStore],
     options: &TransferOptions,
 ) -> Result<Vec<MirrorStore>, TransferError> {
-    let measured = board.refresh(mirrors, STALE_AFTER, ProbeLimits::QUICK);
+    let measured = board.refresh(mirrors, STALE_AFTER, MeasureLimits::QUICK);
     options.unless_cancelled(measured).await?;
     let state = endpoint_state(options.state.as_ref(), mirrors).await;
     let ranked: Vec<MirrorStore> = board

@@ -12,7 +12,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    probe::{probe_with, MirrorProbe, ProbeLimits, PROBE_OBJECT_SIZE},
+    measure::{measure_mirrors_with, MeasureLimits, MirrorMeasurement, BANDWIDTH_OBJECT_SIZE},
     score::{rank, scores, Candidate, Figures, Standing},
     MirrorStore, Summary,
 };
@@ -228,23 +228,23 @@ impl Scoreboard {
     }
 
     /// Records a measurement: the latency replaces the last, the bandwidth joins the average.
-    pub fn record_probe(&mut self, probe: &MirrorProbe) {
-        let entry = self.entry_mut(&probe.name, &probe.url);
+    pub fn record_measurement(&mut self, measured: &MirrorMeasurement) {
+        let entry = self.entry_mut(&measured.name, &measured.url);
         entry.measured_unix_ms = Some(now_unix_ms());
-        entry.error = probe.error.clone();
-        entry.bandwidth_error = probe.bandwidth_error.clone();
-        if probe.error.is_some() {
+        entry.error = measured.error.clone();
+        entry.bandwidth_error = measured.bandwidth_error.clone();
+        if measured.error.is_some() {
             entry.latency_ms = None;
             return;
         }
-        entry.latency_ms = probe.latency_ms;
-        if let Some(rate) = probe.bandwidth_bytes_per_sec {
+        entry.latency_ms = measured.latency_ms;
+        if let Some(rate) = measured.bandwidth_bytes_per_sec {
             entry.average_bandwidth(rate);
         }
     }
 
     /// Records what a finished transfer saw: each mirror's speed while busy (if it moved
-    /// enough to tell) and its requests served; for a `put` that wrote the probe object, that
+    /// enough to tell) and its requests served; for a `put` that wrote the bandwidth object, that
     /// upload's speed too.
     pub fn observe(&mut self, summary: &Summary, mirrors: &[MirrorStore]) {
         for mirror in mirrors {
@@ -265,17 +265,17 @@ impl Scoreboard {
                 }
             }
         }
-        if let (Some(took), [mirror]) = (summary.probe_object_write, mirrors) {
-            self.record_probe_write(mirror, took);
+        if let (Some(took), [mirror]) = (summary.bandwidth_object_write, mirrors) {
+            self.record_object_write(mirror, took);
         }
     }
 
-    /// Records the time writing the probe object took: an upload of known size.
-    pub fn record_probe_write(&mut self, mirror: &MirrorStore, took: Duration) {
+    /// Records the time writing the bandwidth object took: an upload of known size.
+    pub fn record_object_write(&mut self, mirror: &MirrorStore, took: Duration) {
         if !took.is_zero() {
             let url = mirror.url().to_string();
             self.entry_mut(mirror.name(), &url)
-                .average_bandwidth(PROBE_OBJECT_SIZE as f64 / took.as_secs_f64());
+                .average_bandwidth(BANDWIDTH_OBJECT_SIZE as f64 / took.as_secs_f64());
         }
     }
 
@@ -284,7 +284,7 @@ impl Scoreboard {
         &mut self,
         mirrors: &[MirrorStore],
         max_age: Duration,
-        limits: ProbeLimits,
+        limits: MeasureLimits,
     ) {
         let stale: Vec<MirrorStore> = mirrors
             .iter()
@@ -295,8 +295,8 @@ impl Scoreboard {
             return;
         }
         tracing::debug!(mirrors = stale.len(), "measuring mirrors");
-        for probe in probe_with(&stale, limits).await {
-            self.record_probe(&probe);
+        for measured in measure_mirrors_with(&stale, limits).await {
+            self.record_measurement(&measured);
         }
     }
 
@@ -347,8 +347,8 @@ mod tests {
         MirrorStore::open(name, &url, Access::Write).unwrap()
     }
 
-    fn probed(m: &MirrorStore, latency_ms: f64, bandwidth: Option<f64>) -> MirrorProbe {
-        MirrorProbe {
+    fn measured(m: &MirrorStore, latency_ms: f64, bandwidth: Option<f64>) -> MirrorMeasurement {
+        MirrorMeasurement {
             name: m.name().to_string(),
             url: m.url().to_string(),
             latency_ms: Some(latency_ms),
@@ -364,7 +364,7 @@ mod tests {
         let a = mirror(dir.path(), "a");
         let mut board = Scoreboard::load(dir.path());
         assert!(board.entries().is_empty());
-        board.record_probe(&probed(&a, 2.5, Some(1e6)));
+        board.record_measurement(&measured(&a, 2.5, Some(1e6)));
         board.save().unwrap();
         let loaded = Scoreboard::load(dir.path());
         assert_eq!(loaded, board);
@@ -396,7 +396,7 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             let mut board = Scoreboard::load(dir.path());
             assert!(board.entries().is_empty(), "{text}");
-            board.record_probe(&probed(&mirror(dir.path(), "a"), 1.0, None));
+            board.record_measurement(&measured(&mirror(dir.path(), "a"), 1.0, None));
             board.save().unwrap();
             assert_eq!(Scoreboard::load(dir.path()).entries().len(), 1);
         }
@@ -407,7 +407,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut board = Scoreboard::in_memory();
         let old = mirror(dir.path(), "a");
-        board.record_probe(&probed(&old, 1.0, Some(5e6)));
+        board.record_measurement(&measured(&old, 1.0, Some(5e6)));
         let moved = MirrorStore::open(
             "a",
             &format!("file://{}/elsewhere", dir.path().display())
@@ -417,7 +417,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(board.entry(&moved), None);
-        board.record_probe(&probed(&moved, 3.0, None));
+        board.record_measurement(&measured(&moved, 3.0, None));
         assert_eq!(board.entries().len(), 1);
         assert_eq!(board.entry(&moved).unwrap().bandwidth_bytes_per_sec, None);
         // In memory, saving writes nothing and fails nothing.
@@ -429,7 +429,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (mirror(dir.path(), "a"), mirror(dir.path(), "b"));
         let mut board = Scoreboard::in_memory();
-        board.record_probe(&probed(&a, 1.0, Some(10e6)));
+        board.record_measurement(&measured(&a, 1.0, Some(10e6)));
         let mut summary = Summary {
             operation: "get",
             ..Summary::default()
@@ -478,11 +478,11 @@ mod tests {
         let a = mirror(dir.path(), "a").with_endpoint(Some("ea".into()));
         let (b, c) = (mirror(dir.path(), "b"), mirror(dir.path(), "c"));
         let mut board = Scoreboard::in_memory();
-        board.record_probe(&probed(&a, 1.0, Some(100e6)));
-        board.record_probe(&probed(&b, 5.0, Some(10e6)));
-        let mut failed = probed(&c, 1.0, None);
+        board.record_measurement(&measured(&a, 1.0, Some(100e6)));
+        board.record_measurement(&measured(&b, 5.0, Some(10e6)));
+        let mut failed = measured(&c, 1.0, None);
         (failed.latency_ms, failed.error) = (None, Some("refused".into()));
-        board.record_probe(&failed);
+        board.record_measurement(&failed);
         let order = |state: Option<&NetworkState>| -> Vec<usize> {
             board
                 .ranked(&[a.clone(), b.clone(), c.clone()], state)

@@ -418,7 +418,7 @@ impl MirrorStore {
 
     /// The time a cheap request takes: a HEAD of an object that need not exist (not found
     /// is an answer too).
-    pub async fn probe(&self) -> Result<Duration, StoreError> {
+    pub async fn answer_time(&self) -> Result<Duration, StoreError> {
         const PROBE: &str = "manifests/.netwatch-probe";
         let started = Instant::now();
         match self.store.head(&object(PROBE)).await {
@@ -428,8 +428,9 @@ impl MirrorStore {
     }
 }
 
-/// The object a ranged read times, under every mirror's URL.
-pub const PROBE_OBJECT: &str = "probe/bandwidth.bin";
+/// The object a ranged read times, under every mirror's URL (its folder keeps the name it
+/// had when measuring a mirror was called probing: mirrors already hold it there).
+pub const BANDWIDTH_OBJECT: &str = "probe/bandwidth.bin";
 
 /// What a bounded ranged read got.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -443,30 +444,30 @@ pub struct RangeRead {
 }
 
 impl MirrorStore {
-    /// The stored size of the probe object, if it is there.
-    pub async fn probe_object_size(&self) -> Result<Option<u64>, StoreError> {
-        match self.store.head(&object(PROBE_OBJECT)).await {
+    /// The stored size of the bandwidth object, if it is there.
+    pub async fn bandwidth_object_size(&self) -> Result<Option<u64>, StoreError> {
+        match self.store.head(&object(BANDWIDTH_OBJECT)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(self.request_error("HEAD", PROBE_OBJECT)(source)),
+            Err(source) => Err(self.request_error("HEAD", BANDWIDTH_OBJECT)(source)),
         }
     }
 
-    pub async fn put_probe_object(&self, data: Vec<u8>) -> Result<(), StoreError> {
-        self.write(PROBE_OBJECT, data).await
+    pub async fn put_bandwidth_object(&self, data: Vec<u8>) -> Result<(), StoreError> {
+        self.write(BANDWIDTH_OBJECT, data).await
     }
 
-    /// Reads `range` of the probe object, stopping at `within` after the answer's headers
+    /// Reads `range` of the bandwidth object, stopping at `within` after the answer's headers
     /// with what has come by then. Never reads past the range: a server that sends more (it
     /// ignores `Range`) is an error, as is one that answers a ranged request with the whole
     /// object (object_store refuses a 200 to a ranged GET).
-    pub async fn read_probe_range(
+    pub async fn read_bandwidth_range(
         &self,
         range: Range<u64>,
         within: Duration,
     ) -> Result<RangeRead, StoreError> {
         let asked = range.end - range.start;
-        let request_error = || self.request_error("GET", PROBE_OBJECT);
+        let request_error = || self.request_error("GET", BANDWIDTH_OBJECT);
         let started = Instant::now();
         let options = GetOptions {
             range: Some(GetRange::Bounded(range.clone())),
@@ -474,10 +475,14 @@ impl MirrorStore {
         };
         let ignored = || StoreError::RangeIgnored {
             mirror: self.name.clone(),
-            path: PROBE_OBJECT.to_string(),
+            path: BANDWIDTH_OBJECT.to_string(),
             range: range.clone(),
         };
-        let result = match self.store.get_opts(&object(PROBE_OBJECT), options).await {
+        let result = match self
+            .store
+            .get_opts(&object(BANDWIDTH_OBJECT), options)
+            .await
+        {
             Ok(result) => result,
             // What HttpStore makes of a 200 to a ranged GET.
             Err(object_store::Error::NotSupported { .. }) => return Err(ignored()),

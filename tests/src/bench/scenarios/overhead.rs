@@ -152,14 +152,15 @@ impl Scenario for Overhead {
         let mut throughput_rows = Vec::new();
         for i in 0..pairs {
             cx.check_interrupt()?;
-            let measure_with = || throughput(&watched.b, &server_watched, to_watched, warmup, leg);
+            let measure_mirrors_with =
+                || throughput(&watched.b, &server_watched, to_watched, warmup, leg);
             let measure_without = || throughput(&plain.b, &server_plain, to_plain, warmup, leg);
             let (with, without) = if i % 2 == 0 {
-                let with = measure_with();
+                let with = measure_mirrors_with();
                 (with, measure_without())
             } else {
                 let without = measure_without();
-                (measure_with(), without)
+                (measure_mirrors_with(), without)
             };
             let ratio = with / without;
             ratios.push(ratio);

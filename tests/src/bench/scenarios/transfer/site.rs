@@ -119,9 +119,9 @@ impl Site {
         Ok(())
     }
 
-    /// Makes the empty store `store` holding only the bandwidth probe object of `like` (which
+    /// Makes the empty store `store` holding only the bandwidth bandwidth object of `like` (which
     /// a put there wrote), so that a put stores every chunk and `auto` measures the link by
-    /// reading the probe object. A fresh store rather than a cleared one: deleting thousands
+    /// reading the bandwidth object. A fresh store rather than a cleared one: deleting thousands
     /// of chunk files would slow the next puts' file creation on ext4 for a minute or more
     /// (ext4's `recently_deleted` inode check).
     pub fn fresh_store(&self, store: &str, like: &str) -> Result<()> {
@@ -134,7 +134,7 @@ impl Site {
             std::fs::create_dir_all(dir)?;
         }
         std::fs::copy(&from, &to)
-            .with_context(|| format!("copying the probe object {}", from.display()))?;
+            .with_context(|| format!("copying the bandwidth object {}", from.display()))?;
         Ok(())
     }
 
