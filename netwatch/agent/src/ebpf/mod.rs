@@ -4,6 +4,7 @@
 //! process ends, however it ends (kernel links are released with their last file descriptor).
 
 mod btf;
+mod cost;
 mod counters;
 mod events;
 mod interfaces;

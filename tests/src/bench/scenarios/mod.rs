@@ -11,6 +11,7 @@ mod soak;
 mod storm;
 mod transfer;
 mod truth;
+mod xdp_cost;
 
 use std::time::Duration;
 
