@@ -6,10 +6,16 @@ use aya_ebpf::{
 };
 use netwatch_common::{
     DestCounters, DestKey, IfaceCounters, NetnsFilter, PeerCounters, SocketOffsets,
-    TracepointLayout, TxCounters, KERNEL_STAT_COUNT, MAX_WATCHED_PEERS,
+    TracepointLayout, TxCounters, IFACE_SLOTS as IFACE_SLOTS_LEN, KERNEL_STAT_COUNT,
+    MAX_WATCHED_PEERS,
 };
 
-/// Receive counters per ifindex. Interfaces are few; 1024 leaves room for container hosts.
+/// Receive counters per ifindex below IFACE_SLOTS, in a slot each.
+#[map]
+pub static IFACE_SLOTS: PerCpuArray<IfaceCounters> =
+    PerCpuArray::with_max_entries(IFACE_SLOTS_LEN, 0);
+
+/// Receive counters for the ifindexes from IFACE_SLOTS up: room for 1024 of them.
 #[map]
 pub static IFACE_COUNTERS: PerCpuHashMap<u32, IfaceCounters> =
     PerCpuHashMap::with_max_entries(1024, 0);

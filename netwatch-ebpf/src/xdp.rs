@@ -8,7 +8,7 @@ use netwatch_common::{
 
 use crate::{
     events,
-    maps::{peers_watched, IFACE_COUNTERS, WATCHED_PEERS},
+    maps::{peers_watched, IFACE_COUNTERS, IFACE_SLOTS, WATCHED_PEERS},
 };
 
 const ETH_HLEN: usize = 14;
@@ -27,7 +27,12 @@ pub fn count_packet(ctx: &XdpContext) {
     // whole length, Ethernet header included, as the device's own rx_bytes counts it.
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let now = unsafe { bpf_ktime_get_ns() };
-    match IFACE_COUNTERS.get_ptr_mut(ifindex) {
+    // A slot of the array when the ifindex has one (its counters start at zero, so the first
+    // packet reads as reception resuming), else the hash.
+    let counters = IFACE_SLOTS
+        .get_ptr_mut(ifindex)
+        .or_else(|| IFACE_COUNTERS.get_ptr_mut(ifindex));
+    match counters {
         Some(counters) => unsafe {
             if now.wrapping_sub((*counters).last_rx_ns) >= RX_RESUMED_AFTER_NS {
                 rx_resumed(ifindex, now);

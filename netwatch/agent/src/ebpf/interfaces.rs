@@ -2,13 +2,13 @@
 //! of data segments sent. Each attachment is a bpf link owned by this process.
 
 use aya::{
-    maps::PerCpuHashMap,
+    maps::{PerCpuArray, PerCpuHashMap, PerCpuValues},
     programs::{
         tc::{TcAttachOptions, TcAttachType},
         LinkOrder, SchedClassifier, Xdp,
     },
 };
-use netwatch_common::{maps, IfaceCounters, TxCounters, TX_PROGRAM, XDP_PROGRAM};
+use netwatch_common::{maps, IfaceCounters, TxCounters, IFACE_SLOTS, TX_PROGRAM, XDP_PROGRAM};
 
 use super::{program, EbpfError, KernelPrograms, XdpMode};
 
@@ -65,7 +65,19 @@ impl KernelPrograms {
                 let _ = tx.detach(link);
             }
         }
-        if let Some(map) = self.ebpf.map_mut(maps::IFACE_COUNTERS) {
+        // The next interface to get this ifindex starts from zero.
+        if ifindex < IFACE_SLOTS {
+            if let (Some(map), Ok(cpus)) =
+                (self.ebpf.map_mut(maps::IFACE_SLOTS), aya::util::nr_cpus())
+            {
+                if let Ok(mut slots) = PerCpuArray::<_, IfaceCounters>::try_from(map) {
+                    if let Ok(zeros) = PerCpuValues::try_from(vec![IfaceCounters::default(); cpus])
+                    {
+                        let _ = slots.set(ifindex, zeros, 0);
+                    }
+                }
+            }
+        } else if let Some(map) = self.ebpf.map_mut(maps::IFACE_COUNTERS) {
             if let Ok(mut counters) = PerCpuHashMap::<_, u32, IfaceCounters>::try_from(map) {
                 let _ = counters.remove(&ifindex);
             }

@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::IpAddr};
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use netwatch_common::{
-    maps, DestCounters, DestKey, IfaceCounters, KernelStat, PeerCounters, TxCounters,
+    maps, DestCounters, DestKey, IfaceCounters, KernelStat, PeerCounters, TxCounters, IFACE_SLOTS,
     KERNEL_STAT_COUNT, MAX_WATCHED_PEERS,
 };
 
@@ -17,6 +17,15 @@ use super::{
 impl KernelPrograms {
     /// What XDP counted on `ifindex` since it was attached; `None` before its first packet.
     pub fn iface_rx(&self, ifindex: u32) -> Result<Option<IfaceRx>, EbpfError> {
+        if ifindex < IFACE_SLOTS {
+            let slots: PerCpuArray<&MapData, IfaceCounters> = map(&self.ebpf, maps::IFACE_SLOTS)?;
+            let per_cpu = slots.get(&ifindex, 0).map_err(|source| EbpfError::Map {
+                map: maps::IFACE_SLOTS,
+                source,
+            })?;
+            let total = IfaceRx::sum(per_cpu.iter());
+            return Ok((total.packets > 0).then_some(total));
+        }
         let counters: PerCpuHashMap<&MapData, u32, IfaceCounters> =
             map(&self.ebpf, maps::IFACE_COUNTERS)?;
         lookup(&counters, &ifindex, maps::IFACE_COUNTERS).map(|v| v.map(|c| IfaceRx::sum(&c)))
