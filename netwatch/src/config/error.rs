@@ -58,6 +58,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The path names something that is not a regular file: a FIFO would block the command,
+    /// a device like /dev/zero would never end.
+    #[error("config file {} is {kind}, not a regular file: point --config (or NETWATCH_CONFIG) at a TOML file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    /// Larger than any configuration needs: refused before it is read whole.
+    #[error("config file {} is {size} bytes, more than the {max} a configuration file may have: is it the right file?", path.display())]
+    TooLarge { path: PathBuf, size: u64, max: u64 },
     /// The file is not UTF-8 text (TOML is).
     #[error("{at}: not UTF-8 text: a TOML file is UTF-8; save it as such")]
     NotUtf8 { at: Location },
@@ -129,7 +136,10 @@ impl ConfigError {
     /// Where in the file the problem is, if it is in the file.
     pub fn location(&self) -> Option<&Location> {
         match self {
-            Self::NotFound { .. } | Self::Read { .. } => None,
+            Self::NotFound { .. }
+            | Self::Read { .. }
+            | Self::NotAFile { .. }
+            | Self::TooLarge { .. } => None,
             Self::NotUtf8 { at }
             | Self::Syntax { at, .. }
             | Self::UnknownKey { at, .. }

@@ -159,16 +159,10 @@ impl Config {
         mirrors
     }
 
-    /// Reads and checks the file at `path`.
+    /// Reads and checks the file at `path`, which must be a regular file of at most
+    /// [`MAX_CONFIG_BYTES`] (opened without blocking, so a FIFO is refused, not waited on).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| {
-            let path = path.to_path_buf();
-            if source.kind() == std::io::ErrorKind::NotFound {
-                ConfigError::NotFound { path, source }
-            } else {
-                ConfigError::Read { path, source }
-            }
-        })?;
+        let bytes = read_regular_file(path)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let valid = e.utf8_error().valid_up_to();
             let before = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
@@ -196,4 +190,55 @@ impl Config {
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         read::config(text, origin)
     }
+}
+
+/// The largest configuration file read: far beyond any real one, small enough to refuse a
+/// wrong path (a log, an image) before reading it.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+fn read_regular_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use std::{
+        io::Read,
+        os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    };
+    let read_error = |source: std::io::Error| {
+        let path = path.to_path_buf();
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ConfigError::NotFound { path, source }
+        } else {
+            ConfigError::Read { path, source }
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    let kind = meta.file_type();
+    let not_a_file = |kind| ConfigError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
+    };
+    if kind.is_dir() {
+        return Err(not_a_file("a directory"));
+    } else if kind.is_fifo() {
+        return Err(not_a_file("a FIFO"));
+    } else if kind.is_char_device() || kind.is_block_device() {
+        return Err(not_a_file("a device"));
+    } else if kind.is_socket() {
+        return Err(not_a_file("a socket"));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            max: MAX_CONFIG_BYTES,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONFIG_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    Ok(bytes)
 }

@@ -711,3 +711,23 @@ fn interfaces_take_patterns_and_an_empty_exclude_leaves_out_nothing() {
         "{error}"
     );
 }
+
+#[test]
+fn only_a_regular_file_of_sane_size_is_read_and_a_fifo_is_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; (MAX_CONFIG_BYTES + 1) as usize]).unwrap();
+    for (path, says) in [
+        (dir.path().to_path_buf(), "is a directory"),
+        (fifo, "is a FIFO"),
+        (Path::new("/dev/zero").to_path_buf(), "is a device"),
+        (big, "more than the 1048576"),
+    ] {
+        let message = chain(&Config::load(&path).unwrap_err());
+        assert!(message.contains(says), "{}: {message}", path.display());
+    }
+}
