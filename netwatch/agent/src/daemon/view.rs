@@ -137,7 +137,8 @@ impl Agent {
         if self.tracker.watches(link) {
             logging::link_updated(self.tracker.links.get(&link.ifindex), link);
             self.xdp.consider(probes, link);
-        } else {
+        } else if !self.tracker.links.contains_key(&link.ifindex) {
+            // Once, when it appears: every refresh passes every link through here.
             debug!(ifindex = link.ifindex, ifname = %link.name, "link not watched (interface patterns)");
         }
     }
@@ -303,7 +304,10 @@ impl Agent {
             };
             debug!(kind = ?tcp.kind, local = %tcp.local, remote = %tcp.remote, "tcp signal");
             if let Some(hop) = self.tracker.route_to(watcher, tcp.remote_ip()).await {
-                if !asked.contains(&hop.oif) && self.fast.on_tcp_trouble(hop.oif, now) {
+                // An unwatched link (a container's bridge) has no verdict to hurry.
+                let watched = (self.tracker.links.get(&hop.oif))
+                    .is_some_and(|link| self.tracker.watches(link));
+                if watched && !asked.contains(&hop.oif) && self.fast.on_tcp_trouble(hop.oif, now) {
                     asked.insert(hop.oif);
                     self.ask_about(probes, watcher, hop.oif).await;
                 }
@@ -365,7 +369,7 @@ impl Agent {
         // The links the verdict rests on are watched whatever their names, and their loss
         // ratios count, from the next judgement on, in data segments.
         for link in self.tracker.needed() {
-            self.xdp.consider(probes, link);
+            self.xdp.consider_needed(probes, link);
         }
         self.xdp.count_egress(probes, self.tracker.needed());
         self.wants_polling = FastPath::wanted(&observations, now);

@@ -87,6 +87,14 @@ impl XdpAttacher {
         }
     }
 
+    /// [`XdpAttacher::consider`] for a link the verdict rests on, asked at every judgement: an
+    /// attach that failed is not tried again each time (the link's next update retries it).
+    pub fn consider_needed(&mut self, probes: &mut KernelPrograms, link: &Link) {
+        if self.states.get(&link.ifindex) != Some(&XdpState::Failed) {
+            self.consider(probes, link);
+        }
+    }
+
     /// Attaches the egress counter to each of `links` (the ones the verdict's ratios use)
     /// that lacks it.
     pub fn count_egress<'a>(

@@ -53,19 +53,17 @@ impl Tracker {
             }
             endpoints.push(observation);
         }
-        let mut links = self
-            .links
-            .values()
-            .filter(|link| !link.loopback)
-            .map(|link| (link.ifindex, self.link_observation(link, probes)))
-            .collect::<BTreeMap<_, _>>();
-        self.needed = links
-            .values()
-            .filter(|l| l.default_route)
-            .map(|l| l.link.ifindex)
+        // Which links the verdict rests on first, so that the unwatched ones (a container
+        // host's hundreds of veths) cost nothing more here.
+        self.needed = (self.routes.iter())
+            .filter(|r| r.is_default() && r.in_main_table())
+            .flat_map(|r| r.oifs.iter().copied())
             .chain(endpoints.iter().filter_map(|e| e.oif))
             .collect();
-        links.retain(|_, l| self.watches(&l.link));
+        let links = (self.links.values())
+            .filter(|link| self.watches(link))
+            .map(|link| (link.ifindex, self.link_observation(link, probes)))
+            .collect::<BTreeMap<_, _>>();
         Observations { links, endpoints }
     }
 

@@ -81,8 +81,18 @@ pub fn lossy(
 /// ratio is below the leave bar, over so many buffers that the loss is below the entry bar
 /// with 95% confidence (about 130 buffers without a retransmit). Buffers are the trials, as
 /// for entering: a buffer's segments are lost together (a GSO buffer crosses a veth whole).
+///
+/// Only data sent proves it: a link or endpoint judged against packets (pure ACKs included,
+/// on a link without the egress counter) or replies could read a download's ACKs as a clean
+/// moment while the loss goes on; it keeps the recovery hold instead.
 pub fn cleared(recent: &Sample, denominator: Denominator, t: &Thresholds) -> bool {
-    let (_, sent_buffers, _) = denominator.counts();
+    let Denominator::Data {
+        buffers: sent_buffers,
+        ..
+    } = denominator
+    else {
+        return false;
+    };
     if sent_buffers == 0 {
         return false;
     }
@@ -137,6 +147,16 @@ mod tests {
             segs: buffers * 10,
             buffers,
         }
+    }
+
+    #[test]
+    fn only_data_sent_can_prove_the_loss_over() {
+        let t = Thresholds::default();
+        let clean = window(0, 0);
+        assert!(cleared(&clean, data(500), &t));
+        // 500 packets with no retransmit are a download's ACKs as easily as a clean moment.
+        assert!(!cleared(&clean, Denominator::Packets(500), &t));
+        assert!(!cleared(&clean, Denominator::Replies(500), &t));
     }
 
     #[test]
