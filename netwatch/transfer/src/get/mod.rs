@@ -109,7 +109,11 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
             result = assembled => result.expect("assembling does not panic"),
         };
         match result {
-            Err(TransferError::Evicted { id, .. }) if !refetched => {
+            // Standard output already has the bytes before the damaged chunk: sending them
+            // again would corrupt the stream, so the error stands (the exit status says so).
+            Err(TransferError::Evicted { id, .. })
+                if !refetched && destination.can_start_over() =>
+            {
                 tracing::warn!(chunk = %id, "a chunk in the local cache was damaged: fetching it again");
                 refetched = true;
                 fetch_missing(&manifest, &shared, &mut summary, false).await?;

@@ -57,6 +57,19 @@ impl Destination {
             problem,
         };
         let path = match fs::symlink_metadata(out) {
+            // Followed only if the caller made it: a link someone else planted (`/tmp/out ->
+            // /etc/shadow`) would have a root get replace its target, and resolving the path
+            // here bypasses the kernel's protected_symlinks.
+            // SAFETY: geteuid has no preconditions.
+            Ok(meta)
+                if meta.file_type().is_symlink() && meta.uid() != unsafe { libc::geteuid() } =>
+            {
+                return Err(bad(format!(
+                    "is a symbolic link owned by uid {}, not by you: netwatch get follows only \
+                     your own links; give the target's path",
+                    meta.uid()
+                )))
+            }
             Ok(meta) if meta.file_type().is_symlink() => fs::canonicalize(out).map_err(|e| {
                 bad(format!(
                     "is a symbolic link that leads nowhere usable ({e}): give a file path"
@@ -95,20 +108,34 @@ impl Destination {
         })
     }
 
+    /// The output as the user named it, for messages.
+    pub fn given(&self) -> PathBuf {
+        match self {
+            Self::File { given, .. } => given.clone(),
+            Self::Stdout => PathBuf::from("-"),
+        }
+    }
+
+    /// Whether what was written can be thrown away and written again: a file can (it
+    /// appears only when whole), standard output cannot.
+    pub fn can_start_over(&self) -> bool {
+        matches!(self, Self::File { .. })
+    }
+
     /// Refuses an artifact of `size` bytes that does not fit: beyond `cap`, or beyond the
     /// free space of the output's file system. Says both figures.
     pub fn check_room(&self, size: u64, cap: Option<u64>) -> Result<(), TransferError> {
-        let Self::File { given, path, .. } = self else {
-            return Ok(());
-        };
         if let Some(cap) = cap.filter(|cap| size > *cap) {
             return Err(TransferError::TooLarge {
-                path: given.clone(),
+                path: self.given(),
                 size,
                 limit: cap,
                 why: "the largest output allowed (--max-size)",
             });
         }
+        let Self::File { given, path, .. } = self else {
+            return Ok(());
+        };
         let dir = directory_of(path);
         if let Some(free) = free_space(&dir).filter(|free| size > *free) {
             return Err(TransferError::TooLarge {
@@ -324,9 +351,13 @@ pub fn remove_stale_temps(dir: &Path, out_name: &str) {
             .metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|at| SystemTime::now().duration_since(at).unwrap_or_default() > STALE_AFTER);
+        // Only regular files: a FIFO planted under the name would block the open for ever.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
         let Ok(file) = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
         else {
             continue;
@@ -350,6 +381,30 @@ mod tests {
             Err(TransferError::BadOutput { problem, .. }) => problem,
             other => panic!("{} was not refused: {other:?}", out.display()),
         }
+    }
+
+    #[test]
+    fn a_link_someone_else_made_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, link) = (dir.path().join("victim"), dir.path().join("out"));
+        std::fs::write(&target, "keep").unwrap();
+        symlink(&target, &link).unwrap();
+        assert!(Destination::check(&link).is_ok(), "one's own link is followed");
+        let c_link = std::ffi::CString::new(link.to_str().unwrap()).unwrap();
+        // SAFETY: a valid path string; only the link's owner changes (as root; as another
+        // user the call fails and the test has nothing to show).
+        if unsafe { libc::lchown(c_link.as_ptr(), 65534, 65534) } == 0 {
+            assert!(problem(&link).contains("owned by uid 65534"));
+        }
+    }
+
+    #[test]
+    fn the_size_cap_holds_for_standard_output_too() {
+        let error = Destination::check(Path::new("-"))
+            .unwrap()
+            .check_room(2000, Some(1000))
+            .unwrap_err();
+        assert!(matches!(error, TransferError::TooLarge { .. }), "{error:?}");
     }
 
     #[test]
