@@ -62,6 +62,9 @@ pub enum ConfigError {
     /// a device like /dev/zero would never end.
     #[error("config file {} is {kind}, not a regular file: point --config (or NETWATCH_CONFIG) at a TOML file", path.display())]
     NotAFile { path: PathBuf, kind: &'static str },
+    /// Run as root, a file another user owns or may write.
+    #[error("config file {} is {why}: run as root, netwatch reads only a file owned by root that no one else may write (chown root, chmod go-w), so that another user cannot choose what root does", path.display())]
+    Untrusted { path: PathBuf, why: String },
     /// Larger than any configuration needs: refused before it is read whole.
     #[error("config file {} is {size} bytes, more than the {max} a configuration file may have: is it the right file?", path.display())]
     TooLarge { path: PathBuf, size: u64, max: u64 },
@@ -139,6 +142,7 @@ impl ConfigError {
             Self::NotFound { .. }
             | Self::Read { .. }
             | Self::NotAFile { .. }
+            | Self::Untrusted { .. }
             | Self::TooLarge { .. } => None,
             Self::NotUtf8 { at }
             | Self::Syntax { at, .. }

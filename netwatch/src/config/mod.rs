@@ -229,6 +229,27 @@ fn read_regular_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     } else if kind.is_socket() {
         return Err(not_a_file("a socket"));
     }
+    // Checked on the open file, so a path swapped after the check changes nothing.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::fs::MetadataExt;
+        let why = if meta.uid() != 0 {
+            Some(format!("owned by uid {}", meta.uid()))
+        } else if meta.mode() & 0o002 != 0 || (meta.mode() & 0o020 != 0 && meta.gid() != 0) {
+            Some(format!(
+                "writable by others (mode {:o})",
+                meta.mode() & 0o777
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(ConfigError::Untrusted {
+                path: path.to_path_buf(),
+                why,
+            });
+        }
+    }
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(ConfigError::TooLarge {
             path: path.to_path_buf(),

@@ -731,3 +731,24 @@ fn only_a_regular_file_of_sane_size_is_read_and_a_fifo_is_not_waited_on() {
         assert!(message.contains(says), "{}: {message}", path.display());
     }
 }
+
+#[test]
+fn as_root_a_file_another_user_owns_or_may_write_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // The rule is root's; as another user there is nothing to show.
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("netwatch.toml");
+    std::fs::write(&path, "# nothing\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let message = chain(&Config::load(&path).unwrap_err());
+    assert!(message.contains("writable by others"), "{message}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path string.
+    assert_eq!(unsafe { libc::chown(c_path.as_ptr(), 65534, u32::MAX) }, 0);
+    let message = chain(&Config::load(&path).unwrap_err());
+    assert!(message.contains("owned by uid 65534"), "{message}");
+}

@@ -4,7 +4,7 @@
 //! | setting     | 1. flag    | 2. environment       | 3. config file    | 4. default                                   |
 //! |-------------|------------|----------------------|-------------------|----------------------------------------------|
 //! | config file | `--config` | `NETWATCH_CONFIG`    | -                 | `/etc/netwatch.toml` if it exists, else none |
-//! | socket      | `--socket` | `NETWATCH_SOCKET`    | `[socket] path`   | agent `--netns NAME`: `/run/netwatch/netns-NAME.sock`; else `/run/netwatch/netwatch.sock` |
+//! | socket      | `--socket` | `NETWATCH_SOCKET`    | `[socket] path`   | agent `--netns NAME`: `/run/netwatch/netns-NAME.sock` (also where 2 or 3 name the host's default); else `/run/netwatch/netwatch.sock` |
 //! | cache       | `--cache`  | `NETWATCH_CACHE_DIR` | -                 | `$XDG_CACHE_HOME/netwatch` (if absolute), else `$HOME/.cache/netwatch` |
 //!
 //! An empty environment variable counts as unset.
@@ -78,11 +78,21 @@ pub fn resolve(flags: &PathFlags, env: &Environment) -> Result<Settings, ConfigE
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    // For an agent in another namespace, the host's default socket (the example file spells
+    // it out) names "the default", which there is that namespace's own: taking it would
+    // collide with the host's agent.
+    let not_the_host_default =
+        |path: &PathBuf| flags.netns.is_none() || path.as_os_str() != DEFAULT_SOCKET_PATH;
     let socket = flags
         .socket
         .clone()
-        .or_else(|| env.socket.clone().map(PathBuf::from))
-        .or_else(|| config.socket.path.clone())
+        .or_else(|| {
+            env.socket
+                .clone()
+                .map(PathBuf::from)
+                .filter(not_the_host_default)
+        })
+        .or_else(|| config.socket.path.clone().filter(not_the_host_default))
         .unwrap_or_else(|| match &flags.netns {
             Some(netns) => PathBuf::from(format!("/run/netwatch/netns-{netns}.sock")),
             None => PathBuf::from(DEFAULT_SOCKET_PATH),

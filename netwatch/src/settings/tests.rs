@@ -218,3 +218,30 @@ fn a_named_file_that_is_missing_is_an_error_naming_it() {
         "{error}"
     );
 }
+
+#[test]
+fn a_namespaced_agent_does_not_take_the_host_default_from_the_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = dir.path().join("example.toml");
+    std::fs::write(
+        &example,
+        format!("[socket]\npath = \"{DEFAULT_SOCKET_PATH}\"\n"),
+    )
+    .unwrap();
+    let argv = [
+        "netwatch",
+        "agent",
+        "--netns",
+        "lab",
+        "--config",
+        example.to_str().unwrap(),
+    ];
+    let flags = Cli::try_parse_from(argv).unwrap().command.path_flags();
+    let env = Environment {
+        socket: Some(DEFAULT_SOCKET_PATH.into()),
+        ..Environment::empty()
+    };
+    let own = Path::new("/run/netwatch/netns-lab.sock");
+    assert_eq!(resolve(&flags, &Environment::empty()).unwrap().socket, own);
+    assert_eq!(resolve(&flags, &env).unwrap().socket, own);
+}

@@ -24,6 +24,8 @@ const MAX_CONNECTIONS: usize = 64;
 /// A client that has not sent its request headers by then is dropped: a scrape sends them at
 /// once.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a whole metrics exchange may take, reply included.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +103,12 @@ async fn accept(
                 .header_read_timeout(HEADER_TIMEOUT)
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "metrics connection ended with an error");
+            // A client that asks and never reads would hold its slot for ever: the whole
+            // exchange gets a bound, not only the request's headers.
+            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                Ok(Err(error)) => tracing::debug!(%error, "metrics connection ended with an error"),
+                Err(_) => tracing::debug!("metrics connection took too long: closed"),
+                Ok(Ok(())) => {}
             }
             drop(slot);
         });

@@ -180,8 +180,14 @@ fn chmod_nofollow(path: &Path, mode: u32) -> std::io::Result<()> {
         )
     };
     if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+        return Ok(());
     }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ENOSYS) {
+        // fchmodat2 came with Linux 6.6. Before it, a plain chmod: the directory was checked
+        // to be writable by root alone, so nobody can have swapped the socket for a link.
+        use std::os::unix::fs::PermissionsExt;
+        return std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    }
+    Err(error)
 }

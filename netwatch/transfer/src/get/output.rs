@@ -389,7 +389,10 @@ mod tests {
         let (target, link) = (dir.path().join("victim"), dir.path().join("out"));
         std::fs::write(&target, "keep").unwrap();
         symlink(&target, &link).unwrap();
-        assert!(Destination::check(&link).is_ok(), "one's own link is followed");
+        assert!(
+            Destination::check(&link).is_ok(),
+            "one's own link is followed"
+        );
         let c_link = std::ffi::CString::new(link.to_str().unwrap()).unwrap();
         // SAFETY: a valid path string; only the link's owner changes (as root; as another
         // user the call fails and the test has nothing to show).
