@@ -39,7 +39,7 @@ pub struct Launch<'a> {
     pub binary: Option<&'a Path>,
     /// More flags.
     pub args: &'a [&'a str],
-    /// TOML for `--config`, written to a temporary file.
+    /// TOML for `--config`, written to a temporary file (an empty one when `None`).
     pub config: Option<&'a str>,
     /// `--report-interval`: the tests wait for its lines; the bench turns it off (`0`).
     pub report_interval: &'a str,
@@ -95,7 +95,9 @@ impl Agent {
             Some(bin) => bin.to_path_buf(),
             None => try_binary()?,
         };
-        let config = launch.config.map(write_config);
+        // Always a file of the test's own: without one the agent would read the machine's
+        // /etc/netwatch.toml.
+        let config = Some(write_config(launch.config.unwrap_or("")));
         let args = launch.args;
         let socket = args
             .iter()

@@ -27,10 +27,13 @@ pub fn netwatch(ns: Option<&NetNs>) -> Command {
         }
         None => Command::new(binary()),
     };
+    use netwatch_client::paths::env_vars;
     for var in [
-        "NETWATCH_CONFIG",
-        "NETWATCH_CACHE_DIR",
-        "NETWATCH_SOCKET",
+        env_vars::NETWATCH_CONFIG,
+        env_vars::NETWATCH_CACHE_DIR,
+        env_vars::NETWATCH_SOCKET,
+        env_vars::NETWATCH_AGENT_USER,
+        env_vars::NETWATCH_LOG_FORMAT,
         "XDG_CACHE_HOME",
     ] {
         command.env_remove(var);

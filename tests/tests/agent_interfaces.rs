@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use netwatch_client::state::{Health, Subject};
 use netwatch_tests::agent::{field_str, Agent};
 use netwatch_tests::metrics::scrape;
+use netwatch_tests::netns::NetNs;
 use netwatch_tests::require_privileges;
 use netwatch_tests::topology::{add_veth, delete_link, set_link_up, xdp_prog_id, Pair};
 use netwatch_tests::verdicts::{health, Subscription};
@@ -36,8 +37,8 @@ fn container_veths_are_left_out_by_default_and_the_rest_is_watched() {
             set_link_up(b, true).await;
         }
     });
-    // Two judgements (every 0.5 s) for the agent to have seen them all.
-    std::thread::sleep(Duration::from_millis(1500));
+    // A watched link made after them: once the state lists it, the agent has seen them all.
+    seen_after(&agent, &pair.b, "nwlast0");
     let with_xdp: Vec<u32> = pair.b.block_on(async {
         let mut with_xdp = Vec::new();
         for i in 0..PAIRS {
@@ -89,7 +90,13 @@ fn container_veths_are_left_out_by_default_and_the_rest_is_watched() {
             delete_link(index(i).0).await;
         }
     });
-    std::thread::sleep(Duration::from_millis(500));
+    // A watched link removed after them: its "link removed" line comes after theirs would.
+    pair.b.exec_ok("ip", &["link", "del", "nwlast0"]);
+    agent.wait_for(
+        "link removed",
+        |l| l["ifname"] == "nwlast0",
+        Duration::from_secs(10),
+    );
     let announced: Vec<String> = agent
         .lines_so_far()
         .iter()
@@ -116,7 +123,7 @@ fn a_link_with_the_default_route_is_watched_whatever_its_name() {
     let excluded = format!("{}*", &pair.b_if[..3]);
     let agent = Agent::start_with(&pair.b, &["--exclude-interfaces", &excluded], None);
     agent.wait_for("agent ready", |_| true, STARTUP);
-    std::thread::sleep(Duration::from_millis(1000));
+    seen_after(&agent, &pair.b, "nwlast0");
     let state = agent.get().expect("the agent's state");
     assert!(
         !state.links.contains_key(&pair.b_if),
@@ -141,6 +148,19 @@ fn a_link_with_the_default_route_is_watched_whatever_its_name() {
             "no XDP program on the default-route link {} though its name is excluded",
             pair.b_if
         );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Adds a link `name` in `ns` (a bridge, as this kernel has no dummy devices; a name no
+/// pattern leaves out) and waits until the agent's state lists it: everything made before
+/// it has been seen by then.
+fn seen_after(agent: &Agent, ns: &NetNs, name: &str) {
+    ns.exec_ok("ip", &["link", "add", name, "type", "bridge"]);
+    ns.exec_ok("ip", &["link", "set", name, "up"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent.get().is_ok_and(|s| s.links.contains_key(name)) {
+        assert!(Instant::now() < deadline, "the agent never listed {name}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -1,7 +1,9 @@
 //! The agent's interface counters against the kernel's own tool: after traffic over a veth, a
 //! bridge, a macvlan and a VXLAN device, every link's rx/tx packets and bytes in the agent's
-//! state equal what `ip -s -j link` shows (one baseline: the kernel's, since the interface
-//! was created), with the XDP counter attached to each.
+//! state equal what `ip -s -j link` shows: one baseline, the kernel's, since the interface was
+//! created, where the state once carried XDP's own counts (since the agent started, and 14
+//! bytes a packet high on a bridge or VXLAN) on links that had the XDP counter. Each link
+//! here has it, so the test would catch that again.
 
 use std::time::{Duration, Instant};
 

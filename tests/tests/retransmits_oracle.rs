@@ -58,11 +58,8 @@ fn segments_agree_with_nstat(ipv6: bool) {
     let agent = Agent::start_with(&pair.a, &[], None);
     agent.wait_for("agent ready", |_| true, STARTUP);
     let counted = || {
-        agent
-            .get()
-            .ok()
-            .and_then(|s| s.links.get(&pair.a_if).map(|l| l.retransmits))
-            .unwrap_or(0)
+        let state = agent.get().expect("the agent's state");
+        state.links.get(&pair.a_if).map_or(0, |l| l.retransmits)
     };
     let (ours_before, kernel_before) = (counted(), nstat_retrans_segs(&pair.a));
 
@@ -83,7 +80,7 @@ fn segments_agree_with_nstat(ipv6: bool) {
     // The agent attributes retransmits when it judges (every 0.5 s): wait until it has them.
     let deadline = Instant::now() + Duration::from_secs(5);
     let ours = loop {
-        let ours = counted() - ours_before;
+        let ours = counted().saturating_sub(ours_before);
         if ours.abs_diff(kernel) * 50 <= kernel || Instant::now() >= deadline {
             break ours;
         }
