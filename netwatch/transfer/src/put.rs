@@ -1,6 +1,6 @@
 //! `put`: the file cut into chunks as it is read, the chunks the mirror lacks compressed and
 //! uploaded several at once, and the manifest written last, so that no reader ever sees a
-//! manifest naming a chunk that is not there yet. Then the bandwidth bandwidth object, if the
+//! manifest naming a chunk that is not there yet. Then the bandwidth object, if the
 //! mirror lacks it.
 
 use std::{
@@ -29,7 +29,7 @@ use super::{
 /// object to be worth it now (under 70 KB/s); the next put tries again.
 const PROBE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Uploads `file` as `key` to `mirror`, then the bandwidth bandwidth object if it lacks it.
+/// Uploads `file` as `key` to `mirror`, then the bandwidth object if it lacks it.
 pub async fn put(
     file: &Path,
     key: &ArtifactKey,
@@ -206,13 +206,13 @@ async fn write_bandwidth_object(
     match written {
         Ok(Ok(took)) => took,
         Ok(Err(error)) => {
-            tracing::warn!(%error, "could not write the bandwidth bandwidth object: bandwidth stays unmeasured on this mirror");
+            tracing::warn!(%error, "could not write the bandwidth object: bandwidth stays unmeasured on this mirror");
             None
         }
         Err(_) => {
             tracing::warn!(
                 mirror = mirror.name(),
-                "writing the bandwidth bandwidth object took over {}: left for the next put",
+                "writing the bandwidth object took over {}: left for the next put",
                 humantime::format_duration(PROBE_WRITE_TIMEOUT)
             );
             None

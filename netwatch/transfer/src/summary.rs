@@ -40,7 +40,7 @@ pub struct Summary {
     /// The link's bandwidth `compression = "auto"` chose the encoding for, in bytes per
     /// second, when it was known (`put`).
     pub link_bytes_per_sec: Option<f64>,
-    /// How long writing the bandwidth bandwidth object took, when `put` wrote it (its bytes are
+    /// How long writing the bandwidth object took, when `put` wrote it (its bytes are
     /// not in `bytes_moved`, which is the artifact's).
     #[serde(
         rename = "bandwidth_object_write_ms",

@@ -16,7 +16,7 @@ use std::{
 };
 
 /// How the server misbehaves. "Chunk objects" are those under `chunks/`; the manifest and
-/// the bandwidth bandwidth object are served as stored unless the fault says otherwise.
+/// the bandwidth object are served as stored unless the fault says otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Fault {

@@ -48,7 +48,7 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
         .unwrap_or_else(|| "deps".into());
     let built = artifact::build_output(&source, wanted, &deps)?;
     let size = built.size;
-    // Uncapped, once: writes the bandwidth bandwidth object that every later store starts with.
+    // Uncapped, once: writes the bandwidth object that every later store starts with.
     put(&site, FIRST_STORE, &source, "none")?;
     let mut stores = 0;
     report.notes.push(format!(
@@ -57,7 +57,7 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
          by a veth pair, nginx in the mirror namespace; both veth ends shaped by tbf to the \
          cap, with a burst of 1 ms at the rate (at least 32 KiB), so the 1 MiB read that \
          `auto` takes its link figure from sees the same link as the upload. Every put goes \
-         to an empty store that holds only the bandwidth bandwidth object, with a fresh client \
+         to an empty store that holds only the bandwidth object, with a fresh client \
          cache, so every chunk is compressed and sent, and `auto` measures the link itself. \
          Effective throughput is the artifact's size over the transfer's own time \
          (`elapsed_ms`: hashing, compressing and sending overlapped; for auto it includes \

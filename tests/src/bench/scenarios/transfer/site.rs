@@ -119,7 +119,7 @@ impl Site {
         Ok(())
     }
 
-    /// Makes the empty store `store` holding only the bandwidth bandwidth object of `like` (which
+    /// Makes the empty store `store` holding only the bandwidth object of `like` (which
     /// a put there wrote), so that a put stores every chunk and `auto` measures the link by
     /// reading the bandwidth object. A fresh store rather than a cleared one: deleting thousands
     /// of chunk files would slow the next puts' file creation on ext4 for a minute or more
