@@ -96,15 +96,34 @@ impl Agent {
     ) {
         let mut next = Some(first);
         let mut handled = 0;
+        let mut overrun = false;
         while let Some(event) = next.take() {
             match event {
-                NetEvent::Overrun => self.resync(probes, watcher).await,
+                NetEvent::Overrun => overrun = true,
                 event => self.handle(probes, event, monotonic_ns()),
             }
             handled += 1;
-            if handled < MAX_BATCH {
+            // After an overrun, everything queued is drained before the re-read: the kernel
+            // reports ENOBUFS ahead of the older messages still in the socket's queue, and one
+            // of those replayed after the dump (a link's creation, its deletion lost) would
+            // bring back a link that is gone, for good.
+            if handled < MAX_BATCH || overrun {
                 next = watcher.try_next();
             }
+        }
+        if overrun {
+            // The socket's reader runs on this thread: let it run until it brings nothing
+            // more, so the queue is empty in fact and not only in the channel (bounded, so
+            // an endless flood of events still gets its re-read and judgements).
+            for _ in 0..MAX_BATCH {
+                tokio::task::yield_now().await;
+                match watcher.try_next() {
+                    Some(NetEvent::Overrun) => {}
+                    Some(event) => self.handle(probes, event, monotonic_ns()),
+                    None => break,
+                }
+            }
+            self.resync(probes, watcher).await;
         }
         self.reread_routes(watcher).await;
     }
