@@ -63,7 +63,8 @@ pub mod globals {
 pub struct IfaceCounters {
     pub packets: u64,
     pub bytes: u64,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last packet on this CPU.
+    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC, to the tick) of the last packet on
+    /// this CPU: the precise clock would cost more than the counting.
     pub last_rx_ns: u64,
 }
 const _: () = assert!(size_of::<IfaceCounters>() == 24);

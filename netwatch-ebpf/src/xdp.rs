@@ -1,7 +1,10 @@
 //! Counts every received packet per interface, and per source address for the sources
 //! userspace watches. Always passes the packet on.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    programs::XdpContext,
+};
 use netwatch_common::{
     DestKey, Event, EventKind, IfaceCounters, AF_INET, AF_INET6, RX_RESUMED_AFTER_NS,
 };
@@ -26,7 +29,9 @@ pub fn count_packet(ctx: &XdpContext) {
     // The program is not frags-aware, so the kernel hands it linear packets: this is the
     // whole length, Ethernet header included, as the device's own rx_bytes counts it.
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The coarse clock (to the tick) is enough to pace a link, and a precise read would cost
+    // more than the rest of the program; userspace dates it late by a tick (counters.rs).
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     // A slot of the array when the ifindex has one (its counters start at zero, so the first
     // packet reads as reception resuming), else the hash.
     let counters = IFACE_SLOTS
@@ -54,7 +59,7 @@ pub fn count_packet(ctx: &XdpContext) {
         }
     }
     if peers_watched() {
-        count_watched_source(ctx, now);
+        count_watched_source(ctx);
     }
 }
 
@@ -72,14 +77,15 @@ fn rx_resumed(ifindex: u32, now: u64) {
 }
 
 #[inline(always)]
-fn count_watched_source(ctx: &XdpContext, now: u64) {
+fn count_watched_source(ctx: &XdpContext) {
     let Some(source) = source_of(ctx) else {
         return;
     };
     if let Some(counters) = WATCHED_PEERS.get_ptr_mut(&source) {
         unsafe {
             (*counters).rx_packets += 1;
-            (*counters).last_rx_ns = now;
+            // Precise: an endpoint's reply is weighed against the request it answers.
+            (*counters).last_rx_ns = bpf_ktime_get_ns();
         }
     }
 }

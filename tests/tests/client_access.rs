@@ -262,6 +262,11 @@ fn metrics_are_served_inside_the_agents_namespace() {
         "no netwatch_link_verdict line for {}:\n{body}",
         pair.b_if
     );
+    // The kernel's run-time accounting is host-wide and costly: off unless asked for.
+    assert!(
+        body.lines().any(|l| l == "netwatch_bpf_stats_enabled 0"),
+        "the agent turned on the kernel's program accounting without [metrics] program_costs:\n{body}"
+    );
 }
 
 /// GET /metrics over plain HTTP/1.0 (no chunked body to undo), in the calling thread's

@@ -72,6 +72,12 @@ pub struct AgentArgs {
     /// skipped with a warning if it cannot be bound]
     #[arg(long, value_name = "ADDR|off", value_parser = parse_metrics)]
     pub metrics: Option<MetricsFlag>,
+
+    /// Have the kernel account each BPF program's run time while the agent runs, for the
+    /// netwatch_bpf_program_* metrics. Host-wide: every BPF program on the host pays two
+    /// clock reads per run (about 70 ns), more than the XDP counter costs. [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub program_costs: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -182,6 +188,7 @@ impl AgentArgs {
                 group: file.socket.group.clone(),
             }),
             metrics,
+            program_costs: self.program_costs.unwrap_or(file.metrics.program_costs),
             kernel_programs,
         })
     }

@@ -109,12 +109,16 @@ impl Default for SocketSettings {
 pub struct MetricsSettings {
     /// A loopback address to serve `/metrics` on; `None` when `enabled = false`.
     pub listen: Option<SocketAddr>,
+    /// Whether the kernel accounts the run time of every BPF program while the agent runs
+    /// (BPF_ENABLE_STATS): host-wide, two clock reads per run of every program.
+    pub program_costs: bool,
 }
 
 impl Default for MetricsSettings {
     fn default() -> Self {
         Self {
             listen: Some(DEFAULT_METRICS_LISTEN),
+            program_costs: false,
         }
     }
 }

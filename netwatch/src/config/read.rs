@@ -32,7 +32,7 @@ pub(super) const AGENT_KEYS: &[&str] = &[
 ];
 pub(super) const SOCKET_KEYS: &[&str] = &["path", "mode", "group"];
 pub(super) const INTERFACE_KEYS: &[&str] = &["include", "exclude"];
-pub(super) const METRICS_KEYS: &[&str] = &["enabled", "listen"];
+pub(super) const METRICS_KEYS: &[&str] = &["enabled", "listen", "program_costs"];
 pub(super) const THRESHOLD_KEYS: &[&str] = &[
     "evidence_window",
     "loss_window",
@@ -269,6 +269,7 @@ fn metrics(table: &Table) -> Result<MetricsSettings, ConfigError> {
     };
     Ok(MetricsSettings {
         listen: listen.filter(|_| enabled),
+        program_costs: table.boolean("program_costs")?.unwrap_or(false),
     })
 }
 

@@ -91,6 +91,7 @@ fn the_example_file_parses_to_what_it_says() {
         },
         metrics: MetricsSettings {
             listen: Some("127.0.0.1:9478".parse().unwrap()),
+            program_costs: true,
         },
         thresholds: Thresholds {
             degraded_retransmit_ratio: 0.03,
@@ -202,6 +203,7 @@ fn a_file_setting_every_key_overrides_every_default() {
         [metrics]
         enabled = false
         listen = "[::1]:9100"
+        program_costs = true
         [thresholds]
         evidence_window = "20s"
         loss_window = "5s"
@@ -242,7 +244,10 @@ fn a_file_setting_every_key_overrides_every_default() {
             mode: 0o600,
             group: Some("adm".into()),
         },
-        metrics: MetricsSettings { listen: None },
+        metrics: MetricsSettings {
+            listen: None,
+            program_costs: true,
+        },
         thresholds: Thresholds {
             evidence_window: secs(20),
             loss_window: secs(5),

@@ -80,6 +80,8 @@ pub struct AgentConfig {
     pub socket: Option<ServerOptions>,
     /// Where to serve Prometheus metrics; `None` serves none.
     pub metrics: Option<MetricsListen>,
+    /// Whether to turn on the kernel's run-time accounting of BPF programs (host-wide).
+    pub program_costs: bool,
 }
 
 /// A metrics address, and whether failing to bind it is fatal (it is when a user chose it;
@@ -104,6 +106,7 @@ impl Default for AgentConfig {
             run_as: None,
             socket: None,
             metrics: None,
+            program_costs: false,
         }
     }
 }
@@ -145,7 +148,7 @@ pub async fn run(
         None => None,
     };
     let metrics_listener = bind_metrics(config.metrics).await?;
-    let bpf_stats = enable_bpf_stats();
+    let bpf_stats = config.program_costs.then(enable_bpf_stats).flatten();
 
     let mut probes = KernelPrograms::load(config.kernel_programs)?;
     let ids = probes.program_ids();

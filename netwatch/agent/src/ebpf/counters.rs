@@ -7,8 +7,42 @@ use netwatch_common::{
 };
 
 /// Packets XDP saw arriving on one interface, summed over CPUs; `last_rx_ns` is the latest
-/// packet on any CPU, 0 before the first.
+/// packet on any CPU, 0 before the first, as [`dated_late`] gives it.
 pub type IfaceRx = IfaceCounters;
+
+/// `rx` with its time moved from the kernel's coarse clock to the latest moment the packet
+/// can have arrived: one tick later, but never after now.
+///
+/// XDP dates packets with the coarse clock because a precise clock read would cost it more
+/// than all its counting (docs/kernel-notes.md). The coarse clock lags by up to a tick
+/// (1/HZ). Read raw, a reply a moment after a request could look older than the request, and
+/// the link unanswered; read late, it can only look answered up to a tick too soon, which
+/// delays noticing silence by that tick at most.
+pub fn dated_late(mut rx: IfaceRx) -> IfaceRx {
+    if rx.last_rx_ns != 0 {
+        rx.last_rx_ns = (rx.last_rx_ns + coarse_tick_ns()).min(crate::clock::monotonic_ns());
+    }
+    rx
+}
+
+/// The coarse clock's resolution: the kernel's tick.
+fn coarse_tick_ns() -> u64 {
+    static TICK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICK.get_or_init(|| {
+        let mut res = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: res is a valid timespec; CLOCK_MONOTONIC_COARSE exists since Linux 2.6.32.
+        let ok = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } == 0;
+        // HZ=100, the coarsest a kernel builds with, if the question fails.
+        if ok {
+            res.tv_sec as u64 * 1_000_000_000 + res.tv_nsec as u64
+        } else {
+            10_000_000
+        }
+    })
+}
 
 /// TCP data segments that left one interface, summed over CPUs.
 pub type IfaceTx = TxCounters;
@@ -139,6 +173,27 @@ pub fn dest_addr(key: &DestKey) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coarse_times_are_dated_a_tick_late_but_never_in_the_future() {
+        let tick = coarse_tick_ns();
+        assert!((1_000_000..=10_000_000).contains(&tick), "tick {tick} ns");
+        let rx = |last_rx_ns| IfaceCounters {
+            packets: 1,
+            bytes: 60,
+            last_rx_ns,
+        };
+        assert_eq!(
+            dated_late(rx(0)).last_rx_ns,
+            0,
+            "no packet yet stays undated"
+        );
+        let long_ago = crate::clock::monotonic_ns() - 10 * tick;
+        assert_eq!(dated_late(rx(long_ago)).last_rx_ns, long_ago + tick);
+        let before = crate::clock::monotonic_ns();
+        let dated = dated_late(rx(before)).last_rx_ns;
+        assert!(dated >= before && dated <= crate::clock::monotonic_ns());
+    }
 
     #[test]
     fn iface_totals_add_counts_and_keep_the_latest_time() {

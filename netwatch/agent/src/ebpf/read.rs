@@ -24,11 +24,12 @@ impl KernelPrograms {
                 source,
             })?;
             let total = IfaceRx::sum(per_cpu.iter());
-            return Ok((total.packets > 0).then_some(total));
+            return Ok((total.packets > 0).then(|| counters::dated_late(total)));
         }
         let counters: PerCpuHashMap<&MapData, u32, IfaceCounters> =
             map(&self.ebpf, maps::IFACE_COUNTERS)?;
-        lookup(&counters, &ifindex, maps::IFACE_COUNTERS).map(|v| v.map(|c| IfaceRx::sum(&c)))
+        lookup(&counters, &ifindex, maps::IFACE_COUNTERS)
+            .map(|v| v.map(|c| counters::dated_late(IfaceRx::sum(&c))))
     }
 
     /// TCP data segments sent through `ifindex` since the counter was attached; `None`

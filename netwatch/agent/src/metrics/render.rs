@@ -173,7 +173,7 @@ fn agent(text: &mut Exposition, costs: &AgentCosts) {
     text.family(
         "netwatch_bpf_stats_enabled",
         Kind::Gauge,
-        "1 while the kernel is accounting eBPF program run time for the whole host (BPF_ENABLE_STATS, held by the agent; it adds two clock reads to every run of every program).",
+        "1 while the agent holds the kernel's accounting of eBPF program run time for the whole host (BPF_ENABLE_STATS, with [metrics] program_costs = true; it adds two clock reads to every run of every program), else 0.",
     )
     .sample(&[], costs.bpf_stats_enabled);
     let counters = [
