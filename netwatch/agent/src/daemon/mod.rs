@@ -194,6 +194,13 @@ pub async fn run(
     let mut agent = Agent::new(&config, publish);
     agent.apply_snapshot(&mut probes, snapshot, false, monotonic_ns());
     agent.watch_peers(&mut probes);
+    // Loading parsed the kernel's BTF (megabytes, freed since); glibc keeps freed heap for
+    // reuse unless told, and the agent never needs that much again.
+    // SAFETY: malloc_trim has no preconditions.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
 
     let dropped = privileges::drop_privileges(config.run_as.as_ref())?;
     info!(
