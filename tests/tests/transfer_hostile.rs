@@ -120,7 +120,7 @@ fn the_secondary_serves_around(fault: Fault) {
         "a get writes its output and its cache, nothing else"
     );
     assert!(temporary_outputs(&out).is_empty());
-    assert!(pair.good.join("chunks").is_dir());
+    assert!(pair.good.join("packs").is_dir());
 }
 
 #[test]
@@ -155,13 +155,13 @@ fn the_hostile_mirror_alone_fails(fault: Fault, expected: &[&str]) {
 fn wrong_bytes_alone_fail_the_get_and_nothing_is_written() {
     the_hostile_mirror_alone_fails(
         Fault::WrongBytes,
-        &["chunk ", KEY, "mirror `bad` sent bad data"],
+        &["chunks ", KEY, "mirror `bad` sent bad data"],
     );
 }
 
 #[test]
 fn short_bodies_alone_fail_the_get_and_nothing_is_written() {
-    the_hostile_mirror_alone_fails(Fault::ShortBody, &["chunk ", KEY, "mirror `bad`"]);
+    the_hostile_mirror_alone_fails(Fault::ShortBody, &["span ", KEY, "mirror `bad`"]);
 }
 
 /// A `file://` mirror holding `KEY`, whose manifest `edit` then changes.
@@ -428,7 +428,7 @@ fn a_mirror_that_ignores_range_gets_no_bandwidth_and_is_not_read_past_the_range(
         big.len()
     );
 
-    // Chunks are read whole, so a get through it still works.
+    // Packs are then read whole, so a get through it still works.
     let out = cli.subdir("out").join("app.bin");
     cli.get(KEY, &out).json();
     assert!(std::fs::read(&out).unwrap() == data);

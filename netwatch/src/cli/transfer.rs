@@ -74,6 +74,11 @@ pub struct PutArgs {
     /// How to store new chunks, instead of the mirror's `compression`.
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
+    /// Fill each pack (the objects chunks are stored in) to this size before uploading it,
+    /// from 1MiB to 1GiB: larger packs mean fewer requests, smaller ones less to redo after a
+    /// failed upload and less memory (two are held at once). [default: 32MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_pack_size)]
+    pub pack_size: Option<u64>,
     #[command(flatten)]
     pub copy: CopyArgs,
 }
@@ -111,6 +116,16 @@ fn parse_concurrency(text: &str) -> Result<usize, String> {
 }
 
 /// `123`, `500MiB`, `20GB`, `1.5TiB`: a size in bytes.
+fn parse_pack_size(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    if !(transfer::MIN_PACK_SIZE..=transfer::MAX_PACK_SIZE).contains(&size) {
+        return Err(format!(
+            "`{text}` is outside 1MiB..=1GiB: a pack must hold several chunks, and is held in memory"
+        ));
+    }
+    Ok(size)
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
@@ -284,6 +299,9 @@ async fn put(args: &PutArgs, settings: &Settings) -> Result<ExitCode, TransferCo
         Some(CompressionArg::Gzip) => Compression::Gzip(transfer::DEFAULT_GZIP_LEVEL),
         Some(CompressionArg::None) => Compression::None,
     };
+    if let Some(pack_size) = args.pack_size {
+        options.pack_size = pack_size;
+    }
     let mut board = scoreboard(settings);
     if options.compression == Compression::Auto {
         options.link_bytes_per_sec = options

@@ -168,6 +168,7 @@ mod tests {
             size: data.len() as u32,
             encoding: Encoding::None,
             stored_size: data.len() as u64,
+            pack: None,
         }
     }
 

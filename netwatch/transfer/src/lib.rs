@@ -32,7 +32,7 @@ mod sync;
 mod tests;
 
 // The concepts' modules under their own names, for the code within; and the client's.
-use content::{chunk, compress, digest, key, manifest};
+use content::{chunk, compress, digest, key, manifest, pack};
 use get::output;
 use mirrors::{fallback, measure, score, scoreboard};
 use netwatch_client::{retry, state};
@@ -53,12 +53,13 @@ pub use digest::{DigestError, Hasher, Sha256};
 pub use error::TransferError;
 pub use get::{get, Fetch};
 pub use key::{ArtifactKey, KeyError};
-pub use manifest::{ChunkRef, Manifest, ManifestError, FORMAT_VERSION};
+pub use manifest::{ChunkRef, Manifest, ManifestError, PackAt, FORMAT_VERSION};
 pub use measure::{
     bandwidth_object, ensure_bandwidth_object, measure_mirrors, measure_mirrors_with,
     MeasureLimits, MirrorMeasurement, BANDWIDTH_OBJECT_SIZE, MEASURE_RANGE, MEASURE_TIMEOUT,
 };
 pub use mirrors::rank::{get_ranked, rank_mirrors};
+pub use pack::{PackId, PackSpot, DEFAULT_PACK_SIZE, MAX_PACK_SIZE, MIN_PACK_SIZE};
 pub use put::put;
 pub use score::{rank, scores, Candidate, Figures, Standing, BANDWIDTH_WEIGHT, LATENCY_WEIGHT};
 pub use scoreboard::{Entry, Ranked, Scoreboard, ScoreboardError, SCOREBOARD_FILE, STALE_AFTER};
@@ -121,6 +122,8 @@ pub struct TransferOptions {
     pub progress: Option<ProgressFn>,
     /// `get`: the largest artifact it writes; `None` for no cap but the free space.
     pub max_output: Option<u64>,
+    /// `put`: the size packs are filled to before they are uploaded.
+    pub pack_size: u64,
 }
 
 impl Default for TransferOptions {
@@ -142,6 +145,7 @@ impl Default for TransferOptions {
             link_bytes_per_sec: None,
             progress: None,
             max_output: None,
+            pack_size: DEFAULT_PACK_SIZE,
         }
     }
 }

@@ -3,10 +3,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::Duration,
 };
 
@@ -60,16 +57,52 @@ impl Setup {
         path
     }
 
-    /// The stored chunk files of a mirror.
-    fn chunk_files(&self, mirror: &str) -> Vec<PathBuf> {
+    /// The stored objects of a mirror under `folder` ("packs", or "chunks" for format 1).
+    fn stored_files(&self, mirror: &str, folder: &str) -> Vec<PathBuf> {
         let mut files = Vec::new();
-        for dir in fs::read_dir(self.path(mirror).join("chunks")).unwrap() {
+        for dir in fs::read_dir(self.path(mirror).join(folder)).unwrap() {
             for file in fs::read_dir(dir.unwrap().path()).unwrap() {
                 files.push(file.unwrap().path());
             }
         }
         files.sort();
         files
+    }
+
+    /// Where `key`'s chunks lie on a mirror, in file order: the pack file and the byte range.
+    fn stored_chunks(
+        &self,
+        mirror: &str,
+        key: &ArtifactKey,
+    ) -> Vec<(PathBuf, std::ops::Range<usize>)> {
+        let json = fs::read(self.path(mirror).join(format!("manifests/{key}.json"))).unwrap();
+        let manifest = Manifest::from_json(&json, key).unwrap();
+        manifest
+            .chunks
+            .iter()
+            .map(|chunk| {
+                let spot = manifest.spot(chunk).expect("put packs every chunk");
+                let at = spot.offset as usize;
+                (
+                    self.path(mirror).join(crate::store::pack_path(spot.pack)),
+                    at..at + chunk.stored_size as usize,
+                )
+            })
+            .collect()
+    }
+
+    /// Applies `damage` to the stored bytes of `key`'s chunk `index` on `mirror`.
+    fn damage(
+        &self,
+        mirror: &str,
+        key: &ArtifactKey,
+        index: usize,
+        damage: impl FnOnce(&mut [u8]),
+    ) {
+        let (file, range) = self.stored_chunks(mirror, key)[index].clone();
+        let mut bytes = fs::read(&file).unwrap();
+        damage(&mut bytes[range]);
+        fs::write(&file, bytes).unwrap();
     }
 
     /// Writes `data` to the file `name` and puts it under `key`, with the test options.
@@ -207,11 +240,11 @@ async fn put_then_get_gives_back_the_same_bytes_at_every_size() {
         assert_eq!(got.chunks, put.chunks);
         assert_eq!(got.manifest_from.as_deref(), Some("a"));
     }
-    // Every stored object is where docs/transfer.md says: chunks/<aa>/<id>.zst.
-    for file in setup.chunk_files("a") {
+    // Every stored object is where docs/transfer.md says: packs/<aa>/<id>.pack.
+    for file in setup.stored_files("a", "packs") {
         let name = file.file_name().unwrap().to_str().unwrap();
-        let id = name.strip_suffix(".zst").expect("stored with zstd");
-        assert!(Sha256::parse(id).is_ok(), "{name}");
+        let id = name.strip_suffix(".pack").expect("a pack");
+        assert!(PackId::parse(id).is_ok(), "{name}");
         assert_eq!(
             file.parent()
                 .unwrap()
@@ -317,10 +350,7 @@ async fn a_corrupted_chunk_is_fetched_from_the_next_mirror() {
             .await
             .unwrap();
     }
-    let victim = setup.chunk_files("a")[2].clone();
-    let mut stored = fs::read(&victim).unwrap();
-    stored[100] ^= 0xff;
-    fs::write(&victim, &stored).unwrap();
+    setup.damage("a", &key, 2, |stored| stored[10] ^= 0xff);
 
     let out = setup.path("out");
     let summary = setup
@@ -339,17 +369,18 @@ async fn a_chunk_bad_on_every_mirror_fails_the_get_and_leaves_no_output() {
     let data = noise(1 << 20, 4);
     let key = key("bad.bin");
     setup.put_new("in", &data, &key, &setup.writer("a")).await;
-    let files = setup.chunk_files("a");
-    // One chunk with other content of the same length, one cut short, one gone.
-    let (other, short, gone) = (&files[0], &files[1], &files[2]);
-    let replacement = fs::read(&files[3]).unwrap();
-    let length = fs::metadata(other).unwrap().len() as usize;
-    let mut substituted = replacement.repeat(2);
-    substituted.truncate(length);
-    fs::write(other, substituted).unwrap();
-    let bytes = fs::read(short).unwrap();
-    fs::write(short, &bytes[..bytes.len() / 2]).unwrap();
-    fs::remove_file(gone).unwrap();
+    // One chunk with another's content of the same length, and the pack cut short in the
+    // middle of the last chunk.
+    let stored = setup.stored_chunks("a", &key);
+    let (pack, last) = stored.last().unwrap().clone();
+    let replacement = fs::read(&pack).unwrap()[stored[3].1.clone()].to_vec();
+    setup.damage("a", &key, 0, |bytes| {
+        let mut substituted = replacement.repeat(2);
+        substituted.truncate(bytes.len());
+        bytes.copy_from_slice(&substituted);
+    });
+    let bytes = fs::read(&pack).unwrap();
+    fs::write(&pack, &bytes[..last.start + (last.end - last.start) / 2]).unwrap();
 
     let out = setup.path("out");
     let cache = setup.cache();
@@ -391,16 +422,14 @@ async fn an_interrupted_get_resumes_with_only_the_missing_chunks() {
     let readers = setup.readers(&["a"]);
     let out = setup.path("out");
 
-    // Stop after three chunks, as a kill would (the cache only ever holds whole chunks).
+    // Stop after the first span, as a kill would (the cache only ever holds whole chunks).
     let cancel = CancellationToken::new();
-    let arrived = Arc::new(AtomicUsize::new(0));
-    let (stop, count) = (cancel.clone(), arrived.clone());
+    let stop = cancel.clone();
     let interrupted = TransferOptions {
         concurrency: 1,
         cancel,
         progress: Some(Arc::new(move |event: &Progress| {
-            if matches!(event, Progress::Chunk { .. }) && count.fetch_add(1, Ordering::SeqCst) == 2
-            {
+            if matches!(event, Progress::Chunk { .. }) {
                 stop.cancel();
             }
         })),
@@ -412,8 +441,16 @@ async fn an_interrupted_get_resumes_with_only_the_missing_chunks() {
         .unwrap_err();
     assert!(matches!(error, TransferError::Cancelled), "{error}");
     assert!(!out.exists());
-    let fetched = arrived.load(Ordering::SeqCst);
-    assert!(fetched >= 3);
+    let manifest = Manifest::from_json(&cache.read_manifest(&key).unwrap().unwrap(), &key).unwrap();
+    let fetched = manifest
+        .chunks
+        .iter()
+        .filter(|c| cache.contains(c.id))
+        .count();
+    assert!(
+        fetched >= 3 && fetched < manifest.chunks.len(),
+        "{fetched} cached"
+    );
 
     let rerun = setup.get_into(&key, "out", &readers).await.unwrap();
     assert_eq!(fs::read(&out).unwrap(), data);
@@ -550,4 +587,49 @@ async fn a_one_percent_edit_of_a_hundred_megabytes() {
             down.chunks
         );
     }
+}
+
+#[tokio::test]
+async fn a_format_1_mirror_of_one_object_per_chunk_is_still_read() {
+    let setup = Setup::new();
+    let data = noise(1 << 20, 9);
+    let key = key("old/format.bin");
+    setup.put_new("in", &data, &key, &setup.writer("a")).await;
+    // Rewrite the mirror as format 1 wrote it: each chunk its own object, no packs.
+    let manifest_file = setup.path("a/manifests/old/format.bin.json");
+    let mut manifest = Manifest::from_json(&fs::read(&manifest_file).unwrap(), &key).unwrap();
+    for (chunk, (pack, range)) in manifest
+        .chunks
+        .iter_mut()
+        .zip(setup.stored_chunks("a", &key))
+    {
+        let object = setup.path("a").join(chunk_path(chunk.id, chunk.encoding));
+        fs::create_dir_all(object.parent().unwrap()).unwrap();
+        fs::write(&object, &fs::read(&pack).unwrap()[range]).unwrap();
+        chunk.pack = None;
+    }
+    manifest.packs.clear();
+    let mut wire: serde_json::Value = serde_json::from_slice(&manifest.to_json()).unwrap();
+    wire["format"] = 1.into();
+    fs::write(&manifest_file, serde_json::to_vec(&wire).unwrap()).unwrap();
+    fs::remove_dir_all(setup.path("a/packs")).unwrap();
+
+    let got = setup
+        .get_into(&key, "out", &setup.readers(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(fs::read(setup.path("out")).unwrap(), data);
+    assert_eq!(got.chunks_moved, got.chunks);
+    // A put over it reuses its chunk objects and packs only what is new.
+    let mut edited = data.clone();
+    edited[500_000..501_000].fill(1);
+    let again = setup
+        .put_new("edited", &edited, &key, &setup.writer("a"))
+        .await;
+    assert!(again.chunks_moved <= 3, "{again:?}");
+    setup
+        .get_into(&key, "out2", &setup.readers(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(fs::read(setup.path("out2")).unwrap(), edited);
 }

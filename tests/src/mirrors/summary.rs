@@ -135,6 +135,13 @@ pub struct StoredManifest {
     pub chunks: Vec<StoredChunk>,
 }
 
+/// Where a chunk's stored bytes are: a file of the mirror, and the bytes of it.
+#[derive(Clone, Debug)]
+pub struct StoredAt {
+    pub file: PathBuf,
+    pub range: std::ops::Range<usize>,
+}
+
 /// One chunk of a manifest.
 #[derive(Clone, Debug)]
 pub struct StoredChunk {
@@ -142,19 +149,35 @@ pub struct StoredChunk {
     pub size: u64,
     pub stored_size: u64,
     pub encoding: String,
+    /// Its pack's id and its offset there (format 2); `None` for a chunk object.
+    pub pack: Option<(String, u64)>,
 }
 
 impl StoredChunk {
     /// Where a mirror rooted at `root` keeps it (docs/transfer.md, "What is stored where").
-    pub fn path(&self, root: &Path) -> PathBuf {
+    pub fn stored_at(&self, root: &Path) -> StoredAt {
+        if let Some((pack, offset)) = &self.pack {
+            let start = *offset as usize;
+            return StoredAt {
+                file: root
+                    .join("packs")
+                    .join(&pack[..2])
+                    .join(format!("{pack}.pack")),
+                range: start..start + self.stored_size as usize,
+            };
+        }
         let suffix = match self.encoding.as_str() {
             "zstd" => ".zst",
             "gzip" => ".gz",
             _ => "",
         };
-        root.join("chunks")
-            .join(&self.id[..2])
-            .join(format!("{}{suffix}", self.id))
+        StoredAt {
+            file: root
+                .join("chunks")
+                .join(&self.id[..2])
+                .join(format!("{}{suffix}", self.id)),
+            range: 0..self.stored_size as usize,
+        }
     }
 }
 
@@ -175,6 +198,15 @@ impl StoredManifest {
                 .map(str::to_string)
                 .unwrap_or_else(|| panic!("{}: no string `{name}` in {value}", path.display()))
         };
+        let packs: Vec<String> = json["packs"]
+            .as_array()
+            .map(|packs| {
+                packs
+                    .iter()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
         let chunks = json["chunks"]
             .as_array()
             .unwrap_or_else(|| panic!("{}: no `chunks`", path.display()))
@@ -184,6 +216,12 @@ impl StoredManifest {
                 size: number(chunk, "size"),
                 stored_size: number(chunk, "stored_size"),
                 encoding: string(chunk, "encoding"),
+                pack: chunk["pack"].as_u64().map(|index| {
+                    let pack = packs.get(index as usize).unwrap_or_else(|| {
+                        panic!("{}: pack {index} is not in the list", path.display())
+                    });
+                    (pack.clone(), number(chunk, "pack_offset"))
+                }),
             })
             .collect();
         StoredManifest {

@@ -15,7 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// How the server misbehaves. "Chunk objects" are those under `chunks/`; the manifest and
+/// How the server misbehaves. "Chunk objects" are those under `chunks/` and `packs/` (where
+/// chunks are stored, one per object or many in a pack); the manifest and
 /// the bandwidth object are served as stored unless the fault says otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -333,7 +334,7 @@ fn respond(
                 return finish(writer, shared, served, 404, &[], Vec::new());
             };
             let head = request.method == "HEAD";
-            let chunk = request.path.starts_with("chunks/");
+            let chunk = request.path.starts_with("chunks/") || request.path.starts_with("packs/");
             let mut status = 200;
             let mut headers = Vec::new();
             let total = data.len() as u64;

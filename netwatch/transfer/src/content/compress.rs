@@ -247,6 +247,7 @@ mod tests {
             size: data.len() as u32,
             encoding,
             stored_size: stored.len() as u64,
+            pack: None,
         }
     }
 

@@ -6,3 +6,4 @@ pub mod compress;
 pub mod digest;
 pub mod key;
 pub mod manifest;
+pub mod pack;

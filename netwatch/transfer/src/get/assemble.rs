@@ -84,6 +84,7 @@ mod tests {
                 size: part.len() as u32,
                 encoding: crate::Encoding::None,
                 stored_size: part.len() as u64,
+                pack: None,
             });
             offset += part.len() as u64;
         }
@@ -93,6 +94,7 @@ mod tests {
             sha256: whole.finish(),
             created_unix_ms: 0,
             chunks,
+            packs: Vec::new(),
         }
     }
 

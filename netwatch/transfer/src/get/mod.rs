@@ -1,24 +1,31 @@
 //! `get`: the manifest from the first mirror that gives a sound one, then only the chunks the
-//! local cache lacks, several at once, each checked on arrival and kept in the cache; then the
-//! output assembled from the cache (see `assemble`).
+//! local cache lacks, a few ranged reads of their packs at once (`spans`), each chunk checked
+//! on arrival and kept in the cache; then the output assembled from the cache (see
+//! `assemble`).
 
 pub mod assemble;
+mod batch;
 pub mod output;
+mod spans;
 
 use std::{collections::HashSet, path::Path, sync::Arc};
 
 use futures::{stream, StreamExt};
 use tokio::time::Instant;
 
+use batch::{Batch, Places};
 use output::Destination;
 
 use crate::{
     activity::Activity,
-    compress::decode,
     error::TransferError,
     fallback::{self, Failure, MirrorHealth, Served},
-    ArtifactKey, ChunkCache, ChunkRef, Manifest, MirrorStore, Progress, Summary, TransferOptions,
+    ArtifactKey, ChunkCache, Manifest, MirrorStore, Progress, Summary, TransferOptions,
 };
+
+/// Pack ranges in flight at once: each is held in memory (up to `spans::MAX_SPAN`) until its
+/// chunks are checked.
+const SPANS_IN_FLIGHT: usize = 4;
 
 /// One artifact to get: `key`, into the file `out`, from `mirrors` (in the order to try
 /// them: primary first), through the chunk cache `cache`.
@@ -83,7 +90,7 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
         activity: &activity,
     };
 
-    let manifest = manifest(key, &shared, &mut summary).await?;
+    let (manifest, source) = manifest(key, &shared, &mut summary).await?;
     // Before any chunk is fetched: a manifest claiming more than fits is refused.
     destination.check_room(manifest.size, options.max_output)?;
     summary.artifact_bytes = manifest.size;
@@ -91,7 +98,8 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
 
     let manifest = Arc::new(manifest);
     let destination = Arc::new(destination);
-    fetch_missing(&manifest, &shared, &mut summary, true).await?;
+    let places = Places::new(Arc::clone(&manifest), source, mirrors.len());
+    fetch_missing(&manifest, &places, &shared, &mut summary, true).await?;
     // A chunk damaged in the cache (found and dropped while assembling) is fetched again,
     // once: a cache should not fail a get a mirror can serve.
     let mut refetched = false;
@@ -116,7 +124,7 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
             {
                 tracing::warn!(chunk = %id, "a chunk in the local cache was damaged: fetching it again");
                 refetched = true;
-                fetch_missing(&manifest, &shared, &mut summary, false).await?;
+                fetch_missing(&manifest, &places, &shared, &mut summary, false).await?;
             }
             other => {
                 other?;
@@ -130,30 +138,25 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
     Ok(summary)
 }
 
-/// Fetches the chunks of `manifest` the cache lacks, several at once (a chunk that occurs
-/// twice, once). `plan`: report the plan and the bytes reused (the first pass).
+/// Fetches the chunks of `manifest` the cache lacks, a few spans at once (a chunk that
+/// occurs twice, once). `plan`: report the plan and the bytes reused (the first pass).
 async fn fetch_missing(
     manifest: &Manifest,
+    places: &Places,
     shared: &Shared<'_>,
     summary: &mut Summary,
     plan: bool,
 ) -> Result<(), TransferError> {
-    let Shared {
-        mirrors,
-        cache,
-        options,
-        ..
-    } = *shared;
+    let Shared { cache, options, .. } = *shared;
     let key = &manifest.key;
     let mut seen = HashSet::new();
-    let missing: Vec<(usize, ChunkRef)> = manifest
+    let missing: Vec<_> = manifest
         .chunks
         .iter()
-        .enumerate()
-        .filter(|(_, chunk)| seen.insert(chunk.id) && !cache.contains(chunk.id))
-        .map(|(index, chunk)| (index, chunk.clone()))
+        .filter(|chunk| seen.insert(chunk.id) && !cache.contains(chunk.id))
+        .map(|chunk| (chunk.clone(), manifest.spot(chunk)))
         .collect();
-    let missing_bytes: u64 = missing.iter().map(|(_, c)| u64::from(c.size)).sum();
+    let missing_bytes: u64 = missing.iter().map(|(c, _)| u64::from(c.size)).sum();
     if plan {
         summary.bytes_reused = manifest.size.saturating_sub(missing_bytes);
         options.report(Progress::Planned {
@@ -161,28 +164,36 @@ async fn fetch_missing(
             bytes: missing_bytes,
         });
     }
-    tracing::debug!(key = %key, chunks = manifest.chunks.len(), missing = missing.len(), "fetching chunks");
-    let total = manifest.chunks.len();
-    let mut fetches = stream::iter(missing)
-        .map(|(index, chunk)| {
-            let what = format!(
-                "chunk {index} of {total} of {key} ({}, bytes {}..{})",
-                chunk.id,
-                chunk.offset,
-                chunk.offset + u64::from(chunk.size)
-            );
-            fetch(chunk, what, shared)
-        })
-        .buffer_unordered(options.concurrency.max(1));
+    let packed = missing.iter().any(|(_, spot)| spot.is_some());
+    let in_flight = if packed {
+        options.concurrency.clamp(1, SPANS_IN_FLIGHT)
+    } else {
+        options.concurrency.max(1)
+    };
+    let spans = spans::plan(missing, spans::span_limit(missing_bytes, in_flight));
+    tracing::debug!(key = %key, chunks = manifest.chunks.len(), missing = seen.len(), requests = spans.len(), "fetching chunks");
+    let total = spans.len();
+    let mut fetches = stream::iter(spans.into_iter().enumerate())
+        .map(|(index, span)| Batch::new(span, index, total, key).fetch(places, shared))
+        .buffer_unordered(in_flight);
     while let Some(fetched) = fetches.next().await {
-        let (chunk, served) = fetched?;
-        tally(summary, mirrors, &served, served.value);
-        summary.chunks_moved += 1;
-        options.report(Progress::Chunk {
-            size: u64::from(chunk.size),
-            moved: served.value,
-            mirror: mirrors[served.mirror].name().to_string(),
-        });
+        let (moved, served) = fetched?;
+        tally(summary, shared.mirrors, &served);
+        for (m, figures) in moved.iter().enumerate().filter(|(_, f)| f.chunks > 0) {
+            let entry = summary
+                .mirrors
+                .entry(shared.mirrors[m].name().to_string())
+                .or_default();
+            entry.bytes += figures.bytes;
+            entry.chunks += figures.chunks;
+            summary.bytes_moved += figures.bytes;
+            summary.chunks_moved += figures.chunks;
+            options.report(Progress::Chunk {
+                size: figures.artifact_bytes,
+                moved: figures.bytes,
+                mirror: shared.mirrors[m].name().to_string(),
+            });
+        }
     }
     Ok(())
 }
@@ -197,12 +208,8 @@ struct Shared<'a> {
     activity: &'a Activity,
 }
 
-/// Adds one served object to the summary's figures.
-fn tally<T>(summary: &mut Summary, mirrors: &[MirrorStore], served: &Served<T>, bytes: u64) {
-    let name = mirrors[served.mirror].name().to_string();
-    let entry = summary.mirrors.entry(name).or_default();
-    entry.bytes += bytes;
-    entry.chunks += 1;
+/// Adds one request's failures, retries and waits to the summary.
+fn tally<T>(summary: &mut Summary, mirrors: &[MirrorStore], served: &Served<T>) {
     for (m, _) in &served.failures {
         summary
             .mirrors
@@ -210,18 +217,18 @@ fn tally<T>(summary: &mut Summary, mirrors: &[MirrorStore], served: &Served<T>, 
             .or_default()
             .failures += 1;
     }
-    summary.bytes_moved += bytes;
     summary.retries += served.calls.saturating_sub(1);
     summary.network_wait = summary.network_wait.max(served.report.network_wait);
 }
 
-/// The manifest from the mirrors in order, else the copy kept from the last get (the "local
-/// cache only" step of the ladder). A fetched one is kept for next time.
+/// The manifest from the mirrors in order, with the mirror that gave it, else the copy kept
+/// from the last get (the "local cache only" step of the ladder). A fetched one is kept for
+/// next time.
 async fn manifest(
     key: &ArtifactKey,
     shared: &Shared<'_>,
     summary: &mut Summary,
-) -> Result<Manifest, TransferError> {
+) -> Result<(Manifest, Option<usize>), TransferError> {
     let Shared {
         mirrors,
         cache,
@@ -258,12 +265,14 @@ async fn manifest(
             cache.write_manifest(key, json)?;
             summary.manifest_from = Some(mirrors[served.mirror].name().to_string());
             summary.manifest_bytes = bytes;
-            tally(summary, mirrors, &served, bytes);
-            // The manifest is not a chunk.
-            if let Some(entry) = summary.mirrors.get_mut(mirrors[served.mirror].name()) {
-                entry.chunks -= 1;
-            }
-            Ok(manifest.clone())
+            summary.bytes_moved += bytes;
+            tally(summary, mirrors, &served);
+            summary
+                .mirrors
+                .entry(mirrors[served.mirror].name().to_string())
+                .or_default()
+                .bytes += bytes;
+            Ok((manifest.clone(), Some(served.mirror)))
         }
         Err(TransferError::Unavailable { what, why, report }) => {
             let Some(json) = cache.read_manifest(key)? else {
@@ -272,65 +281,14 @@ async fn manifest(
             tracing::warn!(%key, reason = %why, "no mirror gave the manifest: using the copy in the local cache");
             summary.manifest_from = Some("local cache".to_string());
             summary.network_wait = report.network_wait;
-            Manifest::from_json(&json, key).map_err(|source| TransferError::CachedManifest {
-                key: key.to_string(),
-                source,
-            })
+            let manifest = Manifest::from_json(&json, key).map_err(|source| {
+                TransferError::CachedManifest {
+                    key: key.to_string(),
+                    source,
+                }
+            })?;
+            Ok((manifest, None))
         }
         Err(other) => Err(other),
     }
-}
-
-/// Fetches one chunk, checks it and stores it in the cache; the value served is the number
-/// of bytes that came over the wire.
-async fn fetch(
-    chunk: ChunkRef,
-    what: String,
-    shared: &Shared<'_>,
-) -> Result<(ChunkRef, Served<u64>), TransferError> {
-    let Shared {
-        mirrors,
-        cache,
-        activity,
-        ..
-    } = *shared;
-    let chunk_ref = &chunk;
-    let served = fallback::run(
-        shared.options,
-        mirrors,
-        shared.health,
-        shared.steps,
-        || what,
-        |m| async move {
-            let (stored, chunk) = {
-                let _busy = activity.begin(m);
-                mirrors[m]
-                    .get_chunk_as_stored(chunk_ref)
-                    .await
-                    .map_err(Failure::store)?
-            };
-            let moved = stored.len() as u64;
-            let cache = cache.clone();
-            // Hashing and decompressing are CPU work: off the async threads.
-            let checked = tokio::task::spawn_blocking(move || match decode(&stored, &chunk) {
-                Ok(data) => Ok(cache.write(chunk.id, &data)),
-                Err(error) => Err(error),
-            })
-            .await
-            .expect("decoding does not panic");
-            match checked {
-                Ok(Ok(())) => {
-                    activity.served(m);
-                    Ok(moved)
-                }
-                Ok(Err(cache_error)) => Err(Failure::Fatal(cache_error.into())),
-                Err(bad_data) => Err(Failure::Mirror(format!(
-                    "mirror `{}` sent bad data: {bad_data}",
-                    mirrors[m].name()
-                ))),
-            }
-        },
-    )
-    .await?;
-    Ok((chunk, served))
 }

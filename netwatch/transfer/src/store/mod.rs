@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! manifests/<key>.json          one per artifact, written after its chunks
-//! chunks/<aa>/<id>[.zst|.gz]    content-addressed; <aa> is the id's first two hex digits
+//! packs/<aa>/<pack>.pack        stored chunks back to back (format 2); <aa> the id's first two hex digits
+//! chunks/<aa>/<id>[.zst|.gz]    format 1: one object per chunk, named by its SHA-256
 //! probe/bandwidth.bin           what a ranged read times to measure bandwidth (`put` writes it)
 //! ```
 //!
@@ -34,6 +35,7 @@ use crate::{
     digest::Sha256,
     key::ArtifactKey,
     manifest::{ChunkRef, MAX_MANIFEST_BYTES, MAX_STORED_CHUNK},
+    pack::{PackId, MAX_PACK_OFFSET},
 };
 
 /// What a transfer will do with a mirror: a reader never creates anything on it.
@@ -109,7 +111,8 @@ pub enum StoreError {
     /// `Range`. Reading stopped there.
     #[error(
         "mirror `{mirror}`: GET {path} with Range: bytes={}-{}: the server answered with more \
-         than the {} bytes asked for: it ignores Range, so its bandwidth is not measured",
+         than the {} bytes asked for: it ignores Range, which netwatch needs to read packs \
+         and measure bandwidth",
         range.start,
         range.end - 1,
         range.end - range.start
@@ -118,6 +121,20 @@ pub enum StoreError {
         mirror: String,
         path: String,
         range: Range<u64>,
+    },
+    /// A ranged read ended before the range did.
+    #[error(
+        "mirror `{mirror}`: GET {path} with Range: bytes={}-{}: the body ended after {got} of \
+         the {} bytes asked for",
+        range.start,
+        range.end - 1,
+        range.end - range.start
+    )]
+    ShortRange {
+        mirror: String,
+        path: String,
+        range: Range<u64>,
+        got: u64,
     },
     /// An object larger than anything netwatch stores under that name.
     #[error(
@@ -183,6 +200,12 @@ pub fn manifest_path(key: &ArtifactKey) -> String {
 pub fn chunk_path(id: Sha256, encoding: Encoding) -> String {
     let hex = id.to_hex();
     format!("chunks/{}/{hex}{}", &hex[..2], encoding.suffix())
+}
+
+/// The object path of a pack.
+pub fn pack_path(id: PackId) -> String {
+    let hex = id.to_string();
+    format!("packs/{}/{hex}.pack", &hex[..2])
 }
 
 /// A path made only from checked keys and hex ids, so it always parses.
@@ -390,6 +413,124 @@ impl MirrorStore {
         stored: Vec<u8>,
     ) -> Result<(), StoreError> {
         self.write(&chunk_path(id, encoding), stored).await
+    }
+
+    /// Uploads a whole pack in one request: a multipart upload would take at least three for
+    /// what one PUT carries (S3 takes up to 5 GB in one), and requests are what a far mirror
+    /// and an object store's bill count.
+    pub async fn put_pack(&self, id: PackId, data: PutPayload) -> Result<(), StoreError> {
+        let path = pack_path(id);
+        self.store
+            .put(&object(&path), data)
+            .await
+            .map_err(self.request_error("PUT", &path))?;
+        Ok(())
+    }
+
+    /// Whether the mirror has the pack: one HEAD.
+    pub async fn has_pack(&self, id: PackId) -> Result<bool, StoreError> {
+        let path = pack_path(id);
+        match self.store.head(&object(&path)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(self.request_error("HEAD", &path)(source)),
+        }
+    }
+
+    /// A whole pack, for copying to another mirror.
+    pub async fn get_pack(&self, id: PackId) -> Result<Vec<u8>, StoreError> {
+        self.read(&pack_path(id), MAX_PACK_OFFSET + MAX_STORED_CHUNK)
+            .await
+    }
+
+    /// Bytes `range` of a pack, exactly. A server that ignores `Range` (answers 200) is
+    /// asked for the whole pack instead, with a warning: it works, at the cost of reading the
+    /// pack once per range. More or fewer bytes than asked is an error.
+    pub async fn read_pack_range(
+        &self,
+        id: PackId,
+        range: Range<u64>,
+    ) -> Result<Vec<u8>, StoreError> {
+        match self.read_exact_range(id, range.clone()).await {
+            Err(StoreError::RangeIgnored { .. }) => {
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(mirror = %self.name, "the mirror ignores Range: reading whole packs, once per range (slow for large artifacts; a server that honours Range avoids it)");
+                }
+                let whole = self.get_pack(id).await?;
+                let (start, end) = (range.start as usize, range.end as usize);
+                whole
+                    .get(start..end)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| StoreError::ShortRange {
+                        mirror: self.name.clone(),
+                        path: pack_path(id),
+                        range,
+                        got: whole.len() as u64,
+                    })
+            }
+            other => other,
+        }
+    }
+
+    async fn read_exact_range(&self, id: PackId, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+        let path = pack_path(id);
+        let asked = range.end - range.start;
+        let ignored = || StoreError::RangeIgnored {
+            mirror: self.name.clone(),
+            path: path.clone(),
+            range: range.clone(),
+        };
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range.clone())),
+            ..GetOptions::default()
+        };
+        let result = match self.store.get_opts(&object(&path), options).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotSupported { .. }) => return Err(ignored()),
+            Err(error) => return Err(self.request_error("GET", &path)(error)),
+        };
+        if result.range != range {
+            return Err(ignored());
+        }
+        let mut stream = result.into_stream();
+        let mut data = Vec::with_capacity(asked as usize);
+        while let Some(next) = stream.next().await {
+            let next = next.map_err(self.request_error("GET", &path))?;
+            if data.len() as u64 + next.len() as u64 > asked {
+                return Err(ignored());
+            }
+            data.extend_from_slice(&next);
+        }
+        if (data.len() as u64) < asked {
+            return Err(StoreError::ShortRange {
+                mirror: self.name.clone(),
+                path,
+                range,
+                got: data.len() as u64,
+            });
+        }
+        Ok(data)
+    }
+
+    /// The object path of the manifest written last directly in `manifests/<directory>` (not
+    /// below it): one listing request.
+    pub async fn newest_manifest_in(&self, directory: &str) -> Result<Option<String>, StoreError> {
+        let prefix = match directory {
+            "" => "manifests".to_string(),
+            directory => format!("manifests/{directory}"),
+        };
+        match self.store.list_with_delimiter(Some(&object(&prefix))).await {
+            Ok(listed) => Ok(listed
+                .objects
+                .into_iter()
+                .filter(|meta| meta.location.as_ref().ends_with(".json"))
+                .max_by_key(|meta| meta.last_modified)
+                .map(|meta| meta.location.to_string())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(self.request_error("LIST", &prefix)(source)),
+        }
     }
 
     /// Whether the mirror has chunk `id`, in `preferred` encoding or another, and its stored

@@ -84,7 +84,7 @@ impl MirrorStore {
 }
 
 /// The key a manifest's object path names, if it names one.
-pub(super) fn key_of(path: &str) -> Option<ArtifactKey> {
+pub(crate) fn key_of(path: &str) -> Option<ArtifactKey> {
     path.strip_prefix("manifests/")?
         .strip_suffix(".json")?
         .parse()

@@ -7,6 +7,7 @@
 //! so no attempt is spent while the network is Down.
 
 pub mod keys;
+mod packs;
 pub mod plan;
 pub mod summary;
 #[cfg(test)]
@@ -325,12 +326,21 @@ impl Run<'_> {
             .expect("the winner holds a sound manifest");
         let target = &self.mirrors[destination];
         let mut copied = Copied::default();
-        // A chunk that occurs twice is copied once.
+        let sources = self.sources(winner, destination);
+        // Packed chunks go with their packs, whole.
+        if let Err(error) = self
+            .copy_packs(key, manifest, held, &sources, destination, &mut copied)
+            .await
+        {
+            return Ok(Err(self.reason(error)?));
+        }
+        // A chunk stored as its own object (format 1) is copied as one; one that occurs
+        // twice, once.
         let mut seen = HashSet::new();
         let unique: Vec<&ChunkRef> = manifest
             .chunks
             .iter()
-            .filter(|c| seen.insert(c.id))
+            .filter(|c| c.pack.is_none() && seen.insert(c.id))
             .collect();
 
         // Which chunks the destination has, and how they are stored there: the manifest it
@@ -359,13 +369,12 @@ impl Run<'_> {
             bytes: missing.iter().map(|c| u64::from(c.size)).sum(),
         });
         if self.dry_run {
-            copied.chunks = missing.len();
-            copied.bytes = missing.iter().map(|c| c.stored_size).sum::<u64>()
+            copied.chunks += missing.len();
+            copied.bytes += missing.iter().map(|c| c.stored_size).sum::<u64>()
                 + manifest.to_json().len() as u64;
             return Ok(Ok(copied));
         }
 
-        let sources = self.sources(winner, destination);
         // Where each source that holds this very version keeps each chunk, as its manifest says.
         let version = Version::of(manifest);
         let located: Vec<HashMap<Sha256, &ChunkRef>> = held
@@ -398,7 +407,7 @@ impl Run<'_> {
         drop(copies);
 
         let mut written = manifest.clone();
-        for chunk in &mut written.chunks {
+        for chunk in written.chunks.iter_mut().filter(|c| c.pack.is_none()) {
             (chunk.encoding, chunk.stored_size) = stored[&chunk.id];
         }
         let json = written.to_json();

@@ -159,6 +159,7 @@ mod tests {
             sha256: Sha256::of(content),
             created_unix_ms,
             chunks: Vec::new(),
+            packs: Vec::new(),
         })
     }
 

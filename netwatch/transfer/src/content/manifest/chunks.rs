@@ -9,7 +9,7 @@ use serde::{
     Deserialize, Deserializer,
 };
 
-use super::{ChunkRef, ManifestError, MAX_CHUNKS, MAX_STORED_CHUNK};
+use super::{ChunkRef, ManifestError, PackAt, MAX_CHUNKS, MAX_STORED_CHUNK};
 use crate::{chunk::MAX_CHUNK, compress::Encoding, digest::Sha256};
 
 /// The chunks read so far, and the first problem found (the rest of the list is then only
@@ -28,6 +28,11 @@ struct Entry<'a> {
     size: u64,
     encoding: Encoding,
     stored_size: u64,
+    /// Format 2: the index of its pack in the manifest's list, and where in it.
+    #[serde(default)]
+    pack: Option<u32>,
+    #[serde(default)]
+    pack_offset: Option<u64>,
 }
 
 impl<'de> Deserialize<'de> for ChunkList {
@@ -100,11 +105,21 @@ fn check(entry: Entry, offset: u64) -> Result<ChunkRef, String> {
             entry.stored_size
         ));
     }
+    let pack = match (entry.pack, entry.pack_offset) {
+        (Some(index), Some(offset)) => Some(PackAt {
+            index,
+            offset: u32::try_from(offset)
+                .map_err(|_| format!("pack offset {offset} is past any pack's end"))?,
+        }),
+        (None, None) => None,
+        _ => return Err("has only one of pack and pack_offset".to_string()),
+    };
     Ok(ChunkRef {
         id,
         offset: entry.offset,
         size: entry.size as u32,
         encoding: entry.encoding,
         stored_size: entry.stored_size,
+        pack,
     })
 }

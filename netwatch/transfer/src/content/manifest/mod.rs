@@ -17,17 +17,22 @@ use super::{
     compress::Encoding,
     digest::Sha256,
     key::ArtifactKey,
+    pack::{PackId, PackSpot, MAX_PACK_OFFSET},
 };
 
-/// The format this version writes and reads. A reader refuses any other: a newer writer may
-/// have changed what a field means.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this version writes: 2, chunks in packs. It reads 2 and 1 (every chunk its own
+/// object) and refuses any other: a newer writer may have changed what a field means.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this version reads.
+pub const OLDEST_FORMAT: u32 = 1;
 /// No manifest is read past this size: about 4 million chunks, a 256 GB artifact at the
 /// average chunk size.
 pub const MAX_MANIFEST_BYTES: u64 = 512 << 20;
-/// Nor with more chunks than this. Each takes 64 bytes once read (the JSON's own text is
-/// never held per chunk), so a manifest costs at most its bytes and 256 MiB.
+/// Nor with more chunks than this. Each takes 72 bytes once read (the JSON's own text is
+/// never held per chunk), so a manifest costs at most its bytes and 288 MiB.
 pub const MAX_CHUNKS: usize = 4 << 20;
+/// Nor with more packs than this: a 256 GB artifact in packs of the smallest size.
+pub const MAX_PACKS: usize = 256 << 10;
 /// What a chunk of at most `MAX_CHUNK` bytes may take stored: zstd and gzip add at most a few
 /// hundred bytes to data they cannot compress.
 pub const MAX_STORED_CHUNK: u64 = MAX_CHUNK as u64 + 64 * 1024;
@@ -47,6 +52,8 @@ pub struct Manifest {
     /// When `put` wrote it (milliseconds since the Unix epoch): the newest wins in `sync`.
     pub created_unix_ms: u64,
     pub chunks: Vec<ChunkRef>,
+    /// The packs the chunks lie in; a chunk's `pack` indexes this list.
+    pub packs: Vec<PackId>,
 }
 
 /// One chunk of an artifact, in file order.
@@ -60,6 +67,22 @@ pub struct ChunkRef {
     pub encoding: Encoding,
     /// Its stored size: the body a mirror must return.
     pub stored_size: u64,
+    /// Where it lies in a pack; `None` for a chunk stored as its own object (format 1, or a
+    /// chunk a format 1 put left that a later put reused).
+    pub pack: Option<PackAt>,
+}
+
+/// A chunk, and where its stored form lies: a pack, or (`None`) its own object.
+pub type Located = (ChunkRef, Option<PackSpot>);
+
+/// A chunk's place in one of its manifest's packs (u32s: a pack is at most 1 GiB, and
+/// a chunk read takes 72 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackAt {
+    /// Into [`Manifest::packs`].
+    pub index: u32,
+    /// The byte its stored form starts at.
+    pub offset: u32,
 }
 
 /// The JSON form, with every field as written, before any check.
@@ -73,6 +96,9 @@ struct Wire<C> {
     created: String,
     created_unix_ms: u64,
     chunker: Chunker,
+    /// Format 2: the packs' ids, in the order chunks index them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    packs: Vec<String>,
     /// Written as a list of `WireChunk`; read into a `ChunkList`, checked one by one.
     chunks: C,
 }
@@ -93,6 +119,10 @@ struct WireChunk {
     size: u64,
     encoding: Encoding,
     stored_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pack: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pack_offset: Option<u64>,
 }
 
 /// Why a manifest was refused.
@@ -130,6 +160,9 @@ pub enum ManifestError {
     /// More chunks than any artifact netwatch writes.
     #[error("more than {MAX_CHUNKS} chunks")]
     TooManyChunks,
+    /// A pack id that is not one, or more packs than any artifact netwatch writes.
+    #[error("pack {index}: {problem}")]
+    Pack { index: usize, problem: String },
     /// The chunks do not add up to the artifact's size.
     #[error("its chunks add up to {sum} bytes, but it gives the artifact's size as {size}")]
     SizeMismatch { sum: u64, size: u64 },
@@ -144,7 +177,7 @@ impl Manifest {
             });
         }
         let wire: Wire<ChunkList> = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
-        if wire.format != FORMAT_VERSION {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&wire.format) {
             return Err(ManifestError::Format { found: wire.format });
         }
         if wire.key != expected.as_str() {
@@ -174,6 +207,7 @@ impl Manifest {
         if let Some(problem) = problem {
             return Err(problem);
         }
+        let packs = packs(&wire.packs, &chunks, wire.format)?;
         let offset = chunks.last().map_or(0, |c| c.offset + u64::from(c.size));
         if offset != wire.size {
             return Err(ManifestError::SizeMismatch {
@@ -187,6 +221,16 @@ impl Manifest {
             sha256,
             created_unix_ms: wire.created_unix_ms,
             chunks,
+            packs,
+        })
+    }
+
+    /// Where `chunk` (one of this manifest's) lies, if in a pack.
+    pub fn spot(&self, chunk: &ChunkRef) -> Option<PackSpot> {
+        let at = chunk.pack?;
+        Some(PackSpot {
+            pack: *self.packs.get(at.index as usize)?,
+            offset: u64::from(at.offset),
         })
     }
 
@@ -202,6 +246,7 @@ impl Manifest {
             .to_string(),
             created_unix_ms: self.created_unix_ms,
             chunker: chunker(),
+            packs: self.packs.iter().map(PackId::to_string).collect(),
             chunks: self
                 .chunks
                 .iter()
@@ -211,6 +256,8 @@ impl Manifest {
                     size: u64::from(c.size),
                     encoding: c.encoding,
                     stored_size: c.stored_size,
+                    pack: c.pack.map(|p| p.index),
+                    pack_offset: c.pack.map(|p| u64::from(p.offset)),
                 })
                 .collect(),
         };
@@ -219,6 +266,56 @@ impl Manifest {
         json.push(b'\n');
         json
     }
+}
+
+/// The pack list, checked: ids that parse, none twice, and every chunk's pack in the list
+/// with its stored bytes inside a pack's possible size. Format 1 has none.
+fn packs(wire: &[String], chunks: &[ChunkRef], format: u32) -> Result<Vec<PackId>, ManifestError> {
+    if format < 2 && !wire.is_empty() {
+        return Err(ManifestError::Pack {
+            index: 0,
+            problem: format!("format {format} has no packs"),
+        });
+    }
+    if wire.len() > MAX_PACKS {
+        return Err(ManifestError::Pack {
+            index: MAX_PACKS,
+            problem: format!("more than {MAX_PACKS} packs"),
+        });
+    }
+    let mut packs = Vec::with_capacity(wire.len());
+    let mut seen = std::collections::HashSet::with_capacity(wire.len());
+    for (index, text) in wire.iter().enumerate() {
+        let id = PackId::parse(text).map_err(|e| ManifestError::Pack {
+            index,
+            problem: e.to_string(),
+        })?;
+        if !seen.insert(id) {
+            return Err(ManifestError::Pack {
+                index,
+                problem: format!("{id} is listed twice"),
+            });
+        }
+        packs.push(id);
+    }
+    for (index, chunk) in chunks.iter().enumerate() {
+        let Some(at) = chunk.pack else { continue };
+        let problem = if format < 2 {
+            format!("format {format} has no packs")
+        } else if at.index as usize >= packs.len() {
+            format!(
+                "pack {} is not in the list of {} packs",
+                at.index,
+                packs.len()
+            )
+        } else if u64::from(at.offset) + chunk.stored_size > MAX_PACK_OFFSET + MAX_STORED_CHUNK {
+            format!("pack offset {} is past any pack's end", at.offset)
+        } else {
+            continue;
+        };
+        return Err(ManifestError::Chunk { index, problem });
+    }
+    Ok(packs)
 }
 
 fn chunker() -> Chunker {
@@ -260,6 +357,10 @@ mod tests {
                     size: 20_000,
                     encoding: Encoding::Zstd,
                     stored_size: 30,
+                    pack: Some(PackAt {
+                        index: 0,
+                        offset: 0,
+                    }),
                 },
                 ChunkRef {
                     id: Sha256::of(&b),
@@ -267,8 +368,10 @@ mod tests {
                     size: 30_000,
                     encoding: Encoding::None,
                     stored_size: 30_000,
+                    pack: None,
                 },
             ],
+            packs: vec![PackId::parse("0123456789abcdef0123456789abcdef").unwrap()],
         }
     }
 
@@ -312,8 +415,52 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_read_takes_64_bytes_as_the_docs_say() {
-        assert!(std::mem::size_of::<ChunkRef>() <= 64);
+    fn a_chunk_read_takes_72_bytes_as_the_docs_say() {
+        assert!(std::mem::size_of::<ChunkRef>() <= 72);
+    }
+
+    #[test]
+    fn a_format_1_manifest_still_reads_and_its_chunks_are_objects() {
+        let json = edited(|m| {
+            m["format"] = 1.into();
+            m.as_object_mut().unwrap().remove("packs");
+            let first = m["chunks"][0].as_object_mut().unwrap();
+            first.remove("pack");
+            first.remove("pack_offset");
+        });
+        let old = Manifest::from_json(&json, &key()).unwrap();
+        assert!(old.packs.is_empty());
+        assert!(old
+            .chunks
+            .iter()
+            .all(|c| c.pack.is_none() && old.spot(c).is_none()));
+        let with_pack = edited(|m| m["format"] = 1.into());
+        assert!(refused(&with_pack).contains("format 1 has no packs"));
+    }
+
+    #[test]
+    fn pack_lists_and_places_are_checked() {
+        let m = manifest();
+        let spot = m.spot(&m.chunks[0]).unwrap();
+        assert_eq!((spot.pack, spot.offset), (m.packs[0], 0));
+        let bad_id = edited(|m| m["packs"][0] = "../../etc".into());
+        assert!(refused(&bad_id).starts_with("pack 0: `../../etc` is not a pack id"));
+        let missing = edited(|m| m["chunks"][0]["pack"] = 1.into());
+        assert!(refused(&missing).contains("chunk 0: pack 1 is not in the list of 1 packs"));
+        let far = edited(|m| m["chunks"][0]["pack_offset"] = (1u64 << 40).into());
+        assert!(refused(&far).contains("past any pack's end"));
+        let half = edited(|m| {
+            m["chunks"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("pack_offset");
+        });
+        assert!(refused(&half).contains("only one of pack and pack_offset"));
+        let twice = edited(|m| {
+            let id = m["packs"][0].clone();
+            m["packs"].as_array_mut().unwrap().push(id);
+        });
+        assert!(refused(&twice).contains("is listed twice"));
     }
 
     #[test]
@@ -355,7 +502,7 @@ mod tests {
             refused(&other),
             "it names key `builds/other.tar`, not `builds/app.tar`"
         );
-        let newer = edited(|m| m["format"] = 2.into());
+        let newer = edited(|m| m["format"] = 3.into());
         assert!(refused(&newer).contains("upgrade netwatch"));
         let chunker = edited(|m| m["chunker"]["avg_size"] = 8192.into());
         assert!(refused(&chunker).contains("cut by fastcdc-2020 with 16384/8192/262144"));

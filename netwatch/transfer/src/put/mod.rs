@@ -1,0 +1,546 @@
+//! `put`: the file cut into chunks as it is read; the chunks the mirror lacks (its current
+//! manifest of the key says which it has: one request) compressed several at once and
+//! appended into packs, each uploaded in one request as it fills; the manifest written last,
+//! so that no reader ever sees a manifest naming a chunk that is not there yet. Then the
+//! bandwidth object, if the mirror lacks it.
+
+mod packer;
+
+use std::{
+    fs::File,
+    io::{self, BufReader},
+    os::unix::fs::FileExt,
+    path::Path,
+    time::Duration,
+};
+
+use std::collections::HashMap;
+
+use futures::{stream, stream::FuturesUnordered, StreamExt};
+use tokio::{sync::mpsc, time::Instant};
+
+use packer::{Packer, Sealed};
+
+use crate::{
+    activity::Activity,
+    chunk::{Chunker, Piece, MAX_CHUNK},
+    compress::{self, choose_level, encode, measure, Compression, Encoding},
+    digest::Sha256,
+    error::TransferError,
+    fallback::{self, Failure, MirrorHealth, Served},
+    manifest::{unix_ms_now, Located},
+    measure::ensure_bandwidth_object,
+    pack::{MAX_PACK_SIZE, MIN_PACK_SIZE},
+    ArtifactKey, ChunkRef, Manifest, MirrorStore, PackAt, PackId, Progress, Summary,
+    TransferOptions,
+};
+
+/// Full packs uploading at once: each is held in memory until it is stored.
+const PACKS_IN_FLIGHT: usize = 2;
+
+/// How long writing the bandwidth object may take: past this the link is too slow for a 2 MiB
+/// object to be worth it now (under 70 KB/s); the next put tries again.
+const PROBE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Uploads `file` as `key` to `mirror`, then the bandwidth object if it lacks it.
+pub async fn put(
+    file: &Path,
+    key: &ArtifactKey,
+    mirror: &MirrorStore,
+    options: &TransferOptions,
+) -> Result<Summary, TransferError> {
+    let started = Instant::now();
+    let input_error = |source| TransferError::Input {
+        path: file.to_path_buf(),
+        source,
+    };
+    let source = File::open(file).map_err(input_error)?;
+    let metadata = source.metadata().map_err(input_error)?;
+    if !metadata.is_file() {
+        return Err(input_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let (encoding, level) = choose_encoding(&source, options).map_err(input_error)?;
+    let mut summary = Summary {
+        operation: "put",
+        key: key.to_string(),
+        encoding: Some(match encoding {
+            Encoding::None => "none".to_string(),
+            other => format!("{}-{level}", other.as_str()),
+        }),
+        link_bytes_per_sec: options
+            .link_bytes_per_sec
+            .filter(|_| options.compression == Compression::Auto),
+        ..Summary::default()
+    };
+    summary
+        .mirrors
+        .entry(mirror.name().to_string())
+        .or_default();
+    options.report(Progress::Planned {
+        chunks: 0,
+        bytes: metadata.len(),
+    });
+
+    let mirrors = std::slice::from_ref(mirror);
+    let health = MirrorHealth::new(1);
+    let steps = vec![0; options.policy.max_attempts.max(1) as usize];
+    let activity = Activity::new(1);
+    let shared = Shared {
+        mirrors,
+        options,
+        health: &health,
+        steps: &steps,
+        activity: &activity,
+    };
+    // What the mirror has already: the chunks its current manifest of this key names (it is
+    // written after them, so they are there). One request, not one per chunk.
+    let known = known_chunks(key, &shared).await?;
+
+    // Chunking and hashing on a blocking thread, a few chunks ahead of the encoders.
+    let concurrency = options.concurrency.max(1);
+    let (sender, mut receiver) = mpsc::channel::<io::Result<Piece>>(concurrency);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut chunker = Chunker::new(BufReader::with_capacity(MAX_CHUNK, source));
+        for piece in chunker.by_ref() {
+            let failed = piece.is_err();
+            if sender.blocking_send(piece).is_err() || failed {
+                break;
+            }
+        }
+        chunker.finish()
+    });
+    let pieces = stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    // New chunks encoded several at once, in file order; known ones pass through.
+    let known_ref = &known;
+    let mut encoded = pieces
+        .map(|piece| async move {
+            let piece = piece.map_err(input_error)?;
+            if let Some(found) = known_ref.get(&piece.id) {
+                return Ok(Placed::Known {
+                    offset: piece.offset,
+                    found: found.clone(),
+                });
+            }
+            let Piece { id, offset, data } = piece;
+            let size = data.len();
+            let stored = tokio::task::spawn_blocking(move || encode(&data, encoding, level))
+                .await
+                .expect("encoding does not panic")
+                .map_err(|source| TransferError::Input {
+                    path: format!("chunk {id}").into(),
+                    source,
+                })?;
+            Ok::<_, TransferError>(Placed::New {
+                id,
+                offset,
+                size,
+                stored,
+            })
+        })
+        .buffered(concurrency);
+
+    let pack_size = options.pack_size.clamp(MIN_PACK_SIZE, MAX_PACK_SIZE);
+    let mut packer = Packer::default();
+    let mut uploads = FuturesUnordered::new();
+    let mut entries: Vec<Located> = Vec::new();
+    while let Some(placed) = encoded.next().await {
+        let (chunk, spot, new) = match placed? {
+            Placed::Known {
+                offset,
+                found: (chunk, spot),
+            } => (ChunkRef { offset, ..chunk }, spot, false),
+            Placed::New {
+                id,
+                offset,
+                size,
+                stored,
+            } => match packer.placed(id) {
+                // A chunk the file holds twice is stored once.
+                Some((chunk, spot)) => (
+                    ChunkRef {
+                        offset,
+                        ..chunk.clone()
+                    },
+                    Some(*spot),
+                    false,
+                ),
+                None => {
+                    let (chunk, spot) = packer.append(id, offset, size, encoding, &stored);
+                    (chunk, Some(spot), true)
+                }
+            },
+        };
+        summary.chunks += 1;
+        if !new {
+            summary.bytes_reused += u64::from(chunk.size);
+            // Already on the mirror: done too, as far as the file's progress goes.
+            options.report(Progress::Chunk {
+                size: u64::from(chunk.size),
+                moved: 0,
+                mirror: mirror.name().to_string(),
+            });
+        }
+        entries.push((chunk, spot));
+        if packer.len() >= pack_size {
+            while uploads.len() >= PACKS_IN_FLIGHT {
+                let uploaded = uploads.next().await.expect("uploads in flight");
+                count_pack(&mut summary, mirror, options, uploaded?);
+            }
+            if let Some(full) = packer.seal() {
+                uploads.push(upload_pack(full, key, &shared));
+            }
+        }
+    }
+    drop(encoded);
+    if let Some(last) = packer.seal() {
+        uploads.push(upload_pack(last, key, &shared));
+    }
+    while let Some(uploaded) = uploads.next().await {
+        count_pack(&mut summary, mirror, options, uploaded?);
+    }
+    drop(uploads);
+    let (sha256, size) = reader.await.expect("chunking does not panic");
+
+    let (chunks, packs) = number_packs(entries);
+    let manifest = Manifest {
+        key: key.clone(),
+        size,
+        sha256,
+        created_unix_ms: unix_ms_now(),
+        chunks,
+        packs,
+    };
+    let json = manifest.to_json();
+    // What this writes, a reader must accept.
+    debug_assert!(Manifest::from_json(&json, key).is_ok());
+    let bytes = json.len() as u64;
+    let written = fallback::run(
+        options,
+        mirrors,
+        &health,
+        &steps,
+        || format!("writing the manifest of {key}"),
+        |_| {
+            let json = json.clone();
+            let activity = &activity;
+            async move {
+                let _busy = activity.begin(0);
+                mirror
+                    .put_manifest(key, json)
+                    .await
+                    .map_err(Failure::store)?;
+                activity.served(0);
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    activity.add_to(&mut summary, mirrors);
+    summary.bandwidth_object_write = write_bandwidth_object(mirror, options).await;
+    summary.retries += written.calls.saturating_sub(1);
+    summary.bytes_moved += bytes;
+    summary.manifest_bytes = bytes;
+    summary
+        .mirrors
+        .entry(mirror.name().to_string())
+        .or_default()
+        .bytes += bytes;
+    summary.artifact_bytes = size;
+    summary.elapsed = started.elapsed();
+    summary.finish();
+    Ok(summary)
+}
+
+/// Writes the bandwidth object if the mirror lacks it, best effort: the artifact is there
+/// already, and a failure here only leaves bandwidth unmeasured. How long it took, if written.
+async fn write_bandwidth_object(
+    mirror: &MirrorStore,
+    options: &TransferOptions,
+) -> Option<Duration> {
+    let written = tokio::select! {
+        () = options.cancel.cancelled() => return None,
+        written = tokio::time::timeout(PROBE_WRITE_TIMEOUT, ensure_bandwidth_object(mirror)) => written,
+    };
+    match written {
+        Ok(Ok(took)) => took,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not write the bandwidth object: bandwidth stays unmeasured on this mirror");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                mirror = mirror.name(),
+                "writing the bandwidth object took over {}: left for the next put",
+                humantime::format_duration(PROBE_WRITE_TIMEOUT)
+            );
+            None
+        }
+    }
+}
+
+/// What every chunk of one put shares.
+struct Shared<'a> {
+    mirrors: &'a [MirrorStore],
+    options: &'a TransferOptions,
+    health: &'a MirrorHealth,
+    steps: &'a [usize],
+    activity: &'a Activity,
+}
+
+/// The encoding and level for new chunks. Auto with a known link measures the compressor on
+/// the file's first bytes and lets `choose_level` decide.
+fn choose_encoding(source: &File, options: &TransferOptions) -> io::Result<(Encoding, i32)> {
+    Ok(match options.compression {
+        Compression::None => (Encoding::None, 0),
+        Compression::Zstd(level) => (Encoding::Zstd, level),
+        Compression::Gzip(level) => (Encoding::Gzip, i32::try_from(level).unwrap_or(9)),
+        Compression::Auto => match options.link_bytes_per_sec {
+            None => (Encoding::Zstd, compress::DEFAULT_ZSTD_LEVEL),
+            Some(link) => {
+                let mut sample = vec![0; MAX_CHUNK];
+                let mut filled = 0;
+                while filled < sample.len() {
+                    match source.read_at(&mut sample[filled..], filled as u64)? {
+                        0 => break,
+                        n => filled += n,
+                    }
+                }
+                sample.truncate(filled);
+                let levels = measure(&sample, &compress::CANDIDATE_LEVELS)?;
+                match choose_level(link, &levels) {
+                    Some(level) => (Encoding::Zstd, level),
+                    None => (Encoding::None, 0),
+                }
+            }
+        },
+    })
+}
+
+/// A chunk as the encoders hand it on: known to the mirror already, or new with its stored
+/// bytes.
+enum Placed {
+    Known {
+        offset: u64,
+        found: Located,
+    },
+    New {
+        id: Sha256,
+        offset: u64,
+        size: usize,
+        stored: Vec<u8>,
+    },
+}
+
+/// The chunks the mirror has for this put to reuse, and where: those its current manifest
+/// of `key` names, else (a new key) those of the manifest written last beside it, in the same
+/// directory: `builds/app-1.3.tar` finds `builds/app-1.2.tar`. A manifest is written after
+/// its chunks, so they are there. Two requests at most, not one per chunk. A manifest that
+/// cannot be read only means its chunks are stored again.
+async fn known_chunks(
+    key: &ArtifactKey,
+    shared: &Shared<'_>,
+) -> Result<HashMap<Sha256, Located>, TransferError> {
+    let mirror = &shared.mirrors[0];
+    let (base, json) = match read_manifest(key, shared).await? {
+        Some(json) => (key.clone(), json),
+        None => {
+            let directory = key.as_str().rsplit_once('/').map_or("", |(d, _)| d);
+            let newest = match shared
+                .on_mirror(
+                    || format!("the manifests beside {key}"),
+                    || async move {
+                        mirror
+                            .newest_manifest_in(directory)
+                            .await
+                            .map_err(Failure::store)
+                    },
+                )
+                .await
+            {
+                Ok(newest) => newest,
+                // A mirror that cannot list (some HTTP servers) still takes the put.
+                Err(error) => {
+                    tracing::debug!(mirror = mirror.name(), %error, "no listing: every chunk is new to this put");
+                    None
+                }
+            };
+            let Some(base) = newest.as_deref().and_then(crate::sync_keys::key_of) else {
+                return Ok(HashMap::new());
+            };
+            match read_manifest(&base, shared).await? {
+                Some(json) => (base, json),
+                None => return Ok(HashMap::new()),
+            }
+        }
+    };
+    let manifest = match Manifest::from_json(&json, &base) {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            tracing::warn!(mirror = mirror.name(), key = %base, %error, "the mirror's manifest is unreadable: storing every chunk again");
+            return Ok(HashMap::new());
+        }
+    };
+    tracing::debug!(%key, base = %base, chunks = manifest.chunks.len(), "chunks the mirror has");
+    Ok(manifest
+        .chunks
+        .iter()
+        .map(|chunk| (chunk.id, (chunk.clone(), manifest.spot(chunk))))
+        .collect())
+}
+
+/// The mirror's manifest of `key`, unchecked; `None` if it has none.
+async fn read_manifest(
+    key: &ArtifactKey,
+    shared: &Shared<'_>,
+) -> Result<Option<Vec<u8>>, TransferError> {
+    let (mirror, activity) = (&shared.mirrors[0], shared.activity);
+    shared
+        .on_mirror(
+            || format!("the current manifest of {key}"),
+            || async move {
+                let _busy = activity.begin(0);
+                match mirror.get_manifest(key).await {
+                    Ok(json) => {
+                        activity.served(0);
+                        Ok(Some(json))
+                    }
+                    Err(error) if error.is_not_found() => Ok(None),
+                    Err(error) => Err(Failure::store(error)),
+                }
+            },
+        )
+        .await
+}
+
+impl Shared<'_> {
+    /// `op` on the mirror, through the retryer.
+    async fn on_mirror<T, Fut>(
+        &self,
+        what: impl FnOnce() -> String,
+        op: impl Fn() -> Fut,
+    ) -> Result<T, TransferError>
+    where
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        fallback::run(
+            self.options,
+            self.mirrors,
+            self.health,
+            self.steps,
+            what,
+            |_| op(),
+        )
+        .await
+        .map(|served| served.value)
+    }
+}
+
+/// The chunks with their packs numbered by first use, and the packs in that order.
+fn number_packs(entries: Vec<Located>) -> (Vec<ChunkRef>, Vec<PackId>) {
+    let mut packs = Vec::new();
+    let mut index = HashMap::new();
+    let chunks = entries
+        .into_iter()
+        .map(|(chunk, spot)| ChunkRef {
+            pack: spot.map(|spot| PackAt {
+                index: *index.entry(spot.pack).or_insert_with(|| {
+                    packs.push(spot.pack);
+                    (packs.len() - 1) as u32
+                }),
+                offset: u32::try_from(spot.offset).expect("packs are at most 1 GiB"),
+            }),
+            ..chunk
+        })
+        .collect();
+    (chunks, packs)
+}
+
+/// Adds an uploaded pack to the summary and the progress.
+fn count_pack(
+    summary: &mut Summary,
+    mirror: &MirrorStore,
+    options: &TransferOptions,
+    uploaded: Uploaded,
+) {
+    let Uploaded {
+        stored,
+        artifact_bytes,
+        chunks,
+        served,
+    } = uploaded;
+    let tally = summary
+        .mirrors
+        .entry(mirror.name().to_string())
+        .or_default();
+    tally.bytes += stored;
+    tally.chunks += chunks;
+    tally.failures += served.failures.len() as u32;
+    summary.bytes_moved += stored;
+    summary.chunks_moved += chunks;
+    summary.retries += served.calls.saturating_sub(1);
+    summary.network_wait = summary.network_wait.max(served.report.network_wait);
+    options.report(Progress::Chunk {
+        size: artifact_bytes,
+        moved: stored,
+        mirror: mirror.name().to_string(),
+    });
+}
+
+/// A pack stored, and how it went.
+struct Uploaded {
+    stored: u64,
+    artifact_bytes: u64,
+    chunks: usize,
+    served: Served<()>,
+}
+
+/// Uploads one pack, whole, through the retryer.
+async fn upload_pack(
+    sealed: Sealed,
+    key: &ArtifactKey,
+    shared: &Shared<'_>,
+) -> Result<Uploaded, TransferError> {
+    let Shared {
+        mirrors,
+        options,
+        health,
+        steps,
+        activity,
+    } = *shared;
+    let mirror = &mirrors[0];
+    let Sealed {
+        id,
+        data,
+        artifact_bytes,
+        chunks,
+    } = sealed;
+    let stored = data.len() as u64;
+    // One buffer however often it is retried: the payload shares it.
+    let payload = object_store::PutPayload::from(data);
+    let served = fallback::run(
+        options,
+        mirrors,
+        health,
+        steps,
+        || format!("uploading pack {id} of {key} ({chunks} chunks)"),
+        |_| {
+            let payload = payload.clone();
+            async move {
+                let _busy = activity.begin(0);
+                mirror.put_pack(id, payload).await.map_err(Failure::store)?;
+                activity.served(0);
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    Ok(Uploaded {
+        stored,
+        artifact_bytes,
+        chunks,
+        served,
+    })
+}

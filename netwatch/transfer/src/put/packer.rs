@@ -1,0 +1,107 @@
+//! Filling packs: new chunks' stored bytes appended one after another until the pack is
+//! full, each chunk placed once even when the file holds it more than once.
+
+use std::collections::HashMap;
+
+use crate::{compress::Encoding, digest::Sha256, ChunkRef, PackId, PackSpot};
+
+/// The pack being filled, and where every chunk this put stored went.
+#[derive(Default)]
+pub struct Packer {
+    id: PackId,
+    data: Vec<u8>,
+    /// The artifact's bytes and the chunks in the pack being filled.
+    artifact_bytes: u64,
+    chunks: usize,
+    placed: HashMap<Sha256, (ChunkRef, PackSpot)>,
+}
+
+/// A full pack, ready to upload.
+pub struct Sealed {
+    pub id: PackId,
+    pub data: Vec<u8>,
+    /// What of the artifact it carries: for progress and the summary.
+    pub artifact_bytes: u64,
+    pub chunks: usize,
+}
+
+impl Packer {
+    /// Where an earlier chunk with this id went, if this put stored it already.
+    pub fn placed(&self, id: Sha256) -> Option<&(ChunkRef, PackSpot)> {
+        self.placed.get(&id)
+    }
+
+    /// Appends a chunk's stored bytes; returns the chunk and its place.
+    pub fn append(
+        &mut self,
+        id: Sha256,
+        offset: u64,
+        size: usize,
+        encoding: Encoding,
+        stored: &[u8],
+    ) -> (ChunkRef, PackSpot) {
+        let spot = PackSpot {
+            pack: self.id,
+            offset: self.data.len() as u64,
+        };
+        self.data.extend_from_slice(stored);
+        self.artifact_bytes += size as u64;
+        self.chunks += 1;
+        let chunk = ChunkRef {
+            id,
+            offset,
+            size: size as u32,
+            encoding,
+            stored_size: stored.len() as u64,
+            pack: None,
+        };
+        self.placed.insert(id, (chunk.clone(), spot));
+        (chunk, spot)
+    }
+
+    /// The stored bytes in the pack being filled.
+    pub fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    /// The pack being filled, if it holds anything; a new one is started.
+    pub fn seal(&mut self) -> Option<Sealed> {
+        if self.data.is_empty() {
+            return None;
+        }
+        let sealed = Sealed {
+            id: self.id,
+            data: std::mem::take(&mut self.data),
+            artifact_bytes: std::mem::take(&mut self.artifact_bytes),
+            chunks: std::mem::take(&mut self.chunks),
+        };
+        self.id = PackId::new();
+        Some(sealed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_go_back_to_back_and_a_sealed_pack_starts_a_new_one() {
+        let mut packer = Packer::default();
+        let (a, b) = (b"first".as_slice(), b"second".as_slice());
+        let (_, at_a) = packer.append(Sha256::of(a), 0, 5, Encoding::None, a);
+        let (_, at_b) = packer.append(Sha256::of(b), 5, 6, Encoding::None, b);
+        assert_eq!((at_a.offset, at_b.offset), (0, 5));
+        assert_eq!(at_a.pack, at_b.pack);
+        let sealed = packer.seal().unwrap();
+        assert_eq!(sealed.data, b"firstsecond");
+        assert_eq!((sealed.artifact_bytes, sealed.chunks), (11, 2));
+        assert!(packer.seal().is_none(), "an empty pack is not uploaded");
+        let (_, at_c) = packer.append(Sha256::of(b"c"), 11, 1, Encoding::None, b"c");
+        assert_ne!(at_c.pack, at_a.pack);
+        assert_eq!(at_c.offset, 0);
+        assert!(
+            packer.placed(Sha256::of(a)).is_some(),
+            "placed chunks are remembered"
+        );
+    }
+}
