@@ -26,7 +26,9 @@ use serde_json::Value;
 
 mod summary;
 
-pub use summary::{cached_chunks, Run, StoredAt, StoredChunk, StoredManifest, Summary, Tally};
+pub use summary::{
+    cached_chunks, CachedChunk, Run, StoredAt, StoredChunk, StoredManifest, Summary, Tally,
+};
 
 use crate::{
     agent::Agent,

@@ -79,33 +79,29 @@ fn assert_identical(out: &Path, expected: &[u8]) {
 }
 
 /// Panics unless every chunk in `cache` hashes (by `sha256sum`, not netwatch's own code) to
-/// its name; returns how many there are.
+/// its id; returns how many there are.
 fn assert_cache_sound(cache: &Path) -> usize {
     let chunks = cached_chunks(cache);
-    if chunks.is_empty() {
-        return 0;
-    }
-    let output = std::process::Command::new("sha256sum")
-        .args(chunks.values())
-        .output()
-        .expect("run sha256sum");
-    assert!(output.status.success(), "sha256sum failed: {output:?}");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut checked = 0;
-    for line in text.lines() {
-        let (hash, path) = line
-            .split_once("  ")
-            .expect("sha256sum prints `HASH  PATH`");
-        let name = Path::new(path).file_name().expect("a file name");
+    for (id, chunk) in &chunks {
+        let mut sha256sum = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sha256sum");
+        let content = chunk.content(id);
+        std::io::Write::write_all(&mut sha256sum.stdin.take().expect("its stdin"), &content)
+            .expect("feed sha256sum");
+        let output = sha256sum.wait_with_output().expect("sha256sum's answer");
+        let text = String::from_utf8_lossy(&output.stdout);
         assert_eq!(
-            hash,
-            name.to_string_lossy(),
-            "the cached chunk {path} does not hash to its name: a corrupt chunk reached the cache"
+            text.split_whitespace().next(),
+            Some(id.as_str()),
+            "the cached chunk {id} in {} {:?} does not hash to its id: a corrupt chunk reached the cache",
+            chunk.at.file.display(),
+            chunk.at.range
         );
-        checked += 1;
     }
-    assert_eq!(checked, chunks.len(), "sha256sum skipped files: {text}");
-    checked
+    chunks.len()
 }
 
 /// Polls until `cache` holds at least `chunks` chunks; panics if `child` ends first.

@@ -1,11 +1,13 @@
-//! The local chunk cache: decoded chunks by id, and the last manifest seen for each key. A
-//! chunk is checked before it is written and written whole (temporary file, then rename), so
-//! whatever is in the cache is complete; an interrupted `get`, even a killed one, leaves only
-//! whole chunks behind, and a rerun fetches the rest. Reading checks again: a file damaged on
-//! disk is dropped and fetched anew.
+//! The local chunk cache: the ranges of packs a get read, as the mirror stored them; decoded
+//! format 1 chunks by id; and the last manifest seen for each key. A range is written whole
+//! when it arrives (temporary file, then rename: one file per range, not per chunk), so an
+//! interrupted `get`, even a killed one, leaves only whole ranges behind, and a rerun fetches
+//! the rest. Every chunk is checked when it is read from here: a damaged file is dropped and
+//! fetched anew.
 //!
 //! ```text
-//! <root>/chunks/<aa>/<id>
+//! <root>/packs/<aa>/<pack>/<start>-<end>    bytes start..end of a pack
+//! <root>/chunks/<aa>/<id>                   a format 1 chunk, decoded
 //! <root>/manifests/<key>.json
 //! ```
 
@@ -15,7 +17,9 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use super::{digest::Sha256, key::ArtifactKey, manifest::ChunkRef};
+use std::ops::Range;
+
+use super::{digest::Sha256, key::ArtifactKey, manifest::ChunkRef, pack::PackId};
 
 /// A cache directory.
 #[derive(Clone, Debug)]
@@ -62,6 +66,59 @@ impl ChunkCache {
         }
     }
 
+    fn run_dir(&self, pack: PackId) -> PathBuf {
+        let hex = pack.to_string();
+        self.root.join("packs").join(&hex[..2]).join(hex)
+    }
+
+    /// Keeps bytes `start..` of `pack` as the mirror sent them (checked by the caller).
+    pub fn write_run(&self, pack: PackId, start: u64, stored: &[u8]) -> Result<(), CacheError> {
+        let end = start + stored.len() as u64;
+        self.write_atomic(&self.run_dir(pack).join(format!("{start}-{end}")), stored)
+    }
+
+    /// The ranges of `pack` the cache holds, with their files.
+    pub fn runs(&self, pack: PackId) -> Vec<(Range<u64>, PathBuf)> {
+        let Ok(files) = fs::read_dir(self.run_dir(pack)) else {
+            return Vec::new();
+        };
+        files
+            .flatten()
+            .filter_map(|file| {
+                let name = file.file_name();
+                let (start, end) = name.to_str()?.split_once('-')?;
+                let range = start.parse().ok()?..end.parse().ok()?;
+                (range.start < range.end).then(|| (range, file.path()))
+            })
+            .collect()
+    }
+
+    /// How many of `manifest`'s chunks the cache holds (unchecked: a get checks them).
+    pub fn held(&self, manifest: &super::Manifest) -> usize {
+        let mut runs = std::collections::HashMap::new();
+        manifest
+            .chunks
+            .iter()
+            .filter(|chunk| match manifest.spot(chunk) {
+                None => self.contains(chunk.id),
+                Some(_) if self.contains(chunk.id) => true,
+                Some(spot) => runs
+                    .entry(spot.pack)
+                    .or_insert_with(|| self.runs(spot.pack))
+                    .iter()
+                    .any(|(range, _)| {
+                        range.start <= spot.offset && spot.offset + chunk.stored_size <= range.end
+                    }),
+            })
+            .count()
+    }
+
+    /// Removes a range file found damaged; its chunks are then fetched again.
+    pub fn drop_run(&self, file: &Path) {
+        tracing::warn!(path = %file.display(), "dropping a damaged range from the cache");
+        let _ = fs::remove_file(file);
+    }
+
     /// Whether a file for the chunk is there (unchecked: `read` checks).
     pub fn contains(&self, id: Sha256) -> bool {
         self.chunk_file(id).is_file()
@@ -84,19 +141,6 @@ impl ChunkCache {
             Ok(()) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.error("removing", &path)(e)),
-        }
-    }
-
-    /// The chunk's file as it is, if there is one of the chunk's size: for a reader that
-    /// checks the bytes otherwise (the whole artifact's SHA-256) and calls `read` to find
-    /// which chunk was damaged when that check fails.
-    pub(super) fn read_unchecked(&self, chunk: &ChunkRef) -> Result<Option<Vec<u8>>, CacheError> {
-        let path = self.chunk_file(chunk.id);
-        match fs::read(&path) {
-            Ok(data) if data.len() == chunk.size as usize => Ok(Some(data)),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.error("reading", &path)(e)),
         }
     }
 

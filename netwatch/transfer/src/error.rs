@@ -2,7 +2,7 @@
 
 use std::{io, path::PathBuf};
 
-use super::{CacheError, ManifestError, Sha256, StoreError};
+use super::{CacheError, ManifestError, StoreError};
 use netwatch_client::retry::RetryReport;
 
 /// Why `put` or `get` failed. Each says what, where, and when it is about mirrors, what each
@@ -64,19 +64,6 @@ pub enum TransferError {
         #[source]
         source: ManifestError,
     },
-    /// Every chunk matched its id, but the whole does not match the manifest's digest: the
-    /// manifest is inconsistent. Nothing was written to the output.
-    #[error("{key}: the assembled file's SHA-256 is {got}, but the manifest says {expected}: the manifest is inconsistent; nothing was written to {}", out.display())]
-    WholeFile {
-        key: String,
-        expected: Sha256,
-        got: Sha256,
-        out: PathBuf,
-    },
-    /// A chunk the get had fetched was gone from the cache (or damaged) when the file was
-    /// assembled: another process cleaned the cache. A rerun fetches it again.
-    #[error("chunk {id} left the local cache at {} during the get: run it again", cache.display())]
-    Evicted { id: Sha256, cache: PathBuf },
     /// The transfer was cancelled; chunks fetched so far stay in the cache.
     #[error("cancelled")]
     Cancelled,

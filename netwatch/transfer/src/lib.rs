@@ -33,7 +33,6 @@ mod tests;
 
 // The concepts' modules under their own names, for the code within; and the client's.
 use content::{chunk, compress, digest, key, manifest, pack};
-use get::output;
 use mirrors::{fallback, measure, score, scoreboard};
 use netwatch_client::{retry, state};
 use store::url;

@@ -55,7 +55,7 @@ pub struct MirrorTally {
     pub bytes: u64,
     pub chunks: usize,
     pub failures: u32,
-    /// Requests that move data (chunks and the manifest; not the HEADs of `put`) sent to it.
+    /// Requests that move data (packs, ranges of them, chunk objects and manifests) sent to it.
     pub requests: u64,
     /// Of those, how many it served: the object arrived and passed its checks, or was stored.
     pub served: u64,

@@ -231,23 +231,125 @@ impl StoredManifest {
     }
 }
 
-/// The ids of the chunks in a get cache (`<cache>/chunks/<aa>/<id>`), with their paths.
-pub fn cached_chunks(cache: &Path) -> BTreeMap<String, PathBuf> {
+/// A chunk a get cache holds: where its stored bytes are, and how they are stored.
+#[derive(Clone, Debug)]
+pub struct CachedChunk {
+    pub at: StoredAt,
+    pub encoding: String,
+    pub size: u64,
+}
+
+impl CachedChunk {
+    /// Its content, decoded (by netwatch's decoder: the caller hashes it).
+    pub fn content(&self, id: &str) -> Vec<u8> {
+        let file = std::fs::read(&self.at.file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.at.file.display()));
+        let stored = file.get(self.at.range.clone()).unwrap_or_else(|| {
+            panic!(
+                "{} is shorter than {:?}",
+                self.at.file.display(),
+                self.at.range
+            )
+        });
+        let chunk = netwatch_transfer::ChunkRef {
+            id: netwatch_transfer::Sha256::parse(id).expect("a chunk id"),
+            offset: 0,
+            size: self.size as u32,
+            encoding: serde_json::from_value(Value::String(self.encoding.clone()))
+                .expect("an encoding"),
+            stored_size: stored.len() as u64,
+            pack: None,
+        };
+        netwatch_transfer::decode(stored, &chunk).unwrap_or_else(|e| {
+            panic!(
+                "{} {:?}: corrupt data in the cache: {e}",
+                self.at.file.display(),
+                self.at.range
+            )
+        })
+    }
+}
+
+/// The chunks a get cache holds, by id: for each manifest kept there, each chunk whose
+/// stored bytes are in a range file of its pack (`<cache>/packs/<aa>/<pack>/<start>-<end>`),
+/// or a format 1 chunk file (`<cache>/chunks/<aa>/<id>`, decoded).
+pub fn cached_chunks(cache: &Path) -> BTreeMap<String, CachedChunk> {
     let mut found = BTreeMap::new();
-    let Ok(dirs) = std::fs::read_dir(cache.join("chunks")) else {
-        return found;
-    };
-    for dir in dirs.flatten() {
-        let Ok(files) = std::fs::read_dir(dir.path()) else {
+    for path in files_under(&cache.join("manifests")) {
+        let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
-        for file in files.flatten() {
-            let name = file.file_name().to_string_lossy().into_owned();
-            // Whole chunks only: a temporary file being written has another name.
-            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                found.insert(name, file.path());
-            }
+        let manifest = StoredManifest::parse(&text, &path);
+        for chunk in manifest.chunks {
+            let at = match &chunk.pack {
+                Some((pack, offset)) => {
+                    let end = offset + chunk.stored_size;
+                    let dir = cache.join("packs").join(&pack[..2]).join(pack);
+                    let run = files_under(&dir).into_iter().find_map(|file| {
+                        let name = file.file_name()?.to_str()?.to_string();
+                        let (start, stop) = name.split_once('-')?;
+                        let (start, stop): (u64, u64) = (start.parse().ok()?, stop.parse().ok()?);
+                        (start <= *offset && end <= stop).then_some((file, start))
+                    });
+                    let decoded = cache.join("chunks").join(&chunk.id[..2]).join(&chunk.id);
+                    match run {
+                        Some((file, start)) => {
+                            let from = (offset - start) as usize;
+                            CachedChunk {
+                                at: StoredAt {
+                                    file,
+                                    range: from..from + chunk.stored_size as usize,
+                                },
+                                encoding: chunk.encoding.clone(),
+                                size: chunk.size,
+                            }
+                        }
+                        // Fetched from another mirror's packs: kept decoded, by id.
+                        None if decoded.is_file() => CachedChunk {
+                            at: StoredAt {
+                                file: decoded,
+                                range: 0..chunk.size as usize,
+                            },
+                            encoding: "none".into(),
+                            size: chunk.size,
+                        },
+                        None => continue,
+                    }
+                }
+                None => {
+                    let file = cache.join("chunks").join(&chunk.id[..2]).join(&chunk.id);
+                    if !file.is_file() {
+                        continue;
+                    }
+                    CachedChunk {
+                        at: StoredAt {
+                            file,
+                            range: 0..chunk.size as usize,
+                        },
+                        encoding: "none".into(),
+                        size: chunk.size,
+                    }
+                }
+            };
+            found.insert(chunk.id.clone(), at);
         }
     }
     found
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -17,6 +17,9 @@ const NGINX: &str = "/usr/sbin/nginx";
 const DAV_EXT: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
 /// How long nginx may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Every request nginx answers, one line each, unbuffered: what a client really asked for.
+const ACCESS_LOG: &str = "access.log";
+
 /// How long a fast shutdown may take before the master is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -26,7 +29,7 @@ pub struct Nginx {
     root: PathBuf,
     child: Child,
     // Its configuration, logs and temporary files: removed with it.
-    _state: tempfile::TempDir,
+    state: tempfile::TempDir,
 }
 
 impl Nginx {
@@ -76,7 +79,7 @@ impl Nginx {
             addr,
             root: root.to_path_buf(),
             child,
-            _state: state,
+            state,
         };
         nginx.wait_listening(ns);
         nginx
@@ -92,6 +95,13 @@ impl Nginx {
     }
 
     /// The directory it serves: the mirror's objects, for a test to inspect or damage.
+    /// Requests answered so far, each as "METHOD URI STATUS" (its access log).
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.state.path().join(ACCESS_LOG))
+            .map(|log| log.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -161,7 +171,8 @@ pid {state}/nginx.pid;
 error_log stderr warn;
 events {{ worker_connections 512; }}
 http {{
-    access_log off;
+    log_format requests '$request_method $uri $status';
+    access_log {state}/{ACCESS_LOG} requests;
     # put asks for chunks that are not there yet: a 404 is an answer, not an error.
     log_not_found off;
     client_body_temp_path {state}/body;

@@ -193,28 +193,26 @@ pub fn changed(before: &BTreeMap<PathBuf, u64>, after: &BTreeMap<PathBuf, u64>) 
 /// Checks that every file under `<cache>/chunks` is a whole chunk: named `<aa>/<id>` and
 /// holding content whose SHA-256 is the id. Returns how many there are.
 pub fn verify_cache(cache: &Path) -> usize {
-    let chunks = cache.join("chunks");
-    let files = tree(&chunks);
-    for path in files.keys() {
-        let file = chunks.join(path);
-        let name = path.to_string_lossy();
-        let (prefix, id) = name
-            .split_once('/')
-            .unwrap_or_else(|| panic!("{} is not <aa>/<id>", file.display()));
-        assert!(
-            id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.starts_with(prefix),
-            "{} is no chunk's name (a temporary file left behind?)",
-            file.display()
-        );
-        let data = std::fs::read(&file).expect("read a cached chunk");
+    let chunks = netwatch_tests::mirrors::cached_chunks(cache);
+    for (id, chunk) in &chunks {
         assert_eq!(
-            Sha256::of(&data).to_hex(),
+            &Sha256::of(&chunk.content(id)).to_hex(),
             id,
-            "{} fails its SHA-256: corrupted data reached the cache",
+            "{} {:?} fails its SHA-256: corrupted data reached the cache",
+            chunk.at.file.display(),
+            chunk.at.range
+        );
+    }
+    // Nothing else: no temporary file left behind.
+    for file in tree(&cache.join("packs")).keys() {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        assert!(
+            !name.starts_with('.'),
+            "{} is a temporary file left behind",
             file.display()
         );
     }
-    files.len()
+    chunks.len()
 }
 
 /// The files beside `out` that a get may leave only while it runs: its temporary outputs.

@@ -8,6 +8,7 @@ use std::{collections::HashMap, ops::Range, sync::Arc, sync::Mutex};
 use tokio::sync::OnceCell;
 
 use super::{
+    place::Placer,
     spans::{self, Span},
     Shared,
 };
@@ -138,6 +139,7 @@ impl Batch {
     pub async fn fetch(
         self,
         places: &Places,
+        placer: &Arc<Placer>,
         shared: &Shared<'_>,
     ) -> Result<(Vec<Moved>, Served<()>), TransferError> {
         let Shared {
@@ -159,18 +161,24 @@ impl Batch {
             |m| async move {
                 let pending: Vec<ChunkRef> = chunks
                     .iter()
-                    .filter(|c| !cache.contains(c.id))
+                    .filter(|c| !placer.has(c.id))
                     .cloned()
                     .collect();
                 if pending.is_empty() {
                     return Ok(());
                 }
                 let located = places.on(m, &mirrors[m], &pending).await?;
+                // The cache finds ranges where the get's manifest places them: a range read
+                // elsewhere (another mirror's packs) is kept chunk by chunk instead.
+                let at_manifests_places = located
+                    .iter()
+                    .zip(&pending)
+                    .all(|((_, spot), chunk)| *spot == places.manifest.spot(chunk));
                 let mut bad = 0;
                 for span in spans::plan(located, u64::MAX) {
                     let got = {
                         let _busy = activity.begin(m);
-                        read(&mirrors[m], span, cache).await?
+                        read(&mirrors[m], span, cache, placer, at_manifests_places).await?
                     };
                     bad += got.bad;
                     if got.bad == 0 {
@@ -205,28 +213,36 @@ struct Got {
     bad: usize,
 }
 
-/// Reads one span from `mirror` and keeps its sound chunks in `cache`.
-async fn read(mirror: &MirrorStore, span: Span, cache: &ChunkCache) -> Result<Got, Failure> {
-    let (stored, chunks, start) = match span {
+/// Reads one span from `mirror`, keeps it in `cache` and writes its sound chunks into the
+/// output: each byte is hashed once, on arrival.
+async fn read(
+    mirror: &MirrorStore,
+    span: Span,
+    cache: &ChunkCache,
+    placer: &Arc<Placer>,
+    keep_as_range: bool,
+) -> Result<Got, Failure> {
+    let (stored, chunks, start, pack) = match span {
         Span::Pack {
             pack,
             range,
             chunks,
         } => {
             let stored = read_range(mirror, pack, range.clone()).await?;
-            (stored, chunks, range.start)
+            (stored, chunks, range.start, Some(pack))
         }
         Span::Object(chunk) => {
             let (stored, as_stored) = mirror
                 .get_chunk_as_stored(&chunk)
                 .await
                 .map_err(Failure::store)?;
-            (stored, vec![(as_stored, 0)], 0)
+            (stored, vec![(as_stored, 0)], 0, None)
         }
     };
     let bytes = stored.len() as u64;
     let (cache, name) = (cache.clone(), mirror.name().to_string());
     // Hashing and decompressing are CPU work: off the async threads.
+    let placer = Arc::clone(placer);
     tokio::task::spawn_blocking(move || {
         let mut got = Got {
             sound: Moved {
@@ -235,20 +251,35 @@ async fn read(mirror: &MirrorStore, span: Span, cache: &ChunkCache) -> Result<Go
             },
             bad: 0,
         };
+        let mut sound = Vec::with_capacity(chunks.len());
         for (chunk, at) in chunks {
             let from = (at - start) as usize;
             let body = &stored[from..from + chunk.stored_size as usize];
             match decode(body, &chunk) {
                 Ok(data) => {
-                    cache
-                        .write(chunk.id, &data)
-                        .map_err(|e| Failure::Fatal(e.into()))?;
+                    placer.place(chunk.id, &data).map_err(|e| {
+                        Failure::Fatal(TransferError::output("writing", "the output")(e))
+                    })?;
                     got.sound.chunks += 1;
                     got.sound.artifact_bytes += u64::from(chunk.size);
+                    sound.push((chunk.id, data));
                 }
                 Err(bad_data) => {
                     tracing::warn!(mirror = %name, chunk = %chunk.id, "mirror `{name}` sent bad data: {bad_data}");
                     got.bad += 1;
+                }
+            }
+        }
+        // Kept for the next get: the range as one file when every chunk in it checked out
+        // and lies where the get's manifest says; else each sound chunk as its own file.
+        let keep = |e: crate::CacheError| Failure::Fatal(e.into());
+        match pack {
+            Some(pack) if got.bad == 0 && keep_as_range => {
+                cache.write_run(pack, start, &stored).map_err(keep)?
+            }
+            _ => {
+                for (id, data) in &sound {
+                    cache.write(*id, data).map_err(keep)?;
                 }
             }
         }

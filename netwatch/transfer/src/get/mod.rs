@@ -3,23 +3,26 @@
 //! on arrival and kept in the cache; then the output assembled from the cache (see
 //! `assemble`).
 
-pub mod assemble;
 mod batch;
+mod local;
 pub mod output;
+mod place;
 mod spans;
 
-use std::{collections::HashSet, path::Path, sync::Arc};
+use std::{path::Path, sync::Arc};
 
 use futures::{stream, StreamExt};
 use tokio::time::Instant;
 
 use batch::{Batch, Places};
 use output::Destination;
+use place::Placer;
 
 use crate::{
     activity::Activity,
     error::TransferError,
     fallback::{self, Failure, MirrorHealth, Served},
+    manifest::Located,
     ArtifactKey, ChunkCache, Manifest, MirrorStore, Progress, Summary, TransferOptions,
 };
 
@@ -97,73 +100,60 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
     summary.chunks = manifest.chunks.len();
 
     let manifest = Arc::new(manifest);
-    let destination = Arc::new(destination);
+    let sink = destination.open(&cache.root().join("tmp"))?;
+    let placer = Arc::new(
+        Placer::new(sink.file()?, &manifest)
+            .map_err(TransferError::output("sizing", sink.name()))?,
+    );
+    // What the cache has goes into the output first, checked; the rest is fetched.
+    let (cache_for, manifest_for, placer_for, name) = (
+        cache.clone(),
+        Arc::clone(&manifest),
+        Arc::clone(&placer),
+        sink.name(),
+    );
+    let missing = options
+        .unless_cancelled(async move {
+            tokio::task::spawn_blocking(move || {
+                local::place_cached(&manifest_for, &cache_for, &placer_for, &name)
+            })
+            .await
+            .expect("reading the cache does not panic")
+        })
+        .await??;
     let places = Places::new(Arc::clone(&manifest), source, mirrors.len());
-    fetch_missing(&manifest, &places, &shared, &mut summary, true).await?;
-    // A chunk damaged in the cache (found and dropped while assembling) is fetched again,
-    // once: a cache should not fail a get a mirror can serve.
-    let mut refetched = false;
-    loop {
-        let (cache, manifest_for, out) = (
-            cache.clone(),
-            Arc::clone(&manifest),
-            Arc::clone(&destination),
-        );
-        let assembled =
-            tokio::task::spawn_blocking(move || assemble::assemble(&manifest_for, &cache, &out));
-        let result = tokio::select! {
-            biased;
-            () = options.cancel.cancelled() => return Err(TransferError::Cancelled),
-            result = assembled => result.expect("assembling does not panic"),
-        };
-        match result {
-            // Standard output already has the bytes before the damaged chunk: sending them
-            // again would corrupt the stream, so the error stands (the exit status says so).
-            Err(TransferError::Evicted { id, .. })
-                if !refetched && destination.can_start_over() =>
-            {
-                tracing::warn!(chunk = %id, "a chunk in the local cache was damaged: fetching it again");
-                refetched = true;
-                fetch_missing(&manifest, &places, &shared, &mut summary, false).await?;
-            }
-            other => {
-                other?;
-                break;
-            }
-        }
-    }
+    fetch_missing(&manifest, missing, &places, &placer, &shared, &mut summary).await?;
+    // Every chunk was checked as it was placed, and the checked manifest's chunks tile the
+    // artifact: the output is the artifact.
+    assert!(placer.complete(), "every chunk fetched or cached");
+    drop(placer);
+    tokio::task::spawn_blocking(move || sink.commit())
+        .await
+        .expect("committing does not panic")?;
     activity.add_to(&mut summary, mirrors);
     summary.elapsed = started.elapsed();
     summary.finish();
     Ok(summary)
 }
 
-/// Fetches the chunks of `manifest` the cache lacks, a few spans at once (a chunk that
-/// occurs twice, once). `plan`: report the plan and the bytes reused (the first pass).
+/// Fetches `missing` (the chunks of `manifest` the cache lacked, each once) into the
+/// output and the cache, a few spans at once.
 async fn fetch_missing(
     manifest: &Manifest,
+    missing: Vec<Located>,
     places: &Places,
+    placer: &Arc<Placer>,
     shared: &Shared<'_>,
     summary: &mut Summary,
-    plan: bool,
 ) -> Result<(), TransferError> {
-    let Shared { cache, options, .. } = *shared;
+    let Shared { options, .. } = *shared;
     let key = &manifest.key;
-    let mut seen = HashSet::new();
-    let missing: Vec<_> = manifest
-        .chunks
-        .iter()
-        .filter(|chunk| seen.insert(chunk.id) && !cache.contains(chunk.id))
-        .map(|chunk| (chunk.clone(), manifest.spot(chunk)))
-        .collect();
     let missing_bytes: u64 = missing.iter().map(|(c, _)| u64::from(c.size)).sum();
-    if plan {
-        summary.bytes_reused = manifest.size.saturating_sub(missing_bytes);
-        options.report(Progress::Planned {
-            chunks: missing.len(),
-            bytes: missing_bytes,
-        });
-    }
+    summary.bytes_reused = manifest.size.saturating_sub(missing_bytes);
+    options.report(Progress::Planned {
+        chunks: missing.len(),
+        bytes: missing_bytes,
+    });
     let packed = missing.iter().any(|(_, spot)| spot.is_some());
     let in_flight = if packed {
         options.concurrency.clamp(1, SPANS_IN_FLIGHT)
@@ -171,10 +161,10 @@ async fn fetch_missing(
         options.concurrency.max(1)
     };
     let spans = spans::plan(missing, spans::span_limit(missing_bytes, in_flight));
-    tracing::debug!(key = %key, chunks = manifest.chunks.len(), missing = seen.len(), requests = spans.len(), "fetching chunks");
+    tracing::debug!(key = %key, chunks = manifest.chunks.len(), requests = spans.len(), "fetching chunks");
     let total = spans.len();
     let mut fetches = stream::iter(spans.into_iter().enumerate())
-        .map(|(index, span)| Batch::new(span, index, total, key).fetch(places, shared))
+        .map(|(index, span)| Batch::new(span, index, total, key).fetch(places, placer, shared))
         .buffer_unordered(in_flight);
     while let Some(fetched) = fetches.next().await {
         let (moved, served) = fetched?;

@@ -6,14 +6,16 @@
 //! /dev/null` must never replace a device with a file. A file replaced keeps its owner and
 //! mode where this user may set them. The temporary file is locked while in use, so the next
 //! get of the same output removes one that a killed get left, whatever its process id.
-//! Standard output is streamed; the exit status says whether what was streamed checked out.
+//! For standard output the chunks go to an unnamed temporary file in the cache directory
+//! first (they arrive in any order), which is copied out once every chunk is in and checked:
+//! no byte that failed a check ever reaches standard output.
 
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write},
     os::{
         fd::AsRawFd,
-        unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt},
+        unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     },
     path::{Path, PathBuf},
     time::{Duration, SystemTime},
@@ -116,12 +118,6 @@ impl Destination {
         }
     }
 
-    /// Whether what was written can be thrown away and written again: a file can (it
-    /// appears only when whole), standard output cannot.
-    pub fn can_start_over(&self) -> bool {
-        matches!(self, Self::File { .. })
-    }
-
     /// Refuses an artifact of `size` bytes that does not fit: beyond `cap`, or beyond the
     /// free space of the output's file system. Says both figures.
     pub fn check_room(&self, size: u64, cap: Option<u64>) -> Result<(), TransferError> {
@@ -149,15 +145,30 @@ impl Destination {
     }
 
     /// Opens where the bytes go. For a file, first removes temporary files that killed gets
-    /// of the same output left.
-    pub fn open(&self) -> Result<Sink, TransferError> {
+    /// of the same output left. Standard output's spool is an unnamed file in `spool_dir`.
+    pub fn open(&self, spool_dir: &Path) -> Result<Sink, TransferError> {
         let Self::File {
             given,
             path,
             existing,
         } = self
         else {
-            return Ok(Sink::Stdout(io::stdout()));
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(spool_dir)
+                .map_err(TransferError::output("creating", spool_dir))?;
+            let spool = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_TMPFILE)
+                .mode(0o600)
+                .open(spool_dir)
+                .map_err(TransferError::output(
+                    "creating a temporary file in",
+                    spool_dir,
+                ))?;
+            return Ok(Sink::Stdout(spool));
         };
         let dir = directory_of(path);
         let name = path
@@ -187,33 +198,11 @@ impl Destination {
     }
 }
 
-/// What the bytes are written to.
+/// What the bytes are written to: the temporary file beside the output, or standard
+/// output's spool.
 pub enum Sink {
     File(Box<TempFile>),
-    Stdout(io::Stdout),
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::File(temp) => temp.file.write(buf),
-            Self::Stdout(out) => out.write(buf),
-        }
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Self::File(temp) => temp.file.write_all(buf),
-            Self::Stdout(out) => out.write_all(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Self::File(temp) => temp.file.flush(),
-            Self::Stdout(out) => out.flush(),
-        }
-    }
+    Stdout(File),
 }
 
 impl Sink {
@@ -221,18 +210,35 @@ impl Sink {
     pub fn name(&self) -> PathBuf {
         match self {
             Self::File(temp) => temp.temp.clone(),
-            Self::Stdout(_) => PathBuf::from("standard output"),
+            Self::Stdout(_) => PathBuf::from("standard output's temporary file"),
         }
     }
 
-    /// The bytes written checked out: puts the file in place (flushed, with the owner and
-    /// mode of the file it replaces), or flushes standard output.
+    /// The file chunks are written into, at their offsets.
+    pub fn file(&self) -> Result<File, TransferError> {
+        match self {
+            Self::File(temp) => temp.file.try_clone(),
+            Self::Stdout(spool) => spool.try_clone(),
+        }
+        .map_err(TransferError::output("opening", self.name()))
+    }
+
+    /// Every chunk is in and checked: puts the file in place (flushed, with the owner and
+    /// mode of the file it replaces), or copies the spool to standard output.
     pub fn commit(self) -> Result<(), TransferError> {
         match self {
             Self::File(temp) => temp.commit(),
-            Self::Stdout(mut out) => out
-                .flush()
-                .map_err(TransferError::output("writing", "standard output")),
+            Self::Stdout(mut spool) => {
+                use std::io::Seek as _;
+                spool.rewind().map_err(TransferError::output(
+                    "reading",
+                    "standard output's temporary file",
+                ))?;
+                let mut out = io::stdout().lock();
+                io::copy(&mut spool, &mut out)
+                    .and_then(|_| out.flush())
+                    .map_err(TransferError::output("writing", "standard output"))
+            }
         }
     }
 }
@@ -435,8 +441,8 @@ mod tests {
         let link = dir.path().join("link.bin");
         symlink(&target, &link).unwrap();
         let destination = Destination::check(&link).unwrap();
-        let mut sink = destination.open().unwrap();
-        sink.write_all(b"new").unwrap();
+        let sink = destination.open(&dir.path().join("spool")).unwrap();
+        sink.file().unwrap().write_all(b"new").unwrap();
         sink.commit().unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"new");
         assert!(fs::symlink_metadata(&link)
@@ -463,7 +469,7 @@ mod tests {
         drop(file);
         // One in use: open and locked by this sink.
         let destination = Destination::check(&out).unwrap();
-        let sink = destination.open().unwrap();
+        let sink = destination.open(&dir.path().join("spool")).unwrap();
         let in_use = sink.name();
         File::options()
             .write(true)

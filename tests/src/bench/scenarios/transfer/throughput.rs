@@ -31,7 +31,10 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
     artifact::random_file(&source, SIZE, 1)?;
     site.place_plain(&source, "random.bin")?;
     let config = site.config("mirror", &site.store_url(NGINX_PORT, STORE))?;
+    let mark = site.nginx.requests().len();
     let put = site.put_raw(&config, &source, KEY)?;
+    let put_requests = site.nginx.requests().split_off(mark);
+    let mut get_requests = Vec::new();
     let shm = tmpfs_dir();
     report.notes.push(format!(
         "A client and a mirror namespace joined by a veth pair, nginx (sendfile) in the mirror \
@@ -86,7 +89,9 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
                         (NETWATCH_TMPFS, Some(shm)) => shm.path().to_path_buf(),
                         _ => site.dir.path().to_path_buf(),
                     };
+                    let mark = site.nginx.requests().len();
                     let run = fetch(&site, &config, &dir, round)?;
+                    get_requests.push(site.nginx.requests().len() - mark);
                     if method == NETWATCH_TMPFS {
                         // RAM, not disk: nothing to keep it for.
                         remove(&dir.join(format!("get-cache-{round}")))?;
@@ -113,6 +118,40 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
             .collect(),
     });
     report.facts.push(phase_table(&methods, &phases));
+    let most_gets = get_requests.iter().copied().max().unwrap_or(0);
+    report.facts.push(Facts {
+        title: format!(
+            "Requests to the mirror (nginx's access log), {} artifact",
+            fmt_bytes(SIZE)
+        ),
+        headers: vec!["operation".into(), "requests".into(), "by method".into()],
+        rows: vec![
+            vec![
+                "put (first, to an empty mirror)".into(),
+                put_requests.len().to_string(),
+                by_method(&put_requests),
+            ],
+            vec![
+                "cold get, most in a round (the mirror measurement included)".into(),
+                most_gets.to_string(),
+                String::new(),
+            ],
+        ],
+    });
+    report.targets.push(Target::value_below(
+        "requests of the put",
+        "<= 64",
+        Some(put_requests.len() as f64),
+        64.5,
+        "",
+    ));
+    report.targets.push(Target::value_below(
+        "requests of a cold get",
+        "<= 64",
+        Some(most_gets as f64),
+        64.5,
+        "",
+    ));
     report.targets.push(Target::at_least(
         "netwatch get throughput / curl's, median of the rounds' ratios",
         ">= 0.9",
@@ -121,8 +160,23 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
         "",
     ));
     report.tables.push(table);
-    report.raw = json!({"artifact_bytes": SIZE, "ratios": ratios, "rounds": raw});
+    report.raw = json!({"artifact_bytes": SIZE, "ratios": ratios, "rounds": raw,
+        "put_requests": put_requests, "get_requests": get_requests});
     Ok(())
+}
+
+/// "PUT 9, GET 3, HEAD 2": the requests counted by method.
+fn by_method(requests: &[String]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for request in requests {
+        let method = request.split_whitespace().next().unwrap_or("?");
+        *counts.entry(method).or_insert(0) += 1;
+    }
+    counts
+        .iter()
+        .map(|(method, n)| format!("{method} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A full `netwatch get` into `dir`: a new cache there, the output removed after.

@@ -1,0 +1,84 @@
+//! The chunks a get already has: read from the cache, checked, and written into the output
+//! before anything is fetched. What fails its check is dropped from the cache and fetched.
+
+use std::collections::{HashMap, HashSet};
+
+use super::place::Placer;
+use crate::{
+    compress::decode, error::TransferError, manifest::Located, ChunkCache, Manifest, PackId,
+};
+
+/// Places every chunk of `manifest` the cache holds sound; returns the others (each once),
+/// with where the manifest places them.
+pub fn place_cached(
+    manifest: &Manifest,
+    cache: &ChunkCache,
+    placer: &Placer,
+    output: &std::path::Path,
+) -> Result<Vec<Located>, TransferError> {
+    let written = |e| TransferError::output("writing", output)(e);
+    let mut seen = HashSet::new();
+    let unique: Vec<Located> = manifest
+        .chunks
+        .iter()
+        .filter(|c| seen.insert(c.id))
+        .map(|c| (c.clone(), manifest.spot(c)))
+        .collect();
+    let mut missing = Vec::new();
+    // Packed chunks by the cached range file that holds them.
+    let mut runs: HashMap<PackId, Vec<(std::ops::Range<u64>, std::path::PathBuf)>> = HashMap::new();
+    let mut by_file: HashMap<std::path::PathBuf, (u64, Vec<Located>)> = HashMap::new();
+    for (chunk, spot) in unique {
+        let Some(spot) = spot else {
+            // A format 1 chunk, cached decoded: `read` checks it and drops a damaged file.
+            match cache.read(&chunk)? {
+                Some(data) => placer.place(chunk.id, &data).map_err(written)?,
+                None => missing.push((chunk, None)),
+            }
+            continue;
+        };
+        let end = spot.offset + chunk.stored_size;
+        let held = runs
+            .entry(spot.pack)
+            .or_insert_with(|| cache.runs(spot.pack))
+            .iter()
+            .find(|(range, _)| range.start <= spot.offset && end <= range.end);
+        match held {
+            Some((range, file)) => by_file
+                .entry(file.clone())
+                .or_insert_with(|| (range.start, Vec::new()))
+                .1
+                .push((chunk, Some(spot))),
+            // Fetched from another mirror's packs last time: kept as a chunk file.
+            None => match cache.read(&chunk)? {
+                Some(data) => placer.place(chunk.id, &data).map_err(written)?,
+                None => missing.push((chunk, Some(spot))),
+            },
+        }
+    }
+    for (file, (start, chunks)) in by_file {
+        let stored = match std::fs::read(&file) {
+            Ok(stored) => stored,
+            Err(_) => {
+                missing.extend(chunks);
+                continue;
+            }
+        };
+        let mut damaged = false;
+        for (chunk, spot) in chunks {
+            let at = (spot.expect("packed").offset - start) as usize;
+            let body = stored.get(at..at + chunk.stored_size as usize);
+            match body.map(|body| decode(body, &chunk)) {
+                Some(Ok(data)) => placer.place(chunk.id, &data).map_err(written)?,
+                _ => {
+                    damaged = true;
+                    missing.push((chunk, spot));
+                }
+            }
+        }
+        if damaged {
+            cache.drop_run(&file);
+        }
+    }
+    Ok(missing)
+}
