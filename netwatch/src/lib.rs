@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod settings;
+pub mod size;
 
 // The member crates' modules, under the names the command's code uses.
 use netwatch_agent::{daemon as agent, ebpf, server, state};

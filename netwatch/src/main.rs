@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::Parser;
 use netwatch::{
     cli::{
-        init_logging, run_get, run_mirrors, run_put, run_status, run_sync, run_wait_online,
-        run_watch, AgentArgs, Cli, Command,
+        init_logging, run_cache, run_get, run_mirrors, run_put, run_status, run_sync,
+        run_wait_online, run_watch, AgentArgs, Cli, Command,
     },
     settings::{self, Environment, Settings},
 };
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Get(args) => return run_get(&args, &settings),
         Command::Mirrors(args) => return run_mirrors(&args, &settings),
         Command::Sync(args) => return run_sync(&args, &settings),
+        Command::Cache(args) => return run_cache(&args, &settings),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,7 +23,9 @@ pub use paths::{CacheArg, PathArgs};
 pub use remote::CommandError;
 pub use status::{run_status, StatusArgs};
 pub use sync::{run_sync, SyncArgs};
-pub use transfer::{run_get, run_mirrors, run_put, GetArgs, MirrorsArgs, PutArgs};
+pub use transfer::{
+    run_cache, run_get, run_mirrors, run_put, CacheArgs, GetArgs, MirrorsArgs, PutArgs,
+};
 pub use wait_online::{
     run_wait_online, WaitOnlineArgs, EXIT_DOWN, EXIT_ERROR, EXIT_TIMEOUT, EXIT_UP,
 };
@@ -70,6 +72,9 @@ pub enum Command {
     /// Copy the chunks and manifests mirrors lack from each other: the newest version of each
     /// key wins, and every chunk is checked before it is written.
     Sync(SyncArgs),
+    /// Show what the local cache of get holds against its cap ([cache] max_size), and with
+    /// --prune evict the least recently used down to it.
+    Cache(CacheArgs),
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -70,6 +70,7 @@ impl Command {
             Command::Get(args) => args.copy.flags(),
             Command::Mirrors(args) => args.cache.flags(&args.common.paths),
             Command::Sync(args) => args.common.paths.flags(),
+            Command::Cache(args) => args.cache.flags(&args.common.paths),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the cache directory: `get` ranks mirrors by it, `put` takes the link's bandwidth from it,
 //! and both feed it what they saw.
 
+mod cache;
 mod mirrors;
 
 use std::{
@@ -28,6 +29,7 @@ use crate::{
     },
 };
 
+pub use cache::{run_cache, CacheArgs};
 pub use mirrors::{run_mirrors, MirrorsArgs};
 
 /// What every transfer command takes. The agent's socket: retries wait while it says the
@@ -127,31 +129,7 @@ fn parse_pack_size(text: &str) -> Result<u64, String> {
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KB" => 1_000,
-        "KiB" => 1 << 10,
-        "M" | "MB" => 1_000_000,
-        "MiB" => 1 << 20,
-        "G" | "GB" => 1_000_000_000,
-        "GiB" => 1 << 30,
-        "T" | "TB" => 1_000_000_000_000,
-        "TiB" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "`{text}`: expected a size like 500MiB, 20GB or 1048576"
-            ))
-        }
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}`: expected a size like 500MiB, 20GB or 1048576"))?;
-    Ok((value * factor as f64) as u64)
+    crate::size::parse_size(text)
 }
 
 fn parse_key(text: &str) -> Result<ArtifactKey, String> {
@@ -363,6 +341,7 @@ async fn get(args: &GetArgs, settings: &Settings) -> Result<ExitCode, TransferCo
     }
     let mut options = options(settings, &args.copy.moving);
     options.max_output = args.max_size;
+    options.cache_max = config.cache.max_size;
     let bar = super::progress::Bar::start("get", args.key.as_str(), args.copy.common.json);
     options.progress = bar.as_ref().map(super::progress::Bar::report);
     let fetch = Fetch::new(&args.key, &args.out, &mirrors, &cache);

@@ -48,6 +48,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// `[thresholds]`: the classifier's thresholds, durations written as strings.
     pub thresholds: Thresholds,
+    /// `[cache]`: the local cache of `get`.
+    pub cache: CacheSettings,
     /// `[[endpoint]]`, in file order.
     pub endpoints: Vec<EndpointConfig>,
     /// `[[mirror]]`, in file order (`Config::mirrors_by_priority` sorts them).
@@ -100,6 +102,21 @@ impl Default for SocketSettings {
             path: None,
             mode: DEFAULT_SOCKET_MODE,
             group: None,
+        }
+    }
+}
+
+/// `[cache]`: the local cache `get` keeps ranges of packs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// The cap, in bytes: past it a get evicts the least recently used. `None`: no cap.
+    pub max_size: Option<u64>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_size: Some(netwatch_transfer::DEFAULT_CACHE_MAX),
         }
     }
 }

@@ -11,8 +11,8 @@ use toml::{
 
 use super::{
     table::{Doc, Table},
-    AgentSettings, Config, ConfigError, EndpointAddress, EndpointConfig, MetricsSettings,
-    MirrorConfig, SocketSettings,
+    AgentSettings, CacheSettings, Config, ConfigError, EndpointAddress, EndpointConfig,
+    MetricsSettings, MirrorConfig, SocketSettings,
 };
 use glob::Pattern;
 use netwatch_agent::daemon::InterfaceSelection;
@@ -33,6 +33,7 @@ pub(super) const AGENT_KEYS: &[&str] = &[
 pub(super) const SOCKET_KEYS: &[&str] = &["path", "mode", "group"];
 pub(super) const INTERFACE_KEYS: &[&str] = &["include", "exclude"];
 pub(super) const METRICS_KEYS: &[&str] = &["enabled", "listen", "program_costs"];
+pub(super) const CACHE_KEYS: &[&str] = &["max_size"];
 pub(super) const THRESHOLD_KEYS: &[&str] = &[
     "evidence_window",
     "loss_window",
@@ -66,6 +67,7 @@ const TOP_KEYS: &[&str] = &[
     "socket",
     "metrics",
     "thresholds",
+    "cache",
     "endpoint",
     "mirror",
 ];
@@ -78,6 +80,7 @@ pub(super) const TABLES: &[(&str, &[&str])] = &[
     ("[socket]", SOCKET_KEYS),
     ("[metrics]", METRICS_KEYS),
     ("[thresholds]", THRESHOLD_KEYS),
+    ("[cache]", CACHE_KEYS),
     ("[[endpoint]]", ENDPOINT_KEYS),
     ("[[mirror]]", MIRROR_KEYS),
 ];
@@ -118,6 +121,7 @@ pub(super) fn config(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         socket: socket(&top.table("socket", "[socket]", SOCKET_KEYS)?)?,
         metrics: metrics(&top.table("metrics", "[metrics]", METRICS_KEYS)?)?,
         thresholds: thresholds(&top.table("thresholds", "[thresholds]", THRESHOLD_KEYS)?)?,
+        cache: cache(&top.table("cache", "[cache]", CACHE_KEYS)?)?,
         mirrors: mirrors(&top, &endpoints)?,
         endpoints,
     })
@@ -271,6 +275,21 @@ fn metrics(table: &Table) -> Result<MetricsSettings, ConfigError> {
         listen: listen.filter(|_| enabled),
         program_costs: table.boolean("program_costs")?.unwrap_or(false),
     })
+}
+
+fn cache(table: &Table) -> Result<CacheSettings, ConfigError> {
+    const SIZE: &str = "a size like \"10GiB\" or \"500MB\", or \"none\" for no cap";
+    let max_size = match table.string("max_size", SIZE)? {
+        None => CacheSettings::default().max_size,
+        Some("none") => None,
+        Some(text) => Some(
+            crate::size::parse_size(text)
+                .ok()
+                .filter(|size| *size > 0)
+                .ok_or_else(|| table.invalid("max_size", SIZE))?,
+        ),
+    };
+    Ok(CacheSettings { max_size })
 }
 
 fn thresholds(table: &Table) -> Result<Thresholds, ConfigError> {

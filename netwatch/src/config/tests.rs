@@ -1,6 +1,6 @@
 use std::{error::Error, net::SocketAddr, path::Path, time::Duration};
 
-use super::{read::TABLES, *};
+use super::{read::TABLES, CacheSettings, *};
 use netwatch_agent::daemon::InterfaceSelection;
 use netwatch_transfer::{Compression, MirrorUrl};
 
@@ -72,6 +72,9 @@ fn an_empty_file_gives_every_default() {
 #[test]
 fn the_example_file_parses_to_what_it_says() {
     let expected = Config {
+        cache: CacheSettings {
+            max_size: Some(20 << 30),
+        },
         agent: AgentSettings {
             report_interval: Some(secs(30)),
             xdp_mode: XdpMode::Generic,
@@ -204,6 +207,8 @@ fn a_file_setting_every_key_overrides_every_default() {
         enabled = false
         listen = "[::1]:9100"
         program_costs = true
+        [cache]
+        max_size = "none"
         [thresholds]
         evidence_window = "20s"
         loss_window = "5s"
@@ -231,6 +236,7 @@ fn a_file_setting_every_key_overrides_every_default() {
         "#,
     );
     let expected = Config {
+        cache: CacheSettings { max_size: None },
         agent: AgentSettings {
             report_interval: None,
             xdp_mode: XdpMode::Native,

@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-pub use cache::{CacheError, ChunkCache};
+pub use cache::{CacheError, ChunkCache, Evicted, Usage as CacheUsage};
 pub use chunk::{Chunker, Piece, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 pub use compress::{
     choose_level, decode, encode, measure, ChunkError, Compression, Encoding, LevelSpeed,
@@ -75,6 +75,9 @@ use netwatch_client::{
     retry::{RetryBudget, RetryPolicy, StateSource},
     state::Subject,
 };
+
+/// The local cache's default cap: 10 GiB.
+pub const DEFAULT_CACHE_MAX: u64 = 10 << 30;
 
 /// Chunks in flight at once, per transfer.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -123,6 +126,9 @@ pub struct TransferOptions {
     pub max_output: Option<u64>,
     /// `put`: the size packs are filled to before they are uploaded.
     pub pack_size: u64,
+    /// `get`: the local cache's cap; the least recently used is evicted past it, after the
+    /// get. `None` for no cap.
+    pub cache_max: Option<u64>,
 }
 
 impl Default for TransferOptions {
@@ -145,6 +151,7 @@ impl Default for TransferOptions {
             progress: None,
             max_output: None,
             pack_size: DEFAULT_PACK_SIZE,
+            cache_max: Some(DEFAULT_CACHE_MAX),
         }
     }
 }

@@ -630,3 +630,46 @@ async fn a_format_1_mirror_of_one_object_per_chunk_is_still_read() {
         .unwrap();
     assert_eq!(fs::read(setup.path("out2")).unwrap(), edited);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_cap_holds_and_a_get_survives_eviction_beside_it() {
+    let setup = Setup::new();
+    let mirror = setup.writer("a");
+    let (first, second) = (noise(3 << 20, 11), noise(3 << 20, 12));
+    setup.put_new("one", &first, &key("cap/one"), &mirror).await;
+    setup
+        .put_new("two", &second, &key("cap/two"), &mirror)
+        .await;
+    let capped = TransferOptions {
+        cache_max: Some(4 << 20),
+        ..options()
+    };
+    let (readers, cache) = (setup.readers(&["a"]), setup.cache());
+    for (name, data) in [("one", &first), ("two", &second)] {
+        let out = setup.path(&format!("{name}.out"));
+        get(
+            Fetch::new(&key(&format!("cap/{name}")), &out, &readers, &cache),
+            &capped,
+        )
+        .await
+        .unwrap();
+        assert_eq!(&fs::read(&out).unwrap(), data);
+        assert!(cache.usage().bytes <= 4 << 20, "{:?}", cache.usage());
+    }
+    // Another process evicting everything, over and over, while a get reads the cache.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let evictor = {
+        let (cache, stop) = (cache.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                cache.evict_to(0);
+            }
+        })
+    };
+    let out = setup.path("again.out");
+    let again = get(Fetch::new(&key("cap/two"), &out, &readers, &cache), &capped).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    evictor.join().unwrap();
+    again.unwrap();
+    assert_eq!(fs::read(&out).unwrap(), second);
+}

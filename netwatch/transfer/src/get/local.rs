@@ -57,6 +57,7 @@ pub fn place_cached(
         }
     }
     for (file, (start, chunks)) in by_file {
+        // Gone since it was listed (evicted by another process): fetched instead.
         let stored = match std::fs::read(&file) {
             Ok(stored) => stored,
             Err(_) => {
@@ -64,6 +65,7 @@ pub fn place_cached(
                 continue;
             }
         };
+        cache.touch(&file);
         let mut damaged = false;
         for (chunk, spot) in chunks {
             let at = (spot.expect("packed").offset - start) as usize;

@@ -127,9 +127,16 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
     // artifact: the output is the artifact.
     assert!(placer.complete(), "every chunk fetched or cached");
     drop(placer);
-    tokio::task::spawn_blocking(move || sink.commit())
-        .await
-        .expect("committing does not panic")?;
+    let (cache_for, cap) = (cache.clone(), options.cache_max);
+    tokio::task::spawn_blocking(move || {
+        sink.commit()?;
+        if let Some(cap) = cap {
+            cache_for.evict_to(cap);
+        }
+        Ok::<_, TransferError>(())
+    })
+    .await
+    .expect("committing does not panic")?;
     activity.add_to(&mut summary, mirrors);
     summary.elapsed = started.elapsed();
     summary.finish();

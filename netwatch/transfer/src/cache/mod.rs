@@ -17,7 +17,11 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+mod evict;
+
 use std::ops::Range;
+
+pub use evict::{Evicted, Usage};
 
 use super::{digest::Sha256, key::ArtifactKey, manifest::ChunkRef, pack::PackId};
 
