@@ -172,6 +172,18 @@ impl ChunkCache {
     /// a crash can at worst leave a damaged file, which `read` detects and drops. The cache
     /// is its user's alone: directories 0700, files 0600 (what was fetched may be private).
     fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<(), CacheError> {
+        // Eviction (by another get) removes a directory it emptied: one that vanishes
+        // between creating it and writing into it is made again.
+        let mut tries = 0;
+        loop {
+            match self.write_atomic_once(path, data) {
+                Err(e) if e.source.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn write_atomic_once(&self, path: &Path, data: &[u8]) -> Result<(), CacheError> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = path.parent().expect("cache paths have a parent");

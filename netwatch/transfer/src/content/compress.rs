@@ -143,6 +143,15 @@ pub enum ChunkError {
 /// The chunk's content from its stored bytes, checked against the manifest: stored length,
 /// decoded size (decoding stops past it, so a hostile body cannot inflate) and SHA-256.
 pub fn decode(stored: &[u8], chunk: &ChunkRef) -> Result<Vec<u8>, ChunkError> {
+    decode_in_place(stored, chunk).map(std::borrow::Cow::into_owned)
+}
+
+/// Like [`decode`], but a chunk stored raw is checked where it lies, not copied.
+pub fn decode_in_place<'a>(
+    stored: &'a [u8],
+    chunk: &ChunkRef,
+) -> Result<std::borrow::Cow<'a, [u8]>, ChunkError> {
+    use std::borrow::Cow;
     let id = chunk.id;
     if stored.len() as u64 != chunk.stored_size {
         return Err(ChunkError::WrongLength {
@@ -157,17 +166,19 @@ pub fn decode(stored: &[u8], chunk: &ChunkRef) -> Result<Vec<u8>, ChunkError> {
         encoding: chunk.encoding.as_str(),
         source,
     };
-    let data = match chunk.encoding {
-        Encoding::None => stored.to_vec(),
+    let data: Cow<'a, [u8]> = match chunk.encoding {
+        Encoding::None => Cow::Borrowed(stored),
         // The capacity bounds the output: a frame claiming more is an error, not an allocation.
-        Encoding::Zstd => zstd::bulk::decompress(stored, MAX_CHUNK).map_err(decode_error)?,
+        Encoding::Zstd => {
+            Cow::Owned(zstd::bulk::decompress(stored, MAX_CHUNK).map_err(decode_error)?)
+        }
         Encoding::Gzip => {
             let mut data = Vec::with_capacity(chunk.size as usize);
             flate2::read::GzDecoder::new(stored)
                 .take(MAX_CHUNK as u64 + 1)
                 .read_to_end(&mut data)
                 .map_err(decode_error)?;
-            data
+            Cow::Owned(data)
         }
     };
     if data.len() as u64 != expected {

@@ -3,7 +3,7 @@
 //! mirror is read where its own manifest of the key places them. Chunks that arrive sound
 //! are kept in the cache at once, so a try on the next mirror asks only for the rest.
 
-use std::{collections::HashMap, ops::Range, sync::Arc, sync::Mutex};
+use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
 use tokio::sync::OnceCell;
 
@@ -13,12 +13,12 @@ use super::{
     Shared,
 };
 use crate::{
-    compress::decode,
+    compress::decode_in_place,
     digest::Sha256,
     error::TransferError,
     fallback::{self, Failure, Served},
     manifest::Located,
-    ArtifactKey, ChunkCache, ChunkRef, Manifest, MirrorStore, PackId,
+    ArtifactKey, ChunkCache, ChunkRef, Manifest, MirrorStore,
 };
 
 /// Each mirror's places for the artifact's chunks.
@@ -207,14 +207,15 @@ impl Batch {
     }
 }
 
-/// What one request brought: the sound chunks, now in the cache, and how many were not.
+/// What one request brought: the sound chunks, now in the output, and how many were not.
+#[derive(Default)]
 struct Got {
     sound: Moved,
     bad: usize,
 }
 
-/// Reads one span from `mirror`, keeps it in `cache` and writes its sound chunks into the
-/// output: each byte is hashed once, on arrival.
+/// Reads one span from `mirror`, writes its sound chunks into the output (each byte hashed
+/// once) and keeps the span in `cache`.
 async fn read(
     mirror: &MirrorStore,
     span: Span,
@@ -222,65 +223,58 @@ async fn read(
     placer: &Arc<Placer>,
     keep_as_range: bool,
 ) -> Result<Got, Failure> {
-    let (stored, chunks, start, pack) = match span {
+    let (pack, range, chunks) = match span {
         Span::Pack {
             pack,
             range,
             chunks,
-        } => {
-            let stored = read_range(mirror, pack, range.clone()).await?;
-            (stored, chunks, range.start, Some(pack))
-        }
-        Span::Object(chunk) => {
-            let (stored, as_stored) = mirror
-                .get_chunk_as_stored(&chunk)
-                .await
-                .map_err(Failure::store)?;
-            (stored, vec![(as_stored, 0)], 0, None)
-        }
+        } => (pack, range, chunks),
+        Span::Object(chunk) => return read_object(mirror, chunk, cache, placer).await,
     };
-    let bytes = stored.len() as u64;
-    let (cache, name) = (cache.clone(), mirror.name().to_string());
-    // Hashing and decompressing are CPU work: off the async threads.
-    let placer = Arc::clone(placer);
+    let start = range.start;
+    let mut buffer = Vec::with_capacity((range.end - range.start) as usize);
+    mirror
+        .read_pack_range(pack, range, |piece| buffer.extend_from_slice(piece))
+        .await
+        .map_err(Failure::store)?;
+    let (cache, placer, name) = (cache.clone(), Arc::clone(placer), mirror.name().to_string());
+    // Hashing, decompressing and writing are CPU and disk work: off the async threads, which
+    // meanwhile receive the other spans.
     tokio::task::spawn_blocking(move || {
-        let mut got = Got {
-            sound: Moved {
-                bytes,
-                ..Moved::default()
-            },
-            bad: 0,
+        let mut checker = Checker {
+            placer: &placer,
+            name: &name,
+            got: Got::default(),
+            sound: Vec::new(),
+            fatal: None,
         };
-        let mut sound = Vec::with_capacity(chunks.len());
-        for (chunk, at) in chunks {
+        for (chunk, at) in &chunks {
             let from = (at - start) as usize;
-            let body = &stored[from..from + chunk.stored_size as usize];
-            match decode(body, &chunk) {
-                Ok(data) => {
-                    placer.place(chunk.id, &data).map_err(|e| {
-                        Failure::Fatal(TransferError::output("writing", "the output")(e))
-                    })?;
-                    got.sound.chunks += 1;
-                    got.sound.artifact_bytes += u64::from(chunk.size);
-                    sound.push((chunk.id, data));
-                }
-                Err(bad_data) => {
-                    tracing::warn!(mirror = %name, chunk = %chunk.id, "mirror `{name}` sent bad data: {bad_data}");
-                    got.bad += 1;
-                }
-            }
+            checker.check(chunk, &buffer[from..from + chunk.stored_size as usize]);
         }
+        let Checker {
+            mut got,
+            sound,
+            fatal,
+            ..
+        } = checker;
+        if let Some(fatal) = fatal {
+            return Err(fatal);
+        }
+        got.sound.bytes = buffer.len() as u64;
         // Kept for the next get: the range as one file when every chunk in it checked out
         // and lies where the get's manifest says; else each sound chunk as its own file.
         let keep = |e: crate::CacheError| Failure::Fatal(e.into());
-        match pack {
-            Some(pack) if got.bad == 0 && keep_as_range => {
-                cache.write_run(pack, start, &stored).map_err(keep)?
-            }
-            _ => {
-                for (id, data) in &sound {
-                    cache.write(*id, data).map_err(keep)?;
-                }
+        if got.bad == 0 && keep_as_range {
+            cache.write_run(pack, start, &buffer).map_err(keep)?;
+            return Ok(got);
+        }
+        for index in sound {
+            let (chunk, at) = &chunks[index];
+            let from = (at - start) as usize;
+            let body = &buffer[from..from + chunk.stored_size as usize];
+            if let Ok(data) = decode_in_place(body, chunk) {
+                cache.write(chunk.id, &data).map_err(keep)?;
             }
         }
         Ok(got)
@@ -289,13 +283,79 @@ async fn read(
     .expect("checking chunks does not panic")
 }
 
-async fn read_range(
+/// Checks chunks and writes the sound ones into the output.
+struct Checker<'a> {
+    placer: &'a Placer,
+    name: &'a str,
+    got: Got,
+    /// Which of the span's chunks were sound, by position.
+    sound: Vec<usize>,
+    /// Writing the output failed: nothing a mirror can fix.
+    fatal: Option<Failure>,
+}
+
+impl Checker<'_> {
+    fn check(&mut self, chunk: &ChunkRef, body: &[u8]) {
+        if self.fatal.is_some() {
+            return;
+        }
+        let name = self.name;
+        match decode_in_place(body, chunk) {
+            Ok(data) => {
+                if let Err(e) = self.placer.place(chunk.id, &data) {
+                    self.fatal = Some(Failure::Fatal(TransferError::output(
+                        "writing",
+                        "the output",
+                    )(e)));
+                    return;
+                }
+                self.sound.push(self.got.sound.chunks + self.got.bad);
+                self.got.sound.chunks += 1;
+                self.got.sound.artifact_bytes += u64::from(chunk.size);
+            }
+            Err(bad_data) => {
+                tracing::warn!(mirror = %name, chunk = %chunk.id, "mirror `{name}` sent bad data: {bad_data}");
+                self.got.bad += 1;
+            }
+        }
+    }
+}
+
+/// A format 1 chunk object: fetched, checked, written into the output and cached decoded.
+async fn read_object(
     mirror: &MirrorStore,
-    pack: PackId,
-    range: Range<u64>,
-) -> Result<Vec<u8>, Failure> {
-    mirror
-        .read_pack_range(pack, range)
+    chunk: ChunkRef,
+    cache: &ChunkCache,
+    placer: &Arc<Placer>,
+) -> Result<Got, Failure> {
+    let (stored, as_stored) = mirror
+        .get_chunk_as_stored(&chunk)
         .await
-        .map_err(Failure::store)
+        .map_err(Failure::store)?;
+    let (cache, placer, name) = (cache.clone(), Arc::clone(placer), mirror.name().to_string());
+    // Hashing and decompressing are CPU work: off the async threads.
+    tokio::task::spawn_blocking(move || {
+        let mut checker = Checker {
+            placer: &placer,
+            name: &name,
+            got: Got::default(),
+            sound: Vec::new(),
+            fatal: None,
+        };
+        checker.check(&as_stored, &stored);
+        if let Some(fatal) = checker.fatal {
+            return Err(fatal);
+        }
+        if checker.got.bad == 0 {
+            let data = decode_in_place(&stored, &as_stored).expect("checked just now");
+            cache
+                .write(as_stored.id, &data)
+                .map_err(|e| Failure::Fatal(e.into()))?;
+        }
+        let mut got = checker.got;
+        got.sound.bytes = stored.len() as u64;
+        Ok(got)
+    })
+    .await
+    .expect("checking a chunk does not panic")
 }

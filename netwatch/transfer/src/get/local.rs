@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::place::Placer;
 use crate::{
-    compress::decode, error::TransferError, manifest::Located, ChunkCache, Manifest, PackId,
+    compress::decode_in_place, error::TransferError, manifest::Located, ChunkCache, Manifest,
+    PackId,
 };
 
 /// Places every chunk of `manifest` the cache holds sound; returns the others (each once),
@@ -70,7 +71,7 @@ pub fn place_cached(
         for (chunk, spot) in chunks {
             let at = (spot.expect("packed").offset - start) as usize;
             let body = stored.get(at..at + chunk.stored_size as usize);
-            match body.map(|body| decode(body, &chunk)) {
+            match body.map(|body| decode_in_place(body, &chunk)) {
                 Some(Ok(data)) => placer.place(chunk.id, &data).map_err(written)?,
                 _ => {
                     damaged = true;

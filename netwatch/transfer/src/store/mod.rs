@@ -443,15 +443,17 @@ impl MirrorStore {
             .await
     }
 
-    /// Bytes `range` of a pack, exactly. A server that ignores `Range` (answers 200) is
-    /// asked for the whole pack instead, with a warning: it works, at the cost of reading the
-    /// pack once per range. More or fewer bytes than asked is an error.
+    /// Bytes `range` of a pack, exactly, handed to `each` piece by piece as they arrive. A
+    /// server that ignores `Range` (answers 200) is asked for the whole pack instead, with a
+    /// warning: it works, at the cost of reading the pack once per range. More or fewer bytes
+    /// than asked is an error (never more is read than asked).
     pub async fn read_pack_range(
         &self,
         id: PackId,
         range: Range<u64>,
-    ) -> Result<Vec<u8>, StoreError> {
-        match self.read_exact_range(id, range.clone()).await {
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(), StoreError> {
+        match self.read_exact_range(id, range.clone(), &mut each).await {
             Err(StoreError::RangeIgnored { .. }) => {
                 static WARNED: std::sync::atomic::AtomicBool =
                     std::sync::atomic::AtomicBool::new(false);
@@ -460,27 +462,39 @@ impl MirrorStore {
                 }
                 let whole = self.get_pack(id).await?;
                 let (start, end) = (range.start as usize, range.end as usize);
-                whole
+                let part = whole
                     .get(start..end)
-                    .map(<[u8]>::to_vec)
                     .ok_or_else(|| StoreError::ShortRange {
                         mirror: self.name.clone(),
                         path: pack_path(id),
-                        range,
+                        range: range.clone(),
                         got: whole.len() as u64,
-                    })
+                    })?;
+                each(part);
+                Ok(())
             }
             other => other,
         }
     }
 
-    async fn read_exact_range(&self, id: PackId, range: Range<u64>) -> Result<Vec<u8>, StoreError> {
+    async fn read_exact_range(
+        &self,
+        id: PackId,
+        range: Range<u64>,
+        each: &mut impl FnMut(&[u8]),
+    ) -> Result<(), StoreError> {
         let path = pack_path(id);
         let asked = range.end - range.start;
         let ignored = || StoreError::RangeIgnored {
             mirror: self.name.clone(),
             path: path.clone(),
             range: range.clone(),
+        };
+        let short = |got| StoreError::ShortRange {
+            mirror: self.name.clone(),
+            path: path.clone(),
+            range: range.clone(),
+            got,
         };
         let options = GetOptions {
             range: Some(GetRange::Bounded(range.clone())),
@@ -494,24 +508,33 @@ impl MirrorStore {
         if result.range != range {
             return Err(ignored());
         }
+        // A local file is read in one go: its stream would hand the range over a few KiB at
+        // a time, each a wake-up of another thread.
+        if matches!(result.payload, object_store::GetResultPayload::File(..)) {
+            let data = result
+                .bytes()
+                .await
+                .map_err(self.request_error("GET", &path))?;
+            if data.len() as u64 != asked {
+                return Err(short(data.len() as u64));
+            }
+            each(&data);
+            return Ok(());
+        }
         let mut stream = result.into_stream();
-        let mut data = Vec::with_capacity(asked as usize);
+        let mut got = 0u64;
         while let Some(next) = stream.next().await {
             let next = next.map_err(self.request_error("GET", &path))?;
-            if data.len() as u64 + next.len() as u64 > asked {
+            got += next.len() as u64;
+            if got > asked {
                 return Err(ignored());
             }
-            data.extend_from_slice(&next);
+            each(&next);
         }
-        if (data.len() as u64) < asked {
-            return Err(StoreError::ShortRange {
-                mirror: self.name.clone(),
-                path,
-                range,
-                got: data.len() as u64,
-            });
+        if got < asked {
+            return Err(short(got));
         }
-        Ok(data)
+        Ok(())
     }
 
     /// The object path of the manifest written last directly in `manifests/<directory>` (not
