@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use netwatch::{
     cli::{
-        init_logging, run_cache, run_get, run_mirrors, run_put, run_status, run_sync,
+        init_logging, run_cache, run_gc, run_get, run_mirrors, run_put, run_status, run_sync,
         run_wait_online, run_watch, AgentArgs, Cli, Command,
     },
     settings::{self, Environment, Settings},
@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Command::Mirrors(args) => return run_mirrors(&args, &settings),
         Command::Sync(args) => return run_sync(&args, &settings),
         Command::Cache(args) => return run_cache(&args, &settings),
+        Command::Gc(args) => return run_gc(&args, &settings),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,10 +24,11 @@ use serde_json::Value;
 /// 0.6 × bandwidth part: the secondary scores at most 0.4 + 0.6 × 0.3). All are below what a
 /// debug build hashes (about 14 MB/s here), so the links, not the client, set the pace.
 const RATES: [u64; 3] = [80_000_000, 24_000_000, 12_000_000];
-/// Ranges of packs a get reads at once, and the span size it picks for the killed get's
-/// 32 MiB: a quarter of the artifact over the spans in flight (netwatch/transfer/src/get).
-const SPANS_IN_FLIGHT: u64 = 4;
-const KILLED_SPAN: u64 = 2 << 20;
+/// Ranges of packs a get reads at once (its `--concurrency`), and the span size it picks for
+/// the killed get's 32 MiB: a quarter of the artifact over the spans in flight, at least 1 MiB
+/// (netwatch/transfer/src/get).
+const SPANS_IN_FLIGHT: u64 = 8;
+const KILLED_SPAN: u64 = 1 << 20;
 
 /// A topology and a directory for the test's files.
 struct Setup {

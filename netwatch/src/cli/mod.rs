@@ -24,7 +24,8 @@ pub use remote::CommandError;
 pub use status::{run_status, StatusArgs};
 pub use sync::{run_sync, SyncArgs};
 pub use transfer::{
-    run_cache, run_get, run_mirrors, run_put, CacheArgs, GetArgs, MirrorsArgs, PutArgs,
+    run_cache, run_gc, run_get, run_mirrors, run_put, CacheArgs, GcArgs, GetArgs, MirrorsArgs,
+    PutArgs,
 };
 pub use wait_online::{
     run_wait_online, WaitOnlineArgs, EXIT_DOWN, EXIT_ERROR, EXIT_TIMEOUT, EXIT_UP,
@@ -75,6 +76,9 @@ pub enum Command {
     /// Show what the local cache of get holds against its cap ([cache] max_size), and with
     /// --prune evict the least recently used down to it.
     Cache(CacheArgs),
+    /// Remove from mirrors the packs no manifest names any more, once older than a grace
+    /// period (--dry-run counts without removing).
+    Gc(GcArgs),
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {

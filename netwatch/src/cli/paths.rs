@@ -71,6 +71,7 @@ impl Command {
             Command::Mirrors(args) => args.cache.flags(&args.common.paths),
             Command::Sync(args) => args.common.paths.flags(),
             Command::Cache(args) => args.cache.flags(&args.common.paths),
+            Command::Gc(args) => args.common.paths.flags(),
         }
     }
 }

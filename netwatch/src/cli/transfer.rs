@@ -4,6 +4,7 @@
 //! and both feed it what they saw.
 
 mod cache;
+mod gc;
 mod mirrors;
 
 use std::{
@@ -30,6 +31,7 @@ use crate::{
 };
 
 pub use cache::{run_cache, CacheArgs};
+pub use gc::{run_gc, GcArgs};
 pub use mirrors::{run_mirrors, MirrorsArgs};
 
 /// What every transfer command takes. The agent's socket: retries wait while it says the

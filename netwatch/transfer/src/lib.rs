@@ -22,6 +22,7 @@ mod activity;
 mod cache;
 mod content;
 mod error;
+mod gc;
 mod get;
 mod mirrors;
 mod put;
@@ -50,6 +51,7 @@ pub use compress::{
 };
 pub use digest::{DigestError, Hasher, Sha256};
 pub use error::TransferError;
+pub use gc::{gc, GcError, GcOptions, GcSummary, DEFAULT_GRACE};
 pub use get::{get, Fetch};
 pub use key::{ArtifactKey, KeyError};
 pub use manifest::{ChunkRef, Manifest, ManifestError, PackAt, FORMAT_VERSION};

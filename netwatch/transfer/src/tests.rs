@@ -673,3 +673,52 @@ async fn the_cache_cap_holds_and_a_get_survives_eviction_beside_it() {
     again.unwrap();
     assert_eq!(fs::read(&out).unwrap(), second);
 }
+
+#[tokio::test]
+async fn gc_removes_only_what_no_manifest_names_and_leaves_young_packs() {
+    let setup = Setup::new();
+    let mirror = setup.writer("a");
+    let v1 = noise(2 << 20, 21);
+    let mut v2 = v1.clone();
+    v2[1 << 20..(1 << 20) + 5000].fill(3);
+    setup.put_new("v1", &v1, &key("gc/app"), &mirror).await;
+    setup.put_new("v2", &v2, &key("gc/app"), &mirror).await;
+    setup
+        .put_new("other", &noise(1 << 20, 22), &key("gc/other"), &mirror)
+        .await;
+    // `gc/other` is deleted by hand: its pack is named by nothing now.
+    fs::remove_file(setup.path("a/manifests/gc/other.json")).unwrap();
+    let packs_before = setup.stored_files("a", "packs").len();
+
+    let kept = gc(&mirror, &GcOptions::default()).await.unwrap();
+    assert_eq!((kept.removed, kept.young), (0, 1), "{kept:?}");
+    let dry = GcOptions {
+        grace: Duration::ZERO,
+        dry_run: true,
+    };
+    let counted = gc(&mirror, &dry).await.unwrap();
+    assert_eq!(counted.removed, 1, "{counted:?}");
+    assert_eq!(setup.stored_files("a", "packs").len(), packs_before);
+    let removed = gc(
+        &mirror,
+        &GcOptions {
+            grace: Duration::ZERO,
+            dry_run: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(removed.removed, 1, "{removed:?}");
+    assert!(removed.removed_bytes >= 1 << 20);
+    assert_eq!(setup.stored_files("a", "packs").len(), packs_before - 1);
+    // The current version is whole: v2 uses v1's pack and its own.
+    setup
+        .get_into(&key("gc/app"), "app.out", &setup.readers(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(fs::read(setup.path("app.out")).unwrap(), v2);
+    // An unreadable manifest stops gc before it removes anything.
+    fs::write(setup.path("a/manifests/gc/app.json"), b"{").unwrap();
+    let error = gc(&mirror, &dry).await.unwrap_err();
+    assert!(error.to_string().contains("gc removes nothing"), "{error}");
+}

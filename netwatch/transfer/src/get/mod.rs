@@ -26,10 +26,6 @@ use crate::{
     ArtifactKey, ChunkCache, Manifest, MirrorStore, Progress, Summary, TransferOptions,
 };
 
-/// Pack ranges in flight at once: each is held in memory (up to `spans::MAX_SPAN`) until its
-/// chunks are checked.
-const SPANS_IN_FLIGHT: usize = 4;
-
 /// One artifact to get: `key`, into the file `out`, from `mirrors` (in the order to try
 /// them: primary first), through the chunk cache `cache`.
 #[derive(Clone, Copy)]
@@ -161,12 +157,10 @@ async fn fetch_missing(
         chunks: missing.len(),
         bytes: missing_bytes,
     });
-    let packed = missing.iter().any(|(_, spot)| spot.is_some());
-    let in_flight = if packed {
-        options.concurrency.clamp(1, SPANS_IN_FLIGHT)
-    } else {
-        options.concurrency.max(1)
-    };
+    // Each range in flight is held in memory (up to `spans::MAX_SPAN`) until its chunks are
+    // checked: 128 MiB at most with the default 8. Several connections are what a mirror
+    // that caps each one needs.
+    let in_flight = options.concurrency.max(1);
     let spans = spans::plan(missing, spans::span_limit(missing_bytes, in_flight));
     tracing::debug!(key = %key, chunks = manifest.chunks.len(), requests = spans.len(), "fetching chunks");
     let total = spans.len();

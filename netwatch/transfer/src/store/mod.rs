@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{
     http::HttpBuilder, local::LocalFileSystem, path::Path, prefix::PrefixStore, ClientOptions,
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
@@ -200,6 +200,13 @@ pub fn manifest_path(key: &ArtifactKey) -> String {
 pub fn chunk_path(id: Sha256, encoding: Encoding) -> String {
     let hex = id.to_hex();
     format!("chunks/{}/{hex}{}", &hex[..2], encoding.suffix())
+}
+
+/// An object a listing found.
+pub(crate) struct StoredObject {
+    pub path: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
 }
 
 /// The object path of a pack.
@@ -535,6 +542,32 @@ impl MirrorStore {
             return Err(short(got));
         }
         Ok(())
+    }
+
+    /// Every pack and format 1 chunk object, with its size and when it was written.
+    pub(crate) async fn list_stored(&self) -> Result<Vec<StoredObject>, StoreError> {
+        let mut found = Vec::new();
+        for top in ["packs", "chunks"] {
+            let listed: Result<Vec<_>, _> = self.store.list(Some(&object(top))).try_collect().await;
+            match listed {
+                Ok(metas) => found.extend(metas.into_iter().map(|meta| StoredObject {
+                    path: meta.location.to_string(),
+                    size: meta.size,
+                    modified: meta.last_modified.into(),
+                })),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(self.request_error("LIST", top)(source)),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes one object.
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), StoreError> {
+        match self.store.delete(&object(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(self.request_error("DELETE", path)(source)),
+        }
     }
 
     /// The object path of the manifest written last directly in `manifests/<directory>` (not

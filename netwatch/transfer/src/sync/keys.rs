@@ -58,7 +58,7 @@ impl KeyPrefix {
 
 impl MirrorStore {
     /// The object paths under `manifests/<directory>` (all manifests when it is empty).
-    pub(super) async fn list_manifests(&self, directory: &str) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn list_manifests(&self, directory: &str) -> Result<Vec<String>, StoreError> {
         let prefix = match directory {
             "" => "manifests".to_string(),
             directory => format!("manifests/{directory}"),

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::artifact;
 use super::site::{path_str, remove, Run, Site, NGINX_PORT};
-use crate::bench::report::{Facts, ScenarioReport};
+use crate::bench::report::{Facts, ScenarioReport, Target};
 use crate::bench::stats::{fmt_bytes, median};
 use crate::bench::Context;
 
@@ -51,6 +51,8 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
         rows: Vec::new(),
     };
     let (mut put_shares, mut get_shares, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    // Requests to the mirror (nginx's access log) of the put and the get after the edit.
+    let mut requests = Vec::new();
     for round in 1..=rounds {
         cx.check_interrupt()?;
         cx.progress(title, round, rounds);
@@ -89,7 +91,12 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
         };
         let (put1, get1) = (put(&v1)?, get()?);
         let edit = artifact::edit(&v1, &v2, FRACTION, PLACES, round as u64)?;
-        let (put2, get2) = (put(&v2)?, get()?);
+        let mark = site.nginx.requests().len();
+        let put2 = put(&v2)?;
+        let middle = site.nginx.requests().len();
+        let get2 = get()?;
+        let after = site.nginx.requests().len();
+        requests.push((middle - mark, after - middle));
         if std::fs::read(&out)? != std::fs::read(&v2)? {
             anyhow::bail!("round {round}: the edited artifact came back different");
         }
@@ -117,7 +124,23 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
         pct(median(&get_shares)),
     ]);
     report.facts.push(facts);
-    report.raw = json!({"artifact_bytes": SIZE, "rounds": raw});
+    let most_puts = requests.iter().map(|r| r.0).max().unwrap_or(0);
+    report.facts.push(Facts {
+        title: "Requests to the mirror after the edit (nginx's access log), most in a round".into(),
+        headers: vec!["put".into(), "get".into()],
+        rows: vec![vec![
+            most_puts.to_string(),
+            requests.iter().map(|r| r.1).max().unwrap_or(0).to_string(),
+        ]],
+    });
+    report.targets.push(Target::value_below(
+        "requests of the put after a 1% edit",
+        "<= 16",
+        Some(most_puts as f64),
+        16.5,
+        "",
+    ));
+    report.raw = json!({"artifact_bytes": SIZE, "rounds": raw, "requests_after_edit": requests});
     Ok(())
 }
 

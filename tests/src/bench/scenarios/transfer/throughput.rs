@@ -160,9 +160,78 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
         "",
     ));
     report.tables.push(table);
+    let puts = put_against_curl(cx, &site, &source, rounds, title)?;
+    let (put_ratio, put_ratios) = paired_ratio(&puts.rates[0], &puts.rates[1]);
+    report.facts.push(Facts {
+        title: format!("Throughput storing {}, no cap", fmt_bytes(SIZE)),
+        headers: SPREAD_HEADERS.iter().map(|h| h.to_string()).collect(),
+        rows: PUT_METHODS
+            .iter()
+            .zip(&puts.rates)
+            .map(|(method, r)| spread_row(method, r))
+            .collect(),
+    });
+    report.targets.push(Target::at_least(
+        "netwatch put throughput / curl -T's, median of the rounds' ratios",
+        ">= 1.0",
+        put_ratio,
+        1.0,
+        "",
+    ));
+    report.tables.push(puts.table);
     report.raw = json!({"artifact_bytes": SIZE, "ratios": ratios, "rounds": raw,
-        "put_requests": put_requests, "get_requests": get_requests});
+        "put_requests": put_requests, "get_requests": get_requests, "put_ratios": put_ratios});
     Ok(())
+}
+
+const PUT_METHODS: [&str; 2] = [
+    "netwatch put --compression none (to an empty store)",
+    "curl -T FILE (one plain PUT)",
+];
+
+/// Put timings: the table and each method's rates.
+struct Puts {
+    table: Table,
+    rates: Vec<Vec<f64>>,
+}
+
+/// `netwatch put` of `source` to a fresh store each round against `curl -T` of the same
+/// file to the same nginx, in rotated order.
+fn put_against_curl(
+    cx: &mut Context,
+    site: &Site,
+    source: &Path,
+    rounds: usize,
+    title: &str,
+) -> Result<Puts> {
+    let mut table = Table::new(
+        "put",
+        &format!("Time to store {}, no cap", fmt_bytes(SIZE)),
+        &PUT_METHODS,
+    );
+    let mut rates = vec![Vec::new(); PUT_METHODS.len()];
+    for round in 1..=rounds {
+        cx.check_interrupt()?;
+        cx.progress(title, round, rounds);
+        for k in 0..PUT_METHODS.len() {
+            let m = (k + round) % PUT_METHODS.len();
+            let wall = if m == 0 {
+                let store = format!("put-store-{round}");
+                site.fresh_store(&store, STORE)?;
+                let config =
+                    site.config(&format!("put-{round}"), &site.store_url(NGINX_PORT, &store))?;
+                site.put_raw(&config, source, KEY)?.wall
+            } else {
+                let url = site.plain_url(NGINX_PORT, &format!("curl-put-{round}.bin"));
+                let (wall, _) =
+                    site.timed("curl", &["-sS", "--fail", "-T", path_str(source)?, &url])?;
+                wall
+            };
+            table.record(PUT_METHODS[m], Some(wall.as_nanos() as i64));
+            rates[m].push(SIZE as f64 / wall.as_secs_f64());
+        }
+    }
+    Ok(Puts { table, rates })
 }
 
 /// "PUT 9, GET 3, HEAD 2": the requests counted by method.
