@@ -15,6 +15,9 @@ pub const RETRANSMIT_PROGRAM: &str = "netwatch_tcp_retransmit";
 pub const RESET_PROGRAM: &str = "netwatch_tcp_reset";
 /// Name of the `sock:inet_sock_set_state` tracepoint program.
 pub const SOCK_STATE_PROGRAM: &str = "netwatch_sock_state";
+/// Name of the tc ingress (tcx) program that counts received packets, the XDP program's
+/// alternative where a driver has no native XDP.
+pub const RX_PROGRAM: &str = "netwatch_rx";
 /// Name of the tc egress (tcx) program that counts TCP data segments sent.
 pub const TX_PROGRAM: &str = "netwatch_tx";
 

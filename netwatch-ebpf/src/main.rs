@@ -1,11 +1,14 @@
-//! netwatch's kernel programs: an XDP packet counter, a tc egress counter of TCP data
-//! segments, and TCP tracepoints. Each entry point is one line that calls the function doing
+//! netwatch's kernel programs: a receive counter (at XDP or at tc ingress, as the agent
+//! chooses), a tc egress counter of TCP data segments, and TCP tracepoints. Each entry point is one line that calls the function doing
 //! the work; none of them ever changes what the kernel does with a packet.
 #![no_std]
 #![no_main]
 
 mod events;
+mod ingress;
 mod maps;
+mod rx;
+mod skb;
 mod tcp;
 mod tx;
 mod xdp;
@@ -19,8 +22,14 @@ use netwatch_common::TCX_NEXT;
 
 #[xdp]
 pub fn netwatch_xdp(ctx: XdpContext) -> u32 {
-    xdp::count_packet(&ctx);
+    rx::count_packet(&xdp::XdpPacket(&ctx));
     xdp_action::XDP_PASS
+}
+
+#[classifier]
+pub fn netwatch_rx(ctx: TcContext) -> i32 {
+    rx::count_packet(&ingress::TcPacket(&ctx));
+    TCX_NEXT
 }
 
 #[classifier]

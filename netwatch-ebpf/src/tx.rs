@@ -2,14 +2,13 @@
 //! watched peer: the loss ratio's denominator, and the evidence that something was sent
 //! that deserves an answer. Reads headers only; never changes or drops a packet.
 
-use aya_ebpf::{
-    bindings::bpf_hdr_start_off::BPF_HDR_START_NET,
-    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes_relative},
-    programs::TcContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
 use netwatch_common::{DestKey, TxCounters, AF_INET, AF_INET6};
 
-use crate::maps::{peers_watched, IFACE_TX, WATCHED_PEERS};
+use crate::{
+    maps::{peers_watched, IFACE_TX, WATCHED_PEERS},
+    skb::load,
+};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -104,21 +103,4 @@ fn data_sent(ctx: &TcContext) -> Option<DataSent> {
         }
     }
     Some(DataSent { dest, segs })
-}
-
-/// The one place packet bytes are read: `N` bytes at `offset` from the network header,
-/// through the helper that checks bounds and reaches past the linear part.
-#[inline(always)]
-fn load<const N: usize>(ctx: &TcContext, offset: u32) -> Option<[u8; N]> {
-    let mut bytes = [0u8; N];
-    let rc = unsafe {
-        bpf_skb_load_bytes_relative(
-            ctx.skb.skb as *const _,
-            offset,
-            bytes.as_mut_ptr().cast(),
-            N as u32,
-            BPF_HDR_START_NET,
-        )
-    };
-    (rc == 0).then_some(bytes)
 }

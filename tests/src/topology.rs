@@ -395,6 +395,25 @@ pub async fn xdp_prog_id(index: u32) -> Option<u32> {
         })
 }
 
+/// The ids of the programs attached at tc ingress (tcx) of link `index`, first in line first.
+pub async fn tcx_ingress_prog_ids(index: u32) -> Vec<u32> {
+    use aya::programs::{tc::TcAttachType, SchedClassifier};
+    let name = link_name(&link(index).await);
+    match SchedClassifier::query_tcx(&name, TcAttachType::Ingress) {
+        Ok((_, programs)) => programs.iter().map(|p| p.id()).collect(),
+        Err(e) => panic!("querying the tcx ingress programs of {name} (index {index}): {e}"),
+    }
+}
+
+/// The id of a receive counter on link `index`, at either hook: the XDP program if one is
+/// attached, else the first program at tc ingress.
+pub async fn rx_prog_id(index: u32) -> Option<u32> {
+    match xdp_prog_id(index).await {
+        Some(id) => Some(id),
+        None => tcx_ingress_prog_ids(index).await.first().copied(),
+    }
+}
+
 /// Whether link `index` is admin up (IFF_UP).
 pub async fn is_admin_up(index: u32) -> bool {
     link(index).await.header.flags.contains(LinkFlags::Up)
@@ -420,7 +439,8 @@ pub fn rx_counters_here(index: u32) -> RxCounters {
     block_on_here(rx_counters(index))
 }
 
-/// The attached XDP program id, from a thread already inside the namespace.
-pub fn xdp_prog_id_here(index: u32) -> Option<u32> {
-    block_on_here(xdp_prog_id(index))
+/// The receive counter's program id at either hook, from a thread already inside the
+/// namespace.
+pub fn rx_prog_id_here(index: u32) -> Option<u32> {
+    block_on_here(rx_prog_id(index))
 }

@@ -56,7 +56,7 @@ fn once_attached_the_agent_runs_unprivileged_with_no_new_privileges_and_seccomp(
         Duration::from_secs(10),
     );
     agent.wait_for(
-        "xdp attached",
+        "receive counter attached",
         |l| l["ifname"] == "hard0",
         Duration::from_secs(10),
     );

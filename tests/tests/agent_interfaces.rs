@@ -1,5 +1,5 @@
 //! Which interfaces the agent watches: container-like veths (200 pairs, created and
-//! deleted, a container-churn stand-in) are left out by default, with no XDP program and no
+//! deleted, a container-churn stand-in) are left out by default, with no receive counter and no
 //! place in the state or the metrics; a link the verdict rests on is watched whatever its
 //! name.
 
@@ -10,7 +10,7 @@ use netwatch_tests::agent::{field_str, Agent};
 use netwatch_tests::metrics::scrape;
 use netwatch_tests::netns::NetNs;
 use netwatch_tests::require_privileges;
-use netwatch_tests::topology::{add_veth, delete_link, set_link_up, xdp_prog_id, Pair};
+use netwatch_tests::topology::{add_veth, delete_link, rx_prog_id, set_link_up, Pair};
 use netwatch_tests::verdicts::{health, Subscription};
 
 const STARTUP: Duration = Duration::from_secs(30);
@@ -39,21 +39,21 @@ fn container_veths_are_left_out_by_default_and_the_rest_is_watched() {
     });
     // A watched link made after them: once the state lists it, the agent has seen them all.
     seen_after(&agent, &pair.b, "nwlast0");
-    let with_xdp: Vec<u32> = pair.b.block_on(async {
-        let mut with_xdp = Vec::new();
+    let counted: Vec<u32> = pair.b.block_on(async {
+        let mut counted = Vec::new();
         for i in 0..PAIRS {
             let (a, b) = index(i);
             for link in [a, b] {
-                if xdp_prog_id(link).await.is_some() {
-                    with_xdp.push(link);
+                if rx_prog_id(link).await.is_some() {
+                    counted.push(link);
                 }
             }
         }
-        with_xdp
+        counted
     });
     assert!(
-        with_xdp.is_empty(),
-        "XDP attached to container veths (ifindexes {with_xdp:?})"
+        counted.is_empty(),
+        "a receive counter attached to container veths (ifindexes {counted:?})"
     );
     let state = agent.get().expect("the agent's state");
     let listed: Vec<&String> = state
@@ -130,7 +130,7 @@ fn a_link_with_the_default_route_is_watched_whatever_its_name() {
         "{} is excluded by `{excluded}` and carries no default route, yet listed",
         pair.b_if
     );
-    assert_eq!(pair.b.block_on(xdp_prog_id(pair.b_index)), None);
+    assert_eq!(pair.b.block_on(rx_prog_id(pair.b_index)), None);
 
     pair.default_route_via_a();
     let _ping = pair.ping_a_from_b("0.1", 300, Duration::from_secs(30));
@@ -142,10 +142,10 @@ fn a_link_with_the_default_route_is_watched_whatever_its_name() {
         Duration::from_secs(10),
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while pair.b.block_on(xdp_prog_id(pair.b_index)).is_none() {
+    while pair.b.block_on(rx_prog_id(pair.b_index)).is_none() {
         assert!(
             Instant::now() < deadline,
-            "no XDP program on the default-route link {} though its name is excluded",
+            "no receive counter on the default-route link {} though its name is excluded",
             pair.b_if
         );
         std::thread::sleep(Duration::from_millis(100));

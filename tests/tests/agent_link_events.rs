@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use netwatch_tests::agent::{field_u64, is_problem, on_link, Agent};
 use netwatch_tests::require_privileges;
-use netwatch_tests::topology::{add_veth, delete_link, set_link_up, xdp_prog_id, Pair};
+use netwatch_tests::topology::{add_veth, delete_link, rx_prog_id, set_link_up, Pair};
 
 /// Loading the eBPF programs takes a moment; this only bounds a wait that failed.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -64,7 +64,7 @@ fn agent_reports_admin_down_carrier_loss_and_recovery() {
 }
 
 #[test]
-fn interface_created_after_start_gets_xdp_and_deleted_is_forgotten() {
+fn interface_created_after_start_gets_the_receive_counter_and_deleted_is_forgotten() {
     require_privileges();
     let pair = Pair::new();
     let agent = Agent::start(&pair.b);
@@ -79,13 +79,15 @@ fn interface_created_after_start_gets_xdp_and_deleted_is_forgotten() {
         set_link_up(c1, true).await;
     });
     for index in [c0, c1] {
-        let attached = agent.wait_for_after(mark, "xdp attached", on_link(index), EVENT);
+        let attached =
+            agent.wait_for_after(mark, "receive counter attached", on_link(index), EVENT);
         let logged = field_u64(&attached, "prog_id");
-        let on_link_now = pair.b.block_on(xdp_prog_id(index));
+        let on_link_now = pair.b.block_on(rx_prog_id(index));
         assert_eq!(
             on_link_now.map(u64::from),
             Some(logged),
-            "netlink shows XDP program {on_link_now:?} on index {index}, the agent logged {attached}"
+            "the kernel shows program {on_link_now:?} receiving on index {index}, the agent \
+             logged {attached}"
         );
     }
 

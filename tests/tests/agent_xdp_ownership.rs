@@ -1,5 +1,6 @@
-//! The agent's XDP programs: it never displaces another tool's program, and leaves nothing
-//! attached or loaded behind when it stops, however it stops.
+//! The agent's receive counters: at XDP it never displaces another tool's program; at tc
+//! ingress (the default) it counts beside one; and it leaves nothing attached or loaded behind
+//! when it stops, however it stops.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use netwatch_tests::agent::{field_u64, on_link, Agent};
 use netwatch_tests::bpf_ids::{prog_exists, wait_prog_gone};
 use netwatch_tests::foreign_xdp::ForeignXdp;
 use netwatch_tests::require_privileges;
-use netwatch_tests::topology::{links, xdp_prog_id, Pair};
+use netwatch_tests::topology::{links, rx_prog_id, tcx_ingress_prog_ids, xdp_prog_id, Pair};
 
 /// Loading the eBPF programs takes a moment; this only bounds a wait that failed.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -19,7 +20,7 @@ fn another_tools_xdp_program_is_kept() {
     let b = pair.b_index;
     let foreign = ForeignXdp::attach(&pair.b, b);
 
-    let agent = Agent::start(&pair.b);
+    let agent = Agent::start_with(&pair.b, &[], Some("[agent]\nrx_hook = \"xdp\"\n"));
     let left = agent.wait_for(
         "xdp left alone: another program is attached",
         on_link(b),
@@ -42,11 +43,39 @@ fn another_tools_xdp_program_is_kept() {
     let attached: Vec<_> = agent
         .lines_so_far()
         .into_iter()
-        .filter(|l| l["message"] == "xdp attached" && on_b(l))
+        .filter(|l| l["message"] == "receive counter attached" && on_b(l))
         .collect();
     assert!(
         attached.is_empty(),
         "the agent claims to have attached XDP to {}: {attached:?}",
+        pair.b_if
+    );
+}
+
+#[test]
+fn at_tc_ingress_the_link_is_counted_beside_another_tools_xdp_program() {
+    require_privileges();
+    let pair = Pair::new();
+    let b = pair.b_index;
+    let foreign = ForeignXdp::attach(&pair.b, b);
+
+    let agent = Agent::start(&pair.b);
+    let attached = agent.wait_for("receive counter attached", on_link(b), STARTUP);
+    assert_eq!(
+        attached["hook"], "tc",
+        "the default hook is not tc: {attached}"
+    );
+    assert_eq!(
+        pair.b.block_on(xdp_prog_id(b)),
+        Some(foreign.prog_id),
+        "the foreign XDP program is no longer attached to {}",
+        pair.b_if
+    );
+    let at_ingress = pair.b.block_on(tcx_ingress_prog_ids(b));
+    assert_eq!(
+        at_ingress.first().map(|&id| u64::from(id)),
+        Some(field_u64(&attached, "prog_id")),
+        "the agent logged {attached}, the kernel has {at_ingress:?} at tc ingress of {}",
         pair.b_if
     );
 }
@@ -77,9 +106,9 @@ fn nothing_stays_attached_after(stop: Stop) {
         .iter()
         .map(|field| field_u64(&tracepoints, field))
         .collect();
-    agent.wait_for("xdp attached", on_link(pair.b_index), STARTUP);
+    agent.wait_for("receive counter attached", on_link(pair.b_index), STARTUP);
     for line in agent.lines_so_far() {
-        if line["message"] == "xdp attached" {
+        if line["message"] == "receive counter attached" {
             ids.push(field_u64(&line, "prog_id"));
         }
     }
@@ -110,7 +139,7 @@ fn nothing_stays_attached_after(stop: Stop) {
     let still_attached: Vec<_> = pair.b.block_on(async {
         let mut attached = Vec::new();
         for (index, name) in links().await {
-            if let Some(id) = xdp_prog_id(index).await {
+            if let Some(id) = rx_prog_id(index).await {
                 attached.push(format!("{name} (index {index}): program {id}"));
             }
         }
@@ -118,7 +147,7 @@ fn nothing_stays_attached_after(stop: Stop) {
     });
     assert!(
         still_attached.is_empty(),
-        "XDP programs still attached in B after the agent stopped: {still_attached:?}"
+        "receive counters still attached in B after the agent stopped: {still_attached:?}"
     );
     let alive: Vec<_> = ids
         .iter()

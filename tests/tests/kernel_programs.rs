@@ -1,18 +1,27 @@
-//! The kernel programs against the kernel's own accounting: XDP packet counts against the
-//! interface counters, retransmit counts against the packets an nft rule dropped, and only
+//! The kernel programs against the kernel's own accounting: the receive counter's packet
+//! counts (at XDP and at tc ingress) against the interface counters, retransmit counts against the packets an nft rule dropped, and only
 //! for the namespace the programs watch.
 
 use std::net::IpAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use netwatch_agent::ebpf::{KernelPrograms, XdpMode};
+use netwatch_agent::ebpf::{KernelPrograms, RxHook, XdpMode};
 use netwatch_tests::netns::NetNs;
-use netwatch_tests::topology::{rx_counters_here, set_link_up_here, xdp_prog_id_here, Pair};
+use netwatch_tests::topology::{rx_counters_here, rx_prog_id_here, set_link_up_here, Pair};
 use netwatch_tests::{nft, require_privileges, traffic};
 
 #[test]
 fn xdp_counts_match_kernel_rx_counters() {
+    counts_match_kernel_rx_counters(RxHook::Xdp(XdpMode::Generic));
+}
+
+#[test]
+fn tc_ingress_counts_match_kernel_rx_counters() {
+    counts_match_kernel_rx_counters(RxHook::Tc);
+}
+
+fn counts_match_kernel_rx_counters(hook: RxHook) {
     require_privileges();
     // B's end starts down: nothing can arrive on it, so the baseline taken before attaching is
     // exact (A sends router solicitations, MLD reports and ND on its own once the link is up).
@@ -24,12 +33,17 @@ fn xdp_counts_match_kernel_rx_counters() {
             .unwrap_or_else(|e| panic!("loading the programs: {e}"));
         let baseline = rx_counters_here(b);
         programs
-            .attach_xdp(b, XdpMode::Generic)
-            .unwrap_or_else(|e| panic!("attaching XDP to {} (index {b}): {e}", pair.b_if));
+            .attach_rx(b, &pair.b_if, hook)
+            .unwrap_or_else(|e| panic!("attaching the counter to {} (index {b}): {e}", pair.b_if));
+        let ids = programs.program_ids();
         assert_eq!(
-            xdp_prog_id_here(b),
-            Some(programs.program_ids().xdp),
-            "netlink does not show netwatch's XDP program on {}",
+            rx_prog_id_here(b),
+            Some(match hook {
+                RxHook::Xdp(_) => ids.xdp,
+                RxHook::Tc => ids.rx,
+            }),
+            "the kernel does not show netwatch's receive counter at {} on {}",
+            hook.as_str(),
             pair.b_if
         );
         set_link_up_here(b, true);
@@ -51,15 +65,15 @@ fn xdp_counts_match_kernel_rx_counters() {
         );
 
         // Taking B's end down stops anything more from arriving; then both sides must agree
-        // once the last packets already queued to B have been through XDP.
+        // once the last packets already queued to B have been through the counter.
         set_link_up_here(b, false);
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             let kernel = rx_counters_here(b) - baseline;
             let xdp = programs
                 .iface_rx(b)
-                .unwrap_or_else(|e| panic!("reading XDP counters: {e}"))
-                .unwrap_or_else(|| panic!("XDP counted nothing on index {b}"));
+                .unwrap_or_else(|e| panic!("reading the receive counters: {e}"))
+                .unwrap_or_else(|| panic!("the counter counted nothing on index {b}"));
             if (xdp.packets, xdp.bytes) == (kernel.packets, kernel.bytes)
                 || Instant::now() >= deadline
             {
@@ -70,8 +84,9 @@ fn xdp_counts_match_kernel_rx_counters() {
     });
 
     eprintln!(
-        "{}: XDP counted {xdp:?}; the kernel since attach {kernel:?}",
-        pair.b_if
+        "{}: the counter at {} counted {xdp:?}; the kernel since attach {kernel:?}",
+        pair.b_if,
+        hook.as_str()
     );
     assert!(
         kernel.bytes >= 20_000_000,
@@ -82,7 +97,9 @@ fn xdp_counts_match_kernel_rx_counters() {
     assert_eq!(
         (xdp.packets, xdp.bytes),
         (kernel.packets, kernel.bytes),
-        "XDP (packets, bytes) differ from the kernel's IFLA_STATS64 rx counters since attach"
+        "the counter's (packets, bytes) at {} differ from the kernel's IFLA_STATS64 rx \
+         counters since attach",
+        hook.as_str()
     );
 }
 

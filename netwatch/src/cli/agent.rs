@@ -9,8 +9,8 @@ use clap::ValueEnum;
 use super::{parse_duration, PathArgs};
 use crate::{
     agent::{AgentConfig, EndpointSpec, InterfaceSelection, MetricsListen, ProbeSpec, RunAs},
-    config::{Config, ConfigError, DEFAULT_METRICS_LISTEN},
-    ebpf::XdpMode,
+    config::{Config, ConfigError, RxHookName, DEFAULT_METRICS_LISTEN},
+    ebpf::{RxHook, XdpMode},
     server::ServerOptions,
     settings::Settings,
 };
@@ -31,7 +31,15 @@ pub struct AgentArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub report_interval: Option<Duration>,
 
-    /// Where XDP runs: `generic` works on every interface and never resets a NIC; `native`
+    /// Which hook counts received packets: `xdp` runs before the kernel builds a socket
+    /// buffer where the driver has native XDP, but in generic mode copies every large packet
+    /// first, and another tool's XDP program keeps it off that interface; `tc` (tc ingress)
+    /// copies nothing and stacks with other tools' programs. [default: tc, or xdp when an
+    /// XDP mode is given]
+    #[arg(long, value_enum)]
+    pub rx_hook: Option<RxHookArg>,
+
+    /// Where XDP runs, and asks for XDP as the hook: `generic` works on every interface and never resets a NIC; `native`
     /// runs in the driver (faster), but some drivers briefly drop the link to attach it.
     /// [default: generic]
     #[arg(long, value_enum)]
@@ -78,6 +86,12 @@ pub struct AgentArgs {
     /// clock reads per run (about 70 ns), more than the XDP counter costs. [default: false]
     #[arg(long, value_name = "BOOL")]
     pub program_costs: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RxHookArg {
+    Xdp,
+    Tc,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -139,6 +153,15 @@ impl AgentArgs {
             Some(XdpModeArg::Native) => XdpMode::Native,
             None => file.agent.xdp_mode,
         };
+        // An XDP mode flag alone asks for XDP, as one in the file does.
+        let file_hook = match (self.xdp_mode, file.agent.rx_hook) {
+            (Some(_), _) | (None, RxHookName::Xdp) => RxHookArg::Xdp,
+            (None, RxHookName::Tc) => RxHookArg::Tc,
+        };
+        let rx_hook = match self.rx_hook.unwrap_or(file_hook) {
+            RxHookArg::Tc => RxHook::Tc,
+            RxHookArg::Xdp => RxHook::Xdp(xdp_mode),
+        };
         let interfaces = InterfaceSelection {
             include: self
                 .interfaces
@@ -173,7 +196,7 @@ impl AgentArgs {
         }
         Ok(AgentConfig {
             report_interval,
-            xdp_mode,
+            rx_hook,
             interfaces,
             event_buffer: self.event_buffer.unwrap_or(file.agent.netlink_event_buffer),
             run_as: run_as(self.user.as_deref().or(file.agent.user.as_deref()))?,
@@ -272,7 +295,7 @@ mod tests {
     fn built_in_defaults_without_flags_or_file() {
         let config = resolve(&[]).unwrap();
         assert_eq!(config.report_interval, Some(Duration::from_secs(5)));
-        assert_eq!(config.xdp_mode, XdpMode::Generic);
+        assert_eq!(config.rx_hook, RxHook::Tc);
         let socket = config.socket.unwrap();
         assert_eq!(socket.path, PathBuf::from(DEFAULT_SOCKET_PATH));
         assert_eq!(socket.mode, 0o666);
@@ -297,7 +320,7 @@ mod tests {
         let path = file.path().to_str().unwrap();
         let from_file = resolve(&["--config", path]).unwrap();
         assert_eq!(from_file.report_interval, Some(Duration::from_secs(2)));
-        assert_eq!(from_file.xdp_mode, XdpMode::Native);
+        assert_eq!(from_file.rx_hook, RxHook::Xdp(XdpMode::Native));
         assert!(
             from_file.metrics.unwrap().required,
             "a configured address is required"
@@ -314,8 +337,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(flagged.report_interval, None);
-        assert_eq!(flagged.xdp_mode, XdpMode::Generic);
+        assert_eq!(flagged.rx_hook, RxHook::Xdp(XdpMode::Generic));
         assert_eq!(flagged.metrics, None);
+        let tc = resolve(&["--config", path, "--rx-hook", "tc"]).unwrap();
+        assert_eq!(tc.rx_hook, RxHook::Tc, "--rx-hook tc wins over an xdp_mode");
     }
 
     #[test]

@@ -56,12 +56,23 @@ pub struct Config {
     pub mirrors: Vec<MirrorConfig>,
 }
 
+/// The receive counter's hook, as the file and flags name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxHookName {
+    Xdp,
+    #[default]
+    Tc,
+}
+
 /// `[agent]`: how the agent runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentSettings {
     /// How often the agent logs a summary; `"0s"` in the file turns it off (`None`).
     pub report_interval: Option<Duration>,
-    /// Where XDP runs: `"generic"` (default) or `"native"`.
+    /// Which hook counts received packets: `"tc"` (default) or `"xdp"` (the default when
+    /// only `xdp_mode` is set).
+    pub rx_hook: RxHookName,
+    /// Where XDP runs, when it is the hook: `"generic"` (default) or `"native"`.
     pub xdp_mode: XdpMode,
     /// Receive buffer of the netlink event socket, in bytes.
     pub netlink_event_buffer: usize,
@@ -77,6 +88,7 @@ impl Default for AgentSettings {
     fn default() -> Self {
         Self {
             report_interval: Some(DEFAULT_REPORT_INTERVAL),
+            rx_hook: RxHookName::default(),
             xdp_mode: XdpMode::default(),
             netlink_event_buffer: netwatch_agent::netlink::DEFAULT_EVENT_BUFFER,
             evidence_on_demand: true,

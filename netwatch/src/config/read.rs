@@ -12,7 +12,7 @@ use toml::{
 use super::{
     table::{Doc, Table},
     AgentSettings, CacheSettings, Config, ConfigError, EndpointAddress, EndpointConfig,
-    MetricsSettings, MirrorConfig, SocketSettings,
+    MetricsSettings, MirrorConfig, RxHookName, SocketSettings,
 };
 use glob::Pattern;
 use netwatch_agent::daemon::InterfaceSelection;
@@ -25,6 +25,7 @@ use crate::{
 
 pub(super) const AGENT_KEYS: &[&str] = &[
     "report_interval",
+    "rx_hook",
     "xdp_mode",
     "netlink_event_buffer",
     "evidence_on_demand",
@@ -154,6 +155,7 @@ fn is_user_name(name: &str) -> bool {
 fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
     const USER: &str = "a user name, like \"netwatch\" or \"nobody\" (\"root\" to stay root)";
     const XDP_MODE: &str = "\"generic\" or \"native\"";
+    const RX_HOOK: &str = "\"xdp\" or \"tc\"";
     const BUFFER: &str = "a size in bytes from 1 to 1073741824 (1 GiB), like 4194304 (4 MiB)";
     let defaults = AgentSettings::default();
     let xdp_mode = match table.string("xdp_mode", XDP_MODE)? {
@@ -162,6 +164,14 @@ fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
         Some("native") => XdpMode::Native,
         Some(_) => return Err(table.invalid("xdp_mode", XDP_MODE)),
     };
+    let rx_hook = match table.string("rx_hook", RX_HOOK)? {
+        // A file that names an XDP mode (written before the hook could be chosen) means XDP.
+        None if table.string("xdp_mode", XDP_MODE)?.is_some() => RxHookName::Xdp,
+        None => defaults.rx_hook,
+        Some("xdp") => RxHookName::Xdp,
+        Some("tc") => RxHookName::Tc,
+        Some(_) => return Err(table.invalid("rx_hook", RX_HOOK)),
+    };
     let buffer = table.integer("netlink_event_buffer", BUFFER)?;
     Ok(AgentSettings {
         report_interval: match table.duration("report_interval")? {
@@ -169,6 +179,7 @@ fn agent(table: &Table) -> Result<AgentSettings, ConfigError> {
             Some(every) if every.is_zero() => None,
             Some(every) => Some(every),
         },
+        rx_hook,
         xdp_mode,
         netlink_event_buffer: match buffer.map(usize::try_from) {
             None => defaults.netlink_event_buffer,

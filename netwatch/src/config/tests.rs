@@ -53,6 +53,7 @@ fn an_empty_file_gives_every_default() {
     let config = parse("# nothing set\n");
     assert_eq!(config, Config::default());
     assert_eq!(config.agent.report_interval, Some(secs(5)));
+    assert_eq!(config.agent.rx_hook, RxHookName::Tc);
     assert_eq!(config.agent.xdp_mode, XdpMode::Generic);
     assert_eq!(
         config.agent.netlink_event_buffer,
@@ -77,6 +78,7 @@ fn the_example_file_parses_to_what_it_says() {
         },
         agent: AgentSettings {
             report_interval: Some(secs(30)),
+            rx_hook: RxHookName::Tc,
             xdp_mode: XdpMode::Generic,
             netlink_event_buffer: 8 << 20,
             evidence_on_demand: true,
@@ -190,11 +192,21 @@ fn the_example_and_the_docs_name_every_key() {
 }
 
 #[test]
+fn an_xdp_mode_alone_asks_for_the_xdp_hook() {
+    let config = parse("[agent]\nxdp_mode = \"native\"\n");
+    assert_eq!(config.agent.rx_hook, RxHookName::Xdp);
+    assert_eq!(config.agent.xdp_mode, XdpMode::Native);
+    let config = parse("[agent]\nrx_hook = \"tc\"\nxdp_mode = \"native\"\n");
+    assert_eq!(config.agent.rx_hook, RxHookName::Tc, "rx_hook wins");
+}
+
+#[test]
 fn a_file_setting_every_key_overrides_every_default() {
     let config = parse(
         r#"
         [agent]
         report_interval = "0s"
+        rx_hook = "xdp"
         xdp_mode = "native"
         netlink_event_buffer = 65536
         evidence_on_demand = false
@@ -239,6 +251,7 @@ fn a_file_setting_every_key_overrides_every_default() {
         cache: CacheSettings { max_size: None },
         agent: AgentSettings {
             report_interval: None,
+            rx_hook: RxHookName::Xdp,
             xdp_mode: XdpMode::Native,
             netlink_event_buffer: 65536,
             evidence_on_demand: false,

@@ -69,7 +69,7 @@ impl FastPath {
     ) -> Vec<u32> {
         let mut quiet = Vec::new();
         let mut seen = Vec::new();
-        for ifindex in ifindexes.filter(|i| probes.xdp_attached(*i)) {
+        for ifindex in ifindexes.filter(|i| probes.rx_attached(*i)) {
             seen.push(ifindex);
             let Ok(Some(rx)) = probes.iface_rx(ifindex) else {
                 continue;

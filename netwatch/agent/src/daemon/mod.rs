@@ -10,6 +10,7 @@
 //! interrupts.
 
 mod address;
+mod attach;
 mod costs;
 mod evidence;
 mod fast_path;
@@ -23,7 +24,6 @@ mod selection;
 mod serving;
 mod tracker;
 mod view;
-mod xdp;
 
 use std::{
     net::SocketAddr,
@@ -39,7 +39,7 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
-    ebpf::{monotonic_ns, EbpfError, KernelPrograms, XdpMode},
+    ebpf::{monotonic_ns, EbpfError, KernelPrograms, RxHook},
     metrics::{self, AgentCosts},
     netlink::{NetlinkError, NetlinkWatcher},
     server::{self, Demand, ServerOptions},
@@ -62,7 +62,8 @@ pub struct AgentConfig {
     pub kernel_programs: &'static [u8],
     /// How often to log one line per interface; `None` turns it off.
     pub report_interval: Option<Duration>,
-    pub xdp_mode: XdpMode,
+    /// Where the receive counter runs on each watched interface.
+    pub rx_hook: RxHook,
     /// Which interfaces are watched (`selection.rs`).
     pub interfaces: InterfaceSelection,
     /// Receive buffer of the netlink event socket, in bytes.
@@ -97,7 +98,7 @@ impl Default for AgentConfig {
         Self {
             kernel_programs: &[],
             report_interval: Some(Duration::from_secs(5)),
-            xdp_mode: XdpMode::Generic,
+            rx_hook: RxHook::default(),
             interfaces: InterfaceSelection::default(),
             event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
             thresholds: Thresholds::default(),
@@ -234,7 +235,7 @@ pub async fn run(
     info!(
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         links = agent.link_count(),
-        xdp_attached = agent.xdp_attached(),
+        rx_counters_attached = agent.rx_counters_attached(),
         "agent ready"
     );
 

@@ -74,7 +74,7 @@ impl Reporter {
 
 fn sample(probes: &KernelPrograms, tracker: &Tracker, link: &Link) -> Sample {
     let xdp = probes
-        .xdp_attached(link.ifindex)
+        .rx_attached(link.ifindex)
         .then(|| probes.iface_rx(link.ifindex).ok().flatten())
         .flatten();
     let (rx_packets, rx_bytes) = match xdp {

@@ -8,13 +8,13 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::{
+    attach::CounterAttacher,
     costs,
     evidence::Revalidator,
     fast_path::FastPath,
     logging,
     report::Reporter,
     tracker::{OutageRule, Resolved, Tracker},
-    xdp::XdpAttacher,
     AgentConfig,
 };
 use crate::{
@@ -30,7 +30,7 @@ const MAX_BATCH: usize = 1024;
 
 pub struct Agent {
     tracker: Tracker,
-    xdp: XdpAttacher,
+    counters: CounterAttacher,
     reporter: Reporter,
     classifier: Classifier,
     fast: FastPath,
@@ -57,7 +57,7 @@ impl Agent {
                 outage,
             )
             .watching(config.interfaces.clone()),
-            xdp: XdpAttacher::new(config.xdp_mode),
+            counters: CounterAttacher::new(config.rx_hook),
             reporter: Reporter::new(),
             classifier: Classifier::new(config.thresholds.clone()),
             fast: FastPath::default(),
@@ -77,8 +77,8 @@ impl Agent {
         self.tracker.links.len()
     }
 
-    pub fn xdp_attached(&self) -> usize {
-        self.xdp.attached_count()
+    pub fn rx_counters_attached(&self) -> usize {
+        self.counters.attached_count()
     }
 
     pub fn wants_polling(&self) -> bool {
@@ -135,7 +135,7 @@ impl Agent {
                 if self.tracker.watches(link) {
                     logging::link_removed(link);
                 }
-                self.xdp.forget(probes, link.ifindex);
+                self.counters.forget(probes, link.ifindex);
             }
             NetEvent::AddressAdded(a) => logging::address(a, true),
             NetEvent::AddressRemoved(a) => logging::address(a, false),
@@ -155,7 +155,7 @@ impl Agent {
     fn link_updated(&mut self, probes: &mut KernelPrograms, link: &Link) {
         if self.tracker.watches(link) {
             logging::link_updated(self.tracker.links.get(&link.ifindex), link);
-            self.xdp.consider(probes, link);
+            self.counters.consider(probes, link);
         } else if !self.tracker.links.contains_key(&link.ifindex) {
             // Once, when it appears: every refresh passes every link through here.
             debug!(ifindex = link.ifindex, ifname = %link.name, "link not watched (interface patterns)");
@@ -202,7 +202,7 @@ impl Agent {
             if announce_removals && self.tracker.watches(&link) {
                 logging::link_removed(&link);
             }
-            self.xdp.forget(probes, link.ifindex);
+            self.counters.forget(probes, link.ifindex);
         }
         for link in &snapshot.links {
             self.link_updated(probes, link);
@@ -388,9 +388,9 @@ impl Agent {
         // The links the verdict rests on are watched whatever their names, and their loss
         // ratios count, from the next judgement on, in data segments.
         for link in self.tracker.needed() {
-            self.xdp.consider_needed(probes, link);
+            self.counters.consider_needed(probes, link);
         }
-        self.xdp.count_egress(probes, self.tracker.needed());
+        self.counters.count_egress(probes, self.tracker.needed());
         self.wants_polling = FastPath::wanted(&observations, now);
         let state = self.classifier.classify(&observations, now);
         let before = self.publish.borrow().clone();

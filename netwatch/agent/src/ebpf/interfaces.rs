@@ -1,5 +1,5 @@
-//! Attaching the per-interface programs: the XDP receive counter and the tc egress counter
-//! of data segments sent. Each attachment is a bpf link owned by this process.
+//! Attaching the per-interface programs: the receive counter (XDP or tc ingress) and the tc
+//! egress counter of data segments sent. Each attachment is a bpf link owned by this process.
 
 use aya::{
     maps::{PerCpuArray, PerCpuHashMap, PerCpuValues},
@@ -8,24 +8,55 @@ use aya::{
         LinkOrder, SchedClassifier, Xdp,
     },
 };
-use netwatch_common::{maps, IfaceCounters, TxCounters, IFACE_SLOTS, TX_PROGRAM, XDP_PROGRAM};
+use netwatch_common::{
+    maps, IfaceCounters, TxCounters, IFACE_SLOTS, RX_PROGRAM, TX_PROGRAM, XDP_PROGRAM,
+};
 
-use super::{program, EbpfError, KernelPrograms, XdpMode};
+use super::{program, EbpfError, KernelPrograms, RxHook, RxLink, XdpMode};
 
 impl KernelPrograms {
     /// Attaches the XDP counter to `ifindex` in the calling thread's network namespace. The
     /// kernel refuses (and this returns an error) if another program is attached there: a
     /// bpf link never replaces one.
     pub fn attach_xdp(&mut self, ifindex: u32, mode: XdpMode) -> Result<(), EbpfError> {
-        if self.xdp_links.contains_key(&ifindex) {
+        if self.rx_links.contains_key(&ifindex) {
             return Ok(());
         }
         let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?;
         let link = xdp
             .attach_to_if_index(ifindex, mode.aya_mode())
             .map_err(|source| EbpfError::AttachXdp { ifindex, source })?;
-        self.xdp_links.insert(ifindex, link);
+        self.rx_links.insert(ifindex, RxLink::Xdp(link));
         Ok(())
+    }
+
+    /// Attaches the receive counter to the interface `ifname` (index `ifindex`) through tc
+    /// ingress (tcx), first in line; another tool's programs there keep running after it.
+    pub fn attach_tc_rx(&mut self, ifindex: u32, ifname: &str) -> Result<(), EbpfError> {
+        if self.rx_links.contains_key(&ifindex) {
+            return Ok(());
+        }
+        let rx: &mut SchedClassifier = program(&mut self.ebpf, RX_PROGRAM)?;
+        let link = rx
+            .attach_with_options(
+                ifname,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::first()),
+            )
+            .map_err(|source| EbpfError::AttachRx {
+                ifname: ifname.to_string(),
+                source,
+            })?;
+        self.rx_links.insert(ifindex, RxLink::Tc(link));
+        Ok(())
+    }
+
+    /// Attaches the receive counter to `ifindex` at `hook`.
+    pub fn attach_rx(&mut self, ifindex: u32, ifname: &str, hook: RxHook) -> Result<(), EbpfError> {
+        match hook {
+            RxHook::Xdp(mode) => self.attach_xdp(ifindex, mode),
+            RxHook::Tc => self.attach_tc_rx(ifindex, ifname),
+        }
     }
 
     /// Attaches the egress counter to the interface `ifname` (index `ifindex`) through tcx,
@@ -53,12 +84,20 @@ impl KernelPrograms {
     /// Detaches both counters from `ifindex` (where attached) and forgets their counts, so a
     /// later interface that reuses the index starts from zero.
     pub fn detach(&mut self, ifindex: u32) {
-        if let Some(link) = self.xdp_links.remove(&ifindex) {
-            if let Ok(xdp) = program::<Xdp>(&mut self.ebpf, XDP_PROGRAM) {
-                // The link may already be defunct (interface deleted); closing it is all
-                // that is left to do, and cannot fail in a way that matters.
-                let _ = xdp.detach(link);
+        // A link may already be defunct (interface deleted); closing it is all that is left
+        // to do, and cannot fail in a way that matters.
+        match self.rx_links.remove(&ifindex) {
+            Some(RxLink::Xdp(link)) => {
+                if let Ok(xdp) = program::<Xdp>(&mut self.ebpf, XDP_PROGRAM) {
+                    let _ = xdp.detach(link);
+                }
             }
+            Some(RxLink::Tc(link)) => {
+                if let Ok(rx) = program::<SchedClassifier>(&mut self.ebpf, RX_PROGRAM) {
+                    let _ = rx.detach(link);
+                }
+            }
+            None => {}
         }
         if let Some(link) = self.tx_links.remove(&ifindex) {
             if let Ok(tx) = program::<SchedClassifier>(&mut self.ebpf, TX_PROGRAM) {
@@ -89,8 +128,9 @@ impl KernelPrograms {
         }
     }
 
-    pub fn xdp_attached(&self, ifindex: u32) -> bool {
-        self.xdp_links.contains_key(&ifindex)
+    /// Whether the receive counter (at either hook) is attached to `ifindex`.
+    pub fn rx_attached(&self, ifindex: u32) -> bool {
+        self.rx_links.contains_key(&ifindex)
     }
 
     pub fn tx_attached(&self, ifindex: u32) -> bool {
@@ -99,6 +139,6 @@ impl KernelPrograms {
 
     /// How many bpf links the per-interface programs hold (two per fully watched interface).
     pub fn interface_links(&self) -> usize {
-        self.xdp_links.len() + self.tx_links.len()
+        self.rx_links.len() + self.tx_links.len()
     }
 }

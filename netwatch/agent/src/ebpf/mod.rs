@@ -21,7 +21,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use netwatch_common::{
-    globals, maps, NetnsFilter, SocketOffsets, RESET_PROGRAM, RETRANSMIT_PROGRAM,
+    globals, maps, NetnsFilter, SocketOffsets, RESET_PROGRAM, RETRANSMIT_PROGRAM, RX_PROGRAM,
     SOCK_STATE_PROGRAM, TX_PROGRAM, XDP_PROGRAM,
 };
 
@@ -82,6 +82,12 @@ pub enum EbpfError {
     /// XDP could not be attached to an interface.
     #[error("attaching XDP to ifindex {ifindex} failed: {source}")]
     AttachXdp { ifindex: u32, source: ProgramError },
+    /// The tc ingress receive counter could not be attached to an interface.
+    #[error("attaching the tc ingress counter to {ifname} failed: {source}")]
+    AttachRx {
+        ifname: String,
+        source: ProgramError,
+    },
     /// The tc egress counter could not be attached to an interface.
     #[error("attaching the tc egress counter to {ifname} failed: {source}")]
     AttachTx {
@@ -108,6 +114,10 @@ impl EbpfError {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Self::AttachXdp {
+                source: ProgramError::SyscallError(e),
+                ..
+            }
+            | Self::AttachRx {
                 source: ProgramError::SyscallError(e),
                 ..
             }
@@ -145,10 +155,38 @@ impl XdpMode {
     }
 }
 
+/// Where the receive counter runs on each interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RxHook {
+    /// tc ingress (tcx): no copy of the packet, and it stacks with other tools' programs.
+    #[default]
+    Tc,
+    /// XDP, generic or native. Generic XDP copies every non-linear buffer (any GSO or GRO
+    /// packet) before its program runs, and only one program may hold an interface's hook.
+    Xdp(XdpMode),
+}
+
+impl RxHook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tc => "tc",
+            Self::Xdp(XdpMode::Generic) => "xdp generic",
+            Self::Xdp(XdpMode::Native) => "xdp native",
+        }
+    }
+}
+
+/// A receive counter's attachment.
+enum RxLink {
+    Xdp(XdpLinkId),
+    Tc(SchedClassifierLinkId),
+}
+
 /// Kernel ids of the loaded programs, as `bpftool prog` shows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProgramIds {
     pub xdp: u32,
+    pub rx: u32,
     pub tx: u32,
     pub retransmit: u32,
     pub reset: u32,
@@ -179,11 +217,11 @@ pub struct KernelStats {
     pub dest_insert_failed: u64,
 }
 
-/// The loaded programs: tracepoints attached at load, XDP and the tc egress counter attached
-/// per interface on demand (`interfaces.rs`), maps read in `read.rs`.
+/// The loaded programs: tracepoints attached at load, the receive counter and the tc egress
+/// counter attached per interface on demand (`interfaces.rs`), maps read in `read.rs`.
 pub struct KernelPrograms {
     ebpf: Ebpf,
-    xdp_links: HashMap<u32, XdpLinkId>,
+    rx_links: HashMap<u32, RxLink>,
     tx_links: HashMap<u32, SchedClassifierLinkId>,
     ids: ProgramIds,
 }
@@ -215,9 +253,12 @@ impl KernelPrograms {
         let xdp: &mut Xdp = program(&mut ebpf, XDP_PROGRAM)?;
         xdp.load().map_err(program_error(XDP_PROGRAM))?;
         let xdp_id = xdp.info().map_err(program_error(XDP_PROGRAM))?.id();
-        let tx: &mut SchedClassifier = program(&mut ebpf, TX_PROGRAM)?;
-        tx.load().map_err(program_error(TX_PROGRAM))?;
-        let tx_id = tx.info().map_err(program_error(TX_PROGRAM))?.id();
+        let [rx_id, tx_id] = [RX_PROGRAM, TX_PROGRAM].map(|name| {
+            let classifier: &mut SchedClassifier = program(&mut ebpf, name)?;
+            classifier.load().map_err(program_error(name))?;
+            Ok::<_, EbpfError>(classifier.info().map_err(program_error(name))?.id())
+        });
+        let (rx_id, tx_id) = (rx_id?, tx_id?);
 
         let mut tracepoint_ids = [0u32; TRACEPOINTS.len()];
         for ((program_name, group, name, _), id) in TRACEPOINTS.iter().zip(&mut tracepoint_ids) {
@@ -231,10 +272,11 @@ impl KernelPrograms {
         let [retransmit, reset, sock_state] = tracepoint_ids;
         Ok(Self {
             ebpf,
-            xdp_links: HashMap::new(),
+            rx_links: HashMap::new(),
             tx_links: HashMap::new(),
             ids: ProgramIds {
                 xdp: xdp_id,
+                rx: rx_id,
                 tx: tx_id,
                 retransmit,
                 reset,

@@ -1,5 +1,6 @@
-//! The XDP counter alone, measured by the kernel with BPF_PROG_TEST_RUN: a million runs on
-//! one frame, without the device, the stack or generic XDP's own path around it, with the
+//! The receive counter alone, at XDP and at tc, measured by the kernel with BPF_PROG_TEST_RUN:
+//! a million runs on one frame, without the device, the stack or the hook's own path around
+//! it, with the
 //! kernel's run-time accounting (bpf stats) off and on. Beside the overhead scenario's
 //! in-place figure it tells how much of that is the program and how much the stats' clock
 //! reads.
@@ -8,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use netwatch_agent::ebpf::{enable_run_time_stats, KernelPrograms};
+use netwatch_agent::ebpf::{enable_run_time_stats, KernelPrograms, RxHook};
 
 use crate::bench::report::Facts;
 use crate::bench::stats::median;
@@ -24,8 +25,8 @@ pub struct BareCost {
     pub ns: f64,
 }
 
-/// The bare program's cost in each case, and the facts table that shows them.
-pub fn measure() -> Result<(Vec<BareCost>, Facts)> {
+/// The bare program's cost at `hook` in each case, and the facts table that shows them.
+pub fn measure(hook: RxHook) -> Result<(Vec<BareCost>, Facts)> {
     let mut programs = KernelPrograms::load(netwatch::KERNEL_PROGRAMS)
         .context("loading the kernel programs for BPF_PROG_TEST_RUN")?;
     let mut costs = Vec::new();
@@ -38,7 +39,7 @@ pub fn measure() -> Result<(Vec<BareCost>, Facts)> {
             let _stats = stats.then(enable_run_time_stats).transpose()?;
             let mut trials = Vec::with_capacity(TRIALS);
             for _ in 0..TRIALS {
-                let mean: Duration = programs.xdp_test_run(&frame, REPEAT)?;
+                let mean: Duration = programs.rx_test_run(hook, &frame, REPEAT)?;
                 trials.push(mean.as_nanos() as f64);
             }
             costs.push(BareCost {
@@ -57,7 +58,12 @@ pub fn measure() -> Result<(Vec<BareCost>, Facts)> {
     }
     let facts = Facts {
         title: format!(
-            "The XDP counter alone (BPF_PROG_TEST_RUN, {REPEAT} runs, median of {TRIALS})"
+            "The receive counter at {} alone (BPF_PROG_TEST_RUN, {REPEAT} runs, median of \
+             {TRIALS})",
+            match hook {
+                RxHook::Tc => "tc",
+                RxHook::Xdp(_) => "XDP",
+            }
         ),
         headers: vec!["case".into(), "ns per run".into()],
         rows: costs

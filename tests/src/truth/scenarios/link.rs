@@ -20,7 +20,7 @@ pub fn carrier_recovery() -> Vec<Outcome> {
     let pair = Pair::new();
     pair.default_route_via_a();
     let _a = IpAddr::V4(pair.a_v4);
-    let (_agent, sub) = watch(&pair.b, "");
+    let (_agent, sub) = watch(&pair.b, "[agent]\nrx_hook = \"xdp\"\n");
     // A bulk flow: a full window in flight when the carrier goes, to be resent after.
     let _flow = pair.flow_to_a(
         5451,
@@ -62,9 +62,10 @@ pub fn carrier_recovery() -> Vec<Outcome> {
     outcomes
 }
 
-/// Another tool's XDP program holds B's link. Without traffic the link is Unknown (a first
-/// reading of the kernel's counters proves nothing); with traffic it is Up, saying the
-/// kernel's counters are the evidence.
+/// Another tool's XDP program holds B's link, and the agent counts at XDP, so B's link has no
+/// receive counter. Without traffic the link is Unknown (a first reading of the kernel's
+/// counters proves nothing); with traffic it is Up, saying the kernel's counters are the
+/// evidence.
 pub fn xdp_less_interface() -> Vec<Outcome> {
     const SCENARIO: &str = "interface without XDP";
     let pair = Pair::with(PairOptions {
@@ -72,7 +73,7 @@ pub fn xdp_less_interface() -> Vec<Outcome> {
         ..PairOptions::default()
     });
     let _foreign = ForeignXdp::attach(&pair.b, pair.b_index);
-    let (_agent, sub) = watch(&pair.b, "");
+    let (_agent, sub) = watch(&pair.b, "[agent]\nrx_hook = \"xdp\"\n");
     let link = Subject::Link(pair.b_if.clone());
 
     let phase = Phase::begin(SCENARIO, "no traffic", &sub);
@@ -94,8 +95,9 @@ pub fn xdp_less_interface() -> Vec<Outcome> {
     ));
     let reasons = sub.latest().reasons(&link);
     assert!(
-        reasons.contains("no XDP on this link"),
-        "the link without XDP does not say where its evidence comes from: {reasons}"
+        reasons.contains("no receive counter on this link"),
+        "the link without a receive counter does not say where its evidence comes from: \
+         {reasons}"
     );
     outcomes
 }

@@ -84,7 +84,7 @@ impl Tracker {
         });
         let retrans = self.link_retrans(link.ifindex);
         LinkObservation {
-            xdp_rx: probes.xdp_attached(link.ifindex).then(|| {
+            xdp_rx: probes.rx_attached(link.ifindex).then(|| {
                 probes
                     .iface_rx(link.ifindex)
                     .ok()

@@ -131,7 +131,7 @@ fn rules(obs: &LinkObservation, cx: &LinkContext, cleared: bool, t: &Thresholds)
                 _ => format!("traffic received {ago:.1}s ago"),
             };
             let without_xdp = if obs.xdp_rx.is_none() {
-                " (no XDP on this link: the kernel's counters and neighbour table are the evidence)"
+                " (no receive counter on this link: the kernel's counters and neighbour table are the evidence)"
             } else {
                 ""
             };
