@@ -131,6 +131,21 @@ impl Subscription {
     }
 
     /// Waits for a state, among those that arrived from `mark` on, that satisfies
+    /// `predicate`, and returns the first; `None` if none did within `timeout`.
+    pub fn try_wait_since(
+        &self,
+        mark: usize,
+        predicate: impl Fn(&NetworkState) -> bool,
+        timeout: Duration,
+    ) -> Option<Seen> {
+        let deadline = Instant::now() + timeout;
+        self.seen
+            .wait_from_mark(mark, deadline, |seen| predicate(&seen.state))
+            .ok()
+            .map(|(_, found)| found)
+    }
+
+    /// Waits for a state, among those that arrived from `mark` on, that satisfies
     /// `predicate`, and returns the first. Panics with the history on timeout.
     pub fn wait_since(
         &self,

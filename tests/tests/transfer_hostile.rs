@@ -129,6 +129,39 @@ fn wrong_bytes_from_the_primary_are_refused_and_the_secondary_serves() {
 }
 
 #[test]
+fn answers_that_stop_mid_body_are_left_after_the_stall_limit_for_the_secondary() {
+    let pair = Pair::new();
+    pair.bad.set_fault(Fault::StallMidBody);
+    let out = pair.cli.subdir("out").join("app.bin");
+    let started = Instant::now();
+    let ran = pair.cli.get_with(KEY, &out, &["--stall-timeout", "2s"]);
+    let took = started.elapsed();
+    let summary = ran.json();
+    eprintln!("stalled mid-body, --stall-timeout 2s: {took:?}, {summary}");
+    assert!(std::fs::read(&out).unwrap() == pair.data, "output differs");
+    assert!(
+        pair.bad.served().iter().any(|s| s.faulted),
+        "the fault was never applied: the test proves nothing"
+    );
+    let bad = &summary["mirrors"]["bad"];
+    assert!(bad["failures"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        summary["mirrors"]["good"]["chunks"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    let log = ran.stderr();
+    assert!(
+        log.contains("mirror `bad` sent nothing for 2 s"),
+        "the get did not say why it left the mirror: {log}"
+    );
+    assert!(
+        !log.contains("retrying after a delay"),
+        "a stall spent a retry attempt: {log}"
+    );
+    verify_cache(&pair.cli.cache());
+}
+
+#[test]
 fn short_bodies_from_the_primary_are_refused_and_the_secondary_serves() {
     the_secondary_serves_around(Fault::ShortBody);
 }

@@ -11,6 +11,7 @@ use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
+    time::Duration,
 };
 
 use serde::Serialize;
@@ -100,6 +101,12 @@ pub struct GetArgs {
     /// bytes. Whatever this says, an artifact larger than the output's free space is refused.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
+    /// Take a request to the next mirror when its mirror sends nothing for this long (`10s`,
+    /// `1m`): the mirror counts a failure (avoided for the rest of the get after two), no
+    /// retry attempt is spent. Catches answers stranded by a cut path, which no verdict can
+    /// see while the get has nothing to send. [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_stall)]
+    pub stall_timeout: Option<Duration>,
     #[command(flatten)]
     pub copy: CopyArgs,
 }
@@ -110,6 +117,13 @@ pub enum CompressionArg {
     Zstd,
     Gzip,
     None,
+}
+
+fn parse_stall(text: &str) -> Result<Duration, String> {
+    match super::parse_duration(text)? {
+        limit if limit >= Duration::from_secs(1) => Ok(limit),
+        _ => Err("expected 1s or more, like `10s` or `1m`".to_string()),
+    }
 }
 
 fn parse_concurrency(text: &str) -> Result<usize, String> {
@@ -343,6 +357,7 @@ async fn get(args: &GetArgs, settings: &Settings) -> Result<ExitCode, TransferCo
     }
     let mut options = options(settings, &args.copy.moving);
     options.max_output = args.max_size;
+    options.stall = args.stall_timeout.unwrap_or(transfer::DEFAULT_STALL);
     options.cache_max = config.cache.max_size;
     let bar = super::progress::Bar::start("get", args.key.as_str(), args.copy.common.json);
     options.progress = bar.as_ref().map(super::progress::Bar::report);
@@ -406,6 +421,16 @@ mod tests {
         let error =
             Cli::try_parse_from(["netwatch", "get", "k", "out", "--concurrency", "0"]).unwrap_err();
         assert_eq!(error.exit_code(), 2);
+        let error =
+            Cli::try_parse_from(["netwatch", "get", "k", "out", "--stall-timeout", "500ms"])
+                .unwrap_err();
+        assert!(error.to_string().contains("expected 1s or more"), "{error}");
+        let cli =
+            Cli::try_parse_from(["netwatch", "get", "k", "out", "--stall-timeout", "1m"]).unwrap();
+        let Command::Get(args) = cli.command else {
+            panic!("not get")
+        };
+        assert_eq!(args.stall_timeout, Some(std::time::Duration::from_secs(60)));
     }
 
     #[test]

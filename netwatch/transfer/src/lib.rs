@@ -39,7 +39,7 @@ use netwatch_client::{retry, state};
 use store::url;
 use sync::{keys as sync_keys, plan as sync_plan, summary as sync_summary};
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +80,9 @@ use netwatch_client::{
 
 /// The local cache's default cap: 10 GiB.
 pub const DEFAULT_CACHE_MAX: u64 = 10 << 30;
+/// How long a mirror may send nothing during a `get` request: long enough for a busy object
+/// store's first byte, short enough that a build notices a mirror whose path was cut.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(10);
 
 /// Chunks in flight at once, per transfer.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -131,6 +134,9 @@ pub struct TransferOptions {
     /// `get`: the local cache's cap; the least recently used is evicted past it, after the
     /// get. `None` for no cap.
     pub cache_max: Option<u64>,
+    /// `get`: how long a mirror may send nothing during a request before the request is
+    /// taken to the next mirror.
+    pub stall: Duration,
 }
 
 impl Default for TransferOptions {
@@ -154,6 +160,7 @@ impl Default for TransferOptions {
             max_output: None,
             pack_size: DEFAULT_PACK_SIZE,
             cache_max: Some(DEFAULT_CACHE_MAX),
+            stall: DEFAULT_STALL,
         }
     }
 }

@@ -33,6 +33,10 @@ pub enum Fault {
     /// Requests are read and never answered; the connection stays open until the server
     /// stops.
     Stall,
+    /// Chunk objects are announced with their full Content-Length and half the body is sent;
+    /// then nothing more, the connection open until the server stops (a path cut while the
+    /// answer was under way).
+    StallMidBody,
 }
 
 impl Fault {
@@ -43,6 +47,7 @@ impl Fault {
             Self::ShortBody,
             Self::IgnoreRange,
             Self::Stall,
+            Self::StallMidBody,
         ]
         .into_iter()
         .find(|f| *f as u8 == value)
@@ -372,6 +377,18 @@ fn respond(
                 finish(writer, shared, served, status, &headers, data)?;
                 // The rest never comes: the connection ends here.
                 let _ = writer.shutdown(std::net::Shutdown::Both);
+                return Ok(false);
+            }
+            if chunk && fault == Fault::StallMidBody && data.len() > 1 {
+                served.faulted = true;
+                headers.push(format!("Content-Length: {}", data.len()));
+                served.announced = data.len() as u64;
+                data.truncate(data.len() / 2);
+                finish(writer, shared, served, status, &headers, data)?;
+                // The rest never comes, and the connection stays open.
+                while !shared.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(TICK);
+                }
                 return Ok(false);
             }
             finish(writer, shared, served, status, &headers, data)

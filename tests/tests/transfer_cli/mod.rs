@@ -124,8 +124,15 @@ impl Cli {
 
     /// `get KEY OUT --json`.
     pub fn get(&self, key: &str, out: &Path) -> Ran {
+        self.get_with(key, out, &[])
+    }
+
+    /// `get` with more flags.
+    pub fn get_with(&self, key: &str, out: &Path, flags: &[&str]) -> Ran {
         let out = out.display().to_string();
-        self.run(&["get", key, &out, "--json"])
+        let mut args = vec!["get", key, &out, "--json"];
+        args.extend_from_slice(flags);
+        self.run(&args)
     }
 }
 

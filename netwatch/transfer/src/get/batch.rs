@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 use super::{
     place::Placer,
     spans::{self, Span},
+    stall::Progress,
     Shared,
 };
 use crate::{
@@ -178,7 +179,13 @@ impl Batch {
                 for span in spans::plan(located, u64::MAX) {
                     let got = {
                         let _busy = activity.begin(m);
-                        read(&mirrors[m], span, cache, placer, at_manifests_places).await?
+                        let reading = Reading {
+                            cache,
+                            placer,
+                            keep_as_range: at_manifests_places,
+                            stall: options.stall,
+                        };
+                        read(&mirrors[m], span, &reading).await?
                     };
                     bad += got.bad;
                     if got.bad == 0 {
@@ -214,29 +221,56 @@ struct Got {
     bad: usize,
 }
 
-/// Reads one span from `mirror`, writes its sound chunks into the output (each byte hashed
-/// once) and keeps the span in `cache`.
-async fn read(
-    mirror: &MirrorStore,
-    span: Span,
-    cache: &ChunkCache,
-    placer: &Arc<Placer>,
+/// Where a span's chunks go, and how long a mirror may send nothing.
+struct Reading<'a> {
+    cache: &'a ChunkCache,
+    placer: &'a Arc<Placer>,
+    /// Keep the span in the cache as one range (it lies where the get's manifest says).
     keep_as_range: bool,
-) -> Result<Got, Failure> {
+    stall: std::time::Duration,
+}
+
+/// Reads one span from `mirror`, writes its sound chunks into the output (each byte hashed
+/// once) and keeps the span in the cache. A mirror that sends nothing for the stall limit is
+/// left for the next.
+async fn read(mirror: &MirrorStore, span: Span, reading: &Reading<'_>) -> Result<Got, Failure> {
+    let Reading {
+        cache,
+        placer,
+        keep_as_range,
+        stall,
+    } = *reading;
+    let stalled = || {
+        Failure::Stalled(format!(
+            "mirror `{}` sent nothing for {} s",
+            mirror.name(),
+            stall.as_secs_f64()
+        ))
+    };
     let (pack, range, chunks) = match span {
         Span::Pack {
             pack,
             range,
             chunks,
         } => (pack, range, chunks),
-        Span::Object(chunk) => return read_object(mirror, chunk, cache, placer).await,
+        Span::Object(chunk) => {
+            // One chunk of 64 KiB or so: silence for the whole limit is a stall.
+            return tokio::time::timeout(stall, read_object(mirror, chunk, cache, placer))
+                .await
+                .map_err(|_| stalled())?;
+        }
     };
     let start = range.start;
     let mut buffer = Vec::with_capacity((range.end - range.start) as usize);
-    mirror
-        .read_pack_range(pack, range, |piece| buffer.extend_from_slice(piece))
-        .await
-        .map_err(Failure::store)?;
+    let progress = Progress::new();
+    let fetch = mirror.read_pack_range(pack, range, |piece| {
+        progress.touch();
+        buffer.extend_from_slice(piece);
+    });
+    tokio::select! {
+        fetched = fetch => fetched.map_err(Failure::store)?,
+        () = progress.stalled(stall) => return Err(stalled()),
+    }
     let (cache, placer, name) = (cache.clone(), Arc::clone(placer), mirror.name().to_string());
     // Hashing, decompressing and writing are CPU and disk work: off the async threads, which
     // meanwhile receive the other spans.

@@ -8,6 +8,7 @@ mod local;
 pub mod output;
 mod place;
 mod spans;
+mod stall;
 
 use std::{path::Path, sync::Arc};
 

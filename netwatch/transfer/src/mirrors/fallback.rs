@@ -46,6 +46,10 @@ pub(crate) enum Failure {
     /// The mirror answered, but cannot serve this: the next mirror, at once.
     #[error("{0}")]
     Mirror(String),
+    /// The mirror sent nothing for the stall limit: the next mirror, at once, and this one
+    /// counts a failure (avoided after two), without spending a retry attempt.
+    #[error("{0}")]
+    Stalled(String),
     /// Nothing a mirror could fix (the local disk failed): stop.
     #[error("{0}")]
     Fatal(TransferError),
@@ -70,7 +74,7 @@ impl Failure {
                 ErrorClass::Permanent => ErrorClass::Transient,
                 class => class,
             },
-            Self::Mirror(_) => ErrorClass::Transient,
+            Self::Mirror(_) | Self::Stalled(_) => ErrorClass::Transient,
             Self::Fatal(_) | Self::Exhausted => ErrorClass::Permanent,
         }
     }
@@ -300,6 +304,13 @@ where
                     }
                     Err(Failure::Mirror(error)) => {
                         tracing::debug!(mirror = mirrors[m].name(), %error, "trying the next mirror");
+                        at.refused[m] = true;
+                        at.failures.push((m, error));
+                        mirror = at.next(steps, health);
+                    }
+                    Err(Failure::Stalled(error)) => {
+                        tracing::warn!(mirror = mirrors[m].name(), "{error}: trying the next mirror");
+                        health.failures[m].fetch_add(1, Ordering::Relaxed);
                         at.refused[m] = true;
                         at.failures.push((m, error));
                         mirror = at.next(steps, health);
