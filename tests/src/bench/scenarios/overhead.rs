@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::topology::{Pair, PairOptions};
+use crate::topology::{rx_prog_id, Pair, PairOptions};
 use anyhow::{Context as _, Result};
 use serde_json::json;
 
@@ -63,8 +63,8 @@ impl Scenario for Overhead {
              agent was ready. Bulk: {} s of one TCP stream \
              into the watched end. Throughput: {pairs} alternating pairs of {:.1} s runs, the \
              order swapped every pair; the ratio is with the receive counter over without, \
-             the median of the pairs, once with the defaults (tc ingress) and once with \
-             rx_hook = \"xdp\". CPU is user+system time from /proc/PID/stat over wall time, in % of one core; \
+             the median of the pairs, with the defaults (tc ingress), with rx_hook = \
+             \"xdp\" (generic) and with xdp_mode = \"native\" (veth has native XDP). CPU is user+system time from /proc/PID/stat over wall time, in % of one core; \
              RSS is VmRSS.",
             idle_span.as_secs(),
             settle.as_secs(),
@@ -166,8 +166,16 @@ impl Scenario for Overhead {
             Some("[agent]\nrx_hook = \"xdp\"\n"),
             &format!("{}-xdp", self.name()),
         )?;
+        // Native XDP, where a driver has it (veth does): the packet is seen before a socket
+        // buffer exists on the receiving side.
+        let native = legs.measure(
+            cx,
+            Some("[agent]\nrx_hook = \"xdp\"\nxdp_mode = \"native\"\n"),
+            &format!("{}-xdp-native", self.name()),
+        )?;
         let ratio = median(&xdp.ratios);
         let tc_ratio = median(&tc.ratios);
+        let native_ratio = median(&native.ratios);
 
         let max_rss = idle_rss.max(bulk_rss).max(tc_bulk.rss) as f64 / 1e6;
         for (hook, bulk) in [("XDP", &xdp_bulk), ("tc ingress", &tc_bulk)] {
@@ -204,6 +212,7 @@ impl Scenario for Overhead {
         for (hook, measured, median_ratio) in [
             ("XDP (generic, rx_hook = \"xdp\")", &xdp, ratio),
             ("tc ingress (the default)", &tc, tc_ratio),
+            ("XDP native (xdp_mode = \"native\")", &native, native_ratio),
         ] {
             let mut rows = measured.rows.clone();
             rows.push(vec![
@@ -265,6 +274,7 @@ impl Scenario for Overhead {
             "bulk_tc": {"cpu_percent": tc_bulk.cpu, "rss_bytes": tc_bulk.rss},
             "throughput_ratios": xdp.ratios,
             "throughput_ratios_tc": tc.ratios,
+            "throughput_ratios_xdp_native": native.ratios,
         });
         // The programs alone, once no agent holds the bpf stats.
         for (hook, name, in_place) in [
@@ -336,6 +346,19 @@ impl Legs<'_> {
                 log: cx.agent_log(log),
             },
         )?;
+        // Measured with the counter in place, or not at all.
+        let (ns, index) = (&self.watched.a, self.watched.a_index);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ns.block_on(rx_prog_id(index)).is_none() {
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "the agent ({}) attached no receive counter to the watched veth in 10 s: \
+                     see {log}",
+                    config.unwrap_or("defaults")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let mut measured = Measured {
             ratios: Vec::new(),
             rows: Vec::new(),
