@@ -45,6 +45,8 @@ pub struct Launch<'a> {
     pub report_interval: &'a str,
     /// A file that gets every log line too (the bench keeps it with its results).
     pub log_file: Option<&'a Path>,
+    /// More environment variables.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl Default for Launch<'_> {
@@ -55,6 +57,7 @@ impl Default for Launch<'_> {
             config: None,
             report_interval: "1s",
             log_file: None,
+            env: &[],
         }
     }
 }
@@ -124,6 +127,7 @@ impl Agent {
                 "RUST_LOG",
                 std::env::var(AGENT_LOG).unwrap_or_else(|_| "info".into()),
             )
+            .envs(launch.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -405,4 +409,33 @@ pub fn try_binary() -> Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Seconds from `since` to a log line's `timestamp` (RFC 3339, UTC), by the time of day
+/// (negative if the line is earlier).
+pub fn seconds_after(since: std::time::SystemTime, timestamp: &Value) -> f64 {
+    let text = timestamp.as_str().unwrap_or_default();
+    let of_day = text
+        .split_once('T')
+        .and_then(|(_, time)| {
+            let mut parts = time.trim_end_matches('Z').split(':');
+            let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(
+                h.parse::<f64>().ok()? * 3600.0
+                    + m.parse::<f64>().ok()? * 60.0
+                    + s.parse::<f64>().ok()?,
+            )
+        })
+        .unwrap_or_else(|| panic!("a log timestamp that is not RFC 3339 UTC: {timestamp}"));
+    let since = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+        % 86_400.0;
+    let after = (of_day - since).rem_euclid(86_400.0);
+    if after > 43_200.0 {
+        after - 86_400.0
+    } else {
+        after
+    }
 }

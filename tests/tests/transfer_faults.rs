@@ -11,13 +11,13 @@ use std::{
 
 use netwatch_client::state::{Health, Subject};
 use netwatch_tests::{
+    agent::seconds_after,
     cli::Ran,
     mirrors::{cached_chunks, Run, StoredManifest, ThreeMirrors, NAMES},
     random::noise,
     require_privileges,
     verdicts::{health, Subscription},
 };
-use serde_json::Value;
 
 /// The mirrors' egress caps, in bits per second. The primary's is more than three times the
 /// secondary's, so that it ranks first whatever the latencies (score = 0.4 × latency part +
@@ -120,35 +120,6 @@ fn wait_for_cached(cache: &Path, chunks: usize, child: &mut std::process::Child)
             "fewer than {chunks} chunks cached after 60 s"
         );
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Seconds from `since` to a log line's `timestamp` (RFC 3339, UTC), by the time of day
-/// (negative if the line is earlier).
-fn seconds_after(since: std::time::SystemTime, timestamp: &Value) -> f64 {
-    let text = timestamp.as_str().unwrap_or_default();
-    let of_day = text
-        .split_once('T')
-        .and_then(|(_, time)| {
-            let mut parts = time.trim_end_matches('Z').split(':');
-            let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(
-                h.parse::<f64>().ok()? * 3600.0
-                    + m.parse::<f64>().ok()? * 60.0
-                    + s.parse::<f64>().ok()?,
-            )
-        })
-        .unwrap_or_else(|| panic!("a log timestamp that is not RFC 3339 UTC: {timestamp}"));
-    let since = since
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
-        % 86_400.0;
-    let after = (of_day - since).rem_euclid(86_400.0);
-    if after > 43_200.0 {
-        after - 86_400.0
-    } else {
-        after
     }
 }
 

@@ -32,6 +32,8 @@ const PACKAGES: &[&str] = &[
     "aria2",
     "curl",
     "python3-pip",
+    // systemd-analyze checks the service units (dist/systemd).
+    "systemd",
 ];
 /// The packages that provide `/usr/bin/rustc`: reinstalled (upgraded) when it is too old.
 const RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];

@@ -197,6 +197,7 @@ impl AgentArgs {
         Ok(AgentConfig {
             report_interval,
             rx_hook,
+            notify_manager: true,
             interfaces,
             event_buffer: self.event_buffer.unwrap_or(file.agent.netlink_event_buffer),
             run_as: run_as(self.user.as_deref().or(file.agent.user.as_deref()))?,

@@ -39,6 +39,7 @@ pub fn start_binary(bin: Option<&Path>, ns: &NetNs, options: AgentOptions<'_>) -
             config: options.config,
             report_interval: "0",
             log_file: Some(&options.log),
+            env: &[],
         },
     )?;
     agent.wait_ready(Duration::from_secs(30))?;

@@ -15,6 +15,7 @@ mod costs;
 mod evidence;
 mod fast_path;
 mod logging;
+mod notify;
 mod privileges;
 mod probe;
 mod report;
@@ -64,6 +65,9 @@ pub struct AgentConfig {
     pub report_interval: Option<Duration>,
     /// Where the receive counter runs on each watched interface.
     pub rx_hook: RxHook,
+    /// Whether to tell a service manager at `$NOTIFY_SOCKET` when ready (`notify.rs`): the
+    /// `netwatch agent` command does; a program that embeds the agent keeps the variable.
+    pub notify_manager: bool,
     /// Which interfaces are watched (`selection.rs`).
     pub interfaces: InterfaceSelection,
     /// Receive buffer of the netlink event socket, in bytes.
@@ -99,6 +103,7 @@ impl Default for AgentConfig {
             kernel_programs: &[],
             report_interval: Some(Duration::from_secs(5)),
             rx_hook: RxHook::default(),
+            notify_manager: false,
             interfaces: InterfaceSelection::default(),
             event_buffer: crate::netlink::DEFAULT_EVENT_BUFFER,
             thresholds: Thresholds::default(),
@@ -120,6 +125,8 @@ pub enum AgentError {
     Netlink(#[from] NetlinkError),
     #[error("installing signal handlers failed: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("reaching the service manager at $NOTIFY_SOCKET failed: {0}")]
+    Notify(#[source] std::io::Error),
     #[error(transparent)]
     Socket(#[from] crate::server::ServerError),
     #[error(transparent)]
@@ -141,6 +148,10 @@ pub async fn run(
     publish: watch::Sender<Arc<NetworkState>>,
 ) -> Result<(), AgentError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
+    let manager = match config.notify_manager {
+        true => notify::Notifier::from_env().map_err(AgentError::Notify)?,
+        false => notify::Notifier::none(),
+    };
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
     // Listeners first: a second agent or a busy port fails before anything is loaded, and
     // the socket's directory and owner need privileges dropped later.
@@ -238,6 +249,11 @@ pub async fn run(
         rx_counters_attached = agent.rx_counters_attached(),
         "agent ready"
     );
+    manager.send(&format!(
+        "READY=1\nSTATUS=watching {} links, {} with a receive counter",
+        agent.link_count(),
+        agent.rx_counters_attached()
+    ));
 
     let mut report_tick = config.report_interval.map(|every| ticker(every, every));
     let mut classify_tick = ticker(CLASSIFY_EVERY, CLASSIFY_EVERY);
@@ -300,6 +316,7 @@ pub async fn run(
             ));
         }
     };
+    manager.send("STOPPING=1");
     // Dropping the programs closes their links: the kernel detaches them.
     drop(kernel_events);
     drop(probes);
