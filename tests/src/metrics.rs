@@ -30,9 +30,8 @@ pub fn scrape(ns: &NetNs, addr: SocketAddr) -> Result<String> {
 pub const NETWATCH_PROMTOOL: &str = "NETWATCH_PROMTOOL";
 const PROMTOOL_INSTALLED: &str = "target/test-tools/prometheus/usr/bin/promtool";
 
-/// What `promtool check metrics` says of `text`: `Ok` with its complaints (empty when
-/// clean), or an error if it could not run.
-pub fn promtool_check(text: &str) -> Result<String> {
+/// Where `promtool` is: `NETWATCH_PROMTOOL`, else where `cargo xtask test` unpacks it.
+pub fn promtool() -> Result<PathBuf> {
     let promtool = std::env::var_os(NETWATCH_PROMTOOL)
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -46,6 +45,13 @@ pub fn promtool_check(text: &str) -> Result<String> {
          package, or set {NETWATCH_PROMTOOL} to one",
         promtool.display()
     );
+    Ok(promtool)
+}
+
+/// What `promtool check metrics` says of `text`: `Ok` with its complaints (empty when
+/// clean), or an error if it could not run.
+pub fn promtool_check(text: &str) -> Result<String> {
+    let promtool = promtool()?;
     let mut child = Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
