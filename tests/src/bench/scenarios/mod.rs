@@ -56,6 +56,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(transfer::TransferScenario::Parallel),
         Box::new(transfer::TransferScenario::Compression),
         Box::new(transfer::TransferScenario::Delta),
+        Box::new(transfer::TransferScenario::Rtt),
     ]
 }
 

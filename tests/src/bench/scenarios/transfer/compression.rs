@@ -101,7 +101,7 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
     };
     let mut raw = Vec::new();
     for (c, mbit) in CAPS_MBIT.iter().enumerate() {
-        shape(&site, *mbit)?;
+        site.shape(*mbit)?;
         let mut puts: Vec<Vec<Put>> = (0..MODES.len()).map(|_| Vec::new()).collect();
         for round in 1..=rounds {
             cx.check_interrupt()?;
@@ -142,26 +142,6 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
     report.facts.push(table);
     report.facts.push(verdicts);
     report.raw = json!({"artifact_bytes": size, "rlib_files": built.files, "puts": raw});
-    Ok(())
-}
-
-/// Caps both ends of the veth at `mbit` (tbf, a burst of 1 ms at the rate, at least 32 KiB:
-/// a burst as large as the 1 MiB bandwidth probe would let the probe through unshaped).
-fn shape(site: &Site, mbit: u64) -> Result<()> {
-    let burst = (mbit * 1_000_000 / 8 / 1000).max(32 * 1024).to_string();
-    let rate = format!("{mbit}mbit");
-    for (ns, dev) in [
-        (site.client(), &site.pair.a_if),
-        (site.mirror(), &site.pair.b_if),
-    ] {
-        Site::tc(
-            ns,
-            &[
-                "qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate, "burst", &burst,
-                "latency", "100ms",
-            ],
-        )?;
-    }
     Ok(())
 }
 

@@ -1,13 +1,16 @@
 //! `netwatch get` and `put` against real servers and their usual baselines (docs/transfer.md):
 //! throughput against curl, the parallel chunk fetch under a per-connection cap against one
-//! connection and aria2c, what compression `auto` chooses at 10, 100 and 1000 Mbit/s, and
-//! what a 1% edit moves. Each part is its own scenario with its own namespaces and nginx.
+//! connection and aria2c, what compression `auto` chooses at 10, 100 and 1000 Mbit/s, what
+//! a 1% edit moves, and a far mirror (100 Mbit/s, 50 ms away). Each part is its own scenario
+//! with its own namespaces and nginx.
 
 mod artifact;
 mod compression;
+mod delay;
 mod delta;
 mod parallel;
 mod proxy;
+mod rtt;
 mod site;
 mod throughput;
 
@@ -23,6 +26,7 @@ pub enum TransferScenario {
     Parallel,
     Compression,
     Delta,
+    Rtt,
 }
 
 impl Scenario for TransferScenario {
@@ -32,6 +36,7 @@ impl Scenario for TransferScenario {
             Self::Parallel => "transfer-parallel",
             Self::Compression => "transfer-compression",
             Self::Delta => "transfer-delta",
+            Self::Rtt => "transfer-rtt",
         }
     }
 
@@ -44,6 +49,7 @@ impl Scenario for TransferScenario {
             }
             Self::Compression => "transfer: compression chosen against link rate (put)",
             Self::Delta => "transfer: what a 1% edit moves (put and get)",
+            Self::Rtt => "transfer: a far mirror, 100 Mbit/s and 50 ms round trip (put and get)",
         }
     }
 
@@ -54,6 +60,7 @@ impl Scenario for TransferScenario {
             Self::Parallel => parallel::run(cx, report, title),
             Self::Compression => compression::run(cx, report, title),
             Self::Delta => delta::run(cx, report, title),
+            Self::Rtt => rtt::run(cx, report, title),
         }
     }
 }

@@ -202,6 +202,26 @@ impl Site {
         timed(command, program, args)
     }
 
+    /// Caps both ends of the veth at `mbit` (tbf, a burst of 1 ms at the rate, at least 32 KiB:
+    /// a burst as large as the 1 MiB bandwidth probe would let the probe through unshaped).
+    pub fn shape(&self, mbit: u64) -> Result<()> {
+        let burst = (mbit * 1_000_000 / 8 / 1000).max(32 * 1024).to_string();
+        let rate = format!("{mbit}mbit");
+        for (ns, dev) in [
+            (self.client(), &self.pair.a_if),
+            (self.mirror(), &self.pair.b_if),
+        ] {
+            Site::tc(
+                ns,
+                &[
+                    "qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate, "burst", &burst,
+                    "latency", "100ms",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Runs `tc ARGS` in `ns`.
     pub fn tc(ns: &NetNs, args: &[&str]) -> Result<()> {
         let output = ns.exec("tc", args);
