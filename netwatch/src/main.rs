@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::Parser;
 use netwatch::{
     cli::{
-        init_logging, run_cache, run_gc, run_get, run_mirrors, run_put, run_status, run_sync,
-        run_wait_online, run_watch, AgentArgs, Cli, Command,
+        init_logging, run_cache, run_check, run_gc, run_get, run_mirrors, run_put, run_status,
+        run_sync, run_wait_online, run_watch, AgentArgs, Cli, Command,
     },
     settings::{self, Environment, Settings},
 };
@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Status(args) => return run_status(&args, &settings),
         Command::Watch(args) => return run_watch(&args, &settings),
         Command::WaitOnline(args) => return run_wait_online(&args, &settings),
+        Command::Check(args) => return run_check(&args, &settings.socket),
         Command::Put(args) => return run_put(&args, &settings),
         Command::Get(args) => return run_get(&args, &settings),
         Command::Mirrors(args) => return run_mirrors(&args, &settings),

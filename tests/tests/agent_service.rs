@@ -76,3 +76,60 @@ fn ready_comes_once_everything_is_attached_and_stopping_on_sigterm() {
         .expect("STOPPING=1 after the SIGTERM");
     assert_eq!(String::from_utf8_lossy(&buffer[..n]), "STOPPING=1");
 }
+
+/// `netwatch check` against the running agent, as node-problem-detector runs it.
+fn check(socket: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(netwatch_tests::agent::binary())
+        .arg("check")
+        .arg("--socket")
+        .arg(socket)
+        .args(extra)
+        .output()
+        .expect("running netwatch check");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+fn check_answers_in_node_problem_detectors_protocol() {
+    use netwatch_client::state::{Health, Subject};
+    use netwatch_tests::verdicts::{health, Subscription};
+
+    require_privileges();
+    let pair = Pair::new();
+    pair.default_route_via_a();
+    let agent = Agent::start(&pair.b);
+    agent.wait_for("agent ready", |_| true, STARTUP);
+    let socket = agent.socket().to_path_buf();
+    let sub = Subscription::connect(&socket);
+    let _ping = pair.ping_a_from_b("0.1", 300, Duration::from_secs(40));
+    sub.wait_for(
+        "the host Up",
+        |s| health(s, &Subject::Host) == Some(Health::Up),
+        Duration::from_secs(10),
+    );
+    let (code, line) = check(&socket, &[]);
+    assert_eq!(code, Some(0), "{line}");
+    assert!(line.starts_with("host is up ("), "{line}");
+    let (code, line) = check(&socket, &["--endpoint", "nowhere"]);
+    assert_eq!(code, Some(2), "{line}");
+
+    pair.b
+        .block_on(netwatch_tests::topology::set_link_up(pair.b_index, false));
+    sub.wait_for(
+        "the host Down",
+        |s| health(s, &Subject::Host) == Some(Health::Down),
+        Duration::from_secs(10),
+    );
+    let (code, line) = check(&socket, &[]);
+    assert_eq!(code, Some(1), "{line}");
+    assert!(line.starts_with("host is down ("), "{line}");
+
+    drop(sub);
+    drop(agent);
+    let (code, line) = check(&socket, &[]);
+    assert_eq!(code, Some(2), "with no agent: {line}");
+    assert!(line.starts_with("no verdict: "), "{line}");
+}

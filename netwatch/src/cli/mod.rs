@@ -1,6 +1,7 @@
 //! The `netwatch` command line: argument types (clap lives only here) and logging set-up.
 
 mod agent;
+mod check;
 mod format;
 mod logging;
 mod paths;
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub use agent::{AgentArgs, SettingsError};
 
+pub use check::{run_check, CheckArgs, CHECK_OK, CHECK_PROBLEM, CHECK_UNKNOWN};
 pub use logging::init as init_logging;
 pub use paths::{CacheArg, PathArgs};
 pub use remote::CommandError;
@@ -63,6 +65,9 @@ pub enum Command {
     Watch(WatchArgs),
     /// Wait until the host (or an endpoint) is Up: exit 0 then, 3 at the timeout, 4 if Down.
     WaitOnline(WaitOnlineArgs),
+    /// One look at the verdict, for node-problem-detector and other checkers: exit 0 if Up,
+    /// 1 if Down or Degraded, 2 if unknown; one line on stdout.
+    Check(CheckArgs),
     /// Upload a file to a mirror as KEY: only the chunks the mirror lacks (docs/transfer.md).
     Put(PutArgs),
     /// Fetch KEY into OUT: only the chunks the local cache lacks, falling back across mirrors.

@@ -66,6 +66,7 @@ impl Command {
             Command::Status(args) => args.paths.flags(),
             Command::Watch(args) => args.paths.flags(),
             Command::WaitOnline(args) => args.paths.flags(),
+            Command::Check(args) => args.paths.flags(),
             Command::Put(args) => args.copy.flags(),
             Command::Get(args) => args.copy.flags(),
             Command::Mirrors(args) => args.cache.flags(&args.common.paths),
