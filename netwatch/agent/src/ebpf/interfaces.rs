@@ -36,17 +36,15 @@ impl KernelPrograms {
         if self.rx_links.contains_key(&ifindex) {
             return Ok(());
         }
-        let rx: &mut SchedClassifier = program(&mut self.ebpf, RX_PROGRAM)?;
-        let link = rx
-            .attach_with_options(
-                ifname,
-                TcAttachType::Ingress,
-                TcAttachOptions::TcxOrder(LinkOrder::first()),
-            )
-            .map_err(|source| EbpfError::AttachRx {
-                ifname: ifname.to_string(),
-                source,
-            })?;
+        let link = attach_tcx(&mut self.ebpf, RX_PROGRAM, ifname, TcAttachType::Ingress).map_err(
+            |source| match source {
+                TcxError::Program(e) => e,
+                TcxError::Attach(source) => EbpfError::AttachRx {
+                    ifname: ifname.to_string(),
+                    source,
+                },
+            },
+        )?;
         self.rx_links.insert(ifindex, RxLink::Tc(link));
         Ok(())
     }
@@ -66,17 +64,15 @@ impl KernelPrograms {
         if self.tx_links.contains_key(&ifindex) {
             return Ok(());
         }
-        let tx: &mut SchedClassifier = program(&mut self.ebpf, TX_PROGRAM)?;
-        let link = tx
-            .attach_with_options(
-                ifname,
-                TcAttachType::Egress,
-                TcAttachOptions::TcxOrder(LinkOrder::first()),
-            )
-            .map_err(|source| EbpfError::AttachTx {
-                ifname: ifname.to_string(),
-                source,
-            })?;
+        let link = attach_tcx(&mut self.ebpf, TX_PROGRAM, ifname, TcAttachType::Egress).map_err(
+            |source| match source {
+                TcxError::Program(e) => e,
+                TcxError::Attach(source) => EbpfError::AttachTx {
+                    ifname: ifname.to_string(),
+                    source,
+                },
+            },
+        )?;
         self.tx_links.insert(ifindex, link);
         Ok(())
     }
@@ -141,4 +137,27 @@ impl KernelPrograms {
     pub fn interface_links(&self) -> usize {
         self.rx_links.len() + self.tx_links.len()
     }
+}
+
+/// Why a tcx attach failed: the program is missing, or the kernel refused the link.
+enum TcxError {
+    Program(EbpfError),
+    Attach(aya::programs::ProgramError),
+}
+
+/// Attaches the classifier `name` to `ifname` at `direction` through tcx, first in line.
+fn attach_tcx(
+    ebpf: &mut aya::Ebpf,
+    name: &'static str,
+    ifname: &str,
+    direction: TcAttachType,
+) -> Result<aya::programs::tc::SchedClassifierLinkId, TcxError> {
+    let classifier: &mut SchedClassifier = program(ebpf, name).map_err(TcxError::Program)?;
+    classifier
+        .attach_with_options(
+            ifname,
+            direction,
+            TcAttachOptions::TcxOrder(LinkOrder::first()),
+        )
+        .map_err(TcxError::Attach)
 }

@@ -275,13 +275,7 @@ async fn read(mirror: &MirrorStore, span: Span, reading: &Reading<'_>) -> Result
     // Hashing, decompressing and writing are CPU and disk work: off the async threads, which
     // meanwhile receive the other spans.
     tokio::task::spawn_blocking(move || {
-        let mut checker = Checker {
-            placer: &placer,
-            name: &name,
-            got: Got::default(),
-            sound: Vec::new(),
-            fatal: None,
-        };
+        let mut checker = Checker::new(&placer, &name);
         for (chunk, at) in &chunks {
             let from = (at - start) as usize;
             checker.check(chunk, &buffer[from..from + chunk.stored_size as usize]);
@@ -328,7 +322,17 @@ struct Checker<'a> {
     fatal: Option<Failure>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    fn new(placer: &'a Placer, name: &'a str) -> Self {
+        Self {
+            placer,
+            name,
+            got: Got::default(),
+            sound: Vec::new(),
+            fatal: None,
+        }
+    }
+
     fn check(&mut self, chunk: &ChunkRef, body: &[u8]) {
         if self.fatal.is_some() {
             return;
@@ -369,13 +373,7 @@ async fn read_object(
     let (cache, placer, name) = (cache.clone(), Arc::clone(placer), mirror.name().to_string());
     // Hashing and decompressing are CPU work: off the async threads.
     tokio::task::spawn_blocking(move || {
-        let mut checker = Checker {
-            placer: &placer,
-            name: &name,
-            got: Got::default(),
-            sound: Vec::new(),
-            fatal: None,
-        };
+        let mut checker = Checker::new(&placer, &name);
         checker.check(&as_stored, &stored);
         if let Some(fatal) = checker.fatal {
             return Err(fatal);

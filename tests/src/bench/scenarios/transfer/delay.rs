@@ -5,24 +5,20 @@
 //! backpressure as it would from a full path.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::proxy::Forwarder;
 use crate::netns::NetNs;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 const STEP: usize = 16 * 1024;
 /// In flight per direction: 2 MiB.
 const LINE_BYTES: usize = 2 << 20;
 
-/// Listens in a namespace; stops accepting on drop (open connections end with their peers).
-pub struct DelayProxy {
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-}
+/// A proxy that delays both directions.
+pub struct DelayProxy;
 
 impl DelayProxy {
     /// Forwards `listen` to `upstream`, each direction `one_way` late.
@@ -31,42 +27,10 @@ impl DelayProxy {
         listen: SocketAddr,
         upstream: SocketAddr,
         one_way: Duration,
-    ) -> Result<DelayProxy> {
-        let listener = ns
-            .run(|| TcpListener::bind(listen))
-            .with_context(|| format!("binding the delay proxy to {listen}"))?;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        // Upstream connections are made from a thread inside the namespace.
-        let accept = ns.spawn("delay-proxy", move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        if let Ok(server) = TcpStream::connect(upstream) {
-                            relay(client, server, one_way);
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
-        Ok(DelayProxy {
-            stop,
-            accept: Some(accept),
+    ) -> Result<Forwarder> {
+        Forwarder::start(ns, listen, upstream, move |client, server| {
+            relay(client, server, one_way)
         })
-    }
-}
-
-impl Drop for DelayProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
     }
 }
 

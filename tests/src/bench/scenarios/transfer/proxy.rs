@@ -18,11 +18,61 @@ use anyhow::{Context as _, Result};
 /// Bytes written per step: the pacing's granularity.
 const STEP: usize = 16 * 1024;
 
-/// Listens in a namespace; stops accepting on drop (open connections end with their peers).
-pub struct CappedProxy {
+/// Listens in a namespace and hands each connection, with a new one to the upstream, to a
+/// relay; stops accepting on drop (open connections end with their peers).
+pub struct Forwarder {
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
+
+impl Forwarder {
+    pub fn start(
+        ns: &NetNs,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        relay: impl Fn(TcpStream, TcpStream) + Send + 'static,
+    ) -> Result<Forwarder> {
+        let listener = ns
+            .run(|| TcpListener::bind(listen))
+            .with_context(|| format!("binding a proxy to {listen}"))?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        // Sockets keep the namespace they were made in, so the upstream connections are
+        // made from a thread inside it.
+        let accept = ns.spawn("proxy", move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        if let Ok(server) = TcpStream::connect(upstream) {
+                            relay(client, server);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        Ok(Forwarder {
+            stop,
+            accept: Some(accept),
+        })
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+/// A proxy whose answers are capped per connection.
+pub struct CappedProxy;
 
 impl CappedProxy {
     /// Forwards `listen` to `upstream`, each connection's answers capped at `bytes_per_sec`.
@@ -31,43 +81,10 @@ impl CappedProxy {
         listen: SocketAddr,
         upstream: SocketAddr,
         bytes_per_sec: u64,
-    ) -> Result<CappedProxy> {
-        let listener = ns
-            .run(|| TcpListener::bind(listen))
-            .with_context(|| format!("binding the capped proxy to {listen}"))?;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = Arc::clone(&stop);
-        // Sockets keep the namespace they were made in, so the upstream connections are
-        // made from a thread inside it.
-        let accept = ns.spawn("capped-proxy", move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        if let Ok(server) = TcpStream::connect(upstream) {
-                            relay(client, server, bytes_per_sec);
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        });
-        Ok(CappedProxy {
-            stop,
-            accept: Some(accept),
+    ) -> Result<Forwarder> {
+        Forwarder::start(ns, listen, upstream, move |client, server| {
+            relay(client, server, bytes_per_sec)
         })
-    }
-}
-
-impl Drop for CappedProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
     }
 }
 
