@@ -6,8 +6,8 @@ use anyhow::Context;
 use clap::Parser;
 use netwatch::{
     cli::{
-        init_logging, run_cache, run_check, run_gc, run_get, run_mirrors, run_put, run_status,
-        run_sync, run_wait_online, run_watch, AgentArgs, Cli, Command,
+        init_logging, run_cache, run_check, run_gc, run_get, run_manpages, run_mirrors, run_put,
+        run_status, run_sync, run_wait_online, run_watch, AgentArgs, Cli, Command,
     },
     settings::{self, Environment, Settings},
 };
@@ -19,6 +19,10 @@ use netwatch_client::{
 fn main() -> ExitCode {
     let started = Instant::now();
     let cli = Cli::parse();
+    // Needs no settings: a packager runs it on a build machine with no configuration.
+    if let Command::Manpages(args) = &cli.command {
+        return run_manpages(args);
+    }
     init_logging(cli.log_format);
     let settings = match settings::resolve(&cli.command.path_flags(), &Environment::of_process()) {
         Ok(settings) => settings,
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => return run_sync(&args, &settings),
         Command::Cache(args) => return run_cache(&args, &settings),
         Command::Gc(args) => return run_gc(&args, &settings),
+        Command::Manpages(_) => unreachable!("answered before the settings are resolved"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

