@@ -13,7 +13,7 @@ pub mod settings;
 pub mod size;
 
 // The member crates' modules, under the names the command's code uses.
-use netwatch_agent::{daemon as agent, ebpf, server, state};
+use netwatch_agent::{daemon as agent, ebpf, metrics, server, state};
 use netwatch_client::{client, retry};
 use netwatch_transfer as transfer;
 

@@ -48,6 +48,18 @@ pub fn promtool() -> Result<PathBuf> {
     Ok(promtool)
 }
 
+/// The Prometheus server unpacked beside `promtool` (the same Debian package).
+pub fn prometheus() -> Result<PathBuf> {
+    let promtool = promtool()?;
+    let server = promtool.with_file_name("prometheus");
+    anyhow::ensure!(
+        server.is_file(),
+        "prometheus is not beside promtool at {}",
+        promtool.display()
+    );
+    Ok(server)
+}
+
 /// What `promtool check metrics` says of `text`: `Ok` with its complaints (empty when
 /// clean), or an error if it could not run.
 pub fn promtool_check(text: &str) -> Result<String> {

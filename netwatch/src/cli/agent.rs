@@ -2,7 +2,7 @@
 //! resolve into one `AgentConfig` (in that order of precedence; the paths come resolved
 //! from `crate::settings`).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use clap::ValueEnum;
 
@@ -11,6 +11,7 @@ use crate::{
     agent::{AgentConfig, EndpointSpec, InterfaceSelection, MetricsListen, ProbeSpec, RunAs},
     config::{Config, ConfigError, RxHookName, DEFAULT_METRICS_LISTEN},
     ebpf::{RxHook, XdpMode},
+    metrics::{WebConfig, WebConfigError},
     server::ServerOptions,
     settings::Settings,
 };
@@ -76,8 +77,9 @@ pub struct AgentArgs {
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
 
-    /// Serve Prometheus metrics on this loopback address, or `off`. [default: 127.0.0.1:9477,
-    /// skipped with a warning if it cannot be bound]
+    /// Serve Prometheus metrics on this loopback address, or `off` (off loopback only through
+    /// the configuration file, behind TLS and authentication: `[metrics] web_config`).
+    /// [default: 127.0.0.1:9477, skipped with a warning if it cannot be bound]
     #[arg(long, value_name = "ADDR|off", value_parser = parse_metrics)]
     pub metrics: Option<MetricsFlag>,
 
@@ -111,6 +113,9 @@ pub enum MetricsFlag {
 pub enum SettingsError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `[metrics] web_config` cannot be used, or does not guard the address.
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
     /// The user to run as does not exist.
     #[error("user `{0}` does not exist: create it (`useradd --system --no-create-home --shell /usr/sbin/nologin {0}`), or set [agent] user (or --user) to an existing one")]
     NoSuchUser(String),
@@ -169,17 +174,32 @@ impl AgentArgs {
                 .unwrap_or(file.interfaces.include.clone()),
             exclude: (self.exclude_interfaces.clone()).unwrap_or(file.interfaces.exclude.clone()),
         };
+        // Read now, as root: the key is usually readable by root alone.
+        let web = (file.metrics.web_config.as_deref())
+            .map(WebConfig::load)
+            .transpose()?
+            .map(Arc::new);
         let metrics = match self.metrics {
             Some(MetricsFlag::Off) => None,
             Some(MetricsFlag::Listen(addr)) => Some(MetricsListen {
                 addr,
                 required: true,
+                web: web.clone(),
             }),
             None => file.metrics.listen.map(|addr| MetricsListen {
                 addr,
                 required: addr != DEFAULT_METRICS_LISTEN,
+                web: web.clone(),
             }),
         };
+        if let Some(MetricsListen {
+            addr,
+            web: Some(web),
+            ..
+        }) = &metrics
+        {
+            web.check_exposure(*addr)?;
+        }
         let mut endpoints = Vec::with_capacity(file.endpoints.len());
         for endpoint in &file.endpoints {
             let probe = endpoint.probe.then_some(ProbeSpec {
@@ -253,7 +273,7 @@ fn parse_metrics(text: &str) -> Result<MetricsFlag, String> {
     })?;
     if !addr.ip().is_loopback() {
         return Err(format!(
-            "`{text}` is not a loopback address: the agent serves metrics only on this host (127.0.0.1 or [::1])"
+            "`{text}` is not a loopback address: the flag serves metrics only on this host (127.0.0.1 or [::1]); off loopback, set [metrics] listen and web_config in the configuration file"
         ));
     }
     Ok(MetricsFlag::Listen(addr))
@@ -304,7 +324,8 @@ mod tests {
             config.metrics,
             Some(MetricsListen {
                 addr: DEFAULT_METRICS_LISTEN,
-                required: false
+                required: false,
+                web: None,
             })
         );
         assert!(

@@ -113,11 +113,12 @@ pub enum ConfigError {
         written: String,
         expected: String,
     },
-    /// The metrics address is not a loopback address.
+    /// The metrics address is not a loopback address, and no web configuration guards it.
     #[error(
         "{at}: listen = {value}: expected a loopback address like \"127.0.0.1:9477\" or \
-         \"[::1]:9477\": the agent must not expose itself on the network (scrape it through a \
-         local Prometheus or a proxy), or set `enabled = false`"
+         \"[::1]:9477\": off loopback the agent serves metrics only over TLS to scrapers that \
+         authenticate, so set web_config to a file with tls_server_config and \
+         basic_auth_users (docs/config.md), or set `enabled = false`"
     )]
     NotLoopback { at: Location, value: String },
     /// Two `[[endpoint]]` (or `[[mirror]]`) tables with the same name: clients (or

@@ -136,11 +136,14 @@ impl Default for CacheSettings {
 /// `[metrics]`: the Prometheus exporter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricsSettings {
-    /// A loopback address to serve `/metrics` on; `None` when `enabled = false`.
+    /// The address to serve `/metrics` on: loopback, or any with `web_config`; `None` when
+    /// `enabled = false`.
     pub listen: Option<SocketAddr>,
     /// Whether the kernel accounts the run time of every BPF program while the agent runs
     /// (BPF_ENABLE_STATS): host-wide, two clock reads per run of every program.
     pub program_costs: bool,
+    /// The exporter's TLS and basic auth (`web_config`), read by the agent at start.
+    pub web_config: Option<PathBuf>,
 }
 
 impl Default for MetricsSettings {
@@ -148,6 +151,7 @@ impl Default for MetricsSettings {
         Self {
             listen: Some(DEFAULT_METRICS_LISTEN),
             program_costs: false,
+            web_config: None,
         }
     }
 }

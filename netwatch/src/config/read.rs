@@ -2,7 +2,11 @@
 //! refusal can point at the line it is about. Walking the tree by hand rather than through
 //! serde is what lets unknown keys get a suggestion and checks across keys get a line.
 
-use std::{collections::HashMap, net::SocketAddr, path::Path};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use toml::{
     de::{DeTable, DeValue},
@@ -33,7 +37,7 @@ pub(super) const AGENT_KEYS: &[&str] = &[
 ];
 pub(super) const SOCKET_KEYS: &[&str] = &["path", "mode", "group"];
 pub(super) const INTERFACE_KEYS: &[&str] = &["include", "exclude"];
-pub(super) const METRICS_KEYS: &[&str] = &["enabled", "listen", "program_costs"];
+pub(super) const METRICS_KEYS: &[&str] = &["enabled", "listen", "program_costs", "web_config"];
 pub(super) const CACHE_KEYS: &[&str] = &["max_size"];
 pub(super) const THRESHOLD_KEYS: &[&str] = &[
     "evidence_window",
@@ -264,7 +268,14 @@ fn socket(table: &Table) -> Result<SocketSettings, ConfigError> {
 
 fn metrics(table: &Table) -> Result<MetricsSettings, ConfigError> {
     const LISTEN: &str = "an address and port like \"127.0.0.1:9477\" or \"[::1]:9477\"";
+    const WEB_CONFIG: &str = "an absolute path to a web configuration file (YAML, as \
+                              Prometheus exporters read it: tls_server_config, basic_auth_users)";
     let enabled = table.boolean("enabled")?.unwrap_or(true);
+    let web_config = match table.string("web_config", WEB_CONFIG)? {
+        None => None,
+        Some(text) if Path::new(text).is_absolute() => Some(PathBuf::from(text)),
+        Some(_) => return Err(table.invalid("web_config", WEB_CONFIG)),
+    };
     let listen = match table.string("listen", LISTEN)? {
         None => MetricsSettings::default().listen,
         Some(text) => match text.parse::<SocketAddr>() {
@@ -274,7 +285,8 @@ fn metrics(table: &Table) -> Result<MetricsSettings, ConfigError> {
                     "a port from 1 to 65535: Prometheus must know where to scrape",
                 ))
             }
-            Ok(addr) if addr.ip().is_loopback() => Some(addr),
+            // Off loopback only behind a web configuration, which the agent checks guards it.
+            Ok(addr) if addr.ip().is_loopback() || web_config.is_some() => Some(addr),
             Ok(_) => {
                 let (at, value) = table.place("listen");
                 return Err(ConfigError::NotLoopback { at, value });
@@ -285,6 +297,7 @@ fn metrics(table: &Table) -> Result<MetricsSettings, ConfigError> {
     Ok(MetricsSettings {
         listen: listen.filter(|_| enabled),
         program_costs: table.boolean("program_costs")?.unwrap_or(false),
+        web_config,
     })
 }
 

@@ -97,6 +97,7 @@ fn the_example_file_parses_to_what_it_says() {
         metrics: MetricsSettings {
             listen: Some("127.0.0.1:9478".parse().unwrap()),
             program_costs: true,
+            web_config: Some("/etc/netwatch/web.yml".into()),
         },
         thresholds: Thresholds {
             degraded_retransmit_ratio: 0.03,
@@ -266,6 +267,7 @@ fn a_file_setting_every_key_overrides_every_default() {
         metrics: MetricsSettings {
             listen: None,
             program_costs: true,
+            web_config: None,
         },
         thresholds: Thresholds {
             evidence_window: secs(20),
@@ -396,7 +398,8 @@ fn a_metrics_address_off_loopback_is_refused_and_the_reason_given() {
         "[metrics]\nlisten = \"0.0.0.0:9477\"\n",
         "line 2, column 10",
         "listen = \"0.0.0.0:9477\": expected a loopback address like \"127.0.0.1:9477\" or \
-         \"[::1]:9477\": the agent must not expose itself on the network",
+         \"[::1]:9477\": off loopback the agent serves metrics only over TLS to scrapers that \
+         authenticate, so set web_config",
     );
     assert_refused(
         "[metrics]\nlisten = \"localhost:9477\"\n",
@@ -412,6 +415,20 @@ fn a_metrics_address_off_loopback_is_refused_and_the_reason_given() {
     assert_eq!(
         parse("[metrics]\nlisten = \"[::1]:9477\"\n").metrics.listen,
         Some(v6)
+    );
+}
+
+#[test]
+fn a_metrics_address_off_loopback_is_taken_with_a_web_config_the_agent_then_checks() {
+    let any: SocketAddr = "0.0.0.0:9477".parse().unwrap();
+    let metrics =
+        parse("[metrics]\nlisten = \"0.0.0.0:9477\"\nweb_config = \"/etc/nw/web.yml\"\n").metrics;
+    assert_eq!(metrics.listen, Some(any));
+    assert_eq!(metrics.web_config, Some("/etc/nw/web.yml".into()));
+    assert_refused(
+        "[metrics]\nweb_config = \"web.yml\"\n",
+        "line 2, column 14",
+        "web_config = \"web.yml\": expected an absolute path",
     );
 }
 

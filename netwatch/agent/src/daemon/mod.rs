@@ -91,10 +91,12 @@ pub struct AgentConfig {
 
 /// A metrics address, and whether failing to bind it is fatal (it is when a user chose it;
 /// the built-in default is best-effort, e.g. in a namespace whose loopback is down).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MetricsListen {
     pub addr: SocketAddr,
     pub required: bool,
+    /// TLS and basic auth ([`metrics::WebConfig::check_exposure`] passed for `addr`).
+    pub web: Option<Arc<metrics::WebConfig>>,
 }
 
 impl Default for AgentConfig {
@@ -159,7 +161,7 @@ pub async fn run(
         Some(options) => Some(server::bind(options).await?),
         None => None,
     };
-    let metrics_listener = bind_metrics(config.metrics).await?;
+    let metrics_listener = bind_metrics(config.metrics.clone()).await?;
     let bpf_stats = config.program_costs.then(enable_bpf_stats).flatten();
 
     let mut probes = KernelPrograms::load(config.kernel_programs)?;
@@ -338,15 +340,23 @@ pub fn spawn(config: AgentConfig) -> (StateWatch, tokio::task::JoinHandle<Result
 
 async fn bind_metrics(
     listen: Option<MetricsListen>,
-) -> Result<Option<tokio::net::TcpListener>, AgentError> {
+) -> Result<Option<(tokio::net::TcpListener, metrics::Access)>, AgentError> {
     let Some(listen) = listen else {
         return Ok(None);
     };
     match metrics::bind(listen.addr).await {
         Ok(listener) => {
+            let web = listen.web.as_deref();
             // Bound in the watched namespace: with --netns, its loopback, not the host's.
-            info!(address = %listen.addr, netns = netns_name().as_deref().unwrap_or("the agent's own"), "serving metrics");
-            Ok(Some(listener))
+            info!(
+                address = %listen.addr,
+                netns = netns_name().as_deref().unwrap_or("the agent's own"),
+                tls = web.is_some_and(|web| web.tls.is_some()),
+                basic_auth = web.is_some_and(|web| !web.users.is_empty()),
+                client_certificates = web.is_some_and(|web| web.client_certificates),
+                "serving metrics"
+            );
+            Ok(Some((listener, metrics::Access::new(web))))
         }
         Err(e) if !listen.required => {
             warn!(error = %e, "metrics not served (the default address is best-effort; set [metrics] listen to require it)");

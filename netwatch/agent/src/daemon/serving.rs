@@ -20,14 +20,16 @@ use crate::{
 /// Starts the serving thread; it ends when the state's source does (the agent stopping).
 pub fn spawn(
     socket: Option<UnixListener>,
-    metrics: Option<TcpListener>,
+    metrics: Option<(TcpListener, metrics::Access)>,
     state: StateWatch,
     demand: Demand,
     costs: watch::Receiver<Arc<AgentCosts>>,
 ) -> std::io::Result<()> {
     // Listeners belong to the runtime that made them: handed over as plain sockets.
     let socket = socket.map(UnixListener::into_std).transpose()?;
-    let metrics = metrics.map(TcpListener::into_std).transpose()?;
+    let metrics = metrics
+        .map(|(listener, access)| listener.into_std().map(|listener| (listener, access)))
+        .transpose()?;
     std::thread::Builder::new()
         .name("netwatch-serve".into())
         .spawn(move || {
@@ -47,7 +49,11 @@ pub fn spawn(
             };
             runtime.block_on(async move {
                 let socket = socket.map(UnixListener::from_std).transpose();
-                let metrics = metrics.map(TcpListener::from_std).transpose();
+                let metrics = metrics
+                    .map(|(listener, access)| {
+                        TcpListener::from_std(listener).map(|listener| (listener, access))
+                    })
+                    .transpose();
                 let (socket, metrics) = match (socket, metrics) {
                     (Ok(socket), Ok(metrics)) => (socket, metrics),
                     (Err(e), _) | (_, Err(e)) => {
@@ -63,8 +69,9 @@ pub fn spawn(
                     }
                 };
                 let exporter = async {
-                    if let Some(listener) = metrics {
-                        if let Err(e) = metrics::serve(listener, state.clone(), costs).await {
+                    if let Some((listener, access)) = metrics {
+                        if let Err(e) = metrics::serve(listener, access, state.clone(), costs).await
+                        {
                             warn!(error = %e, "the metrics exporter stopped serving");
                         }
                     }

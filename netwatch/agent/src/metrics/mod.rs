@@ -1,21 +1,28 @@
-//! Prometheus metrics on a loopback address: per-interface counters, retransmits, verdicts,
+//! Prometheus metrics, on a loopback address or, behind TLS and authentication, off it:
+//! per-interface counters, retransmits, verdicts,
 //! and what the agent itself costs.
 //!
 //! The text format is written by hand (`text.rs`): the crates for it bring a registry and
 //! locks, of no use to an exporter that renders one snapshot per scrape.
 
+mod access;
+mod auth;
 mod render;
 mod server;
 #[cfg(test)]
 mod tests;
 mod text;
+mod tls;
+mod web_config;
 
 use crate::ebpf::KernelStats;
 pub use crate::ebpf::ProgramCost;
 
+pub use access::Access;
 pub use render::render;
 pub use server::{bind, serve, MetricsError};
 pub use text::CONTENT_TYPE;
+pub use web_config::{WebConfig, WebConfigError};
 
 /// What the agent costs and what it lost, refreshed by the agent for the exporter.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,9 +1,10 @@
-//! The HTTP side of the exporter: `GET /metrics` on a loopback listener, HTTP/1 through hyper.
+//! The HTTP side of the exporter: `GET /metrics`, HTTP/1 through hyper, over TLS and behind
+//! basic auth when the web configuration asks for them.
 
 use std::{convert::Infallible, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use hyper::{
-    header::{ALLOW, CONTENT_TYPE},
+    header::{ALLOW, AUTHORIZATION, CONTENT_TYPE},
     server::conn::http1,
     service::service_fn,
     Method, Request, Response, StatusCode,
@@ -14,7 +15,10 @@ use tokio::{
     sync::{watch, Semaphore},
 };
 
-use super::{render, text, AgentCosts};
+use super::{
+    access::{unauthorized, Access, Stream},
+    render, text, AgentCosts,
+};
 use crate::state::StateWatch;
 
 /// Connections served at once; more wait to be accepted. A scraper needs one: the cap keeps a
@@ -48,7 +52,8 @@ fn bind_hint(error: &io::Error) -> &'static str {
     }
 }
 
-/// Binds the exporter's listener (the caller checks the address is loopback: the config does).
+/// Binds the exporter's listener (the caller checks the address is loopback, or that the web
+/// configuration guards it: [`super::WebConfig::check_exposure`]).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
     TcpListener::bind(addr)
         .await
@@ -60,12 +65,13 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
 /// for a reason other than a client that went away or a momentary lack of descriptors.
 pub async fn serve(
     listener: TcpListener,
+    access: Access,
     state: StateWatch,
     costs: watch::Receiver<Arc<AgentCosts>>,
 ) -> io::Result<()> {
     let mut source = state.clone();
     tokio::select! {
-        result = accept(listener, state, costs) => result,
+        result = accept(listener, access, state, costs) => result,
         () = async { while source.changed().await.is_some() {} } => Ok(()),
     }
 }
@@ -74,6 +80,7 @@ pub async fn serve(
 /// survive.
 async fn accept(
     listener: TcpListener,
+    access: Access,
     state: StateWatch,
     costs: watch::Receiver<Arc<AgentCosts>>,
 ) -> io::Result<()> {
@@ -92,23 +99,49 @@ async fn accept(
         };
         let state = state.clone();
         let costs = costs.clone();
+        let auth = access.auth.clone();
         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-            let response = respond(&request, &state, &costs);
-            async move { Ok::<_, Infallible>(response) }
+            let (state, costs, auth) = (state.clone(), costs.clone(), auth.clone());
+            async move {
+                if let Some(auth) = auth {
+                    let given = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+                    if !auth.allows(given).await {
+                        return Ok::<_, Infallible>(unauthorized());
+                    }
+                }
+                Ok(respond(&request, &state, &costs))
+            }
         });
+        let tls = access.tls.clone();
         tokio::spawn(async move {
-            // One request per connection: an idle keep-alive would hold a slot.
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service);
-            // A client that asks and never reads would hold its slot for ever: the whole
-            // exchange gets a bound, not only the request's headers.
-            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
-                Ok(Err(error)) => tracing::debug!(%error, "metrics connection ended with an error"),
-                Err(_) => tracing::debug!("metrics connection took too long: closed"),
-                Ok(Ok(())) => {}
+            let exchange = async {
+                let stream: Box<dyn Stream> = match tls {
+                    None => Box::new(stream),
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => Box::new(stream),
+                        Err(error) => {
+                            tracing::debug!(%error, "metrics: TLS handshake failed");
+                            return;
+                        }
+                    },
+                };
+                // One request per connection: an idle keep-alive would hold a slot.
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "metrics connection ended with an error");
+                }
+            };
+            // A client that asks and never reads (or never finishes its handshake) would hold
+            // its slot for ever: the whole exchange gets a bound, not only the headers.
+            if tokio::time::timeout(CONNECTION_TIMEOUT, exchange)
+                .await
+                .is_err()
+            {
+                tracing::debug!("metrics connection took too long: closed");
             }
             drop(slot);
         });

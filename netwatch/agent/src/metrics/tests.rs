@@ -277,7 +277,12 @@ async fn the_exporter_serves_metrics_on_loopback_and_stops_with_its_source() {
     let addr = listener.local_addr().unwrap();
     let (state_sender, state_watch) = StateWatch::channel(state());
     let (_costs_sender, costs_receiver) = watch::channel(Arc::new(costs()));
-    let server = tokio::spawn(serve(listener, state_watch, costs_receiver));
+    let server = tokio::spawn(serve(
+        listener,
+        super::Access::default(),
+        state_watch,
+        costs_receiver,
+    ));
 
     let response = get(
         addr,
