@@ -135,8 +135,8 @@ fn installing_running_removing_and_purging_the_package() {
 
     let version = run_ok(INSTALLED, &["--version"]);
     assert!(version.starts_with("netwatch "), "{version}");
-    let page = run_ok("man", &["-w", "netwatch-get"]);
-    assert_eq!(page.trim(), "/usr/share/man/man1/netwatch-get.1.gz");
+    let page = run_ok("zcat", &["/usr/share/man/man1/netwatch-get.1.gz"]);
+    assert!(page.contains("netwatch-get"), "the man page: {page}");
     let conffiles = run_ok(
         "dpkg-query",
         &["--showformat=${Conffiles}", "--show", "netwatch"],

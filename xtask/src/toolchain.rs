@@ -34,6 +34,10 @@ const PACKAGES: &[&str] = &[
     "python3-pip",
     // systemd-analyze checks the service units (dist/systemd).
     "systemd",
+    // dpkg-shlibdeps for `cargo xtask package` (build-essential brings it too).
+    "dpkg-dev",
+    // Certificates for the metrics exporter's TLS test.
+    "openssl",
 ];
 /// The packages that provide `/usr/bin/rustc`: reinstalled (upgraded) when it is too old.
 const RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
