@@ -14,7 +14,8 @@ const SMALL: usize = 2 << 20;
 const SMALLS: usize = 4;
 const BIG: usize = 12 << 20;
 
-/// Bytes of the cached ranges and chunks, by walking the cache's own directories.
+/// Bytes of the cached ranges, chunks and seeds (their manifests aside), by walking the
+/// cache's own directories.
 fn cached_bytes(cache: &Path) -> u64 {
     fn walk(dir: &Path) -> u64 {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -24,12 +25,13 @@ fn cached_bytes(cache: &Path) -> u64 {
             .flatten()
             .map(|entry| match entry.file_type() {
                 Ok(kind) if kind.is_dir() => walk(&entry.path()),
+                Ok(_) if entry.file_name().to_string_lossy().ends_with(".json") => 0,
                 Ok(_) => entry.metadata().map_or(0, |m| m.len()),
                 Err(_) => 0,
             })
             .sum()
     }
-    ["packs", "chunks"]
+    ["packs", "chunks", "seeds"]
         .iter()
         .map(|d| walk(&cache.join(d)))
         .sum()

@@ -15,6 +15,8 @@ use crate::{
     state::{EndpointStatus, Health, NetworkState, Verdict},
 };
 
+mod seed;
+
 struct Setup {
     dir: tempfile::TempDir,
 }

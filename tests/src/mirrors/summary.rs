@@ -149,6 +149,8 @@ pub struct StoredChunk {
     pub size: u64,
     pub stored_size: u64,
     pub encoding: String,
+    /// Where it lies in the artifact.
+    pub offset: u64,
     /// Its pack's id and its offset there (format 2); `None` for a chunk object.
     pub pack: Option<(String, u64)>,
 }
@@ -216,6 +218,7 @@ impl StoredManifest {
                 size: number(chunk, "size"),
                 stored_size: number(chunk, "stored_size"),
                 encoding: string(chunk, "encoding"),
+                offset: number(chunk, "offset"),
                 pack: chunk["pack"].as_u64().map(|index| {
                     let pack = packs.get(index as usize).unwrap_or_else(|| {
                         panic!("{}: pack {index} is not in the list", path.display())
@@ -334,7 +337,63 @@ pub fn cached_chunks(cache: &Path) -> BTreeMap<String, CachedChunk> {
             found.insert(chunk.id.clone(), at);
         }
     }
+    seeded_chunks(cache, &mut found);
     found
+}
+
+/// Adds the chunks of the outputs linked into the cache as seeds
+/// (`<cache>/seeds/<key hash>/<name>` beside `<name>.json`, its manifest) that lie wholly in
+/// what the output has written: a get that is running or was killed leaves holes where
+/// chunks have not arrived, which the file system reports (SEEK_DATA).
+fn seeded_chunks(cache: &Path, found: &mut BTreeMap<String, CachedChunk>) {
+    for json in files_under(&cache.join("seeds")) {
+        let Some(data) = json
+            .to_str()
+            .and_then(|p| p.strip_suffix(".json"))
+            .map(PathBuf::from)
+        else {
+            continue;
+        };
+        let (Ok(text), Ok(file)) = (std::fs::read_to_string(&json), std::fs::File::open(&data))
+        else {
+            continue;
+        };
+        let written = data_ranges(&file);
+        for chunk in StoredManifest::parse(&text, &json).chunks {
+            let range = chunk.offset..chunk.offset + chunk.size;
+            if written
+                .iter()
+                .any(|w| w.start <= range.start && range.end <= w.end)
+            {
+                found.entry(chunk.id.clone()).or_insert(CachedChunk {
+                    at: StoredAt {
+                        file: data.clone(),
+                        range: range.start as usize..range.end as usize,
+                    },
+                    encoding: "none".into(),
+                    size: chunk.size,
+                });
+            }
+        }
+    }
+}
+
+/// The ranges of `file` holding data, not holes.
+fn data_ranges(file: &std::fs::File) -> Vec<std::ops::Range<u64>> {
+    use std::os::fd::AsRawFd as _;
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    loop {
+        // SAFETY: lseek on a descriptor borrowed for the call; no memory is passed.
+        let start = unsafe { libc::lseek(file.as_raw_fd(), at, libc::SEEK_DATA) };
+        // SAFETY: as above.
+        let end = unsafe { libc::lseek(file.as_raw_fd(), start.max(0), libc::SEEK_HOLE) };
+        if start < 0 || end <= start {
+            return ranges;
+        }
+        ranges.push(start as u64..end as u64);
+        at = end;
+    }
 }
 
 /// Every file under `dir`, recursively.

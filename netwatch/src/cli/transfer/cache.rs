@@ -74,9 +74,11 @@ fn cache(args: &CacheArgs, settings: &Settings) -> Result<ExitCode, TransferComm
 fn human(report: &Report) -> String {
     let usage = &report.usage;
     let mut text = format!(
-        "cache {}: {} in {} ranges of packs and {} chunk files; {} manifests\n",
+        "cache {}: {} in {} outputs (seeds), {} ranges of packs and {} chunk files; {} \
+         manifests\n",
         report.path,
         bytes(usage.bytes),
+        usage.seeds,
         usage.ranges,
         usage.chunks,
         usage.manifests

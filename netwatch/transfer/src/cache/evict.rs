@@ -20,6 +20,9 @@ pub struct Usage {
     pub ranges: usize,
     /// Format 1 chunk files.
     pub chunks: usize,
+    /// Outputs linked in as seeds (whole or partial), counted whole though they share their
+    /// blocks with the outputs while those exist.
+    pub seeds: usize,
     /// Manifests kept (the last fetched of each key).
     pub manifests: usize,
 }
@@ -51,6 +54,10 @@ impl ChunkCache {
             chunks: entries
                 .iter()
                 .filter(|e| e.path.starts_with(self.root().join("chunks")))
+                .count(),
+            seeds: entries
+                .iter()
+                .filter(|e| e.path.starts_with(self.root().join("seeds")))
                 .count(),
             manifests: files(&self.root().join("manifests")).len(),
         }
@@ -89,15 +96,16 @@ impl ChunkCache {
         }
     }
 
-    /// Every range and chunk file, with its size and last use (temporary files aside).
+    /// Every range, chunk and seed data file, with its size and last use (temporary files
+    /// and seeds' manifests aside: a seed without its data is dropped when next read).
     fn entries(&self) -> Vec<Entry> {
-        ["packs", "chunks"]
+        ["packs", "chunks", "seeds"]
             .iter()
             .flat_map(|top| files(&self.root().join(top)))
             .filter(|path| {
                 path.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| !n.starts_with('.'))
+                    .is_some_and(|n| !n.starts_with('.') && !n.ends_with(".json"))
             })
             .filter_map(|path| {
                 let meta = fs::symlink_metadata(&path).ok()?;
@@ -154,6 +162,7 @@ mod tests {
                 bytes: 2000,
                 ranges: 2,
                 chunks: 0,
+                seeds: 0,
                 manifests: 0
             }
         );

@@ -9,6 +9,7 @@
 //! <root>/packs/<aa>/<pack>/<start>-<end>    bytes start..end of a pack
 //! <root>/chunks/<aa>/<id>                   a format 1 chunk, decoded
 //! <root>/manifests/<key>.json
+//! <root>/seeds/...                          outputs, linked (`seed.rs`)
 //! ```
 
 use std::{
@@ -18,10 +19,12 @@ use std::{
 };
 
 mod evict;
+mod seed;
 
 use std::ops::Range;
 
 pub use evict::{Evicted, Usage};
+pub use seed::Seed;
 
 use super::{digest::Sha256, key::ArtifactKey, manifest::ChunkRef, pack::PackId};
 
@@ -100,10 +103,12 @@ impl ChunkCache {
     /// How many of `manifest`'s chunks the cache holds (unchecked: a get checks them).
     pub fn held(&self, manifest: &super::Manifest) -> usize {
         let mut runs = std::collections::HashMap::new();
+        let seeded = self.seeded(&manifest.key);
         manifest
             .chunks
             .iter()
             .filter(|chunk| match manifest.spot(chunk) {
+                _ if seeded.contains(&chunk.id) => true,
                 None => self.contains(chunk.id),
                 Some(_) if self.contains(chunk.id) => true,
                 Some(spot) => runs

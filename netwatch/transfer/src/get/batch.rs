@@ -150,6 +150,7 @@ impl Batch {
             health,
             steps,
             activity,
+            keep_fetched,
         } = *shared;
         let moved = Mutex::new(vec![Moved::default(); mirrors.len()]);
         let (chunks, moved_ref) = (&self.chunks, &moved);
@@ -180,7 +181,7 @@ impl Batch {
                     let got = {
                         let _busy = activity.begin(m);
                         let reading = Reading {
-                            cache,
+                            cache: keep_fetched.then_some(cache),
                             placer,
                             keep_as_range: at_manifests_places,
                             stall: options.stall,
@@ -223,7 +224,8 @@ struct Got {
 
 /// Where a span's chunks go, and how long a mirror may send nothing.
 struct Reading<'a> {
-    cache: &'a ChunkCache,
+    /// Where sound chunks are kept too; `None` when the output is the cache's copy.
+    cache: Option<&'a ChunkCache>,
     placer: &'a Arc<Placer>,
     /// Keep the span in the cache as one range (it lies where the get's manifest says).
     keep_as_range: bool,
@@ -271,7 +273,11 @@ async fn read(mirror: &MirrorStore, span: Span, reading: &Reading<'_>) -> Result
         fetched = fetch => fetched.map_err(Failure::store)?,
         () = progress.stalled(stall) => return Err(stalled()),
     }
-    let (cache, placer, name) = (cache.clone(), Arc::clone(placer), mirror.name().to_string());
+    let (cache, placer, name) = (
+        cache.cloned(),
+        Arc::clone(placer),
+        mirror.name().to_string(),
+    );
     // Hashing, decompressing and writing are CPU and disk work: off the async threads, which
     // meanwhile receive the other spans.
     tokio::task::spawn_blocking(move || {
@@ -289,7 +295,11 @@ async fn read(mirror: &MirrorStore, span: Span, reading: &Reading<'_>) -> Result
         if let Some(fatal) = fatal {
             return Err(fatal);
         }
+        placer.start_writeback();
         got.sound.bytes = buffer.len() as u64;
+        let Some(cache) = cache else {
+            return Ok(got);
+        };
         // Kept for the next get: the range as one file when every chunk in it checked out
         // and lies where the get's manifest says; else each sound chunk as its own file.
         let keep = |e: crate::CacheError| Failure::Fatal(e.into());
@@ -363,14 +373,18 @@ impl<'a> Checker<'a> {
 async fn read_object(
     mirror: &MirrorStore,
     chunk: ChunkRef,
-    cache: &ChunkCache,
+    cache: Option<&ChunkCache>,
     placer: &Arc<Placer>,
 ) -> Result<Got, Failure> {
     let (stored, as_stored) = mirror
         .get_chunk_as_stored(&chunk)
         .await
         .map_err(Failure::store)?;
-    let (cache, placer, name) = (cache.clone(), Arc::clone(placer), mirror.name().to_string());
+    let (cache, placer, name) = (
+        cache.cloned(),
+        Arc::clone(placer),
+        mirror.name().to_string(),
+    );
     // Hashing and decompressing are CPU work: off the async threads.
     tokio::task::spawn_blocking(move || {
         let mut checker = Checker::new(&placer, &name);
@@ -378,7 +392,7 @@ async fn read_object(
         if let Some(fatal) = checker.fatal {
             return Err(fatal);
         }
-        if checker.got.bad == 0 {
+        if let (0, Some(cache)) = (checker.got.bad, cache) {
             let data = decode_in_place(&stored, &as_stored).expect("checked just now");
             cache
                 .write(as_stored.id, &data)

@@ -1,12 +1,17 @@
-//! The chunks a get already has: read from the cache, checked, and written into the output
-//! before anything is fetched. What fails its check is dropped from the cache and fetched.
+//! The chunks a get already has: read from the cache (an earlier output of the key, a range
+//! of a pack, a chunk file), checked, and written into the output before anything is
+//! fetched. What fails its check is fetched, and a damaged range dropped from the cache.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    fs::File,
+    os::unix::fs::FileExt as _,
+};
 
 use super::place::Placer;
 use crate::{
-    compress::decode_in_place, error::TransferError, manifest::Located, ChunkCache, Manifest,
-    PackId,
+    cache::Seed, compress::decode_in_place, digest::Sha256, error::TransferError,
+    manifest::Located, ChunkCache, Manifest, PackId,
 };
 
 /// Places every chunk of `manifest` the cache holds sound; returns the others (each once),
@@ -26,10 +31,15 @@ pub fn place_cached(
         .map(|c| (c.clone(), manifest.spot(c)))
         .collect();
     let mut missing = Vec::new();
+    let mut seeds = Seeds::open(cache.seeds(&manifest.key));
     // Packed chunks by the cached range file that holds them.
     let mut runs: HashMap<PackId, Vec<(std::ops::Range<u64>, std::path::PathBuf)>> = HashMap::new();
     let mut by_file: HashMap<std::path::PathBuf, (u64, Vec<Located>)> = HashMap::new();
     for (chunk, spot) in unique {
+        if let Some(data) = seeds.read(chunk.id, chunk.size) {
+            placer.place(chunk.id, data).map_err(written)?;
+            continue;
+        }
         let Some(spot) = spot else {
             // A format 1 chunk, cached decoded: `read` checks it and drops a damaged file.
             match cache.read(&chunk)? {
@@ -83,5 +93,61 @@ pub fn place_cached(
             cache.drop_run(&file);
         }
     }
+    for used in seeds.used() {
+        cache.touch(used);
+    }
     Ok(missing)
+}
+
+/// The key's seeds, open, with where each chunk lies in them.
+struct Seeds {
+    seeds: Vec<(Seed, Option<File>, bool)>,
+    at: HashMap<Sha256, (usize, u64)>,
+    buffer: Vec<u8>,
+}
+
+impl Seeds {
+    fn open(seeds: Vec<Seed>) -> Self {
+        let mut at = HashMap::new();
+        for (s, seed) in seeds.iter().enumerate() {
+            for chunk in &seed.manifest.chunks {
+                at.entry(chunk.id).or_insert((s, chunk.offset));
+            }
+        }
+        let seeds = seeds
+            .into_iter()
+            .map(|seed| {
+                let file = File::open(&seed.data).ok();
+                (seed, file, false)
+            })
+            .collect();
+        Self {
+            seeds,
+            at,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The chunk's content from a seed, if one has it sound (the output it was may have been
+    /// changed since, or be a killed get's, with holes).
+    fn read(&mut self, id: Sha256, size: u32) -> Option<&[u8]> {
+        let &(s, offset) = self.at.get(&id)?;
+        let (_, file, used) = &mut self.seeds[s];
+        self.buffer.resize(size as usize, 0);
+        file.as_ref()?
+            .read_exact_at(&mut self.buffer, offset)
+            .ok()?;
+        if Sha256::of(&self.buffer) != id {
+            return None;
+        }
+        *used = true;
+        Some(&self.buffer)
+    }
+
+    fn used(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.seeds
+            .iter()
+            .filter(|(_, _, used)| *used)
+            .map(|(seed, _, _)| seed.data.as_path())
+    }
 }

@@ -88,6 +88,7 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
         health: &health,
         steps: &steps,
         activity: &activity,
+        keep_fetched: true,
     };
 
     let (manifest, source) = manifest(key, &shared, &mut summary).await?;
@@ -118,6 +119,13 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
             .expect("reading the cache does not panic")
         })
         .await??;
+    // The output, linked into the cache, is the cache's copy of what is fetched: no second
+    // write of each byte. Where it cannot be linked, fetched ranges are kept as before.
+    let seed = (sink.output_file()).and_then(|file| cache.link_seed(key, &manifest, file));
+    let shared = Shared {
+        keep_fetched: seed.is_none(),
+        ..shared
+    };
     let places = Places::new(Arc::clone(&manifest), source, mirrors.len());
     fetch_missing(&manifest, missing, &places, &placer, &shared, &mut summary).await?;
     // Every chunk was checked as it was placed, and the checked manifest's chunks tile the
@@ -127,6 +135,9 @@ pub async fn get(fetch: Fetch<'_>, options: &TransferOptions) -> Result<Summary,
     let (cache_for, cap) = (cache.clone(), options.cache_max);
     tokio::task::spawn_blocking(move || {
         sink.commit()?;
+        if let Some(seed) = seed {
+            seed.complete();
+        }
         if let Some(cap) = cap {
             cache_for.evict_to(cap);
         }
@@ -198,6 +209,9 @@ struct Shared<'a> {
     health: &'a MirrorHealth,
     steps: &'a [usize],
     activity: &'a Activity,
+    /// Whether fetched chunks are written into the cache (not when the output is linked
+    /// there as a seed).
+    keep_fetched: bool,
 }
 
 /// Adds one request's failures, retries and waits to the summary.

@@ -206,6 +206,15 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// The output file being filled, where it will be the output itself (not a spool for
+    /// standard output): what the cache can link as a seed.
+    pub fn output_file(&self) -> Option<&File> {
+        match self {
+            Self::File(temp) => Some(&temp.file),
+            Self::Stdout(_) => None,
+        }
+    }
+
     /// What write errors are reported against.
     pub fn name(&self) -> PathBuf {
         match self {

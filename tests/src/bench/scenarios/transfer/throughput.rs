@@ -43,9 +43,10 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
          runs every method once, in rotated order; netwatch's chunk cache is new every round (a \
          full fetch, its mirror probe included), and the old ones are kept until the end \
          (deleting thousands of files slows file creation on ext4 for a minute or more). \
-         Times are wall clock from process start to exit. netwatch writes each chunk to its \
-         cache, then assembles the output from the cache, checking every chunk and the whole \
-         artifact's SHA-256, and fsyncs it; curl only writes the file. Cache and outputs are \
+         Times are wall clock from process start to exit. netwatch checks each chunk's \
+         SHA-256 as it arrives, writes it into the output, which is linked into its cache (no \
+         second copy), starts the disk's writeback as each range is placed, and fsyncs the \
+         output before renaming it into place; curl only writes the file. Cache and outputs are \
          on {}.{}",
         fmt_bytes(SIZE),
         fmt_bytes(put.u64("manifest_bytes")?),
