@@ -113,32 +113,43 @@ pub async fn put(
         chunker.finish()
     });
     let pieces = stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    // New chunks encoded several at once, in file order; known ones pass through.
-    let known_ref = &known;
+    // Chunks digested several at once, in file order, and the new ones encoded; known ones
+    // pass through.
+    let known = std::sync::Arc::new(known);
     let mut encoded = pieces
-        .map(|piece| async move {
-            let piece = piece.map_err(input_error)?;
-            if let Some(found) = known_ref.get(&piece.id) {
-                return Ok(Placed::Known {
-                    offset: piece.offset,
-                    found: found.clone(),
-                });
-            }
-            let Piece { id, offset, data } = piece;
-            let size = data.len();
-            let stored = tokio::task::spawn_blocking(move || encode(&data, encoding, level))
+        .map(|piece| {
+            let known = std::sync::Arc::clone(&known);
+            async move {
+                let Piece { offset, data } = piece.map_err(input_error)?;
+                tokio::task::spawn_blocking(move || {
+                    let id = Sha256::of(&data);
+                    if let Some(found) = known.get(&id) {
+                        return Ok(Placed::Known {
+                            offset,
+                            found: found.clone(),
+                        });
+                    }
+                    let size = data.len();
+                    let stored = match encoding {
+                        // Stored as they are: the chunk's own buffer, not a copy.
+                        Encoding::None => data,
+                        _ => encode(&data, encoding, level).map_err(|source| {
+                            TransferError::Input {
+                                path: format!("chunk {id}").into(),
+                                source,
+                            }
+                        })?,
+                    };
+                    Ok::<_, TransferError>(Placed::New {
+                        id,
+                        offset,
+                        size,
+                        stored,
+                    })
+                })
                 .await
-                .expect("encoding does not panic")
-                .map_err(|source| TransferError::Input {
-                    path: format!("chunk {id}").into(),
-                    source,
-                })?;
-            Ok::<_, TransferError>(Placed::New {
-                id,
-                offset,
-                size,
-                stored,
-            })
+                .expect("digesting and encoding do not panic")
+            }
         })
         .buffered(concurrency);
 
