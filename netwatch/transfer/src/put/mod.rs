@@ -179,7 +179,7 @@ pub async fn put(
                     false,
                 ),
                 None => {
-                    let (chunk, spot) = packer.append(id, offset, size, encoding, &stored);
+                    let (chunk, spot) = packer.append(id, offset, size, encoding, stored);
                     (chunk, Some(spot), true)
                 }
             },
@@ -528,9 +528,9 @@ async fn upload_pack(
         artifact_bytes,
         chunks,
     } = sealed;
-    let stored = data.len() as u64;
-    // One buffer however often it is retried: the payload shares it.
-    let payload = object_store::PutPayload::from(data);
+    let stored = data.content_length() as u64;
+    // The same buffers however often it is retried: the payload shares them.
+    let payload = data;
     let served = fallback::run(
         options,
         mirrors,

@@ -1,7 +1,10 @@
 //! Filling packs: new chunks' stored bytes appended one after another until the pack is
-//! full, each chunk placed once even when the file holds it more than once.
+//! full, each chunk placed once even when the file holds it more than once. A pack is the
+//! chunks' own buffers in order, sent as one body: never copied into one buffer.
 
 use std::collections::HashMap;
+
+use object_store::PutPayload;
 
 use crate::{compress::Encoding, digest::Sha256, ChunkRef, PackId, PackSpot};
 
@@ -9,7 +12,8 @@ use crate::{compress::Encoding, digest::Sha256, ChunkRef, PackId, PackSpot};
 #[derive(Default)]
 pub struct Packer {
     id: PackId,
-    data: Vec<u8>,
+    parts: Vec<bytes::Bytes>,
+    len: u64,
     /// The artifact's bytes and the chunks in the pack being filled.
     artifact_bytes: u64,
     chunks: usize,
@@ -19,7 +23,7 @@ pub struct Packer {
 /// A full pack, ready to upload.
 pub struct Sealed {
     pub id: PackId,
-    pub data: Vec<u8>,
+    pub data: PutPayload,
     /// What of the artifact it carries: for progress and the summary.
     pub artifact_bytes: u64,
     pub chunks: usize,
@@ -38,13 +42,15 @@ impl Packer {
         offset: u64,
         size: usize,
         encoding: Encoding,
-        stored: &[u8],
+        stored: Vec<u8>,
     ) -> (ChunkRef, PackSpot) {
         let spot = PackSpot {
             pack: self.id,
-            offset: self.data.len() as u64,
+            offset: self.len,
         };
-        self.data.extend_from_slice(stored);
+        let stored_size = stored.len() as u64;
+        self.len += stored_size;
+        self.parts.push(stored.into());
         self.artifact_bytes += size as u64;
         self.chunks += 1;
         let chunk = ChunkRef {
@@ -52,7 +58,7 @@ impl Packer {
             offset,
             size: size as u32,
             encoding,
-            stored_size: stored.len() as u64,
+            stored_size,
             pack: None,
         };
         self.placed.insert(id, (chunk.clone(), spot));
@@ -61,17 +67,18 @@ impl Packer {
 
     /// The stored bytes in the pack being filled.
     pub fn len(&self) -> u64 {
-        self.data.len() as u64
+        self.len
     }
 
     /// The pack being filled, if it holds anything; a new one is started.
     pub fn seal(&mut self) -> Option<Sealed> {
-        if self.data.is_empty() {
+        if self.parts.is_empty() {
             return None;
         }
+        self.len = 0;
         let sealed = Sealed {
             id: self.id,
-            data: std::mem::take(&mut self.data),
+            data: std::mem::take(&mut self.parts).into_iter().collect(),
             artifact_bytes: std::mem::take(&mut self.artifact_bytes),
             chunks: std::mem::take(&mut self.chunks),
         };
@@ -88,15 +95,16 @@ mod tests {
     fn chunks_go_back_to_back_and_a_sealed_pack_starts_a_new_one() {
         let mut packer = Packer::default();
         let (a, b) = (b"first".as_slice(), b"second".as_slice());
-        let (_, at_a) = packer.append(Sha256::of(a), 0, 5, Encoding::None, a);
-        let (_, at_b) = packer.append(Sha256::of(b), 5, 6, Encoding::None, b);
+        let (_, at_a) = packer.append(Sha256::of(a), 0, 5, Encoding::None, a.to_vec());
+        let (_, at_b) = packer.append(Sha256::of(b), 5, 6, Encoding::None, b.to_vec());
         assert_eq!((at_a.offset, at_b.offset), (0, 5));
         assert_eq!(at_a.pack, at_b.pack);
         let sealed = packer.seal().unwrap();
-        assert_eq!(sealed.data, b"firstsecond");
+        let body: Vec<u8> = sealed.data.iter().flat_map(|part| part.to_vec()).collect();
+        assert_eq!(body, b"firstsecond");
         assert_eq!((sealed.artifact_bytes, sealed.chunks), (11, 2));
         assert!(packer.seal().is_none(), "an empty pack is not uploaded");
-        let (_, at_c) = packer.append(Sha256::of(b"c"), 11, 1, Encoding::None, b"c");
+        let (_, at_c) = packer.append(Sha256::of(b"c"), 11, 1, Encoding::None, b"c".to_vec());
         assert_ne!(at_c.pack, at_a.pack);
         assert_eq!(at_c.offset, 0);
         assert!(
