@@ -1,7 +1,8 @@
 //! Metrics for a fleet: the agent serves them off loopback only behind its web configuration
 //! (TLS and basic auth, in the format Prometheus exporters read), and a real Prometheus
-//! scrapes them from another namespace with the settings its documentation gives, while one
-//! with a wrong password, curl without one, and plain HTTP get nothing.
+//! scrapes two agents in two namespaces with the settings its documentation gives, and gives
+//! their verdicts back, while one with a wrong password, curl without one, and plain HTTP get
+//! nothing.
 //!
 //! The certificate is made by openssl and the password's hash by libxcrypt (perl's crypt),
 //! not by the code that checks them.
@@ -21,8 +22,10 @@ const USER: &str = "prometheus";
 const PASSWORD: &str = "correct horse";
 const PROMETHEUS_WEB: &str = "127.0.0.1:19090";
 
-/// A self-signed certificate for `ip` and its key, written into `dir` by openssl.
-fn certificate(dir: &Path, ip: &str) {
+/// A self-signed certificate for the addresses `ips` and its key, written into `dir` by
+/// openssl.
+fn certificate(dir: &Path, ips: &[&str]) {
+    let names: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
     let out = Command::new("openssl")
         .args([
             "req",
@@ -34,7 +37,7 @@ fn certificate(dir: &Path, ip: &str) {
         ])
         .args(["-nodes", "-days", "1", "-subj", "/CN=netwatch-test"])
         .arg("-addext")
-        .arg(format!("subjectAltName=IP:{ip}"))
+        .arg(format!("subjectAltName={}", names.join(",")))
         .arg("-keyout")
         .arg(dir.join("netwatch.key"))
         .arg("-out")
@@ -93,19 +96,22 @@ impl Drop for Prometheus {
     }
 }
 
-fn start_prometheus(ns: &NetNs, dir: &Path, target: &str) -> Prometheus {
-    let scrape = |job: &str, password: &str| {
+/// Prometheus in `ns`: job `netwatch` scrapes `targets` as the docs say, job `intruder`
+/// the first of them with a wrong password.
+fn start_prometheus(ns: &NetNs, dir: &Path, targets: &[&str]) -> Prometheus {
+    let scrape = |job: &str, password: &str, targets: &[&str]| {
         format!(
             "  - job_name: {job}\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n    \
              basic_auth:\n      username: {USER}\n      password: '{password}'\n    \
-             static_configs:\n      - targets: ['{target}']\n",
+             static_configs:\n      - targets: ['{}']\n",
+            targets.join("', '"),
             ca = dir.join("netwatch.crt").display()
         )
     };
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}{}",
-        scrape("netwatch", PASSWORD),
-        scrape("intruder", "wrong horse")
+        scrape("netwatch", PASSWORD, targets),
+        scrape("intruder", "wrong horse", &targets[..1])
     );
     let path = dir.join("prometheus.yml");
     std::fs::write(&path, config).expect("writing prometheus.yml");
@@ -137,22 +143,44 @@ fn query(ns: &NetNs, promql: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// The value of `promql`'s single sample, waiting until there is one.
-fn wait_for_value(ns: &NetNs, promql: &str, dir: &Path) -> f64 {
+/// Waits until `promql`'s single sample is `want`; panics with the last answer after 40 s.
+fn wait_for_value(ns: &NetNs, promql: &str, want: f64, dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        if let Some(answer) = query(ns, promql) {
-            if let Some(value) = answer["data"]["result"][0]["value"][1].as_str() {
-                return value.parse().expect("a number");
-            }
+        let answer = query(ns, promql);
+        let value = answer
+            .as_ref()
+            .and_then(|a| a["data"]["result"][0]["value"][1].as_str());
+        if value.and_then(|v| v.parse::<f64>().ok()) == Some(want) {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "Prometheus has no sample for {promql}; its log:\n{}",
+            "Prometheus says {answer:?} for {promql}, not {want}; its log:\n{}",
             std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// An agent in `ns` serving metrics at `addr` behind the web configuration `web`.
+fn launch_agent(ns: &NetNs, addr: &str, web: &Path) -> Agent {
+    let config = format!(
+        "[metrics]\nlisten = \"{addr}\"\nweb_config = \"{}\"\n",
+        web.display()
+    );
+    let agent = Agent::launch(
+        ns,
+        &Launch {
+            config: Some(&config),
+            ..Launch::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let serving = agent.wait_for("serving metrics", |_| true, Duration::from_secs(30));
+    assert_eq!(serving["tls"], true, "{serving}");
+    assert_eq!(serving["basic_auth"], true, "{serving}");
+    agent
 }
 
 #[test]
@@ -160,8 +188,8 @@ fn a_fleet_prometheus_scrapes_over_tls_with_basic_auth_and_nobody_else_does() {
     require_privileges();
     let pair = Pair::new();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let ip = pair.b_v4.to_string();
-    certificate(dir.path(), &ip);
+    let (a_ip, b_ip) = (pair.a_v4.to_string(), pair.b_v4.to_string());
+    certificate(dir.path(), &[&a_ip, &b_ip]);
     let web = dir.path().join("web.yml");
     std::fs::write(
         &web,
@@ -172,24 +200,11 @@ fn a_fleet_prometheus_scrapes_over_tls_with_basic_auth_and_nobody_else_does() {
         ),
     )
     .expect("writing web.yml");
-    let target = format!("{ip}:{PORT}");
-    let config = format!(
-        "[metrics]\nlisten = \"{target}\"\nweb_config = \"{}\"\n",
-        web.display()
-    );
-    let agent = Agent::launch(
-        &pair.b,
-        &Launch {
-            config: Some(&config),
-            ..Launch::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
-    let serving = agent.wait_for("serving metrics", |_| true, Duration::from_secs(30));
-    assert_eq!(serving["tls"], true, "{serving}");
-    assert_eq!(serving["basic_auth"], true, "{serving}");
+    let (a_target, b_target) = (format!("{a_ip}:{PORT}"), format!("{b_ip}:{PORT}"));
+    let agent_b = launch_agent(&pair.b, &b_target, &web);
+    let agent_a = launch_agent(&pair.a, &a_target, &web);
 
-    let url = format!("https://{target}/metrics");
+    let url = format!("https://{b_target}/metrics");
     let (code, body) = curl(
         &pair.a,
         dir.path(),
@@ -205,29 +220,24 @@ fn a_fleet_prometheus_scrapes_over_tls_with_basic_auth_and_nobody_else_does() {
     let (code, body) = curl(
         &pair.a,
         dir.path(),
-        &format!("http://{target}/metrics"),
+        &format!("http://{b_target}/metrics"),
         None,
     );
     assert_eq!(code, 0, "plain HTTP got an HTTP answer: {body}");
 
     // Prometheus's own web API, which the test queries, listens on A's loopback.
     pair.a.exec_ok("ip", &["link", "set", "lo", "up"]);
-    let _prometheus = start_prometheus(&pair.a, dir.path(), &target);
-    let verdicts = wait_for_value(
+    let _prometheus = start_prometheus(&pair.a, dir.path(), &[&b_target, &a_target]);
+    wait_for_value(&pair.a, "count(up{job=\"netwatch\"} == 1)", 2.0, dir.path());
+    // Each host's verdict read back: one current verdict (the series at 1) per agent.
+    wait_for_value(
         &pair.a,
-        "count(netwatch_host_verdict{job=\"netwatch\"})",
+        "count(count by (instance) (netwatch_host_verdict{job=\"netwatch\"} == 1))",
+        2.0,
         dir.path(),
     );
-    assert!(verdicts >= 1.0, "{verdicts}");
-    assert_eq!(
-        wait_for_value(&pair.a, "up{job=\"netwatch\"}", dir.path()),
-        1.0
-    );
-    assert_eq!(
-        wait_for_value(&pair.a, "up{job=\"intruder\"}", dir.path()),
-        0.0
-    );
-    drop(agent);
+    wait_for_value(&pair.a, "up{job=\"intruder\"}", 0.0, dir.path());
+    drop((agent_a, agent_b));
 }
 
 #[test]
