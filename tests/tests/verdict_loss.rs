@@ -1,5 +1,6 @@
 //! Loss under a live TCP flow: a blackhole makes the endpoint Down or Degraded within the
-//! time a probe loop would need, and random loss makes the link Degraded, once, until it ends.
+//! time a probe loop would need, and random loss makes the link Degraded, once, until it ends
+//! (and `netwatch check` says so, as node-problem-detector reads it).
 
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,15 @@ fn random_loss_is_degraded_without_flapping_and_recovers_to_up() {
             )
         })
         .collect();
+    // node-problem-detector's view of it: `netwatch check` says Degraded with exit 1.
+    let check = std::process::Command::new(netwatch_tests::agent::binary())
+        .args(["check", "--endpoint", "mirror", "--socket"])
+        .arg(watched.agent.socket())
+        .output()
+        .expect("running netwatch check");
+    let line = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{line}");
+    assert!(line.contains("degraded"), "{line}");
     // Loss for a while longer: the verdicts must hold, not come and go.
     std::thread::sleep(Duration::from_secs(4));
     let during = sub.mark();
@@ -179,7 +189,7 @@ fn random_loss_is_degraded_without_flapping_and_recovers_to_up() {
 struct Watched {
     flow: PacedFlow,
     sub: Subscription,
-    _agent: Agent,
+    agent: Agent,
     pair: Pair,
 }
 
@@ -197,7 +207,7 @@ impl Watched {
         Watched {
             flow,
             sub,
-            _agent: agent,
+            agent,
             pair,
         }
     }
