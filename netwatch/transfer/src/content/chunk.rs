@@ -5,7 +5,7 @@ use std::io::{self, Read};
 
 use fastcdc::v2020::StreamCDC;
 
-use crate::digest::{Hasher, Sha256};
+use bytes::Bytes;
 
 /// desync's and casync's sizes: small enough that an edit costs little, large enough that a
 /// 100 MB artifact is ~1,600 chunks and its manifest ~250 KB.
@@ -19,13 +19,14 @@ pub const ALGORITHM: &str = "fastcdc-2020";
 #[derive(Clone, Debug)]
 pub struct Piece {
     pub offset: u64,
-    pub data: Vec<u8>,
+    /// Shared, not copied, by whoever digests or stores it.
+    pub data: Bytes,
 }
 
-/// Cuts a stream into chunks and digests the whole of it on the way.
+/// Cuts a stream into chunks, counting its bytes. Digests are the caller's: the chunks' can
+/// be computed several at once, and the whole's on a thread of its own.
 pub struct Chunker<R: Read> {
     chunks: StreamCDC<R>,
-    whole: Hasher,
     size: u64,
 }
 
@@ -33,14 +34,13 @@ impl<R: Read> Chunker<R> {
     pub fn new(source: R) -> Self {
         Self {
             chunks: StreamCDC::new(source, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK),
-            whole: Hasher::default(),
             size: 0,
         }
     }
 
-    /// After the last chunk: the SHA-256 and size of everything read.
-    pub fn finish(self) -> (Sha256, u64) {
-        (self.whole.finish(), self.size)
+    /// After the last chunk: the size of everything read.
+    pub fn finish(self) -> u64 {
+        self.size
     }
 }
 
@@ -52,13 +52,10 @@ impl<R: Read> Iterator for Chunker<R> {
             Ok(chunk) => chunk,
             Err(error) => return Some(Err(error.into())),
         };
-        self.whole.update(&chunk.data);
         self.size += chunk.data.len() as u64;
-        // The chunk's own digest is left to the caller, which can compute many at once: this
-        // thread's digest of the whole is sequential by nature.
         Some(Ok(Piece {
             offset: chunk.offset,
-            data: chunk.data,
+            data: chunk.data.into(),
         }))
     }
 }
@@ -66,6 +63,7 @@ impl<R: Read> Iterator for Chunker<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Sha256;
 
     /// Bytes that do not repeat, so that chunk boundaries fall where the content says.
     pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -78,9 +76,7 @@ mod tests {
         let data = noise(3 << 20, 1);
         let mut chunker = Chunker::new(&data[..]);
         let pieces: Vec<Piece> = chunker.by_ref().map(Result::unwrap).collect();
-        let (digest, size) = chunker.finish();
-        assert_eq!(size, data.len() as u64);
-        assert_eq!(digest, Sha256::of(&data));
+        assert_eq!(chunker.finish(), data.len() as u64);
         let mut offset = 0;
         for (i, piece) in pieces.iter().enumerate() {
             assert_eq!(piece.offset, offset);
@@ -112,6 +108,6 @@ mod tests {
     fn an_empty_stream_has_no_chunks() {
         let mut chunker = Chunker::new(&[][..]);
         assert!(chunker.next().is_none());
-        assert_eq!(chunker.finish(), (Sha256::of(b""), 0));
+        assert_eq!(chunker.finish(), 0);
     }
 }

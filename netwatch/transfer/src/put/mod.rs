@@ -25,7 +25,7 @@ use crate::{
     activity::Activity,
     chunk::{Chunker, Piece, MAX_CHUNK},
     compress::{self, choose_level, encode, measure, Compression, Encoding},
-    digest::Sha256,
+    digest::{Hasher, Sha256},
     error::TransferError,
     fallback::{self, Failure, MirrorHealth, Served},
     manifest::{unix_ms_now, Located},
@@ -99,18 +99,32 @@ pub async fn put(
     // written after them, so they are there). One request, not one per chunk.
     let known = known_chunks(key, &shared).await?;
 
-    // Chunking and hashing on a blocking thread, a few chunks ahead of the encoders.
+    // Chunking on a blocking thread, a few chunks ahead of the encoders, and the whole
+    // file's digest on one of its own: the two sequential passes run side by side.
     let concurrency = options.concurrency.max(1);
     let (sender, mut receiver) = mpsc::channel::<io::Result<Piece>>(concurrency);
     let reader = tokio::task::spawn_blocking(move || {
+        let (to_hasher, for_hasher) = std::sync::mpsc::sync_channel::<bytes::Bytes>(concurrency);
+        let hasher = std::thread::spawn(move || {
+            let mut whole = Hasher::default();
+            for data in for_hasher {
+                whole.update(&data);
+            }
+            whole.finish()
+        });
         let mut chunker = Chunker::new(BufReader::with_capacity(MAX_CHUNK, source));
         for piece in chunker.by_ref() {
+            if let Ok(piece) = &piece {
+                let _ = to_hasher.send(piece.data.clone());
+            }
             let failed = piece.is_err();
             if sender.blocking_send(piece).is_err() || failed {
                 break;
             }
         }
-        chunker.finish()
+        drop(to_hasher);
+        let sha256 = hasher.join().expect("digesting does not panic");
+        (sha256, chunker.finish())
     });
     let pieces = stream::poll_fn(move |cx| receiver.poll_recv(cx));
     // Chunks digested several at once, in file order, and the new ones encoded; known ones
@@ -133,12 +147,12 @@ pub async fn put(
                     let stored = match encoding {
                         // Stored as they are: the chunk's own buffer, not a copy.
                         Encoding::None => data,
-                        _ => encode(&data, encoding, level).map_err(|source| {
-                            TransferError::Input {
+                        _ => encode(&data, encoding, level)
+                            .map_err(|source| TransferError::Input {
                                 path: format!("chunk {id}").into(),
                                 source,
-                            }
-                        })?,
+                            })?
+                            .into(),
                     };
                     Ok::<_, TransferError>(Placed::New {
                         id,
@@ -341,7 +355,7 @@ enum Placed {
         id: Sha256,
         offset: u64,
         size: usize,
-        stored: Vec<u8>,
+        stored: bytes::Bytes,
     },
 }
 

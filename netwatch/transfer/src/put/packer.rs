@@ -42,7 +42,7 @@ impl Packer {
         offset: u64,
         size: usize,
         encoding: Encoding,
-        stored: Vec<u8>,
+        stored: bytes::Bytes,
     ) -> (ChunkRef, PackSpot) {
         let spot = PackSpot {
             pack: self.id,
@@ -50,7 +50,7 @@ impl Packer {
         };
         let stored_size = stored.len() as u64;
         self.len += stored_size;
-        self.parts.push(stored.into());
+        self.parts.push(stored);
         self.artifact_bytes += size as u64;
         self.chunks += 1;
         let chunk = ChunkRef {
@@ -95,8 +95,8 @@ mod tests {
     fn chunks_go_back_to_back_and_a_sealed_pack_starts_a_new_one() {
         let mut packer = Packer::default();
         let (a, b) = (b"first".as_slice(), b"second".as_slice());
-        let (_, at_a) = packer.append(Sha256::of(a), 0, 5, Encoding::None, a.to_vec());
-        let (_, at_b) = packer.append(Sha256::of(b), 5, 6, Encoding::None, b.to_vec());
+        let (_, at_a) = packer.append(Sha256::of(a), 0, 5, Encoding::None, a.to_vec().into());
+        let (_, at_b) = packer.append(Sha256::of(b), 5, 6, Encoding::None, b.to_vec().into());
         assert_eq!((at_a.offset, at_b.offset), (0, 5));
         assert_eq!(at_a.pack, at_b.pack);
         let sealed = packer.seal().unwrap();
@@ -104,7 +104,13 @@ mod tests {
         assert_eq!(body, b"firstsecond");
         assert_eq!((sealed.artifact_bytes, sealed.chunks), (11, 2));
         assert!(packer.seal().is_none(), "an empty pack is not uploaded");
-        let (_, at_c) = packer.append(Sha256::of(b"c"), 11, 1, Encoding::None, b"c".to_vec());
+        let (_, at_c) = packer.append(
+            Sha256::of(b"c"),
+            11,
+            1,
+            Encoding::None,
+            b"c".to_vec().into(),
+        );
         assert_ne!(at_c.pack, at_a.pack);
         assert_eq!(at_c.offset, 0);
         assert!(

@@ -8,6 +8,7 @@ mod artifact;
 mod compression;
 mod delay;
 mod delta;
+mod file_copy;
 mod parallel;
 mod proxy;
 mod rtt;
