@@ -18,7 +18,7 @@ pub struct BenchArgs {
     pub quick: bool,
 
     /// Rounds per scenario, instead of the defaults (100 for link events, 10 for faults on a
-    /// flow, 2 flap storms, 7 throughput pairs).
+    /// flow, 2 flap storms, 15 throughput pairs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: Option<u32>,
 
