@@ -117,13 +117,21 @@ async fn accept(
             let exchange = async {
                 let stream: Box<dyn Stream> = match tls {
                     None => Box::new(stream),
-                    Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(stream) => Box::new(stream),
-                        Err(error) => {
-                            tracing::debug!(%error, "metrics: TLS handshake failed");
-                            return;
+                    // A handshake gets the time headers get: a client that opens connections
+                    // and never finishes one must not hold the slots for the whole exchange's.
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => Box::new(stream),
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "metrics: TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("metrics: TLS handshake took too long: closed");
+                                return;
+                            }
                         }
-                    },
+                    }
                 };
                 // One request per connection: an idle keep-alive would hold a slot.
                 let connection = http1::Builder::new()

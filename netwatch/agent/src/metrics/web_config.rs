@@ -124,9 +124,23 @@ impl WebConfig {
     }
 }
 
-/// Reads a file of at most [`MAX_FILE`] bytes as UTF-8; the error says which and why.
+/// Reads a regular file of at most [`MAX_FILE`] bytes as UTF-8; the error says which and
+/// why. Opened without blocking and checked before reading: a FIFO or a device named by
+/// mistake must not hang the agent's start or feed it without end.
 pub(super) fn read_bounded(path: &Path) -> Result<String, String> {
-    let file = fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let file = fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(format!(
+            "{} is not a regular file: name the file itself",
+            path.display()
+        ));
+    }
     let mut text = String::new();
     file.take(MAX_FILE + 1)
         .read_to_string(&mut text)
@@ -258,6 +272,17 @@ mod tests {
         );
         let error = load("not: [valid").unwrap_err();
         assert!(error.contains("web.yml: not YAML"), "{error}");
+        let error =
+            load("tls_server_config:\n  cert_file: /dev/zero\n  key_file: b\n").unwrap_err();
+        assert!(error.contains("/dev/zero is not a regular file"), "{error}");
+        // A FIFO with no writer: refused at once, not waited on.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("web.yml");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let error = WebConfig::load(&fifo).unwrap_err().to_string();
+        assert!(error.contains("is not a regular file"), "{error}");
     }
 
     #[test]
