@@ -22,12 +22,12 @@ const CONFFILE: &str = "etc/netwatch.toml";
 const FILES: &[(&str, &str, u32)] = &[
     (
         "dist/systemd/netwatch.service",
-        "usr/lib/systemd/system/netwatch.service",
+        "usr/lib/systemd/system/",
         0o644,
     ),
     (
         "dist/systemd/netwatch-wait-online.service",
-        "usr/lib/systemd/system/netwatch-wait-online.service",
+        "usr/lib/systemd/system/",
         0o644,
     ),
     (
@@ -42,45 +42,17 @@ const FILES: &[(&str, &str, u32)] = &[
     ),
     (
         "dist/prometheus/netwatch.rules.yml",
-        "usr/share/netwatch/prometheus/netwatch.rules.yml",
+        "usr/share/netwatch/prometheus/",
         0o644,
     ),
     (
         "dist/grafana/netwatch-host.json",
-        "usr/share/netwatch/grafana/netwatch-host.json",
+        "usr/share/netwatch/grafana/",
         0o644,
     ),
     (
         "dist/grafana/netwatch-fleet.json",
-        "usr/share/netwatch/grafana/netwatch-fleet.json",
-        0o644,
-    ),
-    (
-        "dist/debian/copyright",
-        "usr/share/doc/netwatch/copyright",
-        0o644,
-    ),
-    ("README.md", "usr/share/doc/netwatch/README.md", 0o644),
-    ("docs/config.md", "usr/share/doc/netwatch/config.md", 0o644),
-    (
-        "docs/protocol.md",
-        "usr/share/doc/netwatch/protocol.md",
-        0o644,
-    ),
-    (
-        "docs/verdict.md",
-        "usr/share/doc/netwatch/verdict.md",
-        0o644,
-    ),
-    ("docs/retry.md", "usr/share/doc/netwatch/retry.md", 0o644),
-    (
-        "docs/transfer.md",
-        "usr/share/doc/netwatch/transfer.md",
-        0o644,
-    ),
-    (
-        "docs/kernel-notes.md",
-        "usr/share/doc/netwatch/kernel-notes.md",
+        "usr/share/netwatch/grafana/",
         0o644,
     ),
     (
@@ -88,10 +60,22 @@ const FILES: &[(&str, &str, u32)] = &[
         "usr/share/doc/netwatch/examples/netwatch.toml",
         0o644,
     ),
-    ("dist/debian/postinst", "DEBIAN/postinst", 0o755),
-    ("dist/debian/prerm", "DEBIAN/prerm", 0o755),
-    ("dist/debian/postrm", "DEBIAN/postrm", 0o755),
+    ("dist/debian/postinst", "DEBIAN/", 0o755),
+    ("dist/debian/prerm", "DEBIAN/", 0o755),
+    ("dist/debian/postrm", "DEBIAN/", 0o755),
 ];
+/// Documentation, into /usr/share/doc/netwatch/ under its own name.
+const DOCS: &[&str] = &[
+    "dist/debian/copyright",
+    "README.md",
+    "docs/config.md",
+    "docs/protocol.md",
+    "docs/verdict.md",
+    "docs/retry.md",
+    "docs/transfer.md",
+    "docs/kernel-notes.md",
+];
+const DOC_DIR: &str = "usr/share/doc/netwatch/";
 
 #[derive(Args)]
 pub struct PackageArgs {
@@ -163,12 +147,19 @@ pub fn build(args: &PackageArgs) -> Result<PathBuf> {
 /// Lays out the package's files under `root`.
 fn stage(root: &Path, binary: &Path) -> Result<()> {
     let repo = cmd::workspace_root();
-    for (source, dest, mode) in FILES {
-        let dest = root.join(dest);
+    let docs = DOCS.iter().map(|source| (*source, DOC_DIR, 0o644));
+    for (source, dest, mode) in FILES.iter().copied().chain(docs) {
+        // A destination ending in `/` is a directory: the file keeps its name.
+        let dest = match dest.strip_suffix('/') {
+            Some(dir) => root
+                .join(dir)
+                .join(Path::new(source).file_name().expect("a file")),
+            None => root.join(dest),
+        };
         create_parent(&dest)?;
         fs::copy(repo.join(source), &dest)
             .with_context(|| format!("copying {source} into the package"))?;
-        set_mode(&dest, *mode)?;
+        set_mode(&dest, mode)?;
     }
 
     let installed = root.join("usr/bin").join(PACKAGE);
