@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::Parser;
 use netwatch::{
     cli::{
-        init_logging, run_cache, run_check, run_gc, run_get, run_manpages, run_mirrors, run_put,
-        run_status, run_sync, run_wait_online, run_watch, AgentArgs, Cli, Command,
+        init_logging, run_cache, run_cache_server, run_check, run_gc, run_get, run_manpages,
+        run_mirrors, run_put, run_status, run_sync, run_wait_online, run_watch, AgentArgs, Cli,
+        Command,
     },
     settings::{self, Environment, Settings},
 };
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => return run_sync(&args, &settings),
         Command::Cache(args) => return run_cache(&args, &settings),
         Command::Gc(args) => return run_gc(&args, &settings),
+        Command::CacheServer(args) => return run_cache_server(&args, &settings),
         Command::Manpages(_) => unreachable!("answered before the settings are resolved"),
     };
     match result {

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod bench;
 pub mod bpf_ids;
+pub mod build_hosts;
 pub mod cli;
 pub mod clock;
 pub mod connects;

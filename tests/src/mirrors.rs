@@ -184,6 +184,30 @@ impl ThreeMirrors {
         self.client.block_on(set_link_up(index, true));
     }
 
+    /// Takes every link of the client down, its uplink too: the host is cut off, and the
+    /// agent calls it Down.
+    pub fn isolate(&self) {
+        let indices: Vec<u32> = self.mirrors.iter().map(|m| m.client_index).collect();
+        self.client.block_on(async move {
+            set_link_up(UPLINK_INDEX, false).await;
+            for index in indices {
+                set_link_up(index, false).await;
+            }
+        });
+    }
+
+    /// Undoes [`ThreeMirrors::isolate`], the default route included (it went with its link).
+    pub fn reconnect(&self) {
+        let indices: Vec<u32> = self.mirrors.iter().map(|m| m.client_index).collect();
+        self.client.block_on(async move {
+            for index in indices {
+                set_link_up(index, true).await;
+            }
+            set_link_up(UPLINK_INDEX, true).await;
+            add_default_route().await;
+        });
+    }
+
     /// `netwatch ARGS --config FILE --socket SOCKET --log-format json` in the client
     /// namespace, with debug logs from netwatch (ARGS start with the subcommand).
     pub fn netwatch(&self, socket: &Path, args: &[&str]) -> Command {
@@ -285,6 +309,11 @@ async fn add_uplink() {
     add_veth("nwup0", UPLINK_INDEX, "nwup1", UPLINK_INDEX + 1).await;
     set_link_up(UPLINK_INDEX + 1, true).await;
     set_link_up(UPLINK_INDEX, true).await;
+    add_default_route().await;
+}
+
+/// The client's default route, on nwup0.
+async fn add_default_route() {
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .output_interface(UPLINK_INDEX)
         .build();

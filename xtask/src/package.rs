@@ -73,6 +73,7 @@ const DOCS: &[&str] = &[
     "docs/verdict.md",
     "docs/retry.md",
     "docs/transfer.md",
+    "docs/build-cache.md",
     "docs/kernel-notes.md",
 ];
 const DOC_DIR: &str = "usr/share/doc/netwatch/";

@@ -38,6 +38,8 @@ const PACKAGES: &[&str] = &[
     "dpkg-dev",
     // Certificates for the metrics exporter's TLS test.
     "openssl",
+    // The build cache's test and bench build C through it.
+    "ccache",
 ];
 /// The packages that provide `/usr/bin/rustc`: reinstalled (upgraded) when it is too old.
 const RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];

@@ -28,8 +28,8 @@ pub use remote::CommandError;
 pub use status::{run_status, StatusArgs};
 pub use sync::{run_sync, SyncArgs};
 pub use transfer::{
-    run_cache, run_gc, run_get, run_mirrors, run_put, CacheArgs, GcArgs, GetArgs, MirrorsArgs,
-    PutArgs,
+    run_cache, run_cache_server, run_gc, run_get, run_mirrors, run_put, CacheArgs, CacheServerArgs,
+    GcArgs, GetArgs, MirrorsArgs, PutArgs,
 };
 pub use wait_online::{
     run_wait_online, WaitOnlineArgs, EXIT_DOWN, EXIT_ERROR, EXIT_TIMEOUT, EXIT_UP,
@@ -83,6 +83,11 @@ pub enum Command {
     /// Show what the local cache of get holds against its cap ([cache] max_size), and with
     /// --prune evict the least recently used down to it.
     Cache(CacheArgs),
+    /// Serve a build cache on loopback for ccache and Bazel (their HTTP remote caches): this
+    /// host's store first, then the mirrors, a miss answered by a deadline so a slow or cut
+    /// mirror never stalls a build; stores are written back to every mirror
+    /// (docs/build-cache.md).
+    CacheServer(CacheServerArgs),
     /// Remove from mirrors the packs no manifest names any more, once older than a grace
     /// period (--dry-run counts without removing).
     Gc(GcArgs),

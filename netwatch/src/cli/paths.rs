@@ -73,6 +73,7 @@ impl Command {
             Command::Sync(args) => args.common.paths.flags(),
             Command::Cache(args) => args.cache.flags(&args.common.paths),
             Command::Gc(args) => args.common.paths.flags(),
+            Command::CacheServer(args) => args.cache.flags(&args.common.paths),
             Command::Manpages(_) => PathFlags::default(),
         }
     }

@@ -4,6 +4,7 @@
 //! and both feed it what they saw.
 
 mod cache;
+mod cache_server;
 mod gc;
 mod mirrors;
 
@@ -32,6 +33,7 @@ use crate::{
 };
 
 pub use cache::{run_cache, CacheArgs};
+pub use cache_server::{run_cache_server, CacheServerArgs};
 pub use gc::{run_gc, GcArgs};
 pub use mirrors::{run_mirrors, MirrorsArgs};
 
@@ -179,6 +181,21 @@ pub enum TransferCommandError {
     Transfer(#[from] TransferError),
     #[error(transparent)]
     Output(#[from] CommandError),
+    /// The build cache's directory cannot be made or read.
+    #[error("the build cache's store {}: {source}: check that the cache directory is writable, or pass --cache DIR", path.display())]
+    BuildCacheStore {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Listen(#[from] netwatch_buildcache::ListenError),
+    #[error(transparent)]
+    Status(#[from] netwatch_buildcache::StatusError),
+    #[error("the build cache server on {addr} stopped: {source}")]
+    Serve {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub fn run_put(args: &PutArgs, settings: &Settings) -> ExitCode {
@@ -243,7 +260,7 @@ pub(super) fn open(mirror: &MirrorConfig, access: Access) -> Result<MirrorStore,
 }
 
 /// The scoreboard in the cache directory; without one, one that lives only for this command.
-fn scoreboard(settings: &Settings) -> Scoreboard {
+pub(super) fn scoreboard(settings: &Settings) -> Scoreboard {
     match &settings.cache {
         Some(root) => Scoreboard::load(root),
         None => Scoreboard::in_memory(),

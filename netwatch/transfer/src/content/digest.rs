@@ -40,6 +40,11 @@ impl Sha256 {
         Ok(Self(bytes))
     }
 
+    /// The digest's 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn to_hex(self) -> String {
         self.to_string()
     }

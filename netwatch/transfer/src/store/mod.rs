@@ -6,6 +6,7 @@
 //! packs/<aa>/<pack>.pack        stored chunks back to back (format 2); <aa> the id's first two hex digits
 //! chunks/<aa>/<id>[.zst|.gz]    format 1: one object per chunk, named by its SHA-256
 //! probe/bandwidth.bin           what a ranged read times to measure bandwidth (`put` writes it)
+//! buildcache/v1/<aa>/<id>       the build cache server's entries (netwatch-buildcache)
 //! ```
 //!
 //! object_store's own retries are off: `netwatch_client::retry` decides, knowing the network.
@@ -356,6 +357,21 @@ impl MirrorStore {
     }
 
     async fn write(&self, path: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.store
+            .put(&object(path), PutPayload::from(data))
+            .await
+            .map_err(self.request_error("PUT", path))?;
+        Ok(())
+    }
+
+    /// An object named by another layer (the build cache's entries), of at most `limit`
+    /// bytes, unchecked: its reader checks it.
+    pub async fn read_object(&self, path: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        self.read(path, limit).await
+    }
+
+    /// Writes an object named by another layer whole: readers see the old one or the new.
+    pub async fn write_object(&self, path: &str, data: bytes::Bytes) -> Result<(), StoreError> {
         self.store
             .put(&object(path), PutPayload::from(data))
             .await

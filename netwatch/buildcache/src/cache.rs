@@ -1,0 +1,151 @@
+//! The build cache itself, apart from HTTP: a lookup is the local store, then the mirrors
+//! within the deadline; a store is the local store at once and the mirrors by write-back.
+
+use std::{io, path::Path, sync::Arc};
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    entry::{EntryKey, SealError},
+    local::LocalStore,
+    lookup::{Found, Lookup},
+    stats::Stats,
+    writeback::Queue,
+};
+
+/// Where an answer came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Local,
+    Mirror(usize),
+}
+
+/// A store that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreFailure {
+    #[error(transparent)]
+    Refused(#[from] SealError),
+    #[error("cannot write the entry to the local store: {0}")]
+    Local(#[source] io::Error),
+}
+
+pub struct BuildCache {
+    local: Arc<LocalStore>,
+    queue: Queue,
+    lookup: Lookup,
+    stats: Arc<Stats>,
+}
+
+impl BuildCache {
+    /// The cache kept under `root` (`<cache>/buildcache`), its uploaders started; they stop
+    /// with `cancel`.
+    pub fn start(root: &Path, lookup: Lookup, cancel: &CancellationToken) -> io::Result<Self> {
+        let stats = Arc::new(Stats::new(
+            lookup.mirrors.iter().map(|m| m.name().to_string()),
+        ));
+        let local = Arc::new(LocalStore::open(root)?);
+        let queue = Queue::open(&root.join("queue"), &lookup.mirrors, &stats)?;
+        queue.start(
+            &lookup.mirrors,
+            Arc::clone(&local),
+            &lookup.verdicts,
+            Arc::clone(&stats),
+            cancel,
+        );
+        Ok(Self {
+            local,
+            queue,
+            lookup,
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn max_entry(&self) -> u64 {
+        self.lookup.max_entry
+    }
+
+    /// The entry's content and where it came from, or `None` for a miss.
+    pub async fn get(&self, key: &EntryKey) -> Option<(Bytes, Source)> {
+        Stats::count(&self.stats.lookups);
+        let local = Arc::clone(&self.local);
+        let wanted = key.clone();
+        let here = tokio::task::spawn_blocking(move || local.read(&wanted))
+            .await
+            .expect("a local read does not panic");
+        match here {
+            Ok(Some(sealed)) => {
+                let content = key.open(&sealed).expect("the local store checked it");
+                return Some(self.served(content, Source::Local));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, key = key.path(), "cannot read the local build cache; asking the mirrors")
+            }
+        }
+        match self.lookup.find(key, &self.stats).await {
+            Found::Hit { sealed, mirror } => {
+                let content = key.open(&sealed).expect("the lookup checked it");
+                self.keep(key, sealed);
+                Stats::count(&self.stats.mirrors[mirror].hits);
+                Some(self.served(content, Source::Mirror(mirror)))
+            }
+            Found::Miss => {
+                Stats::count(&self.stats.misses);
+                None
+            }
+            Found::Late => {
+                Stats::count(&self.stats.misses);
+                Stats::count(&self.stats.deadline_misses);
+                None
+            }
+        }
+    }
+
+    fn served(&self, content: Bytes, source: Source) -> (Bytes, Source) {
+        let counter = match source {
+            Source::Local => &self.stats.local_hits,
+            Source::Mirror(_) => &self.stats.mirror_hits,
+        };
+        Stats::count(counter);
+        Stats::add(&self.stats.bytes_served, content.len() as u64);
+        (content, source)
+    }
+
+    /// Keeps a mirror's entry locally, in the background: the answer does not wait for it.
+    fn keep(&self, key: &EntryKey, sealed: Bytes) {
+        let local = Arc::clone(&self.local);
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = local.write(&key, &sealed) {
+                tracing::warn!(%error, key = key.path(), "cannot keep a mirror's entry locally");
+            }
+        });
+    }
+
+    /// Stores `content` under `key`: locally now, on the mirrors by write-back.
+    pub async fn put(&self, key: &EntryKey, content: &[u8]) -> Result<(), StoreFailure> {
+        let sealed = key.seal(content)?;
+        let local = Arc::clone(&self.local);
+        let wanted = key.clone();
+        tokio::task::spawn_blocking(move || local.write(&wanted, &sealed))
+            .await
+            .expect("a local write does not panic")
+            .map_err(StoreFailure::Local)?;
+        self.queue
+            .enqueue(key, &self.stats)
+            .map_err(StoreFailure::Local)?;
+        Stats::count(&self.stats.stores);
+        Stats::add(&self.stats.bytes_stored, content.len() as u64);
+        Ok(())
+    }
+
+    /// Forgets the entry on this host (mirrors keep theirs).
+    pub fn remove(&self, key: &EntryKey) -> io::Result<bool> {
+        self.local.remove(key)
+    }
+}

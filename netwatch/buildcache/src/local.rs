@@ -1,0 +1,131 @@
+//! The entries this host has, sealed, one file each under `<cache>/buildcache/objects/<aa>/`:
+//! what a build reads first and what the write-back queue uploads from. A file appears by
+//! rename, whole; one that does not open (a crash mid-write on a filesystem that reordered it)
+//! is removed and counts as a miss.
+
+use std::{
+    io::{self, Write},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use bytes::Bytes;
+
+use crate::entry::EntryKey;
+
+/// The local store's directory.
+#[derive(Debug)]
+pub struct LocalStore {
+    objects: PathBuf,
+    /// Names temporary files apart within this process.
+    next_temp: AtomicU64,
+}
+
+impl LocalStore {
+    /// The store under `root` (`<cache>/buildcache`), created if missing.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let objects = root.join("objects");
+        std::fs::create_dir_all(&objects)?;
+        Ok(Self {
+            objects,
+            next_temp: AtomicU64::new(0),
+        })
+    }
+
+    fn file(&self, key: &EntryKey) -> PathBuf {
+        let hex = key.id().to_hex();
+        self.objects.join(&hex[..2]).join(hex)
+    }
+
+    /// The sealed entry, checked; `None` if absent or damaged (a damaged one is removed).
+    pub fn read(&self, key: &EntryKey) -> io::Result<Option<Bytes>> {
+        let file = self.file(key);
+        let sealed = match std::fs::read(&file) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        match key.open(&sealed) {
+            Ok(_) => Ok(Some(sealed)),
+            Err(why) => {
+                tracing::warn!(file = %file.display(), %why, "removing a damaged local build cache entry");
+                let _ = std::fs::remove_file(&file);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether the entry is here, without reading it.
+    pub fn has(&self, key: &EntryKey) -> bool {
+        self.file(key).is_file()
+    }
+
+    /// Stores a sealed entry: written aside, then renamed over any older one.
+    pub fn write(&self, key: &EntryKey, sealed: &[u8]) -> io::Result<()> {
+        let file = self.file(key);
+        let directory = file.parent().expect("an object file has a directory");
+        std::fs::create_dir_all(directory)?;
+        let temp = directory.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            self.next_temp.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = std::fs::File::create(&temp)
+            .and_then(|mut out| out.write_all(sealed))
+            .and_then(|()| std::fs::rename(&temp, &file));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written
+    }
+
+    /// Removes the entry, if present.
+    pub fn remove(&self, key: &EntryKey) -> io::Result<bool> {
+        match std::fs::remove_file(self.file(key)) {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The sealed entry stored under `id`, unchecked: for the write-back queue, which knows
+    /// only the id (the mirror's reader checks it).
+    pub fn read_by_id(&self, hex: &str) -> io::Result<Option<Bytes>> {
+        if hex.len() < 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        match std::fs::read(self.objects.join(&hex[..2]).join(hex)) {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_damaged_ones_are_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let key = EntryKey::from_path("/ccache/ab/cd").unwrap();
+        assert_eq!(store.read(&key).unwrap(), None);
+        let sealed = key.seal(b"content").unwrap();
+        store.write(&key, &sealed).unwrap();
+        assert!(store.has(&key));
+        assert_eq!(store.read(&key).unwrap(), Some(sealed.clone()));
+        assert_eq!(
+            store.read_by_id(&key.id().to_hex()).unwrap(),
+            Some(sealed.clone())
+        );
+
+        // A torn file: a miss, and gone.
+        store.write(&key, &sealed[..sealed.len() - 3]).unwrap();
+        assert_eq!(store.read(&key).unwrap(), None);
+        assert!(!store.has(&key));
+        assert!(!store.remove(&key).unwrap());
+        assert_eq!(store.read_by_id("../etc").unwrap(), None);
+    }
+}

@@ -1,0 +1,102 @@
+//! Finding an entry on the mirrors within a deadline: best first (the scoreboard's figures and
+//! the agent's verdicts), a mirror the agent calls Down never asked, the next one asked when
+//! the first has not answered within the hedge delay or said no. A miss is an answer a build
+//! tool acts on at once (it compiles), so when the deadline comes, the answer is a miss.
+
+use std::{pin::pin, time::Duration};
+
+use bytes::Bytes;
+use futures::{stream::FuturesUnordered, StreamExt};
+use netwatch_transfer::{MirrorStore, Scoreboard};
+
+use crate::{entry::SEAL_OVERHEAD, stats::Stats, verdicts::Verdicts, EntryKey};
+
+/// What the mirrors said.
+#[derive(Debug, PartialEq)]
+pub enum Found {
+    /// The sealed entry, checked, and the index of the mirror that served it.
+    Hit { sealed: Bytes, mirror: usize },
+    /// No mirror had it (or none could be asked).
+    Miss,
+    /// The deadline came first.
+    Late,
+}
+
+/// The mirrors and how to ask them.
+pub struct Lookup {
+    pub mirrors: Vec<MirrorStore>,
+    pub verdicts: Verdicts,
+    /// The figures mirrors are ranked by (from the last `netwatch mirrors` or `get`).
+    pub board: Scoreboard,
+    /// How long a mirror may take before the next is asked too.
+    pub hedge: Duration,
+    /// How long a lookup may take in all.
+    pub deadline: Duration,
+    /// The largest content an entry may have.
+    pub max_entry: u64,
+}
+
+impl Lookup {
+    /// The indices of the mirrors to ask, best first; those the agent calls Down left out.
+    pub fn order(&self) -> Vec<usize> {
+        let state = self.verdicts.current();
+        self.board
+            .ranked(&self.mirrors, state.as_deref())
+            .into_iter()
+            .map(|ranked| ranked.index)
+            .filter(|&index| !self.verdicts.is_down(&self.mirrors[index]))
+            .collect()
+    }
+
+    /// Looks `key` up, counting each mirror asked in `stats`.
+    pub async fn find(&self, key: &EntryKey, stats: &Stats) -> Found {
+        let order = self.order();
+        let mut waiting = order.into_iter();
+        let mut asked = FuturesUnordered::new();
+        let ask = |index: usize| {
+            let mirror = &self.mirrors[index];
+            Stats::count(&stats.mirrors[index].asked);
+            let path = key.object_path();
+            let limit = self.max_entry + SEAL_OVERHEAD as u64;
+            async move { (index, mirror.read_object(&path, limit).await) }
+        };
+        let mut deadline = pin!(tokio::time::sleep(self.deadline));
+        let mut hedge = pin!(tokio::time::sleep(self.hedge));
+        loop {
+            if asked.is_empty() {
+                match waiting.next() {
+                    Some(index) => {
+                        asked.push(ask(index));
+                        hedge
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + self.hedge);
+                    }
+                    None => return Found::Miss,
+                }
+            }
+            tokio::select! {
+                () = &mut deadline => return Found::Late,
+                () = &mut hedge, if waiting.len() > 0 => {
+                    if let Some(index) = waiting.next() {
+                        asked.push(ask(index));
+                    }
+                    hedge.as_mut().reset(tokio::time::Instant::now() + self.hedge);
+                }
+                Some((index, answer)) = asked.next() => {
+                    let mirror = self.mirrors[index].name();
+                    match answer {
+                        Ok(stored) => {
+                            let sealed = Bytes::from(stored);
+                            match key.open(&sealed) {
+                                Ok(_) => return Found::Hit { sealed, mirror: index },
+                                Err(why) => tracing::warn!(mirror, key = key.path(), %why, "a mirror's build cache entry does not check out: asking the next"),
+                            }
+                        }
+                        Err(error) if error.is_not_found() => {}
+                        Err(error) => tracing::debug!(%error, "build cache lookup: asking the next mirror"),
+                    }
+                }
+            }
+        }
+    }
+}
