@@ -77,11 +77,14 @@ impl Tool {
     }
 }
 
-/// One build host: its server and its directories.
+/// One build host: its server (none for a tool talking straight to a mirror) and its
+/// directories.
 pub struct BuildHost {
     pub name: &'static str,
     pub port: u16,
-    server: Child,
+    /// The remote cache the tool is pointed at, without the tool's own path.
+    remote: String,
+    server: Option<Child>,
     dir: tempfile::TempDir,
 }
 
@@ -119,21 +122,26 @@ impl BuildHost {
     /// Starts `netwatch cache-server` on 127.0.0.1:`port` in the client namespace, with the
     /// agent at `socket`, and waits until it answers.
     pub fn start(name: &'static str, port: u16, mirrors: &ThreeMirrors, socket: &Path) -> Self {
+        Self::start_with(name, port, mirrors, socket, &[])
+    }
+
+    /// [`BuildHost::start`] with more flags for the server (`--miss-deadline 1s`...).
+    pub fn start_with(
+        name: &'static str,
+        port: u16,
+        mirrors: &ThreeMirrors,
+        socket: &Path,
+        flags: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a directory for a build host");
         // The server listens on loopback, which a new namespace has down.
         mirrors.client.block_on(set_link_up(LOOPBACK_INDEX, true));
         let listen = format!("127.0.0.1:{port}");
+        let cache = dir.path().join("cache").display().to_string();
+        let mut args = vec!["cache-server", "--listen", &listen, "--cache", &cache];
+        args.extend_from_slice(flags);
         let server = mirrors
-            .netwatch(
-                socket,
-                &[
-                    "cache-server",
-                    "--listen",
-                    &listen,
-                    "--cache",
-                    &dir.path().join("cache").display().to_string(),
-                ],
-            )
+            .netwatch(socket, &args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("server.log")).expect("a log file"))
             .spawn()
@@ -141,12 +149,13 @@ impl BuildHost {
         let mut host = BuildHost {
             name,
             port,
-            server,
+            remote: format!("http://127.0.0.1:{port}"),
+            server: Some(server),
             dir,
         };
         let started = Instant::now();
         while host.try_status(mirrors, socket).is_none() {
-            if let Ok(Some(status)) = host.server.try_wait() {
+            if let Some(Ok(Some(status))) = host.server.as_mut().map(Child::try_wait) {
                 panic!(
                     "{name}'s cache server exited at start ({status}):\n{}",
                     host.log()
@@ -160,6 +169,18 @@ impl BuildHost {
             std::thread::sleep(Duration::from_millis(50));
         }
         host
+    }
+
+    /// A host whose tool talks straight to `url` (a mirror's nginx): what a build does
+    /// without netwatch.
+    pub fn direct(name: &'static str, url: &str) -> Self {
+        BuildHost {
+            name,
+            port: 0,
+            remote: url.trim_end_matches('/').to_string(),
+            server: None,
+            dir: tempfile::tempdir().expect("a directory for a build host"),
+        }
     }
 
     pub fn log(&self) -> String {
@@ -261,10 +282,7 @@ impl BuildHost {
                         compile("ccache")
                     ))
                     .env("CCACHE_DIR", &ccache_dir)
-                    .env(
-                        "CCACHE_REMOTE_STORAGE",
-                        format!("http://127.0.0.1:{}/ccache", self.port),
-                    )
+                    .env("CCACHE_REMOTE_STORAGE", format!("{}/ccache", self.remote))
                     .env("CCACHE_REMOTE_ONLY", "true")
                     .env("CCACHE_LOGFILE", self.dir.path().join("ccache.log"));
             }
@@ -282,7 +300,7 @@ impl BuildHost {
                     .env("SCCACHE_DIR", &ccache_dir)
                     .env(
                         "SCCACHE_WEBDAV_ENDPOINT",
-                        format!("http://127.0.0.1:{}/sccache", self.port),
+                        format!("{}/sccache", self.remote),
                     )
                     .env("SCCACHE_SERVER_PORT", (self.port + 1000).to_string())
                     .env("SCCACHE_ERROR_LOG", self.dir.path().join("sccache.log"));
@@ -325,8 +343,10 @@ impl BuildHost {
 
 impl Drop for BuildHost {
     fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
+        if let Some(server) = &mut self.server {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
     }
 }
 

@@ -153,6 +153,13 @@ impl ThreeMirrors {
         &self.config_text
     }
 
+    /// Replaces the configuration (for mirrors reached through a proxy, say); an agent
+    /// started after reads the new one.
+    pub fn set_config(&mut self, text: String) {
+        std::fs::write(self.config_path(), &text).expect("write the configuration file");
+        self.config_text = text;
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.work.path().join("config.toml")
     }

@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// them).
     #[arg(long, value_name = "NAME")]
     pub scenario: Option<String>,
+
+    /// The build scenario's network profiles (comma-separated: datacenter, wan, satellite,
+    /// mobile; each one's rate, delay and loss are in docs/build-cache.md). [default: all]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
@@ -72,6 +77,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     if let Some(scenario) = &args.scenario {
         run.args(["--scenario", scenario]);
+    }
+    if let Some(profile) = &args.profile {
+        run.args(["--profile", profile]);
     }
     cmd::run(&mut run).context("the bench failed")
 }

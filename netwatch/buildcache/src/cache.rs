@@ -1,7 +1,14 @@
 //! The build cache itself, apart from HTTP: a lookup is the local store, then the mirrors
 //! within the deadline; a store is the local store at once and the mirrors by write-back.
 
-use std::{io, path::Path, sync::Arc};
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -35,17 +42,27 @@ pub struct BuildCache {
     queue: Queue,
     lookup: Lookup,
     stats: Arc<Stats>,
+    /// The local store's cap, if any, and the queue eviction spares.
+    max_local: Option<u64>,
+    queue_root: PathBuf,
+    evicting: Arc<AtomicBool>,
 }
 
 impl BuildCache {
-    /// The cache kept under `root` (`<cache>/buildcache`), its uploaders started; they stop
-    /// with `cancel`.
-    pub fn start(root: &Path, lookup: Lookup, cancel: &CancellationToken) -> io::Result<Self> {
+    /// The cache kept under `root` (`<cache>/buildcache`), at most `max_local` bytes of it
+    /// (`None` for no cap), its uploaders started; they stop with `cancel`.
+    pub fn start(
+        root: &Path,
+        lookup: Lookup,
+        max_local: Option<u64>,
+        cancel: &CancellationToken,
+    ) -> io::Result<Self> {
         let stats = Arc::new(Stats::new(
             lookup.mirrors.iter().map(|m| m.name().to_string()),
         ));
         let local = Arc::new(LocalStore::open(root)?);
-        let queue = Queue::open(&root.join("queue"), &lookup.mirrors, &stats)?;
+        let queue_root = root.join("queue");
+        let queue = Queue::open(&queue_root, &lookup.mirrors, &stats)?;
         queue.start(
             &lookup.mirrors,
             Arc::clone(&local),
@@ -53,16 +70,57 @@ impl BuildCache {
             Arc::clone(&stats),
             cancel,
         );
-        Ok(Self {
+        let cache = Self {
             local,
             queue,
             lookup,
             stats,
-        })
+            max_local,
+            queue_root,
+            evicting: Arc::new(AtomicBool::new(false)),
+        };
+        cache.evict_if_over();
+        Ok(cache)
     }
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Every figure now, the local store's size included.
+    pub fn snapshot(&self) -> crate::Snapshot {
+        self.stats
+            .local_bytes
+            .store(self.local.bytes(), Ordering::Relaxed);
+        self.stats.snapshot()
+    }
+
+    /// Past the cap, evicts down to nine tenths of it on a blocking thread (one pass at a
+    /// time; the store goes on serving meanwhile).
+    fn evict_if_over(&self) {
+        let Some(max) = self.max_local else {
+            return;
+        };
+        if self.local.bytes() <= max || self.evicting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (local, queue, stats, evicting) = (
+            Arc::clone(&self.local),
+            self.queue_root.clone(),
+            Arc::clone(&self.stats),
+            Arc::clone(&self.evicting),
+        );
+        tokio::task::spawn_blocking(move || {
+            match local.evict_to(&queue, max / 10 * 9) {
+                Ok(evicted) => {
+                    Stats::add(&stats.evicted_entries, evicted.files);
+                    Stats::add(&stats.evicted_bytes, evicted.bytes);
+                    tracing::debug!(?evicted, "build cache: evicted past the cap");
+                }
+                Err(error) => tracing::warn!(%error, "build cache: eviction failed"),
+            }
+            evicting.store(false, Ordering::Release);
+        });
     }
 
     pub fn max_entry(&self) -> u64 {
@@ -125,6 +183,7 @@ impl BuildCache {
                 tracing::warn!(%error, key = key.path(), "cannot keep a mirror's entry locally");
             }
         });
+        self.evict_if_over();
     }
 
     /// Stores `content` under `key`: locally now, on the mirrors by write-back.
@@ -141,6 +200,7 @@ impl BuildCache {
             .map_err(StoreFailure::Local)?;
         Stats::count(&self.stats.stores);
         Stats::add(&self.stats.bytes_stored, content.len() as u64);
+        self.evict_if_over();
         Ok(())
     }
 

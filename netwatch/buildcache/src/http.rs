@@ -119,7 +119,7 @@ async fn answer(cache: &BuildCache, request: Request<hyper::body::Incoming>) -> 
         if request.method() != Method::GET {
             return not_allowed("GET");
         }
-        let snapshot = cache.stats().snapshot();
+        let snapshot = cache.snapshot();
         return if path == STATUS {
             let json = serde_json::to_vec(&snapshot).expect("figures serialise");
             plain(StatusCode::OK, "application/json", json)
@@ -168,13 +168,15 @@ async fn answer(cache: &BuildCache, request: Request<hyper::body::Incoming>) -> 
             let limit = usize::try_from(cache.max_entry()).unwrap_or(usize::MAX);
             let body = match Limited::new(request.into_body(), limit).collect().await {
                 Ok(collected) => collected.to_bytes(),
-                Err(error) if error.is::<http_body_util::LengthLimitError>() => return refused(
-                    cache,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!(
+                Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                    return refused(
+                        cache,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!(
                         "{path}: more than the {limit} bytes an entry may have (--max-entry-size)"
                     ),
-                ),
+                    )
+                }
                 Err(error) => {
                     tracing::debug!(%error, "build cache: a PUT body ended early");
                     return plain(StatusCode::BAD_REQUEST, "text/plain", Vec::new());

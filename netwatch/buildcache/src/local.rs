@@ -1,12 +1,13 @@
 //! The entries this host has, sealed, one file each under `<cache>/buildcache/objects/<aa>/`:
 //! what a build reads first and what the write-back queue uploads from. A file appears by
 //! rename, whole; one that does not open (a crash mid-write on a filesystem that reordered it)
-//! is removed and counts as a miss.
+//! is removed and counts as a miss. A hit touches its file, which is what eviction orders by.
 
 use std::{
     io::{self, Write},
     path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
+    time::SystemTime,
 };
 
 use bytes::Bytes;
@@ -19,6 +20,9 @@ pub struct LocalStore {
     objects: PathBuf,
     /// Names temporary files apart within this process.
     next_temp: AtomicU64,
+    /// The bytes the entries take: counted at open, kept up by writes and eviction (a
+    /// replaced entry counts twice until the next eviction counts again).
+    bytes: AtomicU64,
 }
 
 impl LocalStore {
@@ -26,10 +30,25 @@ impl LocalStore {
     pub fn open(root: &Path) -> io::Result<Self> {
         let objects = root.join("objects");
         std::fs::create_dir_all(&objects)?;
+        let bytes = crate::evict::size(&objects)?;
         Ok(Self {
             objects,
             next_temp: AtomicU64::new(0),
+            bytes: AtomicU64::new(bytes),
         })
+    }
+
+    /// The bytes the entries take (see `bytes`).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Evicts the least recently used down to `target` bytes, sparing entries queued under
+    /// `queue`.
+    pub fn evict_to(&self, queue: &Path, target: u64) -> io::Result<crate::evict::Evicted> {
+        let evicted = crate::evict::evict_to(&self.objects, queue, target)?;
+        self.bytes.store(evicted.left, Ordering::Relaxed);
+        Ok(evicted)
     }
 
     fn file(&self, key: &EntryKey) -> PathBuf {
@@ -46,7 +65,13 @@ impl LocalStore {
             Err(error) => return Err(error),
         };
         match key.open(&sealed) {
-            Ok(_) => Ok(Some(sealed)),
+            Ok(_) => {
+                // Recently used: the last to be evicted.
+                if let Ok(handle) = std::fs::File::options().write(true).open(&file) {
+                    let _ = handle.set_modified(SystemTime::now());
+                }
+                Ok(Some(sealed))
+            }
             Err(why) => {
                 tracing::warn!(file = %file.display(), %why, "removing a damaged local build cache entry");
                 let _ = std::fs::remove_file(&file);
@@ -73,8 +98,13 @@ impl LocalStore {
         let written = std::fs::File::create(&temp)
             .and_then(|mut out| out.write_all(sealed))
             .and_then(|()| std::fs::rename(&temp, &file));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
+        match &written {
+            Ok(()) => {
+                self.bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(&temp);
+            }
         }
         written
     }

@@ -1,7 +1,9 @@
 //! Finding an entry on the mirrors within a deadline: best first (the scoreboard's figures and
 //! the agent's verdicts), a mirror the agent calls Down never asked, the next one asked when
-//! the first has not answered within the hedge delay or said no. A miss is an answer a build
-//! tool acts on at once (it compiles), so when the deadline comes, the answer is a miss.
+//! the first has not answered within the hedge delay or failed. A mirror's "not found" is
+//! the answer (every mirror is written every entry): asking the others too would make every
+//! miss of a cold build cost a round trip per mirror. A miss is an answer a build tool acts
+//! on at once (it compiles), so when the deadline comes, the answer is a miss.
 
 use std::{pin::pin, time::Duration};
 
@@ -92,7 +94,12 @@ impl Lookup {
                                 Err(why) => tracing::warn!(mirror, key = key.path(), %why, "a mirror's build cache entry does not check out: asking the next"),
                             }
                         }
-                        Err(error) if error.is_not_found() => {}
+                        // Not there: a miss, unless a hedged request is still out.
+                        Err(error) if error.is_not_found() => {
+                            if asked.is_empty() {
+                                return Found::Miss;
+                            }
+                        }
                         Err(error) => tracing::debug!(%error, "build cache lookup: asking the next mirror"),
                     }
                 }

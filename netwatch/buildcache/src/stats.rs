@@ -39,6 +39,10 @@ pub struct Stats {
     pub bytes_stored: AtomicU64,
     /// Requests refused: bad paths, bodies too large, cas digests that do not match.
     pub refused: AtomicU64,
+    /// The local store's size, and what eviction removed from it.
+    pub local_bytes: AtomicU64,
+    pub evicted_entries: AtomicU64,
+    pub evicted_bytes: AtomicU64,
     pub mirrors: Vec<MirrorCounters>,
 }
 
@@ -88,6 +92,9 @@ impl Stats {
             bytes_served: get(&self.bytes_served),
             bytes_stored: get(&self.bytes_stored),
             refused: get(&self.refused),
+            local_bytes: get(&self.local_bytes),
+            evicted_entries: get(&self.evicted_entries),
+            evicted_bytes: get(&self.evicted_bytes),
             mirrors: self
                 .mirrors
                 .iter()
@@ -117,6 +124,9 @@ pub struct Snapshot {
     pub bytes_served: u64,
     pub bytes_stored: u64,
     pub refused: u64,
+    pub local_bytes: u64,
+    pub evicted_entries: u64,
+    pub evicted_bytes: u64,
     pub mirrors: Vec<MirrorSnapshot>,
 }
 
@@ -248,6 +258,11 @@ impl std::fmt::Display for Snapshot {
             f,
             "stored {} entries ({} bytes); served {} bytes; refused {}",
             self.stores, self.bytes_stored, self.bytes_served, self.refused
+        )?;
+        writeln!(
+            f,
+            "local store {} bytes; evicted {} entries ({} bytes)",
+            self.local_bytes, self.evicted_entries, self.evicted_bytes
         )?;
         for m in &self.mirrors {
             writeln!(

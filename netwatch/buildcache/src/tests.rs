@@ -53,7 +53,7 @@ async fn start(root: &Path, mirrors: Vec<MirrorStore>, state: &State) -> Server 
         deadline: Duration::from_millis(300),
         max_entry: 1 << 20,
     };
-    let cache = Arc::new(BuildCache::start(root, lookup, &cancel).unwrap());
+    let cache = Arc::new(BuildCache::start(root, lookup, Some(64 << 10), &cancel).unwrap());
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, Arc::clone(&cache), cancel.clone()));
@@ -125,7 +125,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn status(server: &Server) -> Snapshot {
-    server.cache.stats().snapshot()
+    server.cache.snapshot()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,4 +390,55 @@ async fn bazel_action_results_and_outputs_round_trip_through_the_mirrors() {
         .0,
         404
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_on_the_best_mirror_is_the_answer_and_costs_one_request() {
+    let (a, b, host) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (state, _) = watch::channel(None);
+    // Only the second mirror has it (a write-back to the first still queued elsewhere).
+    let key = crate::EntryKey::from_path("/ccache/lagging").unwrap();
+    let file = b.path().join(key.object_path());
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, key.seal(b"x").unwrap()).unwrap();
+    let server = start(
+        host.path(),
+        vec![file_mirror("a", a.path()), file_mirror("b", b.path())],
+        &state,
+    )
+    .await;
+    assert_eq!(
+        request(server.addr, "GET", "/ccache/lagging", b"").await.0,
+        404
+    );
+    let figures = status(&server);
+    assert_eq!((figures.mirrors[0].asked, figures.mirrors[1].asked), (1, 0));
+    assert_eq!((figures.misses, figures.deadline_misses), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_store_stays_under_its_cap_and_what_went_is_still_on_the_mirror() {
+    let (a, host) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (state, _) = watch::channel(None);
+    let server = start(host.path(), vec![file_mirror("a", a.path())], &state).await;
+    // 20 entries of 8 KiB against the tests' 64 KiB cap.
+    let content = vec![7u8; 8 << 10];
+    for i in 0..20 {
+        let path = format!("/ccache/e{i}");
+        assert_eq!(request(server.addr, "PUT", &path, &content).await.0, 201);
+        until("the write-back", || stored_on(a.path()) == i + 1).await;
+    }
+    until("eviction", || status(&server).local_bytes <= 64 << 10).await;
+    let figures = status(&server);
+    assert!(figures.evicted_entries >= 12, "{figures:?}");
+    // The first entry left this host, and comes back from the mirror.
+    assert_eq!(
+        request(server.addr, "GET", "/ccache/e0", b"").await,
+        (200, content)
+    );
+    assert_eq!(status(&server).mirror_hits, 1);
 }

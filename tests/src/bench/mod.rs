@@ -21,7 +21,7 @@ use anyhow::{bail, Context as _, Result};
 use report::ScenarioReport;
 
 fn usage() -> &'static str {
-    "usage: netwatch-bench run --out DIR --date YYYY-MM-DD [--quick] [--rounds N] [--scenario NAME[,NAME...]]\n\
+    "usage: netwatch-bench run --out DIR --date YYYY-MM-DD [--quick] [--rounds N] [--scenario NAME[,NAME...]] [--profile NAME[,NAME...]]\n\
      \x20      netwatch-bench list\n\
      \x20      netwatch-bench poll-sysfs DEV INTERVAL_MS LIMIT_S   (internal: the sysfs poller)\n\
      Run it through `cargo xtask bench`, which builds it and the agent and runs it as root."
@@ -36,6 +36,8 @@ pub struct Options {
     pub quick: bool,
     pub rounds: Option<usize>,
     pub scenarios: Vec<String>,
+    /// The build scenario's network profiles (`--profile`); all when empty.
+    pub profiles: Vec<String>,
 }
 
 fn parse_run(args: &[String]) -> Result<Options> {
@@ -64,6 +66,12 @@ fn parse_run(args: &[String]) -> Result<Options> {
                 let names = value("--scenario")?;
                 options
                     .scenarios
+                    .extend(names.split(',').filter(|n| !n.is_empty()).map(String::from));
+            }
+            "--profile" => {
+                let names = value("--profile")?;
+                options
+                    .profiles
                     .extend(names.split(',').filter(|n| !n.is_empty()).map(String::from));
             }
             other => bail!("unexpected argument `{other}`\n{}", usage()),
@@ -323,6 +331,7 @@ mod tests {
                 quick: true,
                 rounds: Some(7),
                 scenarios: vec!["a".into(), "b".into()],
+                profiles: Vec::new(),
             }
         );
         assert!(parse_run(&args(&["--quick"])).is_err());

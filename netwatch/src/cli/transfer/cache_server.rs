@@ -34,6 +34,11 @@ pub struct CacheServerArgs {
     /// 256MiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_entry_size: Option<u64>,
+    /// Keep this host's store under this size, evicting the least recently used (never an
+    /// entry still waiting for a mirror): `20GiB`. [default: the configuration's [cache]
+    /// max_size, 10GiB unless set]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
     /// Print the figures of the server running at --listen (hits, misses, each mirror's
     /// share and write-back queue) and exit.
     #[arg(long)]
@@ -94,7 +99,8 @@ async fn serve(
     };
     let cancel = CancellationToken::new();
     let store = root.join("buildcache");
-    let cache = BuildCache::start(&store, lookup, &cancel).map_err(|source| {
+    let max_local = args.max_size.or(config.cache.max_size);
+    let cache = BuildCache::start(&store, lookup, max_local, &cancel).map_err(|source| {
         TransferCommandError::BuildCacheStore {
             path: store.clone(),
             source,

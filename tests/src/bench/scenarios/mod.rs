@@ -2,6 +2,7 @@
 //! them down when it returns (or unwinds). To add one, implement [`Scenario`] and list it in
 //! [`all`].
 
+mod build;
 mod churn;
 mod flow;
 mod link;
@@ -57,6 +58,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(transfer::TransferScenario::Compression),
         Box::new(transfer::TransferScenario::Delta),
         Box::new(transfer::TransferScenario::Rtt),
+        Box::new(build::BuildScenario),
     ]
 }
 

@@ -6,11 +6,11 @@
 
 mod artifact;
 mod compression;
-mod delay;
+pub(super) mod delay;
 mod delta;
 mod file_copy;
 mod parallel;
-mod proxy;
+pub(super) mod proxy;
 mod rtt;
 mod site;
 mod throughput;
