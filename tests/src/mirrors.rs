@@ -43,7 +43,7 @@ pub const NAMES: [&str; 3] = ["primary", "secondary", "tertiary"];
 /// The port nginx listens on in each mirror namespace.
 const PORT: u16 = 80;
 /// Ifindex of the default route's link in the client namespace (its peer has the next).
-const UPLINK_INDEX: u32 = 30;
+pub(crate) const UPLINK_INDEX: u32 = 30;
 /// `lo` is always ifindex 1 in a new namespace.
 const LOOPBACK_INDEX: u32 = 1;
 
@@ -153,13 +153,6 @@ impl ThreeMirrors {
         &self.config_text
     }
 
-    /// Replaces the configuration (for mirrors reached through a proxy, say); an agent
-    /// started after reads the new one.
-    pub fn set_config(&mut self, text: String) {
-        std::fs::write(self.config_path(), &text).expect("write the configuration file");
-        self.config_text = text;
-    }
-
     pub fn config_path(&self) -> PathBuf {
         self.work.path().join("config.toml")
     }
@@ -189,30 +182,6 @@ impl ThreeMirrors {
     pub fn restore(&self, name: &str) {
         let index = self.mirror(name).client_index;
         self.client.block_on(set_link_up(index, true));
-    }
-
-    /// Takes every link of the client down, its uplink too: the host is cut off, and the
-    /// agent calls it Down.
-    pub fn isolate(&self) {
-        let indices: Vec<u32> = self.mirrors.iter().map(|m| m.client_index).collect();
-        self.client.block_on(async move {
-            set_link_up(UPLINK_INDEX, false).await;
-            for index in indices {
-                set_link_up(index, false).await;
-            }
-        });
-    }
-
-    /// Undoes [`ThreeMirrors::isolate`], the default route included (it went with its link).
-    pub fn reconnect(&self) {
-        let indices: Vec<u32> = self.mirrors.iter().map(|m| m.client_index).collect();
-        self.client.block_on(async move {
-            for index in indices {
-                set_link_up(index, true).await;
-            }
-            set_link_up(UPLINK_INDEX, true).await;
-            add_default_route().await;
-        });
     }
 
     /// `netwatch ARGS --config FILE --socket SOCKET --log-format json` in the client
@@ -312,15 +281,15 @@ fn path_str(path: &Path) -> &str {
 /// cutting a mirror demotes that mirror and does not make the host Down (which would make
 /// every transfer wait instead of moving on). (A dummy link would do, but this kernel has no
 /// dummy driver.)
-async fn add_uplink() {
+pub(crate) async fn add_uplink() {
     add_veth("nwup0", UPLINK_INDEX, "nwup1", UPLINK_INDEX + 1).await;
     set_link_up(UPLINK_INDEX + 1, true).await;
     set_link_up(UPLINK_INDEX, true).await;
     add_default_route().await;
 }
 
-/// The client's default route, on nwup0.
-async fn add_default_route() {
+/// The client's default route, on nwup0 (ifindex 30).
+pub(crate) async fn add_default_route() {
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .output_interface(UPLINK_INDEX)
         .build();

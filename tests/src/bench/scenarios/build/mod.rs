@@ -1,10 +1,12 @@
 //! The build cache issue's table, for real: Debian's ccache builds zstd's C library (26
-//! files) through `netwatch cache-server` in front of three nginx mirrors, and the same
-//! builds with ccache talking straight to one of them (its own `remote_storage`, no netwatch),
-//! under named network profiles (profile.rs). Per profile: cold (everything empty), warm (a
-//! new host: every hit from the mirrors), failure (a new host, the primary's link cut a third
-//! of the way in); with the first profile also outage (new flags, the host cut off a third of
-//! the way in, and how long until every entry reached every mirror once it was back).
+//! files) through `netwatch cache-server` on build hosts in namespaces of their own, each
+//! with its own agent, in front of two nginx mirrors in two more (tests/src/build_site.rs),
+//! and the same builds with ccache talking straight to the primary (its own
+//! `remote_storage`, no netwatch), under named network profiles (profile.rs). Per profile:
+//! cold (host A, everything empty), warm (host B: every hit from the mirrors), failure (host
+//! C, its link to the primary cut a third of the way in); with the first profile also outage
+//! (host D, new flags, cut off a third of the way in, and how long until every entry reached
+//! every mirror once it was back).
 //!
 //! The original design's table (docs/origins/network-aware-builds.md) claimed cold 45 s, warm
 //! 8 s and "network failure recovery" 12 s for its own system; those were simulated.
@@ -21,10 +23,15 @@ use crate::bench::report::{Facts, ScenarioReport, Target};
 use crate::bench::stats::fmt_bytes;
 use crate::bench::Context;
 use crate::build_hosts::{Build, BuildHost, CodeBase, Tool};
-use crate::mirrors::{TxCounters, NAMES};
+use crate::build_site::SiteHost;
+use crate::mirrors::TxCounters;
 use netwatch_client::state::{Health, Subject};
 use profile::{Profile, Shaped};
 
+/// Build hosts A-D go through netwatch (cold, warm, failure, outage); E is ccache straight
+/// to the primary.
+const HOSTS: [&str; 5] = ["A", "B", "C", "D", "E"];
+const MIRRORS: [&str; 2] = ["primary", "secondary"];
 const FLAGS: &str = "-O1";
 /// Other code generation: every key of the outage build is new to the mirrors.
 const OUTAGE_FLAGS: &str = "-O2";
@@ -48,12 +55,13 @@ impl Scenario for BuildScenario {
         let rounds = cx.rounds(1, 1);
         report.notes.push(format!(
             "Debian's ccache (remote_only) builds zstd's C library ({} files, {FLAGS}, two \
-             compilers at once) in the client namespace of three nginx mirrors, each behind a \
-             delay line and a tbf cap, with random loss from nftables; the agent watches each \
-             mirror as an endpoint. \"netwatch\" is a `netwatch cache-server` per host with an \
-             empty store; \"direct\" is ccache with `remote_storage` pointing straight at the \
-             primary. Hits are ccache's own remote hits; bytes are what each mirror sent on \
-             its link (IFLA_STATS64). Profiles: {}.",
+             compilers at once) on build hosts in namespaces of their own, each joined to two \
+             nginx mirrors by links of its own, each link behind a tbf cap, each nginx behind \
+             a delay line, with random loss from nftables; each host's agent watches each \
+             mirror as an endpoint. \"netwatch\" is a `netwatch cache-server` on a new host \
+             with an empty store; \"direct\" is ccache with `remote_storage` pointing straight \
+             at the primary. Hits are ccache's own remote hits; bytes are what each mirror \
+             sent on all its links (IFLA_STATS64). Profiles: {}.",
             code.sources.len(),
             profiles
                 .iter()
@@ -89,11 +97,11 @@ struct Figures {
     compiled: u64,
     errors: u64,
     /// Bytes each mirror sent during the build.
-    sent: [u64; 3],
+    sent: [u64; 2],
 }
 
 impl Figures {
-    fn of(build: &Build, before: [TxCounters; 3], after: [TxCounters; 3]) -> Self {
+    fn of(build: &Build, before: [TxCounters; 2], after: [TxCounters; 2]) -> Self {
         Figures {
             seconds: build.took.as_secs_f64(),
             hits: build.hits(),
@@ -149,51 +157,56 @@ struct OutageFigures {
     complete: bool,
 }
 
-fn sent(shaped: &Shaped) -> [TxCounters; 3] {
-    std::array::from_fn(|i| shaped.mirrors.mirrors[i].sent())
+fn sent(shaped: &Shaped) -> [TxCounters; 2] {
+    std::array::from_fn(|m| shaped.site.sent(m))
+}
+
+fn primary_down(host: &SiteHost) -> bool {
+    let primary = Subject::Endpoint(MIRRORS[0].to_string());
+    host.agent().get().is_ok_and(|s| {
+        s.verdict(&primary)
+            .is_some_and(|v| v.health == Health::Down)
+    })
 }
 
 fn run_profile(profile: &Profile, code: &CodeBase, with_outage: bool) -> Result<Outcome> {
-    let shaped = Shaped::start(profile)?;
-    let mirrors = &shaped.mirrors;
-    let agent = mirrors.start_agent();
-    let socket = agent.socket().to_path_buf();
+    let mut shaped = Shaped::start(profile, &HOSTS, &MIRRORS)?;
+    shaped.site.start_agents();
+    let shaped = shaped;
+    let site = &shaped.site;
     let flags = profile.server_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut outcome = Outcome::default();
     let measured = |host: &BuildHost, build_flags: &str| {
         let before = sent(&shaped);
-        let build = host.build(mirrors, code, build_flags, &Tool::Ccache);
+        let build = host.build(code, build_flags, &Tool::Ccache);
         Figures::of(&build, before, sent(&shaped))
     };
 
-    let a = BuildHost::start_with("A", 8781, mirrors, &socket, &flags);
+    let a = BuildHost::start_with(site.host("A"), &flags);
     outcome.cold = measured(&a, FLAGS);
-    a.wait_written_back(mirrors, &socket, FLUSH_LIMIT);
-    let b = BuildHost::start_with("B", 8782, mirrors, &socket, &flags);
+    a.wait_written_back(FLUSH_LIMIT);
+    let b = BuildHost::start_with(site.host("B"), &flags);
     outcome.warm = measured(&b, FLAGS);
 
-    let direct = BuildHost::direct("direct cold", &shaped.primary_url());
-    outcome.direct_cold = measured(&direct, FLAGS);
-    let direct = BuildHost::direct("direct warm", &shaped.primary_url());
-    outcome.direct_warm = measured(&direct, FLAGS);
+    // Host E builds with ccache straight to the primary, a new ccache directory each time.
+    let e = site.host("E");
+    outcome.direct_cold = measured(&BuildHost::direct(e, &shaped.primary_url("E")), FLAGS);
+    outcome.direct_warm = measured(&BuildHost::direct(e, &shaped.primary_url("E")), FLAGS);
 
-    // The primary cut a third of the way in, through netwatch, then straight.
-    let c = BuildHost::start_with("C", 8783, mirrors, &socket, &flags);
+    // The host's link to the primary cut a third of the way in, through netwatch, then
+    // straight.
+    let c_host = site.host("C");
+    let c = BuildHost::start_with(c_host, &flags);
     let before = sent(&shaped);
-    let running = c.start_build(mirrors, code, FLAGS, &Tool::Ccache);
+    let running = c.start_build(code, FLAGS, &Tool::Ccache);
     wait_done(|| running.done(), code.sources.len() / 3);
-    mirrors.cut(NAMES[0]);
+    c_host.cut(0);
     let cut_at = Instant::now();
-    let primary = Subject::Endpoint(NAMES[0].to_string());
-    let asked =
-        |host: &BuildHost| host.mirror_figure(&host.status(mirrors, &socket), NAMES[0], "asked");
+    let asked = |host: &BuildHost| host.mirror_figure(&host.status(), MIRRORS[0], "asked");
     let mut asked_at_down = None;
     while cut_at.elapsed() < Duration::from_secs(10) {
-        if agent.get().is_ok_and(|s| {
-            s.verdict(&primary)
-                .is_some_and(|v| v.health == Health::Down)
-        }) {
+        if primary_down(c_host) {
             outcome.down_after = Some(cut_at.elapsed());
             asked_at_down = Some(asked(&c));
             break;
@@ -203,19 +216,18 @@ fn run_profile(profile: &Profile, code: &CodeBase, with_outage: bool) -> Result<
     let build = running.finish(&c);
     outcome.failure = Figures::of(&build, before, sent(&shaped));
     outcome.asked_after_down = asked_at_down.map_or(0, |at| asked(&c) - at);
-    mirrors.restore(NAMES[0]);
-    std::thread::sleep(Duration::from_millis(200));
-    let direct = BuildHost::direct("direct failure", &shaped.primary_url());
+    c_host.restore(0);
+    let direct = BuildHost::direct(e, &shaped.primary_url("E"));
     let before = sent(&shaped);
-    let running = direct.start_build(mirrors, code, FLAGS, &Tool::Ccache);
+    let running = direct.start_build(code, FLAGS, &Tool::Ccache);
     wait_done(|| running.done(), code.sources.len() / 3);
-    mirrors.cut(NAMES[0]);
+    e.cut(0);
     let build = running.finish(&direct);
     outcome.direct_failure = Figures::of(&build, before, sent(&shaped));
-    mirrors.restore(NAMES[0]);
+    e.restore(0);
 
     if with_outage {
-        outcome.outage = Some(outage(&shaped, &socket, &flags, code)?);
+        outcome.outage = Some(outage(&shaped, &flags, code)?);
     }
     Ok(outcome)
 }
@@ -227,43 +239,39 @@ fn wait_done(done: impl Fn() -> usize, wanted: usize) {
     }
 }
 
-/// The host cut off a third of the way into a build of new keys, through netwatch and
-/// straight; then how long until every queued entry reached every mirror.
-fn outage(
-    shaped: &Shaped,
-    socket: &std::path::Path,
-    flags: &[&str],
-    code: &CodeBase,
-) -> Result<OutageFigures> {
-    let mirrors = &shaped.mirrors;
-    let stored_before: Vec<usize> = mirrors.mirrors.iter().map(|m| entries(m.root())).collect();
-    let d = BuildHost::start_with("D", 8784, mirrors, socket, flags);
+/// The host cut off a third of the way into a build of new keys, through netwatch (D) and
+/// straight (E); then how long until every entry D queued reached every mirror.
+fn outage(shaped: &Shaped, flags: &[&str], code: &CodeBase) -> Result<OutageFigures> {
+    let site = &shaped.site;
+    let stored_before: Vec<usize> = site.mirrors.iter().map(|m| entries(m.root())).collect();
+    let d_host = site.host("D");
+    let d = BuildHost::start_with(d_host, flags);
     let before = sent(shaped);
-    let running = d.start_build(mirrors, code, OUTAGE_FLAGS, &Tool::Ccache);
+    let running = d.start_build(code, OUTAGE_FLAGS, &Tool::Ccache);
     wait_done(|| running.done(), code.sources.len() / 3);
-    mirrors.isolate();
+    d_host.isolate();
     let build = running.finish(&d);
     let netwatch = Figures::of(&build, before, sent(shaped));
-    let status = d.status(mirrors, socket);
-    let queued = status["stores"].as_u64().unwrap_or(0);
-    mirrors.reconnect();
+    let queued = d.status()["stores"].as_u64().unwrap_or(0);
+    d_host.reconnect();
     let back = Instant::now();
-    d.wait_written_back(mirrors, socket, FLUSH_LIMIT);
+    d.wait_written_back(FLUSH_LIMIT);
     let flushed_after = back.elapsed();
-    let complete = mirrors
+    let complete = site
         .mirrors
         .iter()
         .zip(&stored_before)
         .all(|(m, before)| entries(m.root()) == before + queued as usize);
 
-    let direct = BuildHost::direct("direct outage", &shaped.primary_url());
+    let e = site.host("E");
+    let direct = BuildHost::direct(e, &shaped.primary_url("E"));
     let before = sent(shaped);
-    let running = direct.start_build(mirrors, code, OUTAGE_FLAGS, &Tool::Ccache);
+    let running = direct.start_build(code, OUTAGE_FLAGS, &Tool::Ccache);
     wait_done(|| running.done(), code.sources.len() / 3);
-    mirrors.isolate();
+    e.isolate();
     let build = running.finish(&direct);
     let direct = Figures::of(&build, before, sent(shaped));
-    mirrors.reconnect();
+    e.reconnect();
     Ok(OutageFigures {
         netwatch,
         direct,
@@ -289,7 +297,7 @@ fn entries(root: &std::path::Path) -> usize {
 impl Outcome {
     fn report(&self, profile: &Profile, round: usize, report: &mut ScenarioReport) {
         let bytes = |f: &Figures| {
-            NAMES
+            MIRRORS
                 .iter()
                 .zip(f.sent)
                 .map(|(name, sent)| format!("{name} {}", fmt_bytes(sent)))

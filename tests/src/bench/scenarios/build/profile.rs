@@ -3,13 +3,16 @@
 //! the round trip (this kernel has no netem; the line delays data, not TCP handshakes), and
 //! nftables drops packets at random both ways on each mirror's link.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 
 use super::super::transfer::{delay::DelayProxy, proxy::Forwarder};
-use crate::{mirrors::ThreeMirrors, nft};
+use crate::{
+    build_site::{BuildSite, MirrorPort, PORT},
+    nft,
+};
 
 /// Where each mirror's delay line listens (nginx is on 80).
 const PROXY_PORT: u16 = 8081;
@@ -109,64 +112,63 @@ pub fn select(names: &[String]) -> Result<Vec<&'static Profile>> {
         .collect()
 }
 
-/// The three mirrors shaped to a profile, with the configuration pointing at the delay lines.
+/// The build site shaped to a profile: every mirror link capped, a delay line in front of each
+/// nginx, random loss both ways on each mirror link.
 pub struct Shaped {
-    pub mirrors: ThreeMirrors,
+    pub site: BuildSite,
     _delays: Vec<Forwarder>,
 }
 
 impl Shaped {
-    pub fn start(profile: &Profile) -> Result<Self> {
-        let mut mirrors = ThreeMirrors::start([profile.rate_bits; 3]);
+    pub fn start(
+        profile: &Profile,
+        hosts: &[&'static str],
+        mirrors: &[&'static str],
+    ) -> Result<Self> {
+        let site = BuildSite::start(hosts, mirrors, profile.rate_bits, MirrorPort(PROXY_PORT));
         let mut delays = Vec::new();
-        let mut config = String::new();
-        for mirror in &mirrors.mirrors {
-            let ip = mirror.addr.ip();
-            let proxy = SocketAddr::new(ip, PROXY_PORT);
+        for mirror in &site.mirrors {
+            let listen = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), PROXY_PORT);
+            let nginx = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), PORT);
             delays.push(DelayProxy::start(
                 &mirror.ns,
-                proxy,
-                mirror.addr,
+                listen,
+                nginx,
                 profile.one_way,
             )?);
-            if profile.loss_per_mille > 0 {
-                let link = mirror.client_if.replace("nwc", "nwm");
-                let per_mille = profile.loss_per_mille;
+        }
+        if profile.loss_per_mille > 0 {
+            let per_mille = profile.loss_per_mille;
+            let links = site.mirror_links();
+            let set = links
+                .iter()
+                .map(|l| format!("\"{l}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            for mirror in &site.mirrors {
                 nft::apply(
                     &mirror.ns,
                     &format!(
                         "table ip nwloss {{\n\
                          \tchain in {{ type filter hook input priority 0; policy accept; \
-                         iifname \"{link}\" numgen random mod 1000 < {per_mille} drop; }}\n\
+                         iifname {{ {set} }} numgen random mod 1000 < {per_mille} drop; }}\n\
                          \tchain out {{ type filter hook output priority 0; policy accept; \
-                         oifname \"{link}\" numgen random mod 1000 < {per_mille} drop; }}\n\
+                         oifname {{ {set} }} numgen random mod 1000 < {per_mille} drop; }}\n\
                          }}\n"
                     ),
                 );
             }
-            config += &format!(
-                "[[endpoint]]\nname = \"{}\"\naddress = \"{proxy}\"\n\n",
-                mirror.name
-            );
         }
-        for (priority, mirror) in mirrors.mirrors.iter().enumerate() {
-            config += &format!(
-                "[[mirror]]\nname = \"{}\"\npriority = {}\nurl = \"http://{}:{PROXY_PORT}/\"\n\n",
-                mirror.name,
-                priority + 1,
-                mirror.addr.ip()
-            );
-        }
-        mirrors.set_config(config);
         Ok(Shaped {
-            mirrors,
+            site,
             _delays: delays,
         })
     }
 
-    /// The primary's URL through its delay line: where ccache goes without netwatch.
-    pub fn primary_url(&self) -> String {
-        let ip: IpAddr = self.mirrors.mirrors[0].addr.ip();
-        format!("http://{ip}:{PROXY_PORT}/direct")
+    /// `host`'s URL for the primary through its delay line: where ccache goes without
+    /// netwatch.
+    pub fn primary_url(&self, host: &str) -> String {
+        let addr = self.site.host(host).links[0].mirror_addr;
+        format!("http://{addr}:{PROXY_PORT}/direct")
     }
 }
