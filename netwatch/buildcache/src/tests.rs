@@ -442,3 +442,21 @@ async fn the_local_store_stays_under_its_cap_and_what_went_is_still_on_the_mirro
     );
     assert_eq!(status(&server).mirror_hits, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_back_holds_while_the_path_is_degraded_and_flushes_when_it_is_up() {
+    let (a, host) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (state, _) = watch::channel(state_with("a", Health::Degraded));
+    let server = start(host.path(), vec![file_mirror("a", a.path())], &state).await;
+    assert_eq!(
+        request(server.addr, "PUT", "/ccache/held", b"z").await.0,
+        201
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stored_on(a.path()), 0, "written while Degraded");
+    state.send_replace(state_with("a", Health::Up));
+    until("the held entry to reach the mirror", || {
+        stored_on(a.path()) == 1
+    })
+    .await;
+}

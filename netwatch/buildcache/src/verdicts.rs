@@ -42,18 +42,31 @@ impl Verdicts {
     /// Whether the agent says `mirror` cannot be reached now: the host is Down, or the
     /// mirror's endpoint is.
     pub fn is_down(&self, mirror: &MirrorStore) -> bool {
-        let Some(state) = self.current() else {
-            return false;
-        };
-        let down = |subject: &Subject| {
-            state
-                .verdict(subject)
-                .is_some_and(|v| v.health == Health::Down)
-        };
-        down(&Subject::Host)
-            || mirror
-                .endpoint()
-                .is_some_and(|e| down(&Subject::Endpoint(e.to_string())))
+        self.worst(mirror) == Some(Health::Down)
+    }
+
+    /// Whether the agent says the path to `mirror` is Degraded (and not Down).
+    pub fn is_degraded(&self, mirror: &MirrorStore) -> bool {
+        self.worst(mirror) == Some(Health::Degraded)
+    }
+
+    /// The worse of the host's verdict and the mirror's endpoint's: Down, then Degraded.
+    fn worst(&self, mirror: &MirrorStore) -> Option<Health> {
+        let state = self.current()?;
+        let health = |subject: &Subject| state.verdict(subject).map(|v| v.health);
+        let endpoint = mirror
+            .endpoint()
+            .and_then(|e| health(&Subject::Endpoint(e.to_string())));
+        [health(&Subject::Host), endpoint]
+            .into_iter()
+            .flatten()
+            .find(|h| *h == Health::Down)
+            .or_else(|| {
+                [health(&Subject::Host), endpoint]
+                    .into_iter()
+                    .flatten()
+                    .find(|h| *h == Health::Degraded)
+            })
     }
 
     /// Waits for the next change of state (or of the agent's presence).

@@ -3,7 +3,9 @@
 //! it survives a restart; a marker is removed only after its upload succeeded, and a store
 //! that replaces an entry mid-upload leaves a marker of its own. While the agent says a
 //! mirror is Down (or the host is), its queue waits for the verdict to change instead of
-//! spending requests; failures back off.
+//! spending requests. While the path is Degraded, it holds for up to `DEGRADED_HOLD`, leaving
+//! the link to the builds' reads, then goes on one upload at a time (a path that stays
+//! Degraded must not keep entries from a mirror for ever). Failures back off.
 
 use std::{
     io,
@@ -33,6 +35,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How often an idle queue looks at its directory anyway (another process's markers).
 const IDLE_LOOK: Duration = Duration::from_secs(30);
+/// How long a queue holds while its mirror's path is Degraded before it goes on slowly.
+const DEGRADED_HOLD: Duration = Duration::from_secs(30);
 
 /// The queues, one per mirror.
 pub struct Queue {
@@ -136,6 +140,24 @@ impl Uploader {
                 );
                 self.verdicts.changed().await;
             }
+            let mut in_flight = UPLOADS_IN_FLIGHT;
+            if self.verdicts.is_degraded(&self.mirror) {
+                tracing::debug!(
+                    mirror = self.mirror.name(),
+                    "write-back holds: the agent says Degraded"
+                );
+                let mut verdicts = self.verdicts.clone();
+                let hold = async {
+                    while verdicts.is_degraded(&self.mirror) {
+                        verdicts.changed().await;
+                    }
+                };
+                if tokio::time::timeout(DEGRADED_HOLD, hold).await.is_err() {
+                    in_flight = 1;
+                } else {
+                    continue;
+                }
+            }
             let markers = match self.markers() {
                 Ok(markers) => markers,
                 Err(error) => {
@@ -150,7 +172,7 @@ impl Uploader {
             }
             let results: Vec<bool> = futures::stream::iter(markers)
                 .map(|marker| self.upload(marker))
-                .buffer_unordered(UPLOADS_IN_FLIGHT)
+                .buffer_unordered(in_flight)
                 .collect()
                 .await;
             if results.iter().all(|ok| *ok) {
