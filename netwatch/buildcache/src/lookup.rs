@@ -1,17 +1,27 @@
 //! Finding an entry on the mirrors within a deadline: best first (the scoreboard's figures and
 //! the agent's verdicts), a mirror the agent calls Down never asked, the next one asked when
-//! the first has not answered within the hedge delay or failed. A mirror's "not found" is
+//! the first has not answered within the hedge delay or failed. The hedge delay is four
+//! times the mirror's usual answer time (at least 5 ms), capped by the configured one: on a
+//! LAN a stranded request is given up on in milliseconds, on a far link after its round trip. A mirror's "not found" is
 //! the answer (every mirror is written every entry): asking the others too would make every
 //! miss of a cold build cost a round trip per mirror. A miss is an answer a build tool acts
 //! on at once (it compiles), so when the deadline comes, the answer is a miss.
 
-use std::{pin::pin, time::Duration};
+use std::{
+    pin::pin,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use futures::{stream::FuturesUnordered, StreamExt};
 use netwatch_transfer::{MirrorStore, Scoreboard};
 
 use crate::{entry::SEAL_OVERHEAD, stats::Stats, verdicts::Verdicts, EntryKey};
+
+/// The shortest hedge delay: below it, scheduling noise alone would ask a second mirror.
+const MIN_HEDGE: Duration = Duration::from_millis(5);
+/// The hedge delay in units of a mirror's usual answer time.
+const HEDGE_FACTOR: u32 = 4;
 
 /// What the mirrors said.
 #[derive(Debug, PartialEq)]
@@ -50,6 +60,14 @@ impl Lookup {
             .collect()
     }
 
+    /// How long mirror `index` has before the next is asked too.
+    fn hedge_for(&self, index: usize, stats: &Stats) -> Duration {
+        match stats.mirrors[index].answer_time() {
+            Some(usual) => (usual * HEDGE_FACTOR).clamp(MIN_HEDGE, self.hedge.max(MIN_HEDGE)),
+            None => self.hedge,
+        }
+    }
+
     /// Looks `key` up, counting each mirror asked in `stats`.
     pub async fn find(&self, key: &EntryKey, stats: &Stats) -> Found {
         let order = self.order();
@@ -60,7 +78,8 @@ impl Lookup {
             Stats::count(&stats.mirrors[index].asked);
             let path = key.object_path();
             let limit = self.max_entry + SEAL_OVERHEAD as u64;
-            async move { (index, mirror.read_object(&path, limit).await) }
+            let started = Instant::now();
+            async move { (index, started, mirror.read_object(&path, limit).await) }
         };
         let mut deadline = pin!(tokio::time::sleep(self.deadline));
         let mut hedge = pin!(tokio::time::sleep(self.hedge));
@@ -69,9 +88,8 @@ impl Lookup {
                 match waiting.next() {
                     Some(index) => {
                         asked.push(ask(index));
-                        hedge
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + self.hedge);
+                        let delay = self.hedge_for(index, stats);
+                        hedge.as_mut().reset(tokio::time::Instant::now() + delay);
                     }
                     None => return Found::Miss,
                 }
@@ -81,11 +99,15 @@ impl Lookup {
                 () = &mut hedge, if waiting.len() > 0 => {
                     if let Some(index) = waiting.next() {
                         asked.push(ask(index));
+                        let delay = self.hedge_for(index, stats);
+                        hedge.as_mut().reset(tokio::time::Instant::now() + delay);
                     }
-                    hedge.as_mut().reset(tokio::time::Instant::now() + self.hedge);
                 }
-                Some((index, answer)) = asked.next() => {
+                Some((index, started, answer)) = asked.next() => {
                     let mirror = self.mirrors[index].name();
+                    if answer.as_ref().is_ok() || answer.as_ref().is_err_and(|e| e.is_not_found()) {
+                        stats.mirrors[index].observe_answer(started.elapsed());
+                    }
                     match answer {
                         Ok(stored) => {
                             let sealed = Bytes::from(stored);

@@ -23,6 +23,33 @@ pub struct MirrorCounters {
     pub upload_failures: AtomicU64,
     /// Entries waiting for it.
     pub queued: AtomicU64,
+    /// How long its answers take, smoothed, in microseconds (0 until the first): what the
+    /// hedge delay scales with.
+    pub answer_us: AtomicU64,
+}
+
+impl MirrorCounters {
+    /// Folds one answer's time into the smoothed figure (an eighth of the way).
+    pub fn observe_answer(&self, took: std::time::Duration) {
+        let micros = took.as_micros().min(u64::MAX as u128) as u64;
+        let _ = self
+            .answer_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    micros.max(1)
+                } else {
+                    (old * 7 + micros) / 8
+                })
+            });
+    }
+
+    /// The smoothed answer time, once there is one.
+    pub fn answer_time(&self) -> Option<std::time::Duration> {
+        match self.answer_us.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(std::time::Duration::from_micros(micros)),
+        }
+    }
 }
 
 /// The server's counters since it started.
