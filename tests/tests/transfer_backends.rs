@@ -1,13 +1,16 @@
 //! `netwatch put`, `get` and `mirrors` against each kind of mirror, each a real server the
-//! test starts on loopback: a directory (`file://`), nginx with WebDAV (`http://`) and
-//! SeaweedFS's S3 gateway with signed requests (`s3://`). Output must be byte-identical, a
+//! test starts on loopback: a directory (`file://`), nginx with WebDAV (`http://`),
+//! SeaweedFS's S3 gateway with signed requests (`s3://`) and Azurite with Shared Key signed
+//! requests (`az://`). Output must be byte-identical, a
 //! second put must move only the manifest, and an edit only the chunks it touches.
 
 mod transfer_cli;
 
 use std::{net::Ipv4Addr, path::Path};
 
-use netwatch_tests::servers::{free_loopback_addr, nginx::Nginx, seaweed::Seaweed};
+use netwatch_tests::servers::{
+    azurite::Azurite, free_loopback_addr, nginx::Nginx, seaweed::Seaweed,
+};
 use serde_json::Value;
 use transfer_cli::{mirror_table, mixed_data, verify_cache, Cli};
 
@@ -141,6 +144,52 @@ fn a_seaweedfs_s3_mirror_round_trip_is_byte_identical_with_signed_requests() {
         "a wrong secret is named as such:\n{}",
         refused.describe()
     );
+}
+
+/// A put of a small file through `cli`'s mirror, which must fail: its error.
+fn refused_put(cli: &Cli) -> netwatch_tests::cli::Ran {
+    let input = cli.subdir("in").join("small.bin");
+    std::fs::write(&input, mixed_data(100_000, 3)).unwrap();
+    cli.run(&[
+        "put",
+        &input.display().to_string(),
+        "builds/refused.bin",
+        "--json",
+    ])
+}
+
+#[test]
+fn an_azurite_mirror_round_trip_is_byte_identical_and_a_wrong_key_or_container_is_named() {
+    let azurite = Azurite::start();
+    let cli = Cli::new(&mirror_table("az", 1, &azurite.url("netwatch/ci")))
+        .with_env(azurite.client_env());
+    round_trip(&cli, "az", "zstd");
+
+    // Another account key, well formed: the server refuses the signature.
+    let mut wrong = azurite.client_env();
+    wrong[0].1 = wrong[0].1.replace("Eby8", "Fby8");
+    let forged = Cli::new(&mirror_table("az", 1, &azurite.url("netwatch/ci"))).with_env(wrong);
+    let refused = refused_put(&forged);
+    let error = refused.failure();
+    assert!(
+        error.contains("mirror `az`") && error.contains("403"),
+        "a wrong key is named as such:\n{}",
+        refused.describe()
+    );
+    // A container that does not exist.
+    let missing =
+        Cli::new(&mirror_table("az", 1, "az://no-such-container/x")).with_env(azurite.client_env());
+    let refused = refused_put(&missing);
+    let error = refused.failure();
+    assert!(
+        error.contains("mirror `az`") && error.contains("ContainerNotFound"),
+        "a missing container is named as such:\n{}",
+        refused.describe()
+    );
+    // No credentials at all: said before any request.
+    let bare = Cli::new(&mirror_table("az", 1, &azurite.url("x")));
+    let refused = refused_put(&bare);
+    refused.failure_naming(&["mirror `az`", "AZURE_STORAGE_CONNECTION_STRING"]);
 }
 
 #[test]

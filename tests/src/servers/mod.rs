@@ -1,5 +1,6 @@
 //! Real servers the transfer tests and benchmarks use as mirrors, started and stopped by them.
 
+pub mod azurite;
 pub mod hostile;
 pub mod nginx;
 pub mod seaweed;

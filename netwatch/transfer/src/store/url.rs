@@ -11,6 +11,12 @@ pub enum MirrorUrl {
     S3 { bucket: String, prefix: String },
     /// `http(s)://HOST[:PORT]/PATH`: a WebDAV-style server (PUT, GET with Range, MKCOL).
     Http { url: String },
+    /// `az://CONTAINER/PREFIX` (or `azure://`): Azure Blob Storage; the account and its
+    /// key, SAS or connection string from the environment.
+    Azure { container: String, prefix: String },
+    /// `gs://BUCKET/PREFIX`: Google Cloud Storage; credentials from
+    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    Gcs { bucket: String, prefix: String },
     /// `file:///ABSOLUTE/PATH`: a directory, also one on a network file system.
     File { path: PathBuf },
 }
@@ -23,10 +29,17 @@ pub struct UrlError {
     pub expected: &'static str,
 }
 
-pub(crate) const FORMS: &str = "\"s3://BUCKET/PREFIX\", \"https://HOST/PATH\" (WebDAV) or \
+pub(crate) const FORMS: &str = "\"s3://BUCKET/PREFIX\", \"az://CONTAINER/PREFIX\", \
+                                \"gs://BUCKET/PREFIX\", \"https://HOST/PATH\" (WebDAV) or \
                                 \"file:///ABSOLUTE/PATH\"";
 const BUCKET: &str = "an S3 bucket name after s3:// (3 to 63 lowercase letters, digits, `.` \
                       and `-`), like \"s3://build-cache/netwatch\"";
+const CONTAINER: &str = "an Azure container name after az:// (3 to 63 lowercase letters, \
+                         digits and single `-`, starting and ending with a letter or digit), \
+                         like \"az://build-cache/netwatch\"";
+const GCS_BUCKET: &str = "a Google Cloud Storage bucket name after gs:// (3 to 63 lowercase \
+                          letters, digits, `-`, `_` and `.`, starting and ending with a letter \
+                          or digit), like \"gs://build-cache/netwatch\"";
 const HOST: &str = "a host after http:// or https://, like \"https://cache.example/dav\"";
 const NO_EXTRAS: &str = "a URL without user:password@, `?query` or `#fragment`: credentials \
                          come from the environment, never from the file";
@@ -67,6 +80,21 @@ impl FromStr for MirrorUrl {
                 bucket: bucket.to_string(),
                 prefix: prefix.to_string(),
             });
+        }
+        if let Some(rest) = text
+            .strip_prefix("az://")
+            .or_else(|| text.strip_prefix("azure://"))
+        {
+            let (container, prefix) =
+                split_bucket(rest, container_ok).ok_or_else(|| fail(CONTAINER))?;
+            let prefix = checked_prefix(prefix).ok_or_else(|| fail(SEGMENTS))?;
+            return Ok(Self::Azure { container, prefix });
+        }
+        if let Some(rest) = text.strip_prefix("gs://") {
+            let (bucket, prefix) =
+                split_bucket(rest, gcs_bucket_ok).ok_or_else(|| fail(GCS_BUCKET))?;
+            let prefix = checked_prefix(prefix).ok_or_else(|| fail(SEGMENTS))?;
+            return Ok(Self::Gcs { bucket, prefix });
         }
         if let Some(rest) = text
             .strip_prefix("https://")
@@ -116,6 +144,40 @@ impl FromStr for MirrorUrl {
     }
 }
 
+/// The bucket (or container) before the first `/`, if `valid` takes it, and the rest.
+fn split_bucket(rest: &str, valid: fn(&str) -> bool) -> Option<(String, &str)> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    valid(bucket).then(|| (bucket.to_string(), prefix))
+}
+
+/// A prefix without its trailing `/`, if its segments are safe.
+fn checked_prefix(prefix: &str) -> Option<String> {
+    let prefix = prefix.trim_end_matches('/');
+    (prefix.is_empty() || safe_segments(prefix)).then(|| prefix.to_string())
+}
+
+/// Azure's rule for container names.
+fn container_ok(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+/// Google's rule for bucket names (without dots' extra rules for domain-named buckets).
+fn gcs_bucket_ok(name: &str) -> bool {
+    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
+        && edge(name.bytes().next())
+        && edge(name.bytes().last())
+}
+
 /// Segments a store path may have: those of an artifact key.
 fn safe_segments(path: &str) -> bool {
     path.split('/').all(|segment| {
@@ -134,6 +196,10 @@ impl fmt::Display for MirrorUrl {
             Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             Self::Http { url } => f.write_str(url),
+            Self::Azure { container, prefix } if prefix.is_empty() => write!(f, "az://{container}"),
+            Self::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
+            Self::Gcs { bucket, prefix } if prefix.is_empty() => write!(f, "gs://{bucket}"),
+            Self::Gcs { bucket, prefix } => write!(f, "gs://{bucket}/{prefix}"),
             Self::File { path } => write!(f, "file://{}", path.display()),
         }
     }
@@ -164,7 +230,27 @@ mod tests {
                 path: "/srv/mirror".into()
             })
         );
-        for text in ["s3://bucket", "http://127.0.0.1:8080", "http://[::1]:80/x"] {
+        assert_eq!(
+            "azure://build-cache/ci/".parse(),
+            Ok(MirrorUrl::Azure {
+                container: "build-cache".into(),
+                prefix: "ci".into()
+            })
+        );
+        assert_eq!(
+            "gs://build_cache.x/ci".parse(),
+            Ok(MirrorUrl::Gcs {
+                bucket: "build_cache.x".into(),
+                prefix: "ci".into()
+            })
+        );
+        for text in [
+            "s3://bucket",
+            "http://127.0.0.1:8080",
+            "http://[::1]:80/x",
+            "az://cache/a/b",
+            "gs://cache",
+        ] {
             let url: MirrorUrl = text.parse().unwrap();
             assert_eq!(url.to_string(), text);
         }
@@ -185,6 +271,13 @@ mod tests {
             ("not a url", NO_SPACES),
             ("file://relative/path", FILE),
             ("file:///srv/../etc", SEGMENTS),
+            ("az://Cache/x", CONTAINER),
+            ("az://a--b", CONTAINER),
+            ("az://ca", CONTAINER),
+            ("az://cache/../x", SEGMENTS),
+            ("gs://-cache", GCS_BUCKET),
+            ("gs://Cache", GCS_BUCKET),
+            ("gs://cache/x//y", SEGMENTS),
         ] {
             let error = text.parse::<MirrorUrl>().unwrap_err();
             assert_eq!(error.expected, expected, "{text}");

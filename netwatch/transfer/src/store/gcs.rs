@@ -1,0 +1,85 @@
+//! Google Cloud Storage settings from where Google's own tools look for them:
+//! `GOOGLE_APPLICATION_CREDENTIALS`, a service account's key file or the file `gcloud auth
+//! application-default login` writes. A service account file may name another server
+//! (`gcs_base_url`, with `disable_oauth`: an emulator), as object_store reads it. No
+//! metadata-server lookup: a host without credentials gets a clear error instead of requests
+//! to an address that may not answer.
+
+use std::{env, path::PathBuf};
+
+use object_store::gcp::GoogleCloudStorageBuilder;
+
+/// Where credentials were looked for, for the error that says none were found.
+pub(crate) const LOOKED: &str = "GOOGLE_APPLICATION_CREDENTIALS (a service account key file, \
+    or the file `gcloud auth application-default login` writes)";
+
+/// Why no GCS client could be configured.
+#[derive(Debug)]
+pub(crate) enum Missing {
+    Credentials,
+    /// The file named cannot be read, or is not a credentials file.
+    Unreadable {
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// A builder for `bucket` with the environment's credentials.
+pub(crate) fn builder(bucket: &str) -> Result<GoogleCloudStorageBuilder, Missing> {
+    let path = env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    builder_with(bucket, path)
+}
+
+/// A builder for `bucket` with the credentials file at `path`.
+fn builder_with(bucket: &str, path: Option<PathBuf>) -> Result<GoogleCloudStorageBuilder, Missing> {
+    let path = path.ok_or(Missing::Credentials)?;
+    let unreadable = |reason: String| Missing::Unreadable {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| unreadable(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| unreadable(format!("not JSON: {e}")))?;
+    let builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
+    match json["type"].as_str() {
+        Some("service_account") => {
+            Ok(builder.with_service_account_path(path.display().to_string()))
+        }
+        Some("authorized_user") => {
+            Ok(builder.with_application_credentials(path.display().to_string()))
+        }
+        other => Err(unreadable(format!(
+            "its \"type\" is {}, where netwatch reads \"service_account\" or \"authorized_user\"",
+            other.map_or("missing".to_string(), |t| format!("\"{t}\""))
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credentials_file_is_needed_and_read_before_any_request() {
+        assert!(matches!(builder_with("b", None), Err(Missing::Credentials)));
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.json");
+        assert!(matches!(
+            builder_with("b", Some(missing)),
+            Err(Missing::Unreadable { .. })
+        ));
+        let other = dir.path().join("other.json");
+        std::fs::write(&other, r#"{"type": "external_account"}"#).unwrap();
+        match builder_with("b", Some(other)) {
+            Err(Missing::Unreadable { reason, .. }) => {
+                assert!(reason.contains("\"external_account\""), "{reason}")
+            }
+            other => panic!("expected Unreadable, got {:?}", other.map(|_| ())),
+        }
+        let service = dir.path().join("service.json");
+        std::fs::write(&service, r#"{"type": "service_account"}"#).unwrap();
+        assert!(builder_with("b", Some(service)).is_ok());
+    }
+}
