@@ -252,3 +252,55 @@ fn seaweedfs_also_starts_inside_a_namespace_of_the_tests_own() {
     let seaweed = Seaweed::start(Some(&ns), Ipv4Addr::LOCALHOST.into());
     assert_eq!(seaweed.addr().port(), 18_000);
 }
+
+#[test]
+fn sync_between_seaweedfs_and_azurite_leaves_the_newest_version_of_each_key_on_both() {
+    let seaweed = Seaweed::start(None, Ipv4Addr::LOCALHOST.into());
+    let azurite = Azurite::start();
+    let env = || [seaweed.client_env(), azurite.client_env()].concat();
+    let (s3_url, az_url) = (seaweed.url("sync"), azurite.url("sync"));
+    let both = Cli::new(
+        &[
+            mirror_table("s3", 1, &s3_url),
+            mirror_table("az", 2, &az_url),
+        ]
+        .concat(),
+    )
+    .with_env(env());
+    let write = |name: &str, data: &[u8]| {
+        let path = both.subdir("in").join(name);
+        std::fs::write(&path, data).unwrap();
+        path
+    };
+    let (old, new, only_az) = (
+        mixed_data(300_000, 21),
+        mixed_data(300_000, 22),
+        mixed_data(200_000, 23),
+    );
+    both.put(&write("old", &old), "builds/shared.bin", Some("s3"));
+    // A later version of the same key on the other mirror, and a key only it has.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    both.put(&write("new", &new), "builds/shared.bin", Some("az"));
+    both.put(&write("only", &only_az), "builds/only-az.bin", Some("az"));
+
+    let synced = both.run(&["sync", "--json"]);
+    assert!(synced.ok(), "{}", synced.describe());
+
+    // Each mirror alone now serves the newest version of both keys.
+    for (name, url) in [("s3", &s3_url), ("az", &az_url)] {
+        let one = Cli::new(&mirror_table(name, 1, url)).with_env(env());
+        for (key, expected) in [
+            ("builds/shared.bin", &new),
+            ("builds/only-az.bin", &only_az),
+        ] {
+            let out = one.subdir("out").join(key.replace('/', "_"));
+            let got = one.get(key, &out).json();
+            assert_eq!(got["manifest_from"], name, "{got}");
+            assert!(
+                std::fs::read(&out).unwrap() == *expected,
+                "{name} serves another version of {key} after the sync: {}",
+                synced.describe()
+            );
+        }
+    }
+}
