@@ -2,9 +2,13 @@
 //! what a build reads first and what the write-back queue uploads from. A file appears by
 //! rename, whole; one that does not open (a crash mid-write on a filesystem that reordered it)
 //! is removed and counts as a miss. A hit touches its file, which is what eviction orders by.
+//! Files are opened without following symlinks and created exclusively: the store may sit in
+//! a directory another user can write to.
 
 use std::{
-    io::{self, Write},
+    fs::{File, OpenOptions},
+    io::{self, Read, Write},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
     time::SystemTime,
@@ -59,7 +63,7 @@ impl LocalStore {
     /// The sealed entry, checked; `None` if absent or damaged (a damaged one is removed).
     pub fn read(&self, key: &EntryKey) -> io::Result<Option<Bytes>> {
         let file = self.file(key);
-        let sealed = match std::fs::read(&file) {
+        let sealed = match read_plain(&file) {
             Ok(bytes) => Bytes::from(bytes),
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
@@ -67,7 +71,7 @@ impl LocalStore {
         match key.open(&sealed) {
             Ok(_) => {
                 // Recently used: the last to be evicted.
-                if let Ok(handle) = std::fs::File::options().write(true).open(&file) {
+                if let Ok(handle) = no_follow().write(true).open(&file) {
                     let _ = handle.set_modified(SystemTime::now());
                 }
                 Ok(Some(sealed))
@@ -95,7 +99,11 @@ impl LocalStore {
             std::process::id(),
             self.next_temp.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = std::fs::File::create(&temp)
+        let written = no_follow()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
             .and_then(|mut out| out.write_all(sealed))
             .and_then(|()| std::fs::rename(&temp, &file));
         match &written {
@@ -124,12 +132,26 @@ impl LocalStore {
         if hex.len() < 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        match std::fs::read(self.objects.join(&hex[..2]).join(hex)) {
+        match read_plain(&self.objects.join(&hex[..2]).join(hex)) {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(error),
         }
     }
+}
+
+/// Options that refuse a symlink in the last component.
+fn no_follow() -> OpenOptions {
+    let mut options = File::options();
+    options.custom_flags(libc::O_NOFOLLOW);
+    options
+}
+
+/// A file's bytes, unless it is a symlink.
+fn read_plain(path: &Path) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    no_follow().read(true).open(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -157,5 +179,15 @@ mod tests {
         assert!(!store.has(&key));
         assert!(!store.remove(&key).unwrap());
         assert_eq!(store.read_by_id("../etc").unwrap(), None);
+
+        // A symlink planted where an entry goes is neither followed nor served.
+        let target = dir.path().join("secret");
+        std::fs::write(&target, b"not an entry").unwrap();
+        let hex = key.id().to_hex();
+        let planted = dir.path().join("objects").join(&hex[..2]).join(&hex);
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        assert!(store.read(&key).is_err());
+        assert!(store.read_by_id(&hex).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"not an entry");
     }
 }

@@ -9,6 +9,7 @@
 
 use std::{
     io,
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -77,7 +78,13 @@ impl Queue {
         let seq = self.next_marker.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}.{}-{seq}", key.id().to_hex(), std::process::id());
         for (lane, counters) in self.lanes.iter().zip(&stats.mirrors) {
-            std::fs::File::create(lane.directory.join(&name))?;
+            // Exclusively, never through a symlink someone planted under this name.
+            std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(lane.directory.join(&name))?;
             Stats::count(&counters.queued);
             lane.wake.notify_one();
         }
