@@ -83,6 +83,40 @@ impl Azurite {
         std::fs::read_to_string(self.state.path().join("log")).unwrap_or_default()
     }
 
+    /// The URL of blob `name` in the container, and the headers that sign a plain client's
+    /// `method` of it (PUT: a block blob of `length` bytes, as application/octet-stream):
+    /// what `curl` needs to move the same bytes as netwatch, for the bench.
+    pub fn signed_blob_request(
+        &self,
+        method: &str,
+        name: &str,
+        length: Option<u64>,
+    ) -> (String, Vec<String>) {
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let path = format!("/{ACCOUNT}/{CONTAINER}/{name}");
+        let (length, content_type, blob_type) = match length {
+            Some(length) => (
+                length.to_string(),
+                "application/octet-stream",
+                "x-ms-blob-type:BlockBlob\n",
+            ),
+            None => (String::new(), "", ""),
+        };
+        let to_sign = format!(
+            "{method}\n\n\n{length}\n\n{content_type}\n\n\n\n\n\n\n{blob_type}x-ms-date:{date}\nx-ms-version:{VERSION}\n/{ACCOUNT}{path}"
+        );
+        let mut headers = vec![
+            format!("x-ms-date: {date}"),
+            format!("x-ms-version: {VERSION}"),
+            format!("Authorization: SharedKey {ACCOUNT}:{}", sign(&to_sign)),
+        ];
+        if !blob_type.is_empty() {
+            headers.push("x-ms-blob-type: BlockBlob".to_string());
+            headers.push(format!("Content-Type: {content_type}"));
+        }
+        (format!("http://{}{path}", self.addr), headers)
+    }
+
     /// `PUT /ACCOUNT/CONTAINER?restype=container`, signed with Shared Key.
     fn create_container(&self) {
         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
@@ -90,11 +124,7 @@ impl Azurite {
         let to_sign = format!(
             "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{VERSION}\n/{ACCOUNT}{path}\nrestype:container"
         );
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(KEY)
-            .expect("the key is base64");
-        let signature =
-            base64::engine::general_purpose::STANDARD.encode(hmac_sha256(&key, to_sign.as_bytes()));
+        let signature = sign(&to_sign);
         let request = format!(
             "PUT {path}?restype=container HTTP/1.1\r\nHost: {}\r\nx-ms-date: {date}\r\nx-ms-version: {VERSION}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             self.addr
@@ -120,7 +150,15 @@ impl Drop for Azurite {
     }
 }
 
-/// HMAC-SHA-256 (RFC 2104), for the one signature the helper makes.
+/// A Shared Key signature of `to_sign` with the development account's key.
+fn sign(to_sign: &str) -> String {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(KEY)
+        .expect("the key is base64");
+    base64::engine::general_purpose::STANDARD.encode(hmac_sha256(&key, to_sign.as_bytes()))
+}
+
+/// HMAC-SHA-256 (RFC 2104), for the signatures the helper makes.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut block = [0u8; 64];
     if key.len() > 64 {

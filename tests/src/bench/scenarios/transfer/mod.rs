@@ -5,6 +5,7 @@
 //! with its own namespaces and nginx.
 
 mod artifact;
+mod azure;
 mod compression;
 pub(super) mod delay;
 mod delta;
@@ -28,6 +29,7 @@ pub enum TransferScenario {
     Compression,
     Delta,
     Rtt,
+    Azure,
 }
 
 impl Scenario for TransferScenario {
@@ -38,6 +40,7 @@ impl Scenario for TransferScenario {
             Self::Compression => "transfer-compression",
             Self::Delta => "transfer-delta",
             Self::Rtt => "transfer-rtt",
+            Self::Azure => "transfer-azure",
         }
     }
 
@@ -51,6 +54,7 @@ impl Scenario for TransferScenario {
             Self::Compression => "transfer: compression chosen against link rate (put)",
             Self::Delta => "transfer: what a 1% edit moves (put and get)",
             Self::Rtt => "transfer: a far mirror, 100 Mbit/s and 50 ms round trip (put and get)",
+            Self::Azure => "transfer: an Azure mirror (Azurite) against curl on the same server",
         }
     }
 
@@ -62,6 +66,7 @@ impl Scenario for TransferScenario {
             Self::Compression => compression::run(cx, report, title),
             Self::Delta => delta::run(cx, report, title),
             Self::Rtt => rtt::run(cx, report, title),
+            Self::Azure => azure::run(cx, report, title),
         }
     }
 }
