@@ -124,7 +124,11 @@ pub enum StoreError {
     /// A request failed: the mirror's answer, or why there was none. The message spells out
     /// the whole chain of causes (object_store's own messages stop at "error sending
     /// request"); `source()` still gives it, for retry's classification.
-    #[error("mirror `{mirror}`: {operation} {path}: {}", causes(source))]
+    #[error(
+        "mirror `{mirror}`: {operation} {path}: {}{}",
+        causes(source),
+        hint(source)
+    )]
     Request {
         mirror: String,
         operation: &'static str,
@@ -202,7 +206,27 @@ impl StoreError {
     }
 }
 
-/// An error and its sources on one line, each cause said once.
+/// What to do about the errors each backend's users meet most, recognised by the code the
+/// server sent.
+fn hint(error: &object_store::Error) -> &'static str {
+    let text = causes(error);
+    let has = |code: &str| text.contains(code);
+    if has("ContainerNotFound") {
+        " (the container does not exist: create it, or fix the mirror's URL)"
+    } else if has("NoSuchBucket") {
+        " (the bucket does not exist: create it, or fix the mirror's URL)"
+    } else if has("AuthenticationFailed") || has("AuthorizationFailure") {
+        " (Azure refused the credentials: check the account key or SAS token, and that it \
+         allows this container)"
+    } else if has("SignatureDoesNotMatch") || has("InvalidAccessKeyId") {
+        " (S3 refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+    } else {
+        ""
+    }
+}
+
+/// An error and its sources on one line, each cause said once; a server's multi-line body
+/// (an XML error document) is folded onto it.
 fn causes(error: &object_store::Error) -> String {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -213,7 +237,7 @@ fn causes(error: &object_store::Error) -> String {
         }
         source = cause.source();
     }
-    message
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The object path of an artifact's manifest.
@@ -814,4 +838,26 @@ fn install_tls_provider() {
         // Err means a provider is installed already, which serves as well.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+
+    fn generic(body: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source: body.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn a_servers_error_document_is_one_line_with_a_hint_for_the_usual_mistakes() {
+        let error =
+            generic("404 Not Found: <?xml?>\n<Error>\n  <Code>ContainerNotFound</Code>\n</Error>");
+        assert!(!causes(&error).contains('\n'));
+        assert!(hint(&error).contains("container does not exist"));
+        assert!(hint(&generic("403: <Code>AuthorizationFailure</Code>")).contains("account key"));
+        assert_eq!(hint(&generic("connection refused")), "");
+    }
 }
