@@ -83,7 +83,7 @@ pub enum Command {
     /// Show what the local cache of get holds against its cap ([cache] max_size), and with
     /// --prune evict the least recently used down to it.
     Cache(CacheArgs),
-    /// Serve a build cache on loopback for ccache and Bazel (their HTTP remote caches): this
+    /// Serve a build cache on loopback for ccache, sccache and Bazel (their HTTP remote caches): this
     /// host's store first, then the mirrors, a miss answered by a deadline so a slow or cut
     /// mirror never stalls a build; stores are written back to every mirror
     /// (docs/build-cache.md).

@@ -18,16 +18,18 @@ use crate::{
 
 #[derive(Debug, clap::Args)]
 pub struct CacheServerArgs {
-    /// The address to serve on; loopback only. Point ccache at
-    /// `http://ADDR/ccache` (remote_storage) and Bazel at `--remote_cache=http://ADDR/bazel`.
+    /// The address to serve on; loopback only. Point ccache at `http://ADDR/ccache`
+    /// (remote_storage), sccache at `http://ADDR/sccache` (SCCACHE_WEBDAV_ENDPOINT) and Bazel
+    /// at `--remote_cache=http://ADDR/bazel`.
     #[arg(long, value_name = "ADDR", default_value = buildcache::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Answer a lookup the mirrors have not answered by then as a miss (the build tool
     /// compiles instead of waiting): `150ms`, `1s`. [default: 150ms]
     #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
     pub miss_deadline: Option<Duration>,
-    /// Ask the next mirror too when the best has not answered within this: `40ms`.
-    /// [default: 40ms]
+    /// Ask the next mirror too when the best has not answered within this long at most: a
+    /// mirror gets 4 times its usual answer time (5 ms at least) once it has answered a
+    /// few: `40ms`. [default: 40ms]
     #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration)]
     pub hedge_after: Option<Duration>,
     /// Refuse entries larger than this (they pass through memory): `256MiB`. [default:
