@@ -1,7 +1,9 @@
 //! Basic auth against the web configuration's bcrypt hashes. bcrypt is slow on purpose (tens
 //! of milliseconds): a check runs on a blocking thread, one at a time, so guessing cannot
 //! take the serving thread or both cores from the clients; a scraper's credentials, once
-//! verified, are remembered and cost nothing on its next scrape.
+//! verified, are remembered and cost nothing on its next scrape. A name that is no user's is
+//! checked against a hash of the users' cost all the same, so the answer's time does not
+//! tell which names exist.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -21,14 +23,23 @@ pub struct BasicAuth {
     /// `Authorization` header values that verified (never ones that failed).
     verified: Mutex<HashSet<String>>,
     checking: Semaphore,
+    /// A hash no password matches in practice, at the users' cost, for unknown names.
+    decoy: Arc<String>,
 }
 
 impl BasicAuth {
     pub fn new(users: BTreeMap<String, String>) -> Self {
+        let cost = users
+            .values()
+            .find_map(|hash| cost_of(hash))
+            .unwrap_or(bcrypt::DEFAULT_COST);
+        // Made once, at start, as root reads the web config: one bcrypt's time.
+        let decoy = bcrypt::hash("netwatch: no such user", cost).unwrap_or_default();
         Self {
             users: Arc::new(users),
             verified: Mutex::new(HashSet::new()),
             checking: Semaphore::new(1),
+            decoy: Arc::new(decoy),
         }
     }
 
@@ -46,11 +57,13 @@ impl BasicAuth {
         let Ok(_turn) = self.checking.acquire().await else {
             return false;
         };
-        let users = Arc::clone(&self.users);
-        let verified = tokio::task::spawn_blocking(move || {
-            users
-                .get(&user)
-                .is_some_and(|hash| bcrypt::verify(password, hash).unwrap_or(false))
+        let (users, decoy) = (Arc::clone(&self.users), Arc::clone(&self.decoy));
+        let verified = tokio::task::spawn_blocking(move || match users.get(&user) {
+            Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            None => {
+                let _ = bcrypt::verify(password, &decoy);
+                false
+            }
         })
         .await
         .unwrap_or(false);
@@ -74,6 +87,15 @@ impl BasicAuth {
             verified.insert(header.to_owned());
         }
     }
+}
+
+/// The cost a bcrypt hash was made with: `$2y$COST$...`.
+fn cost_of(hash: &str) -> Option<u32> {
+    hash.split('$')
+        .nth(2)?
+        .parse()
+        .ok()
+        .filter(|c| (4..=31).contains(c))
 }
 
 /// `Basic base64(user:password)` → (user, password).
@@ -118,5 +140,22 @@ mod tests {
             assert!(!auth.allows(Some(bad.as_bytes())).await, "{bad}");
         }
         assert!(!auth.allows(None).await);
+    }
+
+    #[test]
+    fn an_unknown_name_is_checked_against_a_decoy_of_the_users_cost() {
+        assert_eq!(
+            cost_of("$2b$04$abcdefghijklmnopqrstuu2r9OfJnfCsdneAXAGHnS4UpFFP8WIrW"),
+            Some(4)
+        );
+        assert_eq!(cost_of("plain"), None);
+        let hash = "$2b$04$abcdefghijklmnopqrstuu2r9OfJnfCsdneAXAGHnS4UpFFP8WIrW";
+        let auth = BasicAuth::new(BTreeMap::from([("prometheus".to_owned(), hash.to_owned())]));
+        assert_eq!(
+            cost_of(&auth.decoy),
+            Some(4),
+            "the decoy costs what a user's check costs"
+        );
+        assert!(!bcrypt::verify("secret", &auth.decoy).unwrap());
     }
 }
