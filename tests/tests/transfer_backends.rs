@@ -197,27 +197,31 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
     let cli = Cli::new("");
     let nginx = Nginx::start(None, free_loopback_addr(), &cli.dir().join("www"), None);
     let seaweed = Seaweed::start(None, Ipv4Addr::LOCALHOST.into());
+    let azurite = Azurite::start();
     let dir_url = file_url(&cli.dir().join("mirror"));
     let config = [
         mirror_table("dir", 1, &dir_url),
         mirror_table("web", 2, &nginx.url()),
         mirror_table("s3", 3, &seaweed.url("mirrors")),
+        mirror_table("az", 4, &azurite.url("mirrors")),
     ]
     .concat();
     cli.write_config(&config);
-    let cli = cli.with_env(seaweed.client_env());
+    let cli = cli
+        .with_env(seaweed.client_env())
+        .with_env(azurite.client_env());
 
     let data = mixed_data(1 << 20, 11);
     let input = cli.subdir("in").join("lib.bin");
     std::fs::write(&input, &data).unwrap();
-    for mirror in ["dir", "web", "s3"] {
+    for mirror in ["dir", "web", "s3", "az"] {
         cli.put(&input, "builds/lib.bin", Some(mirror));
     }
 
     let listed = cli.run(&["mirrors", "--json"]);
     let rows = listed.json();
     let rows = rows.as_array().expect("mirrors --json is an array");
-    assert_eq!(rows.len(), 3, "{}", listed.describe());
+    assert_eq!(rows.len(), 4, "{}", listed.describe());
     for row in rows {
         let name = row["name"].as_str().unwrap();
         assert_eq!(row["answered"], true, "{name}: {row}");
@@ -233,7 +237,11 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
     }
     let table = cli.run(&["mirrors"]);
     assert!(table.ok(), "{}", table.describe());
-    for url in [dir_url.as_str(), &seaweed.url("mirrors")] {
+    for url in [
+        dir_url.as_str(),
+        &seaweed.url("mirrors"),
+        &azurite.url("mirrors"),
+    ] {
         assert!(table.stdout().contains(url), "{}", table.describe());
     }
 
@@ -241,7 +249,7 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
     let got = cli.get("builds/lib.bin", &out).json();
     assert!(std::fs::read(&out).unwrap() == data);
     let from = got["manifest_from"].as_str().unwrap();
-    assert!(["dir", "web", "s3"].contains(&from), "{got}");
+    assert!(["dir", "web", "s3", "az"].contains(&from), "{got}");
 }
 
 #[test]
