@@ -40,6 +40,38 @@ fn entries(objects: &Path) -> io::Result<Vec<(SystemTime, u64, PathBuf)>> {
     Ok(found)
 }
 
+/// What a build cache store holds, for `netwatch cache`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreUsage {
+    pub entries: u64,
+    pub bytes: u64,
+    /// Uploads waiting in the write-back queues (an entry counts once per mirror).
+    pub queued: u64,
+}
+
+/// What the store under `root` (`<cache>/buildcache`) holds; `None` if there is none.
+pub fn usage(root: &Path) -> io::Result<Option<StoreUsage>> {
+    let objects = root.join("objects");
+    if !objects.is_dir() {
+        return Ok(None);
+    }
+    let all = entries(&objects)?;
+    let mut queued = 0;
+    if let Ok(lanes) = std::fs::read_dir(root.join("queue")) {
+        for lane in lanes {
+            let lane = lane?.path();
+            if lane.is_dir() {
+                queued += std::fs::read_dir(&lane)?.count() as u64;
+            }
+        }
+    }
+    Ok(Some(StoreUsage {
+        entries: all.len() as u64,
+        bytes: all.iter().map(|(_, len, _)| len).sum(),
+        queued,
+    }))
+}
+
 /// The bytes the entries under `objects` take.
 pub fn size(objects: &Path) -> io::Result<u64> {
     Ok(entries(objects)?.iter().map(|(_, len, _)| len).sum())
@@ -123,6 +155,15 @@ mod tests {
             "a queued entry was evicted"
         );
         assert!(!objects.join("aa/aa02").exists() && !objects.join("aa/aa03").exists());
-        assert!(objects.join("aa/aa04").exists(), "the most recent went");
+        assert!(objects.join("aa/aa04").exists(), "the most recent stays");
+        assert_eq!(
+            usage(root.path()).unwrap(),
+            Some(StoreUsage {
+                entries: 2,
+                bytes: 200,
+                queued: 1
+            })
+        );
+        assert_eq!(usage(&root.path().join("none")).unwrap(), None);
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use cache::{BuildCache, Source, StoreFailure};
 pub use entry::{EntryKey, KeyError, Kind, OpenError, SealError, MAX_KEY_PATH};
-pub use evict::Evicted;
+pub use evict::{usage as store_usage, Evicted, StoreUsage};
 pub use http::{bind, fetch_status, serve, ListenError, StatusError};
 pub use local::LocalStore;
 pub use lookup::{Found, Lookup};

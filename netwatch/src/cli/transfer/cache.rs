@@ -1,5 +1,6 @@
 //! `netwatch cache`: what the local cache of `get` holds, against its cap, and evicting to
-//! the cap on demand.
+//! the cap on demand; and what the build cache server's store beside it holds (the server
+//! keeps that one under its own cap).
 
 use std::process::ExitCode;
 
@@ -38,6 +39,8 @@ struct Report {
     max_bytes: Option<u64>,
     /// What `--prune` removed.
     evicted: Option<Evicted>,
+    /// The build cache server's store (`buildcache/`), if there is one.
+    build_cache: Option<netwatch_buildcache::StoreUsage>,
 }
 
 pub fn run_cache(args: &CacheArgs, settings: &Settings) -> ExitCode {
@@ -61,6 +64,9 @@ fn cache(args: &CacheArgs, settings: &Settings) -> Result<ExitCode, TransferComm
         usage: cache.usage(),
         max_bytes,
         evicted,
+        build_cache: netwatch_buildcache::store_usage(&root.join("buildcache"))
+            .ok()
+            .flatten(),
     };
     let text = if args.common.json {
         to_json(&report)
@@ -92,6 +98,15 @@ fn human(report: &Report) -> String {
             "  evicted {} files, {}\n",
             evicted.files,
             bytes(evicted.bytes)
+        );
+    }
+    if let Some(build) = report.build_cache {
+        text += &format!(
+            "  build cache (netwatch cache-server): {} entries, {}; {} uploads waiting for \
+             mirrors\n",
+            build.entries,
+            bytes(build.bytes),
+            build.queued
         );
     }
     text.trim_end().to_string()
