@@ -136,8 +136,7 @@ impl BuildCache {
             .await
             .expect("a local read does not panic");
         match here {
-            Ok(Some(sealed)) => {
-                let content = key.open(&sealed).expect("the local store checked it");
+            Ok(Some(content)) => {
                 return Some(self.served(content, Source::Local));
             }
             Ok(None) => {}
@@ -146,8 +145,11 @@ impl BuildCache {
             }
         }
         match self.lookup.find(key, &self.stats).await {
-            Found::Hit { sealed, mirror } => {
-                let content = key.open(&sealed).expect("the lookup checked it");
+            Found::Hit {
+                sealed,
+                content,
+                mirror,
+            } => {
                 self.keep(key, sealed);
                 Stats::count(&self.stats.mirrors[mirror].hits);
                 Some(self.served(content, Source::Mirror(mirror)))

@@ -60,7 +60,8 @@ impl LocalStore {
         self.objects.join(&hex[..2]).join(hex)
     }
 
-    /// The sealed entry, checked; `None` if absent or damaged (a damaged one is removed).
+    /// The entry's content, checked (once: the caller serves it as it is); `None` if absent
+    /// or damaged (a damaged one is removed).
     pub fn read(&self, key: &EntryKey) -> io::Result<Option<Bytes>> {
         let file = self.file(key);
         let sealed = match read_plain(&file) {
@@ -69,12 +70,12 @@ impl LocalStore {
             Err(error) => return Err(error),
         };
         match key.open(&sealed) {
-            Ok(_) => {
+            Ok(content) => {
                 // Recently used: the last to be evicted.
                 if let Ok(handle) = no_follow().write(true).open(&file) {
                     let _ = handle.set_modified(SystemTime::now());
                 }
-                Ok(Some(sealed))
+                Ok(Some(content))
             }
             Err(why) => {
                 tracing::warn!(file = %file.display(), %why, "removing a damaged local build cache entry");
@@ -167,7 +168,10 @@ mod tests {
         let sealed = key.seal(b"content").unwrap();
         store.write(&key, &sealed).unwrap();
         assert!(store.has(&key));
-        assert_eq!(store.read(&key).unwrap(), Some(sealed.clone()));
+        assert_eq!(
+            store.read(&key).unwrap(),
+            Some(Bytes::from_static(b"content"))
+        );
         assert_eq!(
             store.read_by_id(&key.id().to_hex()).unwrap(),
             Some(sealed.clone())

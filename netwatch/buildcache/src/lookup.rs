@@ -26,8 +26,13 @@ const HEDGE_FACTOR: u32 = 4;
 /// What the mirrors said.
 #[derive(Debug, PartialEq)]
 pub enum Found {
-    /// The sealed entry, checked, and the index of the mirror that served it.
-    Hit { sealed: Bytes, mirror: usize },
+    /// The sealed entry, its content (checked once, here) and the index of the mirror that
+    /// served it.
+    Hit {
+        sealed: Bytes,
+        content: Bytes,
+        mirror: usize,
+    },
     /// No mirror had it (or none could be asked).
     Miss,
     /// The deadline came first.
@@ -112,7 +117,7 @@ impl Lookup {
                         Ok(stored) => {
                             let sealed = Bytes::from(stored);
                             match key.open(&sealed) {
-                                Ok(_) => return Found::Hit { sealed, mirror: index },
+                                Ok(content) => return Found::Hit { sealed, content, mirror: index },
                                 Err(why) => tracing::warn!(mirror, key = key.path(), %why, "a mirror's build cache entry does not check out: asking the next"),
                             }
                         }
