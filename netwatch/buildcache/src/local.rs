@@ -148,10 +148,21 @@ fn no_follow() -> OpenOptions {
     options
 }
 
-/// A file's bytes, unless it is a symlink.
+/// A regular file's bytes: not through a symlink, and never blocking on a FIFO or device
+/// someone planted (opened without blocking, then refused unless regular).
 fn read_plain(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = no_follow()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
     let mut bytes = Vec::new();
-    no_follow().read(true).open(path)?.read_to_end(&mut bytes)?;
+    file.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -193,5 +204,13 @@ mod tests {
         assert!(store.read(&key).is_err());
         assert!(store.read_by_id(&hex).is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"not an entry");
+
+        // Nor is a FIFO read (it would block a thread for ever).
+        std::fs::remove_file(&planted).unwrap();
+        let fifo = std::ffi::CString::new(planted.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string and mode.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert!(store.read(&key).is_err());
+        assert!(store.read_by_id(&hex).is_err());
     }
 }
