@@ -50,23 +50,19 @@ impl Verdicts {
         self.worst(mirror) == Some(Health::Degraded)
     }
 
-    /// The worse of the host's verdict and the mirror's endpoint's: Down, then Degraded.
+    /// The worse of the host's verdict and the mirror's endpoint's, if either is Down or
+    /// Degraded.
     fn worst(&self, mirror: &MirrorStore) -> Option<Health> {
         let state = self.current()?;
-        let health = |subject: &Subject| state.verdict(subject).map(|v| v.health);
-        let endpoint = mirror
-            .endpoint()
-            .and_then(|e| health(&Subject::Endpoint(e.to_string())));
-        [health(&Subject::Host), endpoint]
-            .into_iter()
+        let endpoint = mirror.endpoint().map(|e| Subject::Endpoint(e.to_string()));
+        let healths: Vec<Health> = [Some(Subject::Host), endpoint]
+            .iter()
             .flatten()
-            .find(|h| *h == Health::Down)
-            .or_else(|| {
-                [health(&Subject::Host), endpoint]
-                    .into_iter()
-                    .flatten()
-                    .find(|h| *h == Health::Degraded)
-            })
+            .filter_map(|subject| Some(state.verdict(subject)?.health))
+            .collect();
+        [Health::Down, Health::Degraded]
+            .into_iter()
+            .find(|bad| healths.contains(bad))
     }
 
     /// Waits for the next change of state (or of the agent's presence).

@@ -449,9 +449,10 @@ impl MirrorStore {
         Ok(Vec::from(body))
     }
 
-    async fn write(&self, path: &str, data: Vec<u8>) -> Result<(), StoreError> {
+    /// Writes an object whole, in one request: readers see the old one or the new.
+    async fn write(&self, path: &str, data: impl Into<PutPayload>) -> Result<(), StoreError> {
         self.store
-            .put(&object(path), PutPayload::from(data))
+            .put(&object(path), data.into())
             .await
             .map_err(self.request_error("PUT", path))?;
         Ok(())
@@ -465,11 +466,7 @@ impl MirrorStore {
 
     /// Writes an object named by another layer whole: readers see the old one or the new.
     pub async fn write_object(&self, path: &str, data: bytes::Bytes) -> Result<(), StoreError> {
-        self.store
-            .put(&object(path), PutPayload::from(data))
-            .await
-            .map_err(self.request_error("PUT", path))?;
-        Ok(())
+        self.write(path, data).await
     }
 
     /// The manifest's bytes, unchecked.
@@ -535,12 +532,7 @@ impl MirrorStore {
     /// what one PUT carries (S3 takes up to 5 GB in one), and requests are what a far mirror
     /// and an object store's bill count.
     pub async fn put_pack(&self, id: PackId, data: PutPayload) -> Result<(), StoreError> {
-        let path = pack_path(id);
-        self.store
-            .put(&object(&path), data)
-            .await
-            .map_err(self.request_error("PUT", &path))?;
-        Ok(())
+        self.write(&pack_path(id), data).await
     }
 
     /// Whether the mirror has the pack: one HEAD.
