@@ -19,10 +19,10 @@ use std::{
 use crate::{
     agent::Agent,
     cli,
-    mirrors::{add_default_route, add_uplink, TxCounters, UPLINK_INDEX},
+    mirrors::{add_default_route, add_uplink, join, TxCounters, UPLINK_INDEX},
     netns::NetNs,
     servers::nginx::Nginx,
-    topology::{add_address, add_veth, link, link_index, move_link, set_link_up},
+    topology::{link, set_link_up},
 };
 
 /// nginx's port on every mirror address.
@@ -163,7 +163,7 @@ impl BuildSite {
             let links = mirror_nss
                 .iter()
                 .enumerate()
-                .map(|(m, mirror_ns)| join(&ns, mirror_ns, h as u32, m as u32, rate_bits))
+                .map(|(m, mirror_ns)| join_mirror(&ns, mirror_ns, h as u32, m as u32, rate_bits))
                 .collect::<Vec<_>>();
             let config_text = config(mirrors, &links, port);
             let work = tempfile::tempdir().expect("a directory for a host's configuration");
@@ -241,54 +241,19 @@ impl BuildSite {
 }
 
 /// The veth pair between host `h` and mirror `m`, its addresses and the mirror side's cap.
-fn join(host: &NetNs, mirror: &NetNs, h: u32, m: u32, rate_bits: u64) -> HostLink {
-    let block = crate::next_id() % 512;
-    let v4 = |last| Ipv4Addr::new(198, 18 + (block / 256) as u8, (block % 256) as u8, last);
-    let (host_if, mirror_if) = (format!("nwb{m}"), format!("nwh{h}"));
+fn join_mirror(host: &NetNs, mirror: &NetNs, h: u32, m: u32, rate_bits: u64) -> HostLink {
     let (host_index, mirror_index) = (10 + m, 100 + h);
-    let ns_file = mirror.open();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&ns_file);
-    host.block_on(async {
-        add_veth(&host_if, host_index, &mirror_if, mirror_index).await;
-        let peer = link_index(&mirror_if).await.expect("the new veth peer");
-        move_link(peer, fd).await;
-        add_address(host_index, v4(1).into(), 24).await;
-        set_link_up(host_index, true).await;
-    });
-    drop(ns_file);
-    mirror.block_on(async {
-        let index = link_index(&mirror_if)
-            .await
-            .expect("the veth peer was moved into the mirror's namespace");
-        assert_eq!(
-            index, mirror_index,
-            "the mirror's veth end kept its ifindex"
-        );
-        add_address(index, v4(2).into(), 24).await;
-        set_link_up(index, true).await;
-    });
-    let burst = (rate_bits / 8 / 50).max(32 * 1024);
-    mirror.exec_ok(
-        "tc",
-        &[
-            "qdisc",
-            "add",
-            "dev",
-            &mirror_if,
-            "root",
-            "tbf",
-            "rate",
-            &format!("{rate_bits}bit"),
-            "burst",
-            &burst.to_string(),
-            "latency",
-            "50ms",
-        ],
+    let (_, mirror_addr) = join(
+        host,
+        mirror,
+        (&format!("nwb{m}"), host_index),
+        (&format!("nwh{h}"), mirror_index),
+        rate_bits,
     );
     HostLink {
         host_index,
         mirror_index,
-        mirror_addr: v4(2),
+        mirror_addr,
     }
 }
 

@@ -305,55 +305,19 @@ pub(crate) async fn add_default_route() {
 /// nwm<n> (20+n) in the mirror, a /24 of its own, the tbf cap, and nginx.
 fn start_mirror(client: &NetNs, name: &'static str, n: u32, rate: u64) -> Mirror {
     let ns = NetNs::new();
-    // 198.18.0.0/15 holds 512 /24s; the block comes from next_id, as in topology::Pair.
-    let block = crate::next_id() % 512;
-    let v4 = |host| Ipv4Addr::new(198, 18 + (block / 256) as u8, (block % 256) as u8, host);
     let (client_if, mirror_if) = (format!("nwc{n}"), format!("nwm{n}"));
     let (client_index, mirror_index) = (10 + n, 20 + n);
-    let ns_file = ns.open();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&ns_file);
-    client.block_on(async {
-        add_veth(&client_if, client_index, &mirror_if, mirror_index).await;
-        let peer = link_index(&mirror_if).await.expect("the new veth peer");
-        move_link(peer, fd).await;
-        add_address(client_index, v4(1).into(), 24).await;
-        set_link_up(client_index, true).await;
-    });
-    drop(ns_file);
-    ns.block_on(async {
-        let index = link_index(&mirror_if)
-            .await
-            .expect("the veth peer was moved into the mirror's namespace");
-        assert_eq!(
-            index, mirror_index,
-            "the mirror's veth end kept its ifindex"
-        );
-        add_address(index, v4(2).into(), 24).await;
-        set_link_up(index, true).await;
-        // nginx's own readiness check connects to the mirror's address from inside.
-        set_link_up(LOOPBACK_INDEX, true).await;
-    });
-    // tbf needs a burst of at least rate/HZ to reach its rate: 20 ms worth, at least 32 KiB.
-    let burst = (rate / 8 / 50).max(32 * 1024);
-    ns.exec_ok(
-        "tc",
-        &[
-            "qdisc",
-            "add",
-            "dev",
-            &mirror_if,
-            "root",
-            "tbf",
-            "rate",
-            &format!("{rate}bit"),
-            "burst",
-            &burst.to_string(),
-            "latency",
-            "50ms",
-        ],
+    let (_, mirror_ip) = join(
+        client,
+        &ns,
+        (&client_if, client_index),
+        (&mirror_if, mirror_index),
+        rate,
     );
+    // nginx's own readiness check connects to the mirror's address from inside.
+    ns.block_on(set_link_up(LOOPBACK_INDEX, true));
     let root = tempfile::tempdir().expect("a directory for the mirror's objects");
-    let addr = SocketAddr::new(v4(2).into(), PORT);
+    let addr = SocketAddr::new(mirror_ip.into(), PORT);
     let nginx = Nginx::start(Some(&ns), addr, root.path(), None);
     Mirror {
         name,
@@ -367,6 +331,59 @@ fn start_mirror(client: &NetNs, name: &'static str, n: u32, rate: u64) -> Mirror
         ns,
         _root: root,
     }
+}
+
+/// A veth pair from `near` (its end named and numbered `near_if`) to `far` (`far_if`), a
+/// /24 of its own (.1 near, .2 far), both ends up, and `far`'s end capped at `rate` bits a
+/// second by tbf (what `near` receives). Returns the two addresses.
+pub(crate) fn join(
+    near: &NetNs,
+    far: &NetNs,
+    (near_if, near_index): (&str, u32),
+    (far_if, far_index): (&str, u32),
+    rate: u64,
+) -> (Ipv4Addr, Ipv4Addr) {
+    // 198.18.0.0/15 holds 512 /24s; the block comes from next_id, as in topology::Pair.
+    let block = crate::next_id() % 512;
+    let v4 = |host| Ipv4Addr::new(198, 18 + (block / 256) as u8, (block % 256) as u8, host);
+    let ns_file = far.open();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&ns_file);
+    near.block_on(async {
+        add_veth(near_if, near_index, far_if, far_index).await;
+        let peer = link_index(far_if).await.expect("the new veth peer");
+        move_link(peer, fd).await;
+        add_address(near_index, v4(1).into(), 24).await;
+        set_link_up(near_index, true).await;
+    });
+    drop(ns_file);
+    far.block_on(async {
+        let index = link_index(far_if)
+            .await
+            .expect("the veth peer was moved into the far namespace");
+        assert_eq!(index, far_index, "the far veth end kept its ifindex");
+        add_address(index, v4(2).into(), 24).await;
+        set_link_up(index, true).await;
+    });
+    // tbf needs a burst of at least rate/HZ to reach its rate: 20 ms worth, at least 32 KiB.
+    let burst = (rate / 8 / 50).max(32 * 1024);
+    far.exec_ok(
+        "tc",
+        &[
+            "qdisc",
+            "add",
+            "dev",
+            far_if,
+            "root",
+            "tbf",
+            "rate",
+            &format!("{rate}bit"),
+            "burst",
+            &burst.to_string(),
+            "latency",
+            "50ms",
+        ],
+    );
+    (v4(1), v4(2))
 }
 
 /// The configuration file: an `[[endpoint]]` per mirror address, and the `[[mirror]]`

@@ -103,6 +103,13 @@ fn state_with(endpoint: &str, health: Health) -> Option<Arc<NetworkState>> {
     Some(Arc::new(state))
 }
 
+/// Writes `bytes` where a `file://` mirror at `dir` keeps `key`'s entry.
+fn place(dir: &Path, key: &crate::EntryKey, bytes: &[u8]) {
+    let file = dir.join(key.object_path());
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, bytes).unwrap();
+}
+
 fn stored_on(dir: &Path) -> usize {
     let root = dir.join("buildcache/v1");
     std::fs::read_dir(&root)
@@ -199,9 +206,7 @@ async fn a_damaged_mirror_entry_is_a_miss_and_the_next_mirror_serves() {
         (a.path(), &sealed[..sealed.len() - 1]),
         (b.path(), &sealed[..]),
     ] {
-        let file = dir.join(key.object_path());
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, bytes).unwrap();
+        place(dir, &key, bytes);
     }
     let server = start(
         host.path(),
@@ -224,9 +229,7 @@ async fn a_mirror_called_down_is_never_asked_and_its_queue_waits_then_flushes() 
 
     // An entry only the mirror has: while it is Down, a lookup is a miss at once.
     let key = crate::EntryKey::from_path("/ccache/only-there").unwrap();
-    let file = a.path().join(key.object_path());
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(&file, key.seal(b"x").unwrap()).unwrap();
+    place(a.path(), &key, &key.seal(b"x").unwrap());
     let asked = Instant::now();
     assert_eq!(
         request(server.addr, "GET", "/ccache/only-there", b"")
@@ -402,9 +405,7 @@ async fn a_miss_on_the_best_mirror_is_the_answer_and_costs_one_request() {
     let (state, _) = watch::channel(None);
     // Only the second mirror has it (a write-back to the first still queued elsewhere).
     let key = crate::EntryKey::from_path("/ccache/lagging").unwrap();
-    let file = b.path().join(key.object_path());
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(&file, key.seal(b"x").unwrap()).unwrap();
+    place(b.path(), &key, &key.seal(b"x").unwrap());
     let server = start(
         host.path(),
         vec![file_mirror("a", a.path()), file_mirror("b", b.path())],
