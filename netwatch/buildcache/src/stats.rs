@@ -73,10 +73,6 @@ pub struct Stats {
     pub mirrors: Vec<MirrorCounters>,
 }
 
-fn add(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
 impl Stats {
     pub fn new(mirror_names: impl IntoIterator<Item = String>) -> Self {
         Self {
@@ -92,11 +88,11 @@ impl Stats {
     }
 
     pub fn count(counter: &AtomicU64) {
-        add(counter, 1);
+        Self::add(counter, 1);
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
-        add(counter, n);
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn mirror(&self, name: &str) -> Option<&MirrorCounters> {
