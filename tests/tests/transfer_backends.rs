@@ -1,7 +1,8 @@
 //! `netwatch put`, `get` and `mirrors` against each kind of mirror, each a real server the
 //! test starts on loopback: a directory (`file://`), nginx with WebDAV (`http://`),
-//! SeaweedFS's S3 gateway with signed requests (`s3://`) and Azurite with Shared Key signed
-//! requests (`az://`). Output must be byte-identical, a
+//! SeaweedFS's S3 gateway with signed requests (`s3://`), Azurite with Shared Key signed
+//! requests (`az://`) and OpenSSH's sshd with a key of the test's own (`sftp://`). Output must
+//! be byte-identical, a
 //! second put must move only the manifest, and an edit only the chunks it touches.
 
 mod transfer_cli;
@@ -9,7 +10,7 @@ mod transfer_cli;
 use std::{net::Ipv4Addr, path::Path};
 
 use netwatch_tests::servers::{
-    azurite::Azurite, free_loopback_addr, nginx::Nginx, seaweed::Seaweed,
+    azurite::Azurite, free_loopback_addr, nginx::Nginx, seaweed::Seaweed, sshd::Sshd,
 };
 use serde_json::Value;
 use transfer_cli::{mirror_table, mixed_data, verify_cache, Cli};
@@ -193,35 +194,93 @@ fn an_azurite_mirror_round_trip_is_byte_identical_and_a_wrong_key_or_container_i
 }
 
 #[test]
+fn an_sftp_mirror_round_trip_is_byte_identical_and_a_wrong_key_host_key_or_path_is_named() {
+    let sshd = Sshd::start(None, Ipv4Addr::LOCALHOST.into());
+    let cli =
+        Cli::new(&mirror_table("ssh", 1, &sshd.url("netwatch/ci"))).with_env(sshd.client_env());
+    round_trip(&cli, "ssh", "zstd");
+    let stored = sshd.data_dir().join("netwatch/ci");
+    assert!(
+        stored.join("manifests/builds/app").is_dir(),
+        "the objects are under the URL's path"
+    );
+    let partial = walkdir(&stored)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".netwatch-partial"))
+        .collect::<Vec<_>>();
+    assert!(partial.is_empty(), "temporaries left behind: {partial:?}");
+
+    // A key the server does not know: the login is refused, and said so.
+    let forged =
+        Cli::new(&mirror_table("ssh", 1, &sshd.url("netwatch/ci"))).with_env(sshd.wrong_key_env());
+    refused_put(&forged).failure_naming(&[
+        "mirror `ssh`",
+        "Permission denied (publickey)",
+        "refused the login",
+    ]);
+    // A server whose host key is not in known_hosts: never accepted.
+    let stranger = Cli::new(&mirror_table("ssh", 1, &sshd.url("netwatch/ci")))
+        .with_env(sshd.unknown_host_env());
+    refused_put(&stranger).failure_naming(&[
+        "mirror `ssh`",
+        "Host key verification failed",
+        "never accepts an unknown key",
+    ]);
+    // A directory the login user may not write.
+    let denied_url = format!("sftp://nobody@{}/root/netwatch", sshd.addr());
+    let denied = Cli::new(&mirror_table("ssh", 1, &denied_url)).with_env(sshd.client_env());
+    refused_put(&denied).failure_naming(&["mirror `ssh`", "PermDenied", "refused access"]);
+}
+
+/// Every path below `dir`.
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
 fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
     let cli = Cli::new("");
     let nginx = Nginx::start(None, free_loopback_addr(), &cli.dir().join("www"), None);
     let seaweed = Seaweed::start(None, Ipv4Addr::LOCALHOST.into());
     let azurite = Azurite::start();
+    let sshd = Sshd::start(None, Ipv4Addr::LOCALHOST.into());
     let dir_url = file_url(&cli.dir().join("mirror"));
     let config = [
         mirror_table("dir", 1, &dir_url),
         mirror_table("web", 2, &nginx.url()),
         mirror_table("s3", 3, &seaweed.url("mirrors")),
         mirror_table("az", 4, &azurite.url("mirrors")),
+        mirror_table("ssh", 5, &sshd.url("mirrors")),
     ]
     .concat();
     cli.write_config(&config);
     let cli = cli
         .with_env(seaweed.client_env())
-        .with_env(azurite.client_env());
+        .with_env(azurite.client_env())
+        .with_env(sshd.client_env());
 
     let data = mixed_data(1 << 20, 11);
     let input = cli.subdir("in").join("lib.bin");
     std::fs::write(&input, &data).unwrap();
-    for mirror in ["dir", "web", "s3", "az"] {
+    for mirror in ["dir", "web", "s3", "az", "ssh"] {
         cli.put(&input, "builds/lib.bin", Some(mirror));
     }
 
     let listed = cli.run(&["mirrors", "--json"]);
     let rows = listed.json();
     let rows = rows.as_array().expect("mirrors --json is an array");
-    assert_eq!(rows.len(), 4, "{}", listed.describe());
+    assert_eq!(rows.len(), 5, "{}", listed.describe());
     for row in rows {
         let name = row["name"].as_str().unwrap();
         assert_eq!(row["answered"], true, "{name}: {row}");
@@ -241,6 +300,7 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
         dir_url.as_str(),
         &seaweed.url("mirrors"),
         &azurite.url("mirrors"),
+        &sshd.url("mirrors"),
     ] {
         assert!(table.stdout().contains(url), "{}", table.describe());
     }
@@ -249,7 +309,7 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
     let got = cli.get("builds/lib.bin", &out).json();
     assert!(std::fs::read(&out).unwrap() == data);
     let from = got["manifest_from"].as_str().unwrap();
-    assert!(["dir", "web", "s3", "az"].contains(&from), "{got}");
+    assert!(["dir", "web", "s3", "az", "ssh"].contains(&from), "{got}");
 }
 
 #[test]
@@ -265,42 +325,57 @@ fn seaweedfs_also_starts_inside_a_namespace_of_the_tests_own() {
 fn sync_between_seaweedfs_and_azurite_leaves_the_newest_version_of_each_key_on_both() {
     let seaweed = Seaweed::start(None, Ipv4Addr::LOCALHOST.into());
     let azurite = Azurite::start();
-    let env = || [seaweed.client_env(), azurite.client_env()].concat();
-    let (s3_url, az_url) = (seaweed.url("sync"), azurite.url("sync"));
-    let both = Cli::new(
-        &[
-            mirror_table("s3", 1, &s3_url),
-            mirror_table("az", 2, &az_url),
-        ]
-        .concat(),
-    )
-    .with_env(env());
+    let env = [seaweed.client_env(), azurite.client_env()].concat();
+    sync_both_ways(
+        &env,
+        ("s3", &seaweed.url("sync")),
+        ("az", &azurite.url("sync")),
+    );
+}
+
+#[test]
+fn sync_between_seaweedfs_and_sftp_leaves_the_newest_version_of_each_key_on_both() {
+    let seaweed = Seaweed::start(None, Ipv4Addr::LOCALHOST.into());
+    let sshd = Sshd::start(None, Ipv4Addr::LOCALHOST.into());
+    let env = [seaweed.client_env(), sshd.client_env()].concat();
+    sync_both_ways(
+        &env,
+        ("s3", &seaweed.url("sync")),
+        ("ssh", &sshd.url("sync")),
+    );
+}
+
+/// An old version of a key on `first`, a newer one and a key of its own on `second`; after
+/// `netwatch sync`, each alone serves the newest of both keys.
+fn sync_both_ways(env: &[(&'static str, String)], first: (&str, &str), second: (&str, &str)) {
+    let ((a, a_url), (b, b_url)) = (first, second);
+    let env = || env.to_vec();
+    let both =
+        Cli::new(&[mirror_table(a, 1, a_url), mirror_table(b, 2, b_url)].concat()).with_env(env());
     let write = |name: &str, data: &[u8]| {
         let path = both.subdir("in").join(name);
         std::fs::write(&path, data).unwrap();
         path
     };
-    let (old, new, only_az) = (
+    let (old, new, only_b) = (
         mixed_data(300_000, 21),
         mixed_data(300_000, 22),
         mixed_data(200_000, 23),
     );
-    both.put(&write("old", &old), "builds/shared.bin", Some("s3"));
-    // A later version of the same key on the other mirror, and a key only it has.
+    both.put(&write("old", &old), "builds/shared.bin", Some(a));
+    // A later version of the same key on the other mirror, and a key only it has. SFTP
+    // keeps whole seconds.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    both.put(&write("new", &new), "builds/shared.bin", Some("az"));
-    both.put(&write("only", &only_az), "builds/only-az.bin", Some("az"));
+    both.put(&write("new", &new), "builds/shared.bin", Some(b));
+    both.put(&write("only", &only_b), "builds/only-b.bin", Some(b));
 
     let synced = both.run(&["sync", "--json"]);
     assert!(synced.ok(), "{}", synced.describe());
 
     // Each mirror alone now serves the newest version of both keys.
-    for (name, url) in [("s3", &s3_url), ("az", &az_url)] {
+    for (name, url) in [(a, a_url), (b, b_url)] {
         let one = Cli::new(&mirror_table(name, 1, url)).with_env(env());
-        for (key, expected) in [
-            ("builds/shared.bin", &new),
-            ("builds/only-az.bin", &only_az),
-        ] {
+        for (key, expected) in [("builds/shared.bin", &new), ("builds/only-b.bin", &only_b)] {
             let out = one.subdir("out").join(key.replace('/', "_"));
             let got = one.get(key, &out).json();
             assert_eq!(got["manifest_from"], name, "{got}");

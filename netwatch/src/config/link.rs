@@ -1,5 +1,5 @@
 //! Which `[[endpoint]]` a mirror's health comes from when its table does not say: the one
-//! whose address is the host and port of the mirror's `http(s)://` URL.
+//! whose address is the host and port of the mirror's `http(s)://` or `sftp://` URL.
 
 use std::net::IpAddr;
 
@@ -7,13 +7,15 @@ use super::{EndpointAddress, EndpointConfig};
 use netwatch_transfer::MirrorUrl;
 
 /// The name of the first endpoint (in file order) at the URL's host and port (80 for
-/// http, 443 for https when the URL has none). An S3 mirror's host comes from the
-/// environment and a file mirror has none, so those are linked only by `endpoint = "NAME"`.
+/// http, 443 for https, 22 for sftp when the URL has none: an sftp port set only in ssh's
+/// configuration is not seen). An S3 mirror's host comes from the environment and a file
+/// mirror has none, so those are linked only by `endpoint = "NAME"`.
 pub(super) fn endpoint_for(url: &MirrorUrl, endpoints: &[EndpointConfig]) -> Option<String> {
-    let MirrorUrl::Http { url } = url else {
-        return None;
+    let (host, port) = match url {
+        MirrorUrl::Http { url } => host_and_port(url)?,
+        MirrorUrl::Sftp { host, port, .. } => (host.as_str(), port.unwrap_or(22)),
+        _ => return None,
     };
-    let (host, port) = host_and_port(url)?;
     endpoints
         .iter()
         .find(|e| match &e.address {
@@ -84,6 +86,8 @@ mod tests {
             endpoint("tls", "Cache.Example.:443"),
             endpoint("v4", "198.18.0.2:8080"),
             endpoint("v6", "[fd00::2]:443"),
+            endpoint("ssh", "198.18.0.9:22"),
+            endpoint("ssh-high", "[fd00::9]:2222"),
         ];
         assert_eq!(
             linked("http://cache.example/dav", &endpoints).as_deref(),
@@ -100,6 +104,14 @@ mod tests {
         assert_eq!(
             linked("https://[fd00:0::2]/x", &endpoints).as_deref(),
             Some("v6")
+        );
+        assert_eq!(
+            linked("sftp://build@198.18.0.9/srv/mirror", &endpoints).as_deref(),
+            Some("ssh")
+        );
+        assert_eq!(
+            linked("sftp://[fd00::9]:2222/srv/mirror", &endpoints).as_deref(),
+            Some("ssh-high")
         );
         // Another port, another host, or no host in the URL: no link.
         assert_eq!(linked("http://cache.example:8080", &endpoints), None);

@@ -487,7 +487,7 @@ fn mirror(table: &Table, endpoints: &[EndpointConfig]) -> Result<MirrorConfig, C
     const NAME: &str = "a name of letters, digits, `-`, `_` and `.`, like \"eu-central\"";
     const REGION: &str = "a region label in quotes, like \"eu-central-1\"";
     const PRIORITY: &str = "a whole number from 0 to 1000, like 1 (lower is tried first)";
-    const URL: &str = "url = \"s3://BUCKET/PREFIX\", \"https://HOST/PATH\" or \"file:///PATH\"";
+    const URL: &str = "url = \"s3://BUCKET/PREFIX\", \"az://CONTAINER/PREFIX\", \"gs://BUCKET/PREFIX\", \"https://HOST/PATH\", \"sftp://USER@HOST/PATH\" or \"file:///PATH\"";
     const COMPRESSION: &str = "\"auto\", \"zstd\", \"gzip\" or \"none\"";
     let name = match table.string("name", NAME)? {
         None => return Err(table.missing("name", "name = \"NAME\", unique among mirrors")),

@@ -599,7 +599,7 @@ fn mirrors_need_a_name_and_a_url_they_can_be_reached_by() {
     assert_refused(
         &mirror("name = \"a\"\nurl = \"ftp://mirror.example/x\""),
         "line 3, column 7",
-        "url = \"ftp://mirror.example/x\": expected \"s3://BUCKET/PREFIX\", \"az://CONTAINER/PREFIX\", \"gs://BUCKET/PREFIX\", \"https://HOST/PATH\" (WebDAV) or \"file:///ABSOLUTE/PATH\"",
+        "url = \"ftp://mirror.example/x\": expected \"s3://BUCKET/PREFIX\", \"az://CONTAINER/PREFIX\", \"gs://BUCKET/PREFIX\", \"https://HOST/PATH\" (WebDAV), \"sftp://USER@HOST/ABSOLUTE/PATH\" or \"file:///ABSOLUTE/PATH\"",
     );
     assert_refused(
         &mirror("name = \"a\"\nurl = \"https://user:pw@cache.example/\""),

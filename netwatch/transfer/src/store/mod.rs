@@ -1,6 +1,7 @@
 //! One mirror's objects, through object_store whatever the URL: `file://` (LocalFileSystem),
 //! `s3://` (AmazonS3), `az://` (MicrosoftAzure), `gs://` (GoogleCloudStorage) and
-//! `http(s)://` (HttpStore, WebDAV-style). The layout under the URL:
+//! `http(s)://` (HttpStore, WebDAV-style), and `sftp://` (our own [`sftp::SftpStore`] over
+//! the system's `ssh`). The layout under the URL:
 //!
 //! ```text
 //! manifests/<key>.json          one per artifact, written after its chunks
@@ -15,6 +16,7 @@
 pub mod aws;
 pub mod azure;
 pub mod gcs;
+pub mod sftp;
 pub mod url;
 
 use std::{
@@ -372,6 +374,19 @@ impl MirrorStore {
                 let gcs = builder.with_retry(no_retries).build().map_err(open_error)?;
                 prefixed(gcs, prefix)
             }
+            MirrorUrl::Sftp {
+                user,
+                host,
+                port,
+                path,
+            } => Arc::new(sftp::SftpStore::new(
+                sftp::session::Destination {
+                    user: user.clone(),
+                    host: host.clone(),
+                    port: *port,
+                },
+                path,
+            )),
             MirrorUrl::Http { url } => {
                 install_tls_provider();
                 let options = ClientOptions::new().with_allow_http(url.starts_with("http://"));
@@ -718,6 +733,11 @@ impl MirrorStore {
     /// is an answer too).
     pub async fn answer_time(&self) -> Result<Duration, StoreError> {
         const PROBE: &str = "manifests/.netwatch-probe";
+        if matches!(self.url, MirrorUrl::Sftp { .. }) {
+            // The first request starts the SSH session, which then serves the whole
+            // transfer: its setup is no cost of each request.
+            let _ = self.store.head(&object(PROBE)).await;
+        }
         let started = Instant::now();
         match self.store.head(&object(PROBE)).await {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(started.elapsed()),

@@ -19,6 +19,17 @@ pub enum MirrorUrl {
     Gcs { bucket: String, prefix: String },
     /// `file:///ABSOLUTE/PATH`: a directory, also one on a network file system.
     File { path: PathBuf },
+    /// `sftp://[USER@]HOST[:PORT]/ABSOLUTE/PATH`: a directory on an SSH server, through the
+    /// system's `ssh` (its keys, agent, configuration and known_hosts). What the URL leaves
+    /// out (user, port) comes from ssh's configuration.
+    Sftp {
+        user: Option<String>,
+        /// A name or an address (IPv6 without its brackets).
+        host: String,
+        port: Option<u16>,
+        /// Absolute, without a trailing `/`.
+        path: String,
+    },
 }
 
 /// Why a text is not a mirror URL.
@@ -30,8 +41,8 @@ pub struct UrlError {
 }
 
 pub(crate) const FORMS: &str = "\"s3://BUCKET/PREFIX\", \"az://CONTAINER/PREFIX\", \
-                                \"gs://BUCKET/PREFIX\", \"https://HOST/PATH\" (WebDAV) or \
-                                \"file:///ABSOLUTE/PATH\"";
+                                \"gs://BUCKET/PREFIX\", \"https://HOST/PATH\" (WebDAV), \
+                                \"sftp://USER@HOST/ABSOLUTE/PATH\" or \"file:///ABSOLUTE/PATH\"";
 const BUCKET: &str = "an S3 bucket name after s3:// (3 to 63 lowercase letters, digits, `.` \
                       and `-`), like \"s3://build-cache/netwatch\"";
 const CONTAINER: &str = "an Azure container name after az:// (3 to 63 lowercase letters, \
@@ -45,6 +56,9 @@ const NO_EXTRAS: &str = "a URL without user:password@, `?query` or `#fragment`: 
                          come from the environment, never from the file";
 const NO_SPACES: &str = "a URL without spaces or control characters, like \"s3://BUCKET/PREFIX\", \
                          \"https://HOST/PATH\" (WebDAV) or \"file:///ABSOLUTE/PATH\"";
+const SFTP: &str = "a host and an absolute path after sftp://, like \
+                    \"sftp://build@cache.example:2222/srv/mirror\" (user and port are optional: \
+                    ssh's configuration gives them)";
 const FILE: &str = "an absolute path after file://, like \"file:///srv/mirror\" (three slashes)";
 const SEGMENTS: &str = "path segments of letters, digits, `.`, `_`, `-` and `+`, none of them \
                         `.` or `..`";
@@ -129,6 +143,16 @@ impl FromStr for MirrorUrl {
                 url: text.trim_end_matches('/').to_string(),
             });
         }
+        if let Some(rest) = text.strip_prefix("sftp://") {
+            return sftp(rest)
+                .ok_or_else(|| fail(SFTP))
+                .and_then(|url| match url {
+                    Self::Sftp { ref path, .. } if !safe_segments(&path[1..]) => {
+                        Err(fail(SEGMENTS))
+                    }
+                    url => Ok(url),
+                });
+        }
         if let Some(path) = text.strip_prefix("file://") {
             if !path.starts_with('/') {
                 return Err(fail(FILE));
@@ -142,6 +166,50 @@ impl FromStr for MirrorUrl {
         }
         Err(fail(FORMS))
     }
+}
+
+/// `[USER@]HOST[:PORT]/PATH` as an SFTP mirror, its path not yet checked. A user or host
+/// that ssh could read as an option (a leading `-`) is refused, as is `user:password@`.
+fn sftp(rest: &str) -> Option<MirrorUrl> {
+    let (authority, path) = rest.split_at(rest.find('/')?);
+    let (user, host_port) = match authority.rsplit_once('@') {
+        Some((user, host_port)) => (Some(user), host_port),
+        None => (None, authority),
+    };
+    let name_ok = |name: &str, extra: &[u8]| {
+        !name.is_empty()
+            && !name.starts_with('-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b) || extra.contains(&b))
+    };
+    if user.is_some_and(|user| !name_ok(user, b"")) {
+        return None;
+    }
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (host, port) = v6.split_once(']')?;
+            (host.parse::<std::net::Ipv6Addr>().ok()?.to_string(), port)
+        }
+        None => {
+            let (host, port) = host_port.split_at(host_port.find(':').unwrap_or(host_port.len()));
+            name_ok(host, b"").then_some(())?;
+            (host.to_string(), port)
+        }
+    };
+    let port = match port.strip_prefix(':') {
+        Some(port) => Some(port.parse::<u16>().ok().filter(|p| *p != 0)?),
+        None if port.is_empty() => None,
+        None => return None,
+    };
+    let path = path.trim_end_matches('/');
+    (path.len() > 1).then_some(())?;
+    Some(MirrorUrl::Sftp {
+        user: user.map(str::to_string),
+        host,
+        port,
+        path: path.to_string(),
+    })
 }
 
 /// The bucket (or container) before the first `/`, if `valid` takes it, and the rest.
@@ -201,6 +269,25 @@ impl fmt::Display for MirrorUrl {
             Self::Gcs { bucket, prefix } if prefix.is_empty() => write!(f, "gs://{bucket}"),
             Self::Gcs { bucket, prefix } => write!(f, "gs://{bucket}/{prefix}"),
             Self::File { path } => write!(f, "file://{}", path.display()),
+            Self::Sftp {
+                user,
+                host,
+                port,
+                path,
+            } => {
+                f.write_str("sftp://")?;
+                if let Some(user) = user {
+                    write!(f, "{user}@")?;
+                }
+                match host.contains(':') {
+                    true => write!(f, "[{host}]")?,
+                    false => f.write_str(host)?,
+                }
+                if let Some(port) = port {
+                    write!(f, ":{port}")?;
+                }
+                f.write_str(path)
+            }
         }
     }
 }
@@ -244,12 +331,24 @@ mod tests {
                 prefix: "ci".into()
             })
         );
+        assert_eq!(
+            "sftp://build@cache.example:2222/srv/mirror/".parse(),
+            Ok(MirrorUrl::Sftp {
+                user: Some("build".into()),
+                host: "cache.example".into(),
+                port: Some(2222),
+                path: "/srv/mirror".into()
+            })
+        );
         for text in [
             "s3://bucket",
             "http://127.0.0.1:8080",
             "http://[::1]:80/x",
             "az://cache/a/b",
             "gs://cache",
+            "sftp://build@cache.example:2222/srv/mirror",
+            "sftp://[::1]/srv/m",
+            "sftp://10.0.0.1/srv/m",
         ] {
             let url: MirrorUrl = text.parse().unwrap();
             assert_eq!(url.to_string(), text);
@@ -278,6 +377,13 @@ mod tests {
             ("gs://-cache", GCS_BUCKET),
             ("gs://Cache", GCS_BUCKET),
             ("gs://cache/x//y", SEGMENTS),
+            ("sftp://host", SFTP),
+            ("sftp://host/", SFTP),
+            ("sftp://-oProxyCommand=x/srv", SFTP),
+            ("sftp://-l@host/srv", SFTP),
+            ("sftp://user:secret@host/srv", SFTP),
+            ("sftp://host:0/srv", SFTP),
+            ("sftp://host/srv/../etc", SEGMENTS),
         ] {
             let error = text.parse::<MirrorUrl>().unwrap_err();
             assert_eq!(error.expected, expected, "{text}");
