@@ -1,11 +1,11 @@
 //! `netwatch get` and `put` against real servers and their usual baselines (docs/transfer.md):
-//! throughput against curl, the parallel chunk fetch under a per-connection cap against one
+//! throughput against curl (and Azure and SFTP mirrors against their plain clients), the parallel chunk fetch under a per-connection cap against one
 //! connection and aria2c, what compression `auto` chooses at 10, 100 and 1000 Mbit/s, what
 //! a 1% edit moves, and a far mirror (100 Mbit/s, 50 ms away). Each part is its own scenario
 //! with its own namespaces and nginx.
 
 mod artifact;
-mod azure;
+mod backend;
 mod compression;
 pub(super) mod delay;
 mod delta;
@@ -30,6 +30,7 @@ pub enum TransferScenario {
     Delta,
     Rtt,
     Azure,
+    Sftp,
 }
 
 impl Scenario for TransferScenario {
@@ -41,6 +42,7 @@ impl Scenario for TransferScenario {
             Self::Delta => "transfer-delta",
             Self::Rtt => "transfer-rtt",
             Self::Azure => "transfer-azure",
+            Self::Sftp => "transfer-sftp",
         }
     }
 
@@ -55,6 +57,7 @@ impl Scenario for TransferScenario {
             Self::Delta => "transfer: what a 1% edit moves (put and get)",
             Self::Rtt => "transfer: a far mirror, 100 Mbit/s and 50 ms round trip (put and get)",
             Self::Azure => "transfer: an Azure mirror (Azurite) against curl on the same server",
+            Self::Sftp => "transfer: an SFTP mirror (OpenSSH) against sftp on the same server",
         }
     }
 
@@ -66,7 +69,8 @@ impl Scenario for TransferScenario {
             Self::Compression => compression::run(cx, report, title),
             Self::Delta => delta::run(cx, report, title),
             Self::Rtt => rtt::run(cx, report, title),
-            Self::Azure => azure::run(cx, report, title),
+            Self::Azure => backend::run(cx, report, title, backend::Server::start_azurite()),
+            Self::Sftp => backend::run(cx, report, title, backend::Server::start_sshd()),
         }
     }
 }
