@@ -31,6 +31,13 @@ pub struct Summary {
     /// The longest any chunk waited for the network to come back (chunks wait together).
     #[serde(rename = "network_wait_ms", serialize_with = "millis")]
     pub network_wait: Duration,
+    /// After the longest wait, how soon after the agent called the network Up its request
+    /// started again (no request waited: none). In milliseconds, to the microsecond.
+    #[serde(
+        rename = "resumed_after_up_ms",
+        serialize_with = "optional_fractional_millis"
+    )]
+    pub resumed_after_up: Option<Duration>,
     #[serde(rename = "elapsed_ms", serialize_with = "millis")]
     pub elapsed: Duration,
     /// Where the manifest came from: a mirror's name, or "local cache" (`get`).
@@ -89,7 +96,32 @@ fn optional_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S
     }
 }
 
+fn optional_fractional_millis<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3),
+        None => s.serialize_none(),
+    }
+}
+
 impl Summary {
+    /// Adds what one request's retries waited for the network: the longest wait is the
+    /// transfer's (requests wait together), and with it how soon that request resumed.
+    pub(crate) fn add_waits(&mut self, report: &netwatch_client::retry::RetryReport) {
+        if report.network_wait >= self.network_wait {
+            self.network_wait = report.network_wait;
+            if let Some(resumed) = &report.resumed {
+                self.resumed_after_up = Some(Duration::from_nanos(
+                    resumed
+                        .monotonic_ns
+                        .saturating_sub(resumed.verdict.since_ns),
+                ));
+            }
+        }
+    }
+
     pub(crate) fn finish(&mut self) {
         self.bytes_reused = self.bytes_reused.min(self.artifact_bytes);
         self.delta_savings = if self.artifact_bytes == 0 {
@@ -134,7 +166,15 @@ impl fmt::Display for Summary {
                 None => writeln!(f)?,
             }
         }
-        write_costs(f, self.retries, self.network_wait, self.elapsed)
+        write_costs(f, self.retries, self.network_wait, self.elapsed)?;
+        if let Some(resumed) = self.resumed_after_up {
+            write!(
+                f,
+                " (resumed {:.1} ms after the agent called the network Up)",
+                resumed.as_secs_f64() * 1e3
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -224,7 +224,7 @@ fn tally<T>(summary: &mut Summary, mirrors: &[MirrorStore], served: &Served<T>) 
             .failures += 1;
     }
     summary.retries += served.calls.saturating_sub(1);
-    summary.network_wait = summary.network_wait.max(served.report.network_wait);
+    summary.add_waits(&served.report);
 }
 
 /// The manifest from the mirrors in order, with the mirror that gave it, else the copy kept
@@ -286,7 +286,7 @@ async fn manifest(
             };
             tracing::warn!(%key, reason = %why, "no mirror gave the manifest: using the copy in the local cache");
             summary.manifest_from = Some("local cache".to_string());
-            summary.network_wait = report.network_wait;
+            summary.add_waits(&report);
             let manifest = Manifest::from_json(&json, key).map_err(|source| {
                 TransferError::CachedManifest {
                     key: key.to_string(),

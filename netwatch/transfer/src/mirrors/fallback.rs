@@ -308,6 +308,14 @@ where
                         at.failures.push((m, error));
                         mirror = at.next(steps, health);
                     }
+                    Err(Failure::Stalled(error)) if health.is_down(m) => {
+                        // Silence from a mirror the agent calls Down is the network's (a
+                        // session over a dead link, a connect into a black hole): the retryer
+                        // waits for the network instead of the mirror being given up.
+                        tracing::info!(mirror = mirrors[m].name(), "{error} while its endpoint is Down: waiting for the network");
+                        at.failures.push((m, error.clone()));
+                        return Err(Failure::Stalled(error));
+                    }
                     Err(Failure::Stalled(error)) => {
                         tracing::warn!(mirror = mirrors[m].name(), "{error}: trying the next mirror");
                         health.failures[m].fetch_add(1, Ordering::Relaxed);

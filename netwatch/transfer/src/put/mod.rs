@@ -506,7 +506,7 @@ fn count_pack(
     summary.bytes_moved += stored;
     summary.chunks_moved += chunks;
     summary.retries += served.calls.saturating_sub(1);
-    summary.network_wait = summary.network_wait.max(served.report.network_wait);
+    summary.add_waits(&served.report);
     options.report(Progress::Chunk {
         size: artifact_bytes,
         moved: stored,

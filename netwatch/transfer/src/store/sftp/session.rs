@@ -69,7 +69,7 @@ impl Destination {
 pub(super) struct Session {
     pub sftp: Sftp,
     /// Killed when the session is dropped.
-    _child: Child,
+    child: std::sync::Mutex<Child>,
     broken: AtomicBool,
 }
 
@@ -77,6 +77,19 @@ impl Session {
     /// Marks the session lost: the next request starts another.
     pub fn lose(&self) {
         self.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it can take another request: no request found it lost, and ssh has not exited
+    /// (as it does when its keepalives go unanswered, perhaps while no request was there to
+    /// see it: the first request after the network is back then starts a new session
+    /// instead of failing on the old one).
+    fn alive(&self) -> bool {
+        !self.broken.load(Ordering::Relaxed)
+            && self
+                .child
+                .lock()
+                .map(|mut child| matches!(child.try_wait(), Ok(None)))
+                .unwrap_or(false)
     }
 }
 
@@ -101,10 +114,8 @@ impl Sessions {
     /// The live session, or a new one. Concurrent callers wait for one start.
     pub async fn get(&self) -> Result<Arc<Session>, Error> {
         let mut current = self.current.lock().await;
-        if let Some(session) = current.as_ref() {
-            if !session.broken.load(Ordering::Relaxed) {
-                return Ok(Arc::clone(session));
-            }
+        if let Some(session) = current.as_ref().filter(|s| s.alive()) {
+            return Ok(Arc::clone(session));
         }
         *current = None;
         let session = Arc::new(start(&self.destination).await?);
@@ -114,7 +125,7 @@ impl Sessions {
 }
 
 /// The ssh command line for `destination`.
-fn command(destination: &Destination) -> Result<Command, Error> {
+fn command(destination: &Destination) -> Command {
     let configured = std::env::var(SSH_COMMAND).unwrap_or_default();
     let mut words = configured.split_whitespace();
     let program = words.next().unwrap_or("ssh");
@@ -133,12 +144,12 @@ fn command(destination: &Destination) -> Result<Command, Error> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    Ok(command)
+    command
 }
 
 async fn start(destination: &Destination) -> Result<Session, Error> {
     let shown = destination.shown();
-    let mut command = command(destination)?;
+    let mut command = command(destination);
     let mut child = command.spawn().map_err(|e| Error::Generic {
         store: STORE,
         source: format!(
@@ -166,7 +177,7 @@ async fn start(destination: &Destination) -> Result<Session, Error> {
     match Sftp::new(stdin, stdout, SftpOptions::new()).await {
         Ok(sftp) => Ok(Session {
             sftp,
-            _child: child,
+            child: std::sync::Mutex::new(child),
             broken: AtomicBool::new(false),
         }),
         Err(_) => {
@@ -195,7 +206,7 @@ mod tests {
             host: "mirror.example".into(),
             port: Some(2222),
         };
-        let command = command(&destination).unwrap();
+        let command = command(&destination);
         let args: Vec<_> = command
             .as_std()
             .get_args()
