@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mirrors;
 pub mod netns;
 pub mod nft;
+pub mod outage_site;
 pub mod random;
 pub mod rtnl;
 pub mod servers;

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::free_loopback_addr;
+use crate::netns::NetNs;
 
 /// The variable `cargo xtask test` sets to the `azurite-blob` it installed.
 pub const NETWATCH_AZURITE: &str = "NETWATCH_AZURITE";
@@ -33,12 +34,26 @@ pub struct Azurite {
 }
 
 impl Azurite {
+    /// Starts Azurite on a free loopback port of this namespace.
     pub fn start() -> Self {
+        Self::start_at(None, free_loopback_addr())
+    }
+
+    /// Starts Azurite in `ns` (`None`: this process's namespace) listening on `addr`, and
+    /// creates the container.
+    pub fn start_at(ns: Option<&NetNs>, addr: SocketAddr) -> Self {
         let binary = binary();
-        let addr = free_loopback_addr();
         let state = tempfile::tempdir().expect("a directory for Azurite");
         let log = std::fs::File::create(state.path().join("log")).expect("a log file");
-        let child = Command::new(&binary)
+        let mut command = match ns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns.name()]).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
             .args(["--blobHost", &addr.ip().to_string()])
             .args(["--blobPort", &addr.port().to_string()])
             .args(["--inMemoryPersistence", "--skipApiVersionCheck", "--silent"])
@@ -49,7 +64,8 @@ impl Azurite {
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
         let mut server = Azurite { addr, child, state };
         let started = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        let listening = || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
+        while !in_namespace(ns, listening) {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("Azurite exited at start ({status}): {}", server.log());
             }
@@ -59,8 +75,12 @@ impl Azurite {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        server.create_container();
+        in_namespace(ns, || server.create_container());
         server
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `az://CONTAINER/PREFIX`.
@@ -140,6 +160,14 @@ impl Azurite {
             "Azurite did not create the container: {reply}\n{}",
             self.log()
         );
+    }
+}
+
+/// `f`, run in `ns` when there is one.
+fn in_namespace<T: Send>(ns: Option<&NetNs>, f: impl FnOnce() -> T + Send) -> T {
+    match ns {
+        Some(ns) => ns.run(f),
+        None => f(),
     }
 }
 
