@@ -10,6 +10,7 @@ mod compression;
 pub(super) mod delay;
 mod delta;
 mod file_copy;
+mod outage;
 mod parallel;
 pub(super) mod proxy;
 mod rtt;
@@ -31,6 +32,7 @@ pub enum TransferScenario {
     Rtt,
     Azure,
     Sftp,
+    Outage,
 }
 
 impl Scenario for TransferScenario {
@@ -43,6 +45,7 @@ impl Scenario for TransferScenario {
             Self::Rtt => "transfer-rtt",
             Self::Azure => "transfer-azure",
             Self::Sftp => "transfer-sftp",
+            Self::Outage => "transfer-outage",
         }
     }
 
@@ -58,6 +61,10 @@ impl Scenario for TransferScenario {
             Self::Rtt => "transfer: a far mirror, 100 Mbit/s and 50 ms round trip (put and get)",
             Self::Azure => "transfer: an Azure mirror (Azurite) against curl on the same server",
             Self::Sftp => "transfer: an SFTP mirror (OpenSSH) against sftp on the same server",
+            Self::Outage => {
+                "transfer: a long get from SFTP and Azure mirrors through a 30 s outage, \
+                 network-aware against plain backoff"
+            }
         }
     }
 
@@ -71,6 +78,7 @@ impl Scenario for TransferScenario {
             Self::Rtt => rtt::run(cx, report, title),
             Self::Azure => backend::run(cx, report, title, backend::Server::start_azurite()),
             Self::Sftp => backend::run(cx, report, title, backend::Server::start_sshd()),
+            Self::Outage => outage::run(cx, report, title),
         }
     }
 }
