@@ -1,7 +1,8 @@
 //! `netwatch put`, `get` and `mirrors` against each kind of mirror, each a real server the
 //! test starts on loopback: a directory (`file://`), nginx with WebDAV (`http://`),
 //! SeaweedFS's S3 gateway with signed requests (`s3://`), Azurite with Shared Key signed
-//! requests (`az://`) and OpenSSH's sshd with a key of the test's own (`sftp://`). Output must
+//! requests (`az://`), fake-gcs-server through the JSON API (`gs://`) and OpenSSH's sshd with
+//! a key of the test's own (`sftp://`). Output must
 //! be byte-identical, a
 //! second put must move only the manifest, and an edit only the chunks it touches.
 
@@ -10,7 +11,8 @@ mod transfer_cli;
 use std::{net::Ipv4Addr, path::Path};
 
 use netwatch_tests::servers::{
-    azurite::Azurite, free_loopback_addr, nginx::Nginx, seaweed::Seaweed, sshd::Sshd,
+    azurite::Azurite, fake_gcs::FakeGcs, free_loopback_addr, nginx::Nginx, seaweed::Seaweed,
+    sshd::Sshd,
 };
 use serde_json::Value;
 use transfer_cli::{mirror_table, mixed_data, verify_cache, Cli};
@@ -194,6 +196,30 @@ fn an_azurite_mirror_round_trip_is_byte_identical_and_a_wrong_key_or_container_i
 }
 
 #[test]
+fn a_gcs_mirror_round_trip_is_byte_identical_and_a_bad_key_or_missing_bucket_is_named() {
+    let gcs = FakeGcs::start();
+    let cli = Cli::new(&mirror_table("gs", 1, &gcs.url("netwatch/ci"))).with_env(gcs.client_env());
+    round_trip(&cli, "gs", "zstd");
+
+    // A bucket that does not exist.
+    let missing =
+        Cli::new(&mirror_table("gs", 1, "gs://no-such-bucket/x")).with_env(gcs.client_env());
+    refused_put(&missing).failure_naming(&["mirror `gs`", "404"]);
+    // A service account key that is no key: refused before any request.
+    let bad = cli.subdir("creds").join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n", "private_key_id": "k", "client_email": "netwatch@example.iam.gserviceaccount.com"}"#,
+    )
+    .unwrap();
+    let forged = Cli::new(&mirror_table("gs", 1, &gcs.url("netwatch/ci"))).with_env(vec![(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        bad.display().to_string(),
+    )]);
+    refused_put(&forged).failure_naming(&["mirror `gs`", "RSA key"]);
+}
+
+#[test]
 fn an_sftp_mirror_round_trip_is_byte_identical_and_a_wrong_key_host_key_or_path_is_named() {
     let sshd = Sshd::start(None, Ipv4Addr::LOCALHOST.into());
     let cli =
@@ -255,6 +281,7 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
     let seaweed = Seaweed::start(None, Ipv4Addr::LOCALHOST.into());
     let azurite = Azurite::start();
     let sshd = Sshd::start(None, Ipv4Addr::LOCALHOST.into());
+    let gcs = FakeGcs::start();
     let dir_url = file_url(&cli.dir().join("mirror"));
     let config = [
         mirror_table("dir", 1, &dir_url),
@@ -262,25 +289,27 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
         mirror_table("s3", 3, &seaweed.url("mirrors")),
         mirror_table("az", 4, &azurite.url("mirrors")),
         mirror_table("ssh", 5, &sshd.url("mirrors")),
+        mirror_table("gs", 6, &gcs.url("mirrors")),
     ]
     .concat();
     cli.write_config(&config);
     let cli = cli
         .with_env(seaweed.client_env())
         .with_env(azurite.client_env())
-        .with_env(sshd.client_env());
+        .with_env(sshd.client_env())
+        .with_env(gcs.client_env());
 
     let data = mixed_data(1 << 20, 11);
     let input = cli.subdir("in").join("lib.bin");
     std::fs::write(&input, &data).unwrap();
-    for mirror in ["dir", "web", "s3", "az", "ssh"] {
+    for mirror in ["dir", "web", "s3", "az", "ssh", "gs"] {
         cli.put(&input, "builds/lib.bin", Some(mirror));
     }
 
     let listed = cli.run(&["mirrors", "--json"]);
     let rows = listed.json();
     let rows = rows.as_array().expect("mirrors --json is an array");
-    assert_eq!(rows.len(), 5, "{}", listed.describe());
+    assert_eq!(rows.len(), 6, "{}", listed.describe());
     for row in rows {
         let name = row["name"].as_str().unwrap();
         assert_eq!(row["answered"], true, "{name}: {row}");
@@ -301,6 +330,7 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
         &seaweed.url("mirrors"),
         &azurite.url("mirrors"),
         &sshd.url("mirrors"),
+        &gcs.url("mirrors"),
     ] {
         assert!(table.stdout().contains(url), "{}", table.describe());
     }
@@ -309,7 +339,10 @@ fn mirrors_answers_for_every_backend_and_a_get_uses_them_all() {
     let got = cli.get("builds/lib.bin", &out).json();
     assert!(std::fs::read(&out).unwrap() == data);
     let from = got["manifest_from"].as_str().unwrap();
-    assert!(["dir", "web", "s3", "az", "ssh"].contains(&from), "{got}");
+    assert!(
+        ["dir", "web", "s3", "az", "ssh", "gs"].contains(&from),
+        "{got}"
+    );
 }
 
 #[test]
@@ -343,6 +376,14 @@ fn sync_between_seaweedfs_and_sftp_leaves_the_newest_version_of_each_key_on_both
         ("s3", &seaweed.url("sync")),
         ("ssh", &sshd.url("sync")),
     );
+}
+
+#[test]
+fn sync_between_seaweedfs_and_gcs_leaves_the_newest_version_of_each_key_on_both() {
+    let seaweed = Seaweed::start(None, Ipv4Addr::LOCALHOST.into());
+    let gcs = FakeGcs::start();
+    let env = [seaweed.client_env(), gcs.client_env()].concat();
+    sync_both_ways(&env, ("s3", &seaweed.url("sync")), ("gs", &gcs.url("sync")));
 }
 
 /// An old version of a key on `first`, a newer one and a key of its own on `second`; after

@@ -1,5 +1,6 @@
 //! One mirror's objects, through object_store whatever the URL: `file://` (LocalFileSystem),
-//! `s3://` (AmazonS3), `az://` (MicrosoftAzure), `gs://` (GoogleCloudStorage) and
+//! `s3://` (AmazonS3), `az://` (MicrosoftAzure), `gs://` (our [`gcs::json::GcsJsonStore`]
+//! with object_store's Google credentials) and
 //! `http(s)://` (HttpStore, WebDAV-style), and `sftp://` (our own [`sftp::SftpStore`] over
 //! the system's `ssh`). The layout under the URL:
 //!
@@ -357,7 +358,7 @@ impl MirrorStore {
             }
             MirrorUrl::Gcs { bucket, prefix } => {
                 install_tls_provider();
-                let builder = gcs::builder(bucket).map_err(|missing| match missing {
+                let settings = gcs::settings(bucket).map_err(|missing| match missing {
                     gcs::Missing::Credentials => StoreError::MissingGcsCredentials {
                         mirror: mirror.clone(),
                         url: shown.clone(),
@@ -371,7 +372,15 @@ impl MirrorStore {
                         }
                     }
                 })?;
-                let gcs = builder.with_retry(no_retries).build().map_err(open_error)?;
+                // object_store's client for the credentials; requests through the JSON API.
+                let credentials = settings
+                    .builder
+                    .with_retry(no_retries)
+                    .build()
+                    .map_err(open_error)?
+                    .credentials()
+                    .clone();
+                let gcs = gcs::json::GcsJsonStore::new(&settings.base_url, bucket, credentials);
                 prefixed(gcs, prefix)
             }
             MirrorUrl::Sftp {

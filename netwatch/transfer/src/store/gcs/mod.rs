@@ -3,11 +3,20 @@
 //! application-default login` writes. A service account file may name another server
 //! (`gcs_base_url`, with `disable_oauth`: an emulator), as object_store reads it. No
 //! metadata-server lookup: a host without credentials gets a clear error instead of requests
-//! to an address that may not answer.
+//! to an address that may not answer. Requests go through the JSON API ([`json`]).
+
+pub mod json;
 
 use std::{env, path::PathBuf};
 
 use object_store::gcp::GoogleCloudStorageBuilder;
+
+/// A bucket's client settings: object_store's builder (for the credentials) and the server.
+pub(crate) struct Settings {
+    pub builder: GoogleCloudStorageBuilder,
+    /// `gcs_base_url` from a service account file, else Google's.
+    pub base_url: String,
+}
 
 /// Where credentials were looked for, for the error that says none were found.
 pub(crate) const LOOKED: &str = "GOOGLE_APPLICATION_CREDENTIALS (a service account key file, \
@@ -25,15 +34,15 @@ pub(crate) enum Missing {
 }
 
 /// A builder for `bucket` with the environment's credentials.
-pub(crate) fn builder(bucket: &str) -> Result<GoogleCloudStorageBuilder, Missing> {
+pub(crate) fn settings(bucket: &str) -> Result<Settings, Missing> {
     let path = env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from);
-    builder_with(bucket, path)
+    settings_with(bucket, path)
 }
 
 /// A builder for `bucket` with the credentials file at `path`.
-fn builder_with(bucket: &str, path: Option<PathBuf>) -> Result<GoogleCloudStorageBuilder, Missing> {
+fn settings_with(bucket: &str, path: Option<PathBuf>) -> Result<Settings, Missing> {
     let path = path.ok_or(Missing::Credentials)?;
     let unreadable = |reason: String| Missing::Unreadable {
         path: path.clone(),
@@ -43,18 +52,21 @@ fn builder_with(bucket: &str, path: Option<PathBuf>) -> Result<GoogleCloudStorag
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| unreadable(format!("not JSON: {e}")))?;
     let builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
-    match json["type"].as_str() {
-        Some("service_account") => {
-            Ok(builder.with_service_account_path(path.display().to_string()))
-        }
-        Some("authorized_user") => {
-            Ok(builder.with_application_credentials(path.display().to_string()))
-        }
-        other => Err(unreadable(format!(
+    let base_url = json["gcs_base_url"]
+        .as_str()
+        .unwrap_or(json::DEFAULT_BASE_URL)
+        .to_string();
+    let builder = match json["type"].as_str() {
+        Some("service_account") => builder.with_service_account_path(path.display().to_string()),
+        Some("authorized_user") => builder.with_application_credentials(path.display().to_string()),
+        other => {
+            return Err(unreadable(format!(
             "its \"type\" is {}, where netwatch reads \"service_account\" or \"authorized_user\"",
             other.map_or("missing".to_string(), |t| format!("\"{t}\""))
-        ))),
-    }
+        )))
+        }
+    };
+    Ok(Settings { builder, base_url })
 }
 
 #[cfg(test)]
@@ -63,16 +75,19 @@ mod tests {
 
     #[test]
     fn a_credentials_file_is_needed_and_read_before_any_request() {
-        assert!(matches!(builder_with("b", None), Err(Missing::Credentials)));
+        assert!(matches!(
+            settings_with("b", None),
+            Err(Missing::Credentials)
+        ));
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("absent.json");
         assert!(matches!(
-            builder_with("b", Some(missing)),
+            settings_with("b", Some(missing)),
             Err(Missing::Unreadable { .. })
         ));
         let other = dir.path().join("other.json");
         std::fs::write(&other, r#"{"type": "external_account"}"#).unwrap();
-        match builder_with("b", Some(other)) {
+        match settings_with("b", Some(other)) {
             Err(Missing::Unreadable { reason, .. }) => {
                 assert!(reason.contains("\"external_account\""), "{reason}")
             }
@@ -80,6 +95,6 @@ mod tests {
         }
         let service = dir.path().join("service.json");
         std::fs::write(&service, r#"{"type": "service_account"}"#).unwrap();
-        assert!(builder_with("b", Some(service)).is_ok());
+        assert!(settings_with("b", Some(service)).is_ok());
     }
 }
