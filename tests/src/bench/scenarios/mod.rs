@@ -59,6 +59,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(transfer::TransferScenario::Delta),
         Box::new(transfer::TransferScenario::Rtt),
         Box::new(transfer::TransferScenario::Azure),
+        Box::new(transfer::TransferScenario::Gcs),
         Box::new(transfer::TransferScenario::Sftp),
         Box::new(transfer::TransferScenario::Outage),
         Box::new(build::BuildScenario),

@@ -1,7 +1,8 @@
 //! A backend beside a plain client on the same server: `netwatch put` and `get` of an
 //! incompressible artifact, and the server's usual client moving the same bytes. Azure:
 //! Azurite (Microsoft's emulator, on loopback, in memory) and curl uploading and downloading
-//! one block blob with a Shared Key signed request. SFTP: OpenSSH's sshd on loopback and
+//! one block blob with a Shared Key signed request. GCS: fake-gcs-server (in memory) and curl
+//! on the same JSON API (a media upload, a media download). SFTP: OpenSSH's sshd on loopback and
 //! OpenSSH's `sftp` putting and getting the file. Each round runs the four in rotated order.
 //! Reported, not judged: the issue asks for the rows, and neither server is a production one.
 
@@ -16,17 +17,22 @@ use super::{artifact, paired_ratio, spread_row, times, SPREAD_HEADERS};
 use crate::bench::report::{Facts, ScenarioReport};
 use crate::bench::stats::fmt_bytes;
 use crate::bench::Context;
-use crate::servers::{azurite::Azurite, sshd::Sshd};
+use crate::servers::{azurite::Azurite, fake_gcs::FakeGcs, sshd::Sshd};
 
 /// Which server, started.
 pub enum Server {
     Azure(Azurite),
+    Gcs(FakeGcs),
     Sftp(Sshd),
 }
 
 impl Server {
     pub fn start_azurite() -> Self {
         Self::Azure(Azurite::start())
+    }
+
+    pub fn start_fake_gcs() -> Self {
+        Self::Gcs(FakeGcs::start())
     }
 
     pub fn start_sshd() -> Self {
@@ -36,6 +42,7 @@ impl Server {
     fn name(&self) -> &'static str {
         match self {
             Self::Azure(_) => "Azurite",
+            Self::Gcs(_) => "fake-gcs-server",
             Self::Sftp(_) => "sshd",
         }
     }
@@ -45,6 +52,10 @@ impl Server {
             Self::Azure(_) => {
                 "Azurite 3.35 on loopback, its data in memory; curl moves the same bytes as one \
                  blob (Put Blob, Get Blob) with Shared Key headers the bench signs"
+            }
+            Self::Gcs(_) => {
+                "fake-gcs-server 1.54 on loopback, its data in memory; curl moves the same bytes \
+                 through the same JSON API (a media upload, a media download)"
             }
             Self::Sftp(_) => {
                 "Debian's OpenSSH 9.2 sshd on loopback as `nobody`, its files on this disk; \
@@ -61,6 +72,12 @@ impl Server {
                 "netwatch get",
                 "curl -o (one block blob)",
             ],
+            Self::Gcs(_) => [
+                "netwatch put",
+                "curl (media upload)",
+                "netwatch get",
+                "curl (media download)",
+            ],
             Self::Sftp(_) => ["netwatch put", "sftp put", "netwatch get", "sftp get"],
         }
     }
@@ -68,6 +85,7 @@ impl Server {
     fn url(&self, prefix: &str) -> String {
         match self {
             Self::Azure(azurite) => azurite.url(prefix),
+            Self::Gcs(gcs) => gcs.url(prefix),
             Self::Sftp(sshd) => sshd.url(prefix),
         }
     }
@@ -75,6 +93,7 @@ impl Server {
     fn client_env(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::Azure(azurite) => azurite.client_env(),
+            Self::Gcs(gcs) => gcs.client_env(),
             Self::Sftp(sshd) => sshd.client_env(),
         }
     }
@@ -86,6 +105,10 @@ impl Server {
                 let (url, headers) = azurite.signed_blob_request("PUT", name, Some(size));
                 curl(&headers, &["-T", path(source)?, &url])
             }
+            Self::Gcs(gcs) => curl(
+                &["Content-Type: application/octet-stream".to_string()],
+                &["-X", "POST", "-T", path(source)?, &gcs.upload_url(name)],
+            ),
             Self::Sftp(sshd) => sftp(
                 sshd,
                 &format!("put {} {}/{name}", path(source)?, path(sshd.data_dir())?),
@@ -100,6 +123,7 @@ impl Server {
                 let (url, headers) = azurite.signed_blob_request("GET", name, None);
                 curl(&headers, &["-o", path(out)?, &url])
             }
+            Self::Gcs(gcs) => curl(&[], &["-o", path(out)?, &gcs.download_url(name)]),
             Self::Sftp(sshd) => sftp(
                 sshd,
                 &format!("get {}/{name} {}", path(sshd.data_dir())?, path(out)?),

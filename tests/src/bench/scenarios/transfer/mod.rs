@@ -1,5 +1,5 @@
 //! `netwatch get` and `put` against real servers and their usual baselines (docs/transfer.md):
-//! throughput against curl (and Azure and SFTP mirrors against their plain clients), the parallel chunk fetch under a per-connection cap against one
+//! throughput against curl (and Azure, GCS and SFTP mirrors against their plain clients), the parallel chunk fetch under a per-connection cap against one
 //! connection and aria2c, what compression `auto` chooses at 10, 100 and 1000 Mbit/s, what
 //! a 1% edit moves, and a far mirror (100 Mbit/s, 50 ms away). Each part is its own scenario
 //! with its own namespaces and nginx.
@@ -31,6 +31,7 @@ pub enum TransferScenario {
     Delta,
     Rtt,
     Azure,
+    Gcs,
     Sftp,
     Outage,
 }
@@ -44,6 +45,7 @@ impl Scenario for TransferScenario {
             Self::Delta => "transfer-delta",
             Self::Rtt => "transfer-rtt",
             Self::Azure => "transfer-azure",
+            Self::Gcs => "transfer-gcs",
             Self::Sftp => "transfer-sftp",
             Self::Outage => "transfer-outage",
         }
@@ -60,6 +62,9 @@ impl Scenario for TransferScenario {
             Self::Delta => "transfer: what a 1% edit moves (put and get)",
             Self::Rtt => "transfer: a far mirror, 100 Mbit/s and 50 ms round trip (put and get)",
             Self::Azure => "transfer: an Azure mirror (Azurite) against curl on the same server",
+            Self::Gcs => {
+                "transfer: a GCS mirror (fake-gcs-server) against curl on the same JSON API"
+            }
             Self::Sftp => "transfer: an SFTP mirror (OpenSSH) against sftp on the same server",
             Self::Outage => {
                 "transfer: a long get from SFTP and Azure mirrors through a 30 s outage, \
@@ -77,6 +82,7 @@ impl Scenario for TransferScenario {
             Self::Delta => delta::run(cx, report, title),
             Self::Rtt => rtt::run(cx, report, title),
             Self::Azure => backend::run(cx, report, title, backend::Server::start_azurite()),
+            Self::Gcs => backend::run(cx, report, title, backend::Server::start_fake_gcs()),
             Self::Sftp => backend::run(cx, report, title, backend::Server::start_sshd()),
             Self::Outage => outage::run(cx, report, title),
         }
