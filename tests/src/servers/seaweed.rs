@@ -50,6 +50,8 @@ const GRPC_OFFSET: u16 = 10_000;
 /// One `weed mini` process with its S3 gateway at `addr`.
 pub struct Seaweed {
     addr: SocketAddr,
+    /// Its Prometheus metrics, which count the S3 requests it served.
+    metrics: SocketAddr,
     access_key: String,
     secret_key: String,
     child: Child,
@@ -121,10 +123,11 @@ impl Seaweed {
 
         let (ports, admin) = match ns {
             // The test's own namespace: nothing else listens there.
-            Some(_) => ((18_000..18_008).collect(), 18_010),
-            None => (free_loopback_ports(PORT_FLAGS.len() + 1), free_admin_port()),
+            Some(_) => ((18_000..18_009).collect(), 18_010),
+            None => (free_loopback_ports(PORT_FLAGS.len() + 2), free_admin_port()),
         };
         let addr = SocketAddr::new(ip, ports[0]);
+        let metrics = SocketAddr::new(ip, ports[PORT_FLAGS.len() + 1]);
         let mut args = vec![
             "mini".to_string(),
             format!("-dir={}", data.display()),
@@ -149,6 +152,7 @@ impl Seaweed {
         for (flag, port) in PORT_FLAGS.iter().zip(&ports[1..]) {
             args.push(format!("{flag}={port}"));
         }
+        args.push(format!("-metricsPort={}", metrics.port()));
         args.push(format!("-admin.port={admin}"));
         args.push(format!("-admin.port.grpc={}", admin + GRPC_OFFSET));
         let log_path = state.path().join("weed.log");
@@ -171,6 +175,7 @@ impl Seaweed {
             .unwrap_or_else(|e| panic!("starting {}: {e}", weed.display()));
         let mut seaweed = Seaweed {
             addr,
+            metrics,
             access_key,
             secret_key,
             child,
@@ -254,6 +259,38 @@ impl Seaweed {
         command.args(&args).output().unwrap_or_else(|e| {
             panic!("running curl (`cargo xtask test` installs it; or apt-get install curl): {e}")
         })
+    }
+
+    /// The S3 requests served so far, by type (`PUT`, `GET`, `HEAD`, `LIST`...), from its
+    /// own metrics (`SeaweedFS_s3_request_total`). Read from this process's namespace.
+    pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        use std::io::{Read as _, Write as _};
+        let mut stream = TcpStream::connect_timeout(&self.metrics, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect to SeaweedFS's metrics at {}: {e}", self.metrics));
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics
+        );
+        stream
+            .write_all(request.as_bytes())
+            .expect("ask for the metrics");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("read the metrics");
+        let mut counts = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let Some(labels) = line.strip_prefix("SeaweedFS_s3_request_total{") else {
+                continue;
+            };
+            let kind = labels
+                .split("type=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next());
+            let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            if let (Some(kind), Some(value)) = (kind, value) {
+                *counts.entry(kind.to_string()).or_insert(0) += value as u64;
+            }
+        }
+        counts
     }
 
     /// The last lines of weed's own log, for failure messages.

@@ -58,6 +58,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(transfer::TransferScenario::Compression),
         Box::new(transfer::TransferScenario::Delta),
         Box::new(transfer::TransferScenario::Rtt),
+        Box::new(transfer::TransferScenario::S3),
         Box::new(transfer::TransferScenario::Azure),
         Box::new(transfer::TransferScenario::Gcs),
         Box::new(transfer::TransferScenario::Sftp),

@@ -2,7 +2,9 @@
 //! incompressible artifact, and the server's usual client moving the same bytes. Azure:
 //! Azurite (Microsoft's emulator, on loopback, in memory) and curl uploading and downloading
 //! one block blob with a Shared Key signed request. GCS: fake-gcs-server (in memory) and curl
-//! on the same JSON API (a media upload, a media download). SFTP: OpenSSH's sshd on loopback and
+//! on the same JSON API (a media upload, a media download). S3: SeaweedFS and curl with
+//! `--aws-sigv4`, and the requests of a put, a cold get and an edit counted by the server
+//! (`s3_requests`). SFTP: OpenSSH's sshd on loopback and
 //! OpenSSH's `sftp` putting and getting the file. Each round runs the four in rotated order.
 //! Reported, not judged: the issue asks for the rows, and neither server is a production one.
 
@@ -17,10 +19,11 @@ use super::{artifact, paired_ratio, spread_row, times, SPREAD_HEADERS};
 use crate::bench::report::{Facts, ScenarioReport};
 use crate::bench::stats::fmt_bytes;
 use crate::bench::Context;
-use crate::servers::{azurite::Azurite, fake_gcs::FakeGcs, sshd::Sshd};
+use crate::servers::{azurite::Azurite, fake_gcs::FakeGcs, seaweed::Seaweed, sshd::Sshd};
 
 /// Which server, started.
 pub enum Server {
+    S3(Seaweed),
     Azure(Azurite),
     Gcs(FakeGcs),
     Sftp(Sshd),
@@ -29,6 +32,10 @@ pub enum Server {
 impl Server {
     pub fn start_azurite() -> Self {
         Self::Azure(Azurite::start())
+    }
+
+    pub fn start_seaweed() -> Self {
+        Self::S3(Seaweed::start(None, std::net::Ipv4Addr::LOCALHOST.into()))
     }
 
     pub fn start_fake_gcs() -> Self {
@@ -41,6 +48,7 @@ impl Server {
 
     fn name(&self) -> &'static str {
         match self {
+            Self::S3(_) => "SeaweedFS",
             Self::Azure(_) => "Azurite",
             Self::Gcs(_) => "fake-gcs-server",
             Self::Sftp(_) => "sshd",
@@ -49,6 +57,10 @@ impl Server {
 
     fn about(&self) -> &'static str {
         match self {
+            Self::S3(_) => {
+                "SeaweedFS 4.48 (`weed mini`) on loopback, its data on this disk; curl moves the \
+                 same bytes with one request signed by `--aws-sigv4` (PutObject, GetObject)"
+            }
             Self::Azure(_) => {
                 "Azurite 3.35 on loopback, its data in memory; curl moves the same bytes as one \
                  blob (Put Blob, Get Blob) with Shared Key headers the bench signs"
@@ -66,6 +78,12 @@ impl Server {
 
     fn methods(&self) -> [&'static str; 4] {
         match self {
+            Self::S3(_) => [
+                "netwatch put",
+                "curl -T (one signed PUT)",
+                "netwatch get",
+                "curl -o (one signed GET)",
+            ],
             Self::Azure(_) => [
                 "netwatch put",
                 "curl -T (one block blob)",
@@ -82,8 +100,9 @@ impl Server {
         }
     }
 
-    fn url(&self, prefix: &str) -> String {
+    pub(super) fn url(&self, prefix: &str) -> String {
         match self {
+            Self::S3(seaweed) => seaweed.url(prefix),
             Self::Azure(azurite) => azurite.url(prefix),
             Self::Gcs(gcs) => gcs.url(prefix),
             Self::Sftp(sshd) => sshd.url(prefix),
@@ -92,6 +111,7 @@ impl Server {
 
     fn client_env(&self) -> Vec<(&'static str, String)> {
         match self {
+            Self::S3(seaweed) => seaweed.client_env(),
             Self::Azure(azurite) => azurite.client_env(),
             Self::Gcs(gcs) => gcs.client_env(),
             Self::Sftp(sshd) => sshd.client_env(),
@@ -101,6 +121,7 @@ impl Server {
     /// The plain client uploading `source` as `name`.
     fn plain_put(&self, source: &Path, name: &str, size: u64) -> Result<Duration> {
         match self {
+            Self::S3(seaweed) => curl(&[], &signed(seaweed, &["-T", path(source)?], name)),
             Self::Azure(azurite) => {
                 let (url, headers) = azurite.signed_blob_request("PUT", name, Some(size));
                 curl(&headers, &["-T", path(source)?, &url])
@@ -119,11 +140,12 @@ impl Server {
     /// The plain client downloading `name` into `out`.
     fn plain_get(&self, name: &str, out: &Path) -> Result<Duration> {
         match self {
+            Self::S3(seaweed) => curl(&[], &signed(seaweed, &["-o", path(out)?], name)),
             Self::Azure(azurite) => {
                 let (url, headers) = azurite.signed_blob_request("GET", name, None);
                 curl(&headers, &["-o", path(out)?, &url])
             }
-            Self::Gcs(gcs) => curl(&[], &["-o", path(out)?, &gcs.download_url(name)]),
+            Self::Gcs(gcs) => curl(&[], &["-o", path(out)?, &gcs.download_url(name)][..]),
             Self::Sftp(sshd) => sftp(
                 sshd,
                 &format!("get {}/{name} {}", path(sshd.data_dir())?, path(out)?),
@@ -212,16 +234,40 @@ pub fn run(
         facts.rows.push(spread_row(method, rates));
     }
     report.facts.push(facts);
-    report.raw = json!({"bytes": size, "rates": methods.iter().zip(&rates).map(|(m, r)| json!({"method": m, "bytes_per_sec": r})).collect::<Vec<_>>()});
+    let requests = match &server {
+        Server::S3(_) => Some(super::s3_requests::run(cx, report, &server, dir.path())?),
+        _ => None,
+    };
+    report.raw = json!({"requests": requests, "bytes": size, "rates": methods.iter().zip(&rates).map(|(m, r)| json!({"method": m, "bytes_per_sec": r})).collect::<Vec<_>>()});
     Ok(())
 }
 
-fn path(p: &Path) -> Result<&str> {
+/// curl's arguments for `args` on object `name` of SeaweedFS's bucket, signed with its key.
+fn signed(seaweed: &Seaweed, args: &[&str], name: &str) -> Vec<String> {
+    use crate::servers::seaweed::{BUCKET, REGION};
+    let (key, secret) = seaweed.credentials();
+    let mut all: Vec<String> = vec![
+        "--aws-sigv4".into(),
+        format!("aws:amz:{REGION}:s3"),
+        "--user".into(),
+        format!("{key}:{secret}"),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    all.push(format!("{}/{BUCKET}/{name}", seaweed.endpoint()));
+    all
+}
+
+pub(super) fn path(p: &Path) -> Result<&str> {
     p.to_str().context("bench paths are UTF-8")
 }
 
 /// `netwatch ARGS --config C --cache WORK/cache --socket WORK/none.sock --json`, timed.
-fn netwatch(server: &Server, config: &Path, work: &Path, args: &[&str]) -> Result<Duration> {
+pub(super) fn netwatch(
+    server: &Server,
+    config: &Path,
+    work: &Path,
+    args: &[&str],
+) -> Result<Duration> {
     let mut command = crate::cli::netwatch(None);
     command
         .args(args)
@@ -236,7 +282,7 @@ fn netwatch(server: &Server, config: &Path, work: &Path, args: &[&str]) -> Resul
     timed(command, "netwatch")
 }
 
-fn curl(headers: &[String], args: &[&str]) -> Result<Duration> {
+fn curl<S: AsRef<std::ffi::OsStr>>(headers: &[String], args: &[S]) -> Result<Duration> {
     let mut command = Command::new("curl");
     command.args(["-sS", "--fail"]);
     for header in headers {
@@ -280,7 +326,7 @@ fn timed(mut command: Command, what: &str) -> Result<Duration> {
     Ok(took)
 }
 
-fn same(a: &Path, b: &Path) -> Result<()> {
+pub(super) fn same(a: &Path, b: &Path) -> Result<()> {
     if std::fs::read(a)? != std::fs::read(b)? {
         bail!("{} came back different", b.display());
     }

@@ -1,5 +1,5 @@
 //! `netwatch get` and `put` against real servers and their usual baselines (docs/transfer.md):
-//! throughput against curl (and Azure, GCS and SFTP mirrors against their plain clients), the parallel chunk fetch under a per-connection cap against one
+//! throughput against curl (and S3, Azure, GCS and SFTP mirrors against their plain clients, with S3's request counts), the parallel chunk fetch under a per-connection cap against one
 //! connection and aria2c, what compression `auto` chooses at 10, 100 and 1000 Mbit/s, what
 //! a 1% edit moves, and a far mirror (100 Mbit/s, 50 ms away). Each part is its own scenario
 //! with its own namespaces and nginx.
@@ -14,6 +14,7 @@ mod outage;
 mod parallel;
 pub(super) mod proxy;
 mod rtt;
+mod s3_requests;
 mod site;
 mod throughput;
 
@@ -30,6 +31,7 @@ pub enum TransferScenario {
     Compression,
     Delta,
     Rtt,
+    S3,
     Azure,
     Gcs,
     Sftp,
@@ -44,6 +46,7 @@ impl Scenario for TransferScenario {
             Self::Compression => "transfer-compression",
             Self::Delta => "transfer-delta",
             Self::Rtt => "transfer-rtt",
+            Self::S3 => "transfer-s3",
             Self::Azure => "transfer-azure",
             Self::Gcs => "transfer-gcs",
             Self::Sftp => "transfer-sftp",
@@ -61,6 +64,10 @@ impl Scenario for TransferScenario {
             Self::Compression => "transfer: compression chosen against link rate (put)",
             Self::Delta => "transfer: what a 1% edit moves (put and get)",
             Self::Rtt => "transfer: a far mirror, 100 Mbit/s and 50 ms round trip (put and get)",
+            Self::S3 => {
+                "transfer: an S3 mirror (SeaweedFS) against curl on the same server, and its \
+                 request counts"
+            }
             Self::Azure => "transfer: an Azure mirror (Azurite) against curl on the same server",
             Self::Gcs => {
                 "transfer: a GCS mirror (fake-gcs-server) against curl on the same JSON API"
@@ -81,6 +88,7 @@ impl Scenario for TransferScenario {
             Self::Compression => compression::run(cx, report, title),
             Self::Delta => delta::run(cx, report, title),
             Self::Rtt => rtt::run(cx, report, title),
+            Self::S3 => backend::run(cx, report, title, backend::Server::start_seaweed()),
             Self::Azure => backend::run(cx, report, title, backend::Server::start_azurite()),
             Self::Gcs => backend::run(cx, report, title, backend::Server::start_fake_gcs()),
             Self::Sftp => backend::run(cx, report, title, backend::Server::start_sshd()),
