@@ -216,11 +216,14 @@ fn hint(error: &object_store::Error) -> &'static str {
     let has = |code: &str| text.contains(code);
     if has("ContainerNotFound") {
         " (the container does not exist: create it, or fix the mirror's URL)"
-    } else if has("NoSuchBucket") {
+    } else if has("NoSuchBucket") || has("specified bucket does not exist") {
         " (the bucket does not exist: create it, or fix the mirror's URL)"
     } else if has("AuthenticationFailed") || has("AuthorizationFailure") {
         " (Azure refused the credentials: check the account key or SAS token, and that it \
          allows this container)"
+    } else if has("does not have storage.") {
+        " (Google refused the account: give it a role that may read and write this bucket's \
+         objects, such as Storage Object Admin)"
     } else if has("SignatureDoesNotMatch") || has("InvalidAccessKeyId") {
         " (S3 refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
     } else {
@@ -380,7 +383,8 @@ impl MirrorStore {
                     .map_err(open_error)?
                     .credentials()
                     .clone();
-                let gcs = gcs::json::GcsJsonStore::new(&settings.base_url, bucket, credentials);
+                let gcs = gcs::json::GcsJsonStore::new(&settings.base_url, bucket, credentials)
+                    .map_err(open_error)?;
                 prefixed(gcs, prefix)
             }
             MirrorUrl::Sftp {
@@ -879,6 +883,11 @@ mod message_tests {
         assert!(!causes(&error).contains('\n'));
         assert!(hint(&error).contains("container does not exist"));
         assert!(hint(&generic("403: <Code>AuthorizationFailure</Code>")).contains("account key"));
+        assert!(hint(&generic("404: The specified bucket does not exist.")).contains("bucket"));
+        assert!(hint(&generic(
+            "403: x@y.iam.gserviceaccount.com does not have storage.objects.create access"
+        ))
+        .contains("Storage Object Admin"));
         assert_eq!(hint(&generic("connection refused")), "");
     }
 }

@@ -70,15 +70,25 @@ struct Refused {
 }
 
 impl GcsJsonStore {
-    pub fn new(base_url: &str, bucket: &str, credentials: GcpCredentialProvider) -> Self {
-        Self {
+    pub fn new(base_url: &str, bucket: &str, credentials: GcpCredentialProvider) -> Result<Self> {
+        // Bounded connects and reads, as object_store's clients have; a whole request is
+        // not bounded (a pack on a slow link takes what it takes).
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .read_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::Generic {
+                store: STORE,
+                source: Box::new(e),
+            })?;
+        Ok(Self {
             inner: Arc::new(Inner {
-                client: reqwest::Client::new(),
+                client,
                 base_url: base_url.trim_end_matches('/').to_string(),
                 bucket: bucket.to_string(),
                 credentials,
             }),
-        }
+        })
     }
 
     /// `{base}/storage/v1/b/{bucket}/o{rest}`.
