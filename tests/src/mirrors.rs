@@ -364,15 +364,21 @@ pub(crate) fn join(
         add_address(index, v4(2).into(), 24).await;
         set_link_up(index, true).await;
     });
+    cap_egress(far, far_if, rate);
+    (v4(1), v4(2))
+}
+
+/// Caps what leaves `dev` in `ns` at `rate` bits a second, with tbf.
+pub(crate) fn cap_egress(ns: &NetNs, dev: &str, rate: u64) {
     // tbf needs a burst of at least rate/HZ to reach its rate: 20 ms worth, at least 32 KiB.
     let burst = (rate / 8 / 50).max(32 * 1024);
-    far.exec_ok(
+    ns.exec_ok(
         "tc",
         &[
             "qdisc",
             "add",
             "dev",
-            far_if,
+            dev,
             "root",
             "tbf",
             "rate",
@@ -383,7 +389,6 @@ pub(crate) fn join(
             "50ms",
         ],
     );
-    (v4(1), v4(2))
 }
 
 /// The configuration file: an `[[endpoint]]` per mirror address, and the `[[mirror]]`

@@ -85,25 +85,7 @@ impl OutageSite {
         pair.default_route_via_a();
         pair.a.block_on(set_link_up(LOOPBACK_INDEX, true));
         if let Some(rate) = rate_bits {
-            // A burst of 20 ms at the rate, at least 32 KiB, as the mirrors' caps elsewhere.
-            let burst = (rate / 8 / 50).max(32 * 1024);
-            pair.a.exec_ok(
-                "tc",
-                &[
-                    "qdisc",
-                    "add",
-                    "dev",
-                    &pair.a_if,
-                    "root",
-                    "tbf",
-                    "rate",
-                    &format!("{rate}bit"),
-                    "burst",
-                    &burst.to_string(),
-                    "latency",
-                    "50ms",
-                ],
-            );
+            crate::mirrors::cap_egress(&pair.a, &pair.a_if, rate);
         }
         let ip = IpAddr::V4(pair.a_v4);
         let (server, addr, url) = match backend {

@@ -5,8 +5,8 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
@@ -45,14 +45,7 @@ impl Azurite {
         let binary = binary();
         let state = tempfile::tempdir().expect("a directory for Azurite");
         let log = std::fs::File::create(state.path().join("log")).expect("a log file");
-        let mut command = match ns {
-            Some(ns) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", ns.name()]).arg(&binary);
-                command
-            }
-            None => Command::new(&binary),
-        };
+        let mut command = super::command_in(ns, &binary);
         let child = command
             .args(["--blobHost", &addr.ip().to_string()])
             .args(["--blobPort", &addr.port().to_string()])
@@ -200,12 +193,10 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 
 /// `$NETWATCH_AZURITE`, else where `cargo xtask test` installs it.
 pub fn binary() -> PathBuf {
-    let path = std::env::var_os(NETWATCH_AZURITE)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/test-tools/azurite/node_modules/.bin/azurite-blob")
-        });
+    let path = super::tool_path(
+        NETWATCH_AZURITE,
+        "target/test-tools/azurite/node_modules/.bin/azurite-blob",
+    );
     assert!(
         path.is_file(),
         "Azurite is not at {}: `cargo xtask test` installs it (npm), or set {NETWATCH_AZURITE}",

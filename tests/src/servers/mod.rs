@@ -28,3 +28,29 @@ pub(crate) fn in_namespace<T: Send>(
         None => f(),
     }
 }
+
+/// `program`, run through `ip netns exec` when `ns` is given.
+pub(crate) fn command_in(
+    ns: Option<&crate::netns::NetNs>,
+    program: impl AsRef<std::ffi::OsStr>,
+) -> std::process::Command {
+    match ns {
+        Some(ns) => {
+            let mut command = std::process::Command::new("ip");
+            command.args(["netns", "exec", ns.name()]).arg(program);
+            command
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
+/// `$var`, else `installed` (relative to the workspace), where `cargo xtask test` puts it.
+pub(crate) fn tool_path(var: &str, installed: &str) -> std::path::PathBuf {
+    std::env::var_os(var)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(installed)
+        })
+}

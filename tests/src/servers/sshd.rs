@@ -209,13 +209,7 @@ impl Drop for Sshd {
 
 /// `$NETWATCH_SSHD`, else where `cargo xtask test` unpacks it.
 pub fn binary() -> PathBuf {
-    let path = std::env::var_os(NETWATCH_SSHD)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join(INSTALLED)
-        });
+    let path = super::tool_path(NETWATCH_SSHD, INSTALLED);
     assert!(
         path.is_file(),
         "OpenSSH's sshd is not at {}: `cargo xtask test` unpacks it there (from Debian's \

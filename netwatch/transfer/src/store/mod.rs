@@ -17,6 +17,7 @@
 pub mod aws;
 pub mod azure;
 pub mod gcs;
+mod own;
 pub mod sftp;
 pub mod url;
 

@@ -12,12 +12,14 @@ use bytes::Bytes;
 use futures::{stream, stream::BoxStream, StreamExt, TryStreamExt};
 use netwatch_client::retry::HttpStatus;
 use object_store::{
-    gcp::GcpCredentialProvider, path::Path, CopyOptions, Error, GetOptions, GetResult,
-    GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    gcp::GcpCredentialProvider, path::Path, CopyOptions, Error, GetOptions, GetResult, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, Result,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
+
+use crate::store::own;
 
 /// The store name in object_store's generic errors.
 const STORE: &str = "GCS";
@@ -261,10 +263,7 @@ impl ObjectStore for GcsJsonStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         if !matches!(opts.mode, PutMode::Overwrite) {
-            return Err(Error::NotImplemented {
-                operation: "a conditional put".into(),
-                implementer: STORE.into(),
-            });
+            return Err(own::not_implemented("a conditional put", STORE));
         }
         let url = format!(
             "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
@@ -296,22 +295,13 @@ impl ObjectStore for GcsJsonStore {
         _location: &Path,
         _opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
-        Err(Error::NotImplemented {
-            operation: "multipart upload".into(),
-            implementer: STORE.into(),
-        })
+        Err(own::not_implemented("multipart upload", STORE))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         if options.head {
             let meta = self.metadata(location).await?;
-            return Ok(GetResult {
-                payload: GetResultPayload::Stream(stream::empty().boxed()),
-                range: 0..meta.size,
-                meta,
-                attributes: Default::default(),
-                extensions: Default::default(),
-            });
+            return Ok(own::head(meta));
         }
         // One request: the media download's headers say the size (Content-Range or
         // Content-Length) and the time, as Google's servers and fake-gcs-server send them.
@@ -360,13 +350,7 @@ impl ObjectStore for GcsJsonStore {
                 source: Box::new(e),
             })
             .boxed();
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(payload),
-            meta,
-            range,
-            attributes: Default::default(),
-            extensions: Default::default(),
-        })
+        Ok(own::streamed(payload, meta, range))
     }
 
     fn delete_stream(
@@ -417,10 +401,7 @@ impl ObjectStore for GcsJsonStore {
     }
 
     async fn copy_opts(&self, _from: &Path, _to: &Path, _options: CopyOptions) -> Result<()> {
-        Err(Error::NotImplemented {
-            operation: "copy".into(),
-            implementer: STORE.into(),
-        })
+        Err(own::not_implemented("copy", STORE))
     }
 }
 

@@ -19,9 +19,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::{stream, stream::BoxStream, StreamExt, TryStreamExt};
 use object_store::{
-    path::Path, CopyOptions, Error, GetOptions, GetResult, GetResultPayload, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult, Result,
+    path::Path, CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 use openssh_sftp_client::{
     error::{Error as SftpError, SftpErrorKind},
@@ -29,6 +28,8 @@ use openssh_sftp_client::{
     metadata::MetaData,
 };
 use tokio::io::AsyncSeekExt;
+
+use crate::store::own;
 
 use error::{request_failed, STORE};
 use session::{Destination, Session, Sessions};
@@ -315,10 +316,7 @@ impl ObjectStore for SftpStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         if !matches!(opts.mode, PutMode::Overwrite) {
-            return Err(Error::NotImplemented {
-                operation: "a conditional put".into(),
-                implementer: STORE.into(),
-            });
+            return Err(own::not_implemented("a conditional put", STORE));
         }
         let session = self.session().await?;
         let location = location.as_ref();
@@ -355,10 +353,7 @@ impl ObjectStore for SftpStore {
         _location: &Path,
         _opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
-        Err(Error::NotImplemented {
-            operation: "multipart upload".into(),
-            implementer: STORE.into(),
-        })
+        Err(own::not_implemented("multipart upload", STORE))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
@@ -376,13 +371,7 @@ impl ObjectStore for SftpStore {
                 return Err(not_an_object(name));
             }
             let meta = meta(location.clone(), &metadata);
-            return Ok(GetResult {
-                payload: GetResultPayload::Stream(stream::empty().boxed()),
-                range: 0..meta.size,
-                meta,
-                attributes: Default::default(),
-                extensions: Default::default(),
-            });
+            return Ok(own::head(meta));
         }
         let mut file = session
             .sftp
@@ -405,13 +394,7 @@ impl ObjectStore for SftpStore {
             None => 0..meta.size,
         };
         let payload = read_pieces(session, file, name.to_string(), range.clone());
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(payload),
-            meta,
-            range,
-            attributes: Default::default(),
-            extensions: Default::default(),
-        })
+        Ok(own::streamed(payload, meta, range))
     }
 
     fn delete_stream(
@@ -462,10 +445,7 @@ impl ObjectStore for SftpStore {
     }
 
     async fn copy_opts(&self, _from: &Path, _to: &Path, _options: CopyOptions) -> Result<()> {
-        Err(Error::NotImplemented {
-            operation: "copy".into(),
-            implementer: STORE.into(),
-        })
+        Err(own::not_implemented("copy", STORE))
     }
 }
 
