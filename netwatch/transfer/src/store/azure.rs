@@ -32,6 +32,8 @@ pub(crate) enum Missing {
     },
     /// A connection string without a part it needs.
     ConnectionString { lacks: &'static str },
+    /// The URL names one account and the environment's credentials are another's.
+    OtherAccount { named: String, given: String },
 }
 
 /// The account, its credential and its endpoint.
@@ -50,10 +52,14 @@ pub(crate) enum Credential {
     Sas(String),
 }
 
-/// A builder for `container` with the environment's account.
-pub(crate) fn builder(container: &str) -> Result<MicrosoftAzureBuilder, Missing> {
+/// A builder for `container` with the environment's account, which must be `named` when the
+/// URL names one (`https://ACCOUNT.blob.core.windows.net/...`).
+pub(crate) fn builder(
+    container: &str,
+    named: Option<&str>,
+) -> Result<MicrosoftAzureBuilder, Missing> {
     let var = |name: &str| env::var(name).ok().filter(|v| !v.is_empty());
-    let account = account(&var)?;
+    let account = account_named(&var, named)?;
     let mut builder = MicrosoftAzureBuilder::new()
         .with_account(&account.name)
         .with_container_name(container);
@@ -98,6 +104,29 @@ pub(crate) fn account(var: &dyn Fn(&str) -> Option<String>) -> Result<Account, M
         }),
         (None, None) => Err(Missing::Credentials),
     }
+}
+
+/// The account the variables give, where the URL may name it: then `AZURE_STORAGE_ACCOUNT`
+/// may be left out, and credentials for another account are refused.
+pub(crate) fn account_named(
+    var: &dyn Fn(&str) -> Option<String>,
+    named: Option<&str>,
+) -> Result<Account, Missing> {
+    let Some(named) = named else {
+        return account(var);
+    };
+    let with_name = |name: &str| match name {
+        "AZURE_STORAGE_ACCOUNT" => var(name).or_else(|| Some(named.to_string())),
+        _ => var(name),
+    };
+    let account = account(&with_name)?;
+    if account.name != named {
+        return Err(Missing::OtherAccount {
+            named: named.to_string(),
+            given: account.name,
+        });
+    }
+    Ok(account)
 }
 
 /// `Key=Value;Key=Value` as the portal gives it (values may hold `=`, as keys do).
@@ -232,6 +261,30 @@ mod tests {
             )])),
             Err(Missing::ConnectionString {
                 lacks: "AccountKey or SharedAccessSignature"
+            })
+        );
+    }
+
+    #[test]
+    fn an_account_in_the_url_needs_only_its_key_and_refuses_another_accounts() {
+        let key_only = vars(&[("AZURE_STORAGE_KEY", "a2V5")]);
+        assert_eq!(account_named(&key_only, Some("acct")).unwrap().name, "acct");
+        let other = vars(&[
+            ("AZURE_STORAGE_ACCOUNT", "other"),
+            ("AZURE_STORAGE_KEY", "a2V5"),
+        ]);
+        assert_eq!(
+            account_named(&other, Some("acct")),
+            Err(Missing::OtherAccount {
+                named: "acct".into(),
+                given: "other".into()
+            })
+        );
+        assert_eq!(
+            account_named(&vars(&[]), Some("acct")),
+            Err(Missing::Half {
+                set: "AZURE_STORAGE_ACCOUNT",
+                unset: "AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN",
             })
         );
     }

@@ -339,9 +339,13 @@ impl MirrorStore {
                 let s3 = builder.with_retry(no_retries).build().map_err(open_error)?;
                 prefixed(s3, prefix)
             }
-            MirrorUrl::Azure { container, prefix } => {
+            MirrorUrl::Azure {
+                account,
+                container,
+                prefix,
+            } => {
                 install_tls_provider();
-                let builder = azure::builder(container).map_err(|missing| match missing {
+                let builder = azure::builder(container, account.as_deref()).map_err(|missing| match missing {
                     azure::Missing::Credentials => StoreError::MissingAzureCredentials {
                         mirror: mirror.clone(),
                         url: shown.clone(),
@@ -350,6 +354,11 @@ impl MirrorStore {
                         mirror: mirror.clone(),
                         url: shown.clone(),
                         problem: format!("{set} is set but {unset} is not: set both, or use AZURE_STORAGE_CONNECTION_STRING"),
+                    },
+                    azure::Missing::OtherAccount { named, given } => StoreError::PartialAzureCredentials {
+                        mirror: mirror.clone(),
+                        url: shown.clone(),
+                        problem: format!("the URL names the storage account `{named}`, but the credentials in the environment are for `{given}`: give that account's key, SAS or connection string"),
                     },
                     azure::Missing::ConnectionString { lacks } => StoreError::PartialAzureCredentials {
                         mirror: mirror.clone(),

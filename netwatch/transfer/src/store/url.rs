@@ -12,8 +12,13 @@ pub enum MirrorUrl {
     /// `http(s)://HOST[:PORT]/PATH`: a WebDAV-style server (PUT, GET with Range, MKCOL).
     Http { url: String },
     /// `az://CONTAINER/PREFIX` (or `azure://`): Azure Blob Storage; the account and its
-    /// key, SAS or connection string from the environment.
-    Azure { container: String, prefix: String },
+    /// key, SAS or connection string from the environment. Also
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX`, which names the account.
+    Azure {
+        account: Option<String>,
+        container: String,
+        prefix: String,
+    },
     /// `gs://BUCKET/PREFIX`: Google Cloud Storage; credentials from
     /// `GOOGLE_APPLICATION_CREDENTIALS`.
     Gcs { bucket: String, prefix: String },
@@ -48,6 +53,11 @@ const BUCKET: &str = "an S3 bucket name after s3:// (3 to 63 lowercase letters, 
 const CONTAINER: &str = "an Azure container name after az:// (3 to 63 lowercase letters, \
                          digits and single `-`, starting and ending with a letter or digit), \
                          like \"az://build-cache/netwatch\"";
+/// Azure's public blob endpoints: a URL there is an Azure mirror, not a WebDAV one.
+const AZURE_HOST: &str = ".blob.core.windows.net";
+const AZURE_HTTPS: &str = "an Azure storage account (3 to 24 lowercase letters and digits) \
+                           and a container after https://, like \
+                           \"https://account.blob.core.windows.net/build-cache/netwatch\"";
 const GCS_BUCKET: &str = "a Google Cloud Storage bucket name after gs:// (3 to 63 lowercase \
                           letters, digits, `-`, `_` and `.`, starting and ending with a letter \
                           or digit), like \"gs://build-cache/netwatch\"";
@@ -102,13 +112,36 @@ impl FromStr for MirrorUrl {
             let (container, prefix) =
                 split_bucket(rest, container_ok).ok_or_else(|| fail(CONTAINER))?;
             let prefix = checked_prefix(prefix).ok_or_else(|| fail(SEGMENTS))?;
-            return Ok(Self::Azure { container, prefix });
+            return Ok(Self::Azure {
+                account: None,
+                container,
+                prefix,
+            });
         }
         if let Some(rest) = text.strip_prefix("gs://") {
             let (bucket, prefix) =
                 split_bucket(rest, gcs_bucket_ok).ok_or_else(|| fail(GCS_BUCKET))?;
             let prefix = checked_prefix(prefix).ok_or_else(|| fail(SEGMENTS))?;
             return Ok(Self::Gcs { bucket, prefix });
+        }
+        if let Some(rest) = text.strip_prefix("https://") {
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if host.to_ascii_lowercase().ends_with(AZURE_HOST) {
+                let account = &host[..host.len() - AZURE_HOST.len()];
+                let account_ok = (3..=24).contains(&account.len())
+                    && account
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                let (container, prefix) = split_bucket(path, container_ok)
+                    .filter(|_| account_ok)
+                    .ok_or_else(|| fail(AZURE_HTTPS))?;
+                let prefix = checked_prefix(prefix).ok_or_else(|| fail(SEGMENTS))?;
+                return Ok(Self::Azure {
+                    account: Some(account.to_string()),
+                    container,
+                    prefix,
+                });
+            }
         }
         if let Some(rest) = text
             .strip_prefix("https://")
@@ -264,8 +297,20 @@ impl fmt::Display for MirrorUrl {
             Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             Self::Http { url } => f.write_str(url),
-            Self::Azure { container, prefix } if prefix.is_empty() => write!(f, "az://{container}"),
-            Self::Azure { container, prefix } => write!(f, "az://{container}/{prefix}"),
+            Self::Azure {
+                account,
+                container,
+                prefix,
+            } => {
+                match account {
+                    Some(account) => write!(f, "https://{account}{AZURE_HOST}/{container}")?,
+                    None => write!(f, "az://{container}")?,
+                }
+                match prefix.as_str() {
+                    "" => Ok(()),
+                    prefix => write!(f, "/{prefix}"),
+                }
+            }
             Self::Gcs { bucket, prefix } if prefix.is_empty() => write!(f, "gs://{bucket}"),
             Self::Gcs { bucket, prefix } => write!(f, "gs://{bucket}/{prefix}"),
             Self::File { path } => write!(f, "file://{}", path.display()),
@@ -320,6 +365,15 @@ mod tests {
         assert_eq!(
             "azure://build-cache/ci/".parse(),
             Ok(MirrorUrl::Azure {
+                account: None,
+                container: "build-cache".into(),
+                prefix: "ci".into()
+            })
+        );
+        assert_eq!(
+            "https://acct01.blob.core.windows.net/build-cache/ci".parse(),
+            Ok(MirrorUrl::Azure {
+                account: Some("acct01".into()),
                 container: "build-cache".into(),
                 prefix: "ci".into()
             })
@@ -345,6 +399,7 @@ mod tests {
             "http://127.0.0.1:8080",
             "http://[::1]:80/x",
             "az://cache/a/b",
+            "https://acct01.blob.core.windows.net/cache/a",
             "gs://cache",
             "sftp://build@cache.example:2222/srv/mirror",
             "sftp://[::1]/srv/m",
@@ -374,6 +429,9 @@ mod tests {
             ("az://a--b", CONTAINER),
             ("az://ca", CONTAINER),
             ("az://cache/../x", SEGMENTS),
+            ("https://Acct_1.blob.core.windows.net/cache", AZURE_HTTPS),
+            ("https://acct.blob.core.windows.net/C", AZURE_HTTPS),
+            ("https://acct.blob.core.windows.net", AZURE_HTTPS),
             ("gs://-cache", GCS_BUCKET),
             ("gs://Cache", GCS_BUCKET),
             ("gs://cache/x//y", SEGMENTS),
