@@ -177,7 +177,16 @@ impl GcsJsonStore {
             }
             let request = self.request(Method::GET, &self.objects_url(&query)).await?;
             let page: Page = json(self.send(request, &prefix).await?).await?;
-            token = page.next_page_token.clone().filter(|t| !t.is_empty());
+            let next = page.next_page_token.clone().filter(|t| !t.is_empty());
+            // A server that hands back the token it was given would be listed for ever.
+            if next.is_some() && next == token {
+                return Err(Error::Generic {
+                    store: STORE,
+                    source: format!("listing {prefix}: the server gave the same page token twice")
+                        .into(),
+                });
+            }
+            token = next;
             pages.push(page);
             if token.is_none() {
                 return Ok(pages);

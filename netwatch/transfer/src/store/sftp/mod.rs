@@ -116,7 +116,8 @@ fn not_an_object(location: &str) -> Error {
     }
 }
 
-/// Bytes `range` of `file`, exactly: one request at a time may return less than asked.
+/// Bytes `range` of `file`, exactly: one request at a time may return less than asked. The
+/// answers land in one buffer (the client appends to the one it is given), never copied.
 async fn read_at(
     session: &Session,
     file: &mut File,
@@ -129,25 +130,25 @@ async fn read_at(
         .await
         .map_err(|e| failed(session, location, e.into()))?;
     while got.len() < wanted {
-        let asked = (wanted - got.len()) as u32;
-        match file
-            .read(asked, BytesMut::with_capacity(asked as usize))
+        let before = got.len();
+        let asked = (wanted - before) as u32;
+        let short = |why: &str| Error::Generic {
+            store: STORE,
+            source: format!(
+                "{location}: {why} at {} bytes, before the {} its size said",
+                range.start + before as u64,
+                range.end
+            )
+            .into(),
+        };
+        got = file
+            .read(asked, got)
             .await
             .map_err(|e| failed(session, location, e))?
-        {
-            Some(piece) => got.extend_from_slice(&piece),
-            None => {
-                return Err(Error::Generic {
-                    store: STORE,
-                    source: format!(
-                        "{location} ended at {} bytes, before the {} its size said: it \
-                         changed while being read",
-                        range.start + got.len() as u64,
-                        range.end
-                    )
-                    .into(),
-                })
-            }
+            .ok_or_else(|| short("it ended (it changed while being read)"))?;
+        // A server that answers with nothing, again and again, is not waited on for ever.
+        if got.len() == before {
+            return Err(short("the server answered a read with no bytes"));
         }
     }
     Ok(got.freeze())
