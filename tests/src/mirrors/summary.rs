@@ -279,6 +279,15 @@ impl CachedChunk {
 pub fn cached_chunks(cache: &Path) -> BTreeMap<String, CachedChunk> {
     let mut found = BTreeMap::new();
     for path in files_under(&cache.join("manifests")) {
+        // A get writes a manifest as `.NAME.tmp-PID-N` and renames it: while it runs, the
+        // temporary may be half written. Only renamed manifests are the cache's.
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_none_or(|n| n.starts_with('.'))
+        {
+            continue;
+        }
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
