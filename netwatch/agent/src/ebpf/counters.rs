@@ -134,9 +134,12 @@ fn latest(a: (u32, u64), b: (u32, u64)) -> (u32, u64) {
 /// recovery's, not loss. A shorter stall is what random loss does to a thin flow, and its
 /// retransmits count as loss.
 pub fn outage_lately(tcp: &DestStats, now_ns: u64, window_ns: u64, timeouts: u32) -> bool {
-    tcp.last_stall_ns != 0
-        && tcp.stall_backoff + 1 >= timeouts
-        && now_ns.saturating_sub(tcp.last_stall_ns) < window_ns
+    is_outage(tcp, timeouts) && now_ns.saturating_sub(tcp.last_stall_ns) < window_ns
+}
+
+/// Whether the latest stall toward a destination was an outage: `timeouts` in a row or more.
+pub fn is_outage(tcp: &DestStats, timeouts: u32) -> bool {
+    tcp.last_stall_ns != 0 && tcp.stall_backoff + 1 >= timeouts
 }
 
 /// The kernel-side key for an address.

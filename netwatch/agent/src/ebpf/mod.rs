@@ -26,7 +26,7 @@ use netwatch_common::{
 };
 
 pub use crate::clock::monotonic_ns;
-pub use counters::{outage_lately, DestStats, IfaceRx, IfaceTx, PeerStats};
+pub use counters::{is_outage, outage_lately, DestStats, IfaceRx, IfaceTx, PeerStats};
 pub use events::{KernelEvents, KernelSignal, TcpSignal};
 pub use netwatch_common::EventKind;
 

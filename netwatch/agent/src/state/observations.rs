@@ -65,6 +65,9 @@ pub struct EndpointObservation {
     pub oif: Option<u32>,
     /// TCP signals toward its address, since the agent started.
     pub tcp: DestStats,
+    /// When its latest outage (a stall of enough timeouts in a row) last timed out, as the
+    /// agent saw it: the kernel's counters keep only the latest stall.
+    pub last_outage_ns: Option<u64>,
     /// Traffic with it counted by the programs, where they watch it.
     pub peer: Option<PeerStats>,
     /// The latest configured probe, if probing is on.

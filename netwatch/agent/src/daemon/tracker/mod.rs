@@ -55,6 +55,10 @@ pub struct Tracker {
     dest_retrans: HashMap<IpAddr, (u64, u64)>,
     /// Destinations that retransmitted lately, and when they last did.
     retransmitting: HashMap<IpAddr, u64>,
+    /// Each destination's latest outage as the agent saw it: the time of its last timeout.
+    /// The kernel keeps only the latest stall, so a shorter one in the recovery (a burst of
+    /// queued data overrunning the receiver) would otherwise hide the outage it follows.
+    outages: HashMap<IpAddr, u64>,
     link_retrans: HashMap<u32, RetransTotals>,
     /// Which interfaces are watched by name.
     selection: InterfaceSelection,
@@ -108,6 +112,7 @@ impl Tracker {
             routes_stale: false,
             dest_retrans: HashMap::new(),
             retransmitting: HashMap::new(),
+            outages: HashMap::new(),
             link_retrans: HashMap::new(),
             selection: InterfaceSelection::everything(),
             needed: HashSet::new(),

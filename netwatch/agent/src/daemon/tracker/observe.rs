@@ -28,6 +28,7 @@ impl Tracker {
             warn!(error = %e, "TCP counters unavailable this round");
             HashMap::new()
         });
+        self.remember_outages(&dest, now_ns);
         self.attribute_retransmits(&dest, watcher, now_ns).await;
         let mut endpoints = Vec::with_capacity(self.endpoints.len());
         for (spec, resolved) in self.endpoints.clone() {
@@ -38,6 +39,7 @@ impl Tracker {
                 unresolved: None,
                 oif: None,
                 tcp: DestStats::default(),
+                last_outage_ns: None,
                 peer: None,
                 probe: self.probes.get(&spec.name).cloned(),
             };
@@ -47,6 +49,7 @@ impl Tracker {
                     observation.address = Some(address);
                     observation.oif = self.route_to(watcher, ip).await.map(|hop| hop.oif);
                     observation.tcp = dest.get(&ip).copied().unwrap_or_default();
+                    observation.last_outage_ns = self.outages.get(&ip).copied();
                     observation.peer = probes.peer_stats(ip).ok().flatten();
                 }
                 Resolved::Pending(why) => observation.unresolved = Some(why),
@@ -109,6 +112,20 @@ impl Tracker {
         }
     }
 
+    /// Notes each destination's outage (a stall of enough timeouts in a row) while the
+    /// kernel's counters still show it, and forgets those older than the recovery window.
+    pub(super) fn remember_outages(&mut self, dest: &HashMap<IpAddr, DestStats>, now_ns: u64) {
+        let rule = self.outage;
+        for (addr, stats) in dest {
+            if ebpf::is_outage(stats, rule.timeouts) {
+                let at = self.outages.entry(*addr).or_default();
+                *at = (*at).max(stats.last_stall_ns);
+            }
+        }
+        self.outages
+            .retain(|_, at| now_ns.saturating_sub(*at) < rule.recovery_ns);
+    }
+
     /// Adds each destination's new retransmitted segments to the interface it is routed
     /// through; those toward a destination stalled now or lately (a timeout without
     /// progress) are its recovery from an outage, and counted apart.
@@ -135,8 +152,7 @@ impl Tracker {
             let Some(hop) = self.route_to(watcher, *addr).await else {
                 continue;
             };
-            let stalled =
-                ebpf::outage_lately(stats, now_ns, self.outage.recovery_ns, self.outage.timeouts);
+            let stalled = self.outages.contains_key(addr);
             let totals = self.link_retrans.entry(hop.oif).or_default();
             totals.segs += new;
             totals.events += events;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ebpf::DestStats;
 use crate::netlink::{Address, LinkStats, NeighState, Neighbour, OperState};
 
 fn link(carrier: bool, admin_up: bool) -> Link {
@@ -92,4 +93,31 @@ fn a_failed_re_resolution_keeps_the_address_a_name_had() {
     assert!(tracker.set_resolved("mirror", Resolved::Address(addr)));
     assert!(!tracker.set_resolved("mirror", Resolved::Pending("timed out".into())));
     assert_eq!(tracker.endpoint_addresses(), [addr.ip()]);
+}
+
+fn stalled(backoff: u32, at_ns: u64) -> DestStats {
+    DestStats {
+        retrans_segs: 1,
+        retransmits: 1,
+        last_retrans_ns: at_ns,
+        retrans_backoff: backoff,
+        stall_backoff: backoff,
+        last_stall_ns: at_ns,
+        ..DestStats::default()
+    }
+}
+
+#[test]
+fn an_outage_is_remembered_through_a_shorter_stall_until_its_recovery_window_ends() {
+    let mut tracker = tracker();
+    let addr: IpAddr = "198.18.9.9".parse().unwrap();
+    let s = 1_000_000_000;
+    tracker.remember_outages(&HashMap::from([(addr, stalled(1, 10 * s))]), 10 * s);
+    assert_eq!(tracker.outages.get(&addr), None, "one timeout is no outage");
+    tracker.remember_outages(&HashMap::from([(addr, stalled(4, 20 * s))]), 20 * s);
+    // The kernel now shows a single timeout, the latest: the outage before it still counts.
+    tracker.remember_outages(&HashMap::from([(addr, stalled(0, 21 * s))]), 21 * s);
+    assert_eq!(tracker.outages.get(&addr), Some(&(20 * s)));
+    tracker.remember_outages(&HashMap::from([(addr, stalled(0, 21 * s))]), 23 * s + 1);
+    assert_eq!(tracker.outages.get(&addr), None);
 }

@@ -328,7 +328,7 @@ impl Classifier {
             &sample,
             memory.loss_window_ns(now_ns, loss::CLEAR_WINDOW_NS),
         );
-        if stalled_lately(tcp, now_ns, t) {
+        if stalled_lately(obs, now_ns, t) {
             // A stall and its recovery are judged by the stall rules, not as loss.
             for window in [&mut over_loss_window, &mut over_clear_window] {
                 window.stall_segs = window.retrans_segs;
@@ -382,9 +382,14 @@ impl Classifier {
 }
 
 /// Whether the destination had an outage (a blackhole's timeouts in a row) within the loss
-/// window: its retransmits since are the outage's, or its recovery's.
-fn stalled_lately(tcp: &super::DestStats, now_ns: u64, t: &Thresholds) -> bool {
-    super::observations::outage_lately(tcp, now_ns, ns(t.loss_window), t.blackhole_timeouts)
+/// window, by the kernel's counters or the agent's memory of them: its retransmits since
+/// are the outage's, or its recovery's.
+fn stalled_lately(obs: &EndpointObservation, now_ns: u64, t: &Thresholds) -> bool {
+    let window = ns(t.loss_window);
+    super::observations::outage_lately(&obs.tcp, now_ns, window, t.blackhole_timeouts)
+        || obs
+            .last_outage_ns
+            .is_some_and(|at| now_ns.saturating_sub(at) < window)
 }
 
 fn link_status(obs: &LinkObservation, verdict: Verdict) -> LinkStatus {

@@ -116,6 +116,7 @@ impl Scenario {
             unresolved: None,
             oif: Some(2),
             tcp: DestStats::default(),
+            last_outage_ns: None,
             peer: Some(PeerStats::default()),
             probe: None,
         });
@@ -635,6 +636,43 @@ fn retransmits_after_a_stall_are_its_recovery_not_loss() {
     s.link().stall_retrans_segs += 50;
     s.link().stall_retransmits += 50;
     assert_eq!(link_verdict(&s.run()).health, Health::Up);
+}
+
+/// A blackhole of 3 timeouts, the path back, and a recovery whose burst of queued data
+/// times out once more (the kernel's latest stall is then a single timeout) while it resends
+/// `resent` segments; `remembered`: the agent kept the outage's time, as the tracker does.
+fn recovery_with_a_short_stall(remembered: bool) -> Health {
+    let mut s = Scenario::with_answering_endpoint(50);
+    s.run();
+    for (wait, backoff) in [(200, 0), (400, 1), (800, 2)] {
+        s.advance(wait * MS);
+        s.endpoint_retransmits(backoff);
+        s.run();
+    }
+    let outage_at = s.now;
+    s.advance(1600 * MS);
+    s.endpoint_retransmits(3);
+    let last_timeout = s.now;
+    s.advance(10 * MS);
+    s.endpoint_receives(5);
+    s.endpoint_sends(60);
+    s.run();
+    s.advance(300 * MS);
+    for _ in 0..20 {
+        s.endpoint_retransmits(0);
+    }
+    s.endpoint_retransmits(1);
+    s.endpoint_receives(40);
+    s.endpoint_sends(20);
+    s.endpoint().last_outage_ns = remembered.then_some(last_timeout.max(outage_at));
+    endpoint_verdict(&s.run()).health
+}
+
+#[test]
+fn a_short_stall_in_an_outages_recovery_does_not_make_its_resends_loss() {
+    assert_eq!(recovery_with_a_short_stall(true), Health::Up);
+    // The kernel's counters alone would call it loss: what the agent's memory is for.
+    assert_eq!(recovery_with_a_short_stall(false), Health::Degraded);
 }
 
 #[test]
