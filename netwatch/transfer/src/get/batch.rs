@@ -8,6 +8,7 @@ use std::{collections::HashMap, sync::Arc, sync::Mutex};
 use tokio::sync::OnceCell;
 
 use super::{
+    arrivals::{Arrivals, Checker, Got},
     place::Placer,
     spans::{self, Span},
     stall::Progress,
@@ -176,6 +177,12 @@ impl Batch {
                     .iter()
                     .zip(&pending)
                     .all(|((_, spot), chunk)| *spot == places.manifest.spot(chunk));
+                let credit = |sound: &Moved| {
+                    let mut moved = moved_ref.lock().expect("never held across a panic");
+                    moved[m].chunks += sound.chunks;
+                    moved[m].bytes += sound.bytes;
+                    moved[m].artifact_bytes += sound.artifact_bytes;
+                };
                 let mut bad = 0;
                 for span in spans::plan(located, u64::MAX) {
                     let got = {
@@ -185,6 +192,7 @@ impl Batch {
                             placer,
                             keep_as_range: at_manifests_places,
                             stall: options.stall,
+                            credit: &credit,
                         };
                         read(&mirrors[m], span, &reading).await?
                     };
@@ -192,10 +200,7 @@ impl Batch {
                     if got.bad == 0 {
                         activity.served(m);
                     }
-                    let mut moved = moved_ref.lock().expect("never held across a panic");
-                    moved[m].chunks += got.sound.chunks;
-                    moved[m].bytes += got.sound.bytes;
-                    moved[m].artifact_bytes += got.sound.artifact_bytes;
+                    credit(&got.sound);
                 }
                 if bad > 0 {
                     return Err(Failure::Mirror(format!(
@@ -215,13 +220,6 @@ impl Batch {
     }
 }
 
-/// What one request brought: the sound chunks, now in the output, and how many were not.
-#[derive(Default)]
-struct Got {
-    sound: Moved,
-    bad: usize,
-}
-
 /// Where a span's chunks go, and how long a mirror may send nothing.
 struct Reading<'a> {
     /// Where sound chunks are kept too; `None` when the output is the cache's copy.
@@ -230,6 +228,8 @@ struct Reading<'a> {
     /// Keep the span in the cache as one range (it lies where the get's manifest says).
     keep_as_range: bool,
     stall: std::time::Duration,
+    /// Counts chunks a failed request brought whole and sound (they are in the output).
+    credit: &'a (dyn Fn(&Moved) + Sync),
 }
 
 /// Reads one span from `mirror`, writes its sound chunks into the output (each byte hashed
@@ -241,6 +241,7 @@ async fn read(mirror: &MirrorStore, span: Span, reading: &Reading<'_>) -> Result
         placer,
         keep_as_range,
         stall,
+        credit,
     } = *reading;
     let stalled = || {
         Failure::Stalled(format!(
@@ -263,43 +264,46 @@ async fn read(mirror: &MirrorStore, span: Span, reading: &Reading<'_>) -> Result
         }
     };
     let start = range.start;
-    let mut buffer = Vec::with_capacity((range.end - range.start) as usize);
+    // Each chunk is checked and placed as soon as its last byte is in, while it is still in
+    // the CPU's cache; the whole span is kept only where the cache needs its own copy.
+    let mut arrivals = Arrivals::new(start, &chunks, Checker::new(placer, mirror.name()));
+    let mut whole = cache.map(|_| Vec::with_capacity((range.end - start) as usize));
     let progress = Progress::new();
     let fetch = mirror.read_pack_range(pack, range, |piece| {
         progress.touch();
-        buffer.extend_from_slice(piece);
+        if let Some(whole) = &mut whole {
+            whole.extend_from_slice(piece);
+        }
+        arrivals.take(piece);
     });
-    tokio::select! {
-        fetched = fetch => fetched.map_err(Failure::store)?,
-        () = progress.stalled(stall) => return Err(stalled()),
+    let fetched = tokio::select! {
+        fetched = fetch => fetched.map_err(Failure::store),
+        () = progress.stalled(stall) => Err(stalled()),
+    };
+    let Checker {
+        mut got,
+        sound,
+        fatal,
+        ..
+    } = arrivals.finish();
+    if let Some(fatal) = fatal {
+        return Err(fatal);
     }
-    let (cache, placer, name) = (
-        cache.cloned(),
-        Arc::clone(placer),
-        mirror.name().to_string(),
-    );
-    // Hashing, decompressing and writing are CPU and disk work: off the async threads, which
-    // meanwhile receive the other spans.
+    if let Err(failure) = fetched {
+        // What arrived whole before the failure is checked and in the output: the next
+        // mirror is asked only for the rest.
+        credit(&got.sound);
+        return Err(failure);
+    }
+    let (cache, placer) = (cache.cloned(), Arc::clone(placer));
+    // Writeback and the cache's copy are disk work: off the async threads, which meanwhile
+    // receive the other spans.
     tokio::task::spawn_blocking(move || {
-        let mut checker = Checker::new(&placer, &name);
-        for (chunk, at) in &chunks {
-            let from = (at - start) as usize;
-            checker.check(chunk, &buffer[from..from + chunk.stored_size as usize]);
-        }
-        let Checker {
-            mut got,
-            sound,
-            fatal,
-            ..
-        } = checker;
-        if let Some(fatal) = fatal {
-            return Err(fatal);
-        }
         placer.start_writeback();
-        got.sound.bytes = buffer.len() as u64;
-        let Some(cache) = cache else {
+        let (Some(cache), Some(buffer)) = (cache, whole) else {
             return Ok(got);
         };
+        got.sound.bytes = buffer.len() as u64;
         // Kept for the next get: the range as one file when every chunk in it checked out
         // and lies where the get's manifest says; else each sound chunk as its own file.
         let keep = |e: crate::CacheError| Failure::Fatal(e.into());
@@ -318,55 +322,7 @@ async fn read(mirror: &MirrorStore, span: Span, reading: &Reading<'_>) -> Result
         Ok(got)
     })
     .await
-    .expect("checking chunks does not panic")
-}
-
-/// Checks chunks and writes the sound ones into the output.
-struct Checker<'a> {
-    placer: &'a Placer,
-    name: &'a str,
-    got: Got,
-    /// Which of the span's chunks were sound, by position.
-    sound: Vec<usize>,
-    /// Writing the output failed: nothing a mirror can fix.
-    fatal: Option<Failure>,
-}
-
-impl<'a> Checker<'a> {
-    fn new(placer: &'a Placer, name: &'a str) -> Self {
-        Self {
-            placer,
-            name,
-            got: Got::default(),
-            sound: Vec::new(),
-            fatal: None,
-        }
-    }
-
-    fn check(&mut self, chunk: &ChunkRef, body: &[u8]) {
-        if self.fatal.is_some() {
-            return;
-        }
-        let name = self.name;
-        match decode_in_place(body, chunk) {
-            Ok(data) => {
-                if let Err(e) = self.placer.place(chunk.id, &data) {
-                    self.fatal = Some(Failure::Fatal(TransferError::output(
-                        "writing",
-                        "the output",
-                    )(e)));
-                    return;
-                }
-                self.sound.push(self.got.sound.chunks + self.got.bad);
-                self.got.sound.chunks += 1;
-                self.got.sound.artifact_bytes += u64::from(chunk.size);
-            }
-            Err(bad_data) => {
-                tracing::warn!(mirror = %name, chunk = %chunk.id, "mirror `{name}` sent bad data: {bad_data}");
-                self.got.bad += 1;
-            }
-        }
-    }
+    .expect("keeping chunks does not panic")
 }
 
 /// A format 1 chunk object: fetched, checked, written into the output and cached decoded.

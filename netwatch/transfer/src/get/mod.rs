@@ -3,6 +3,7 @@
 //! on arrival and kept in the cache; then the output assembled from the cache (see
 //! `assemble`).
 
+mod arrivals;
 mod batch;
 mod local;
 pub mod output;
