@@ -171,51 +171,34 @@ pub async fn put(
     let mut packer = Packer::default();
     let mut uploads = FuturesUnordered::new();
     let mut entries: Vec<Located> = Vec::new();
-    while let Some(placed) = encoded.next().await {
-        let (chunk, spot, new) = match placed? {
-            Placed::Known {
-                offset,
-                found: (chunk, spot),
-            } => (ChunkRef { offset, ..chunk }, spot, false),
-            Placed::New {
-                id,
-                offset,
-                size,
-                stored,
-            } => match packer.placed(id) {
-                // A chunk the file holds twice is stored once.
-                Some((chunk, spot)) => (
-                    ChunkRef {
-                        offset,
-                        ..chunk.clone()
-                    },
-                    Some(*spot),
-                    false,
-                ),
-                None => {
-                    let (chunk, spot) = packer.append(id, offset, size, encoding, stored);
-                    (chunk, Some(spot), true)
-                }
-            },
-        };
-        summary.chunks += 1;
-        if !new {
-            summary.bytes_reused += u64::from(chunk.size);
-            // Already on the mirror: done too, as far as the file's progress goes.
-            options.report(Progress::Chunk {
-                size: u64::from(chunk.size),
-                moved: 0,
-                mirror: mirror.name().to_string(),
-            });
-        }
-        entries.push((chunk, spot));
-        if packer.len() >= pack_size {
-            while uploads.len() >= PACKS_IN_FLIGHT {
-                let uploaded = uploads.next().await.expect("uploads in flight");
-                count_pack(&mut summary, mirror, options, uploaded?);
-            }
+    // Chunks are taken while the pack being filled has room; full packs upload while the
+    // next one fills, at most `PACKS_IN_FLIGHT` at once: the disk, the CPU and the network
+    // work side by side.
+    let mut chunks_done = false;
+    while !chunks_done {
+        if packer.len() >= pack_size && uploads.len() < PACKS_IN_FLIGHT {
             if let Some(full) = packer.seal() {
                 uploads.push(upload_pack(full, key, &shared));
+            }
+        }
+        let room = packer.len() < pack_size;
+        tokio::select! {
+            Some(uploaded) = uploads.next(), if !uploads.is_empty() => {
+                count_pack(&mut summary, mirror, options, uploaded?);
+            }
+            placed = encoded.next(), if room => {
+                let Some(placed) = placed else {
+                    chunks_done = true;
+                    continue;
+                };
+                if let Some(size) = take(placed?, &mut packer, encoding, &mut summary, &mut entries) {
+                    // Already on the mirror: done too, as far as the file's progress goes.
+                    options.report(Progress::Chunk {
+                        size: u64::from(size),
+                        moved: 0,
+                        mirror: mirror.name().to_string(),
+                    });
+                }
             }
         }
     }
@@ -484,6 +467,51 @@ fn number_packs(entries: Vec<Located>) -> (Vec<ChunkRef>, Vec<PackId>) {
 }
 
 /// Adds an uploaded pack to the summary and the progress.
+/// Takes one chunk, in file order, into the manifest's entries: a new one into the pack
+/// being filled, a known one (on the mirror, or earlier in this file) by reference. Returns
+/// the size of a known one: nothing left to send.
+fn take(
+    placed: Placed,
+    packer: &mut Packer,
+    encoding: Encoding,
+    summary: &mut Summary,
+    entries: &mut Vec<Located>,
+) -> Option<u32> {
+    let (chunk, spot, new) = match placed {
+        Placed::Known {
+            offset,
+            found: (chunk, spot),
+        } => (ChunkRef { offset, ..chunk }, spot, false),
+        Placed::New {
+            id,
+            offset,
+            size,
+            stored,
+        } => match packer.placed(id) {
+            // A chunk the file holds twice is stored once.
+            Some((chunk, spot)) => (
+                ChunkRef {
+                    offset,
+                    ..chunk.clone()
+                },
+                Some(*spot),
+                false,
+            ),
+            None => {
+                let (chunk, spot) = packer.append(id, offset, size, encoding, stored);
+                (chunk, Some(spot), true)
+            }
+        },
+    };
+    summary.chunks += 1;
+    let known = (!new).then_some(chunk.size);
+    if let Some(size) = known {
+        summary.bytes_reused += u64::from(size);
+    }
+    entries.push((chunk, spot));
+    known
+}
+
 fn count_pack(
     summary: &mut Summary,
     mirror: &MirrorStore,
