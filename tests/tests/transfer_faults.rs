@@ -79,20 +79,20 @@ fn assert_identical(out: &Path, expected: &[u8]) {
     );
 }
 
-/// Panics unless every chunk in `cache` hashes (by `sha256sum`, not netwatch's own code) to
-/// its id; returns how many there are.
+/// Panics unless every chunk in `cache` hashes (by `b3sum`, not netwatch's own code) to its
+/// id; returns how many there are.
 fn assert_cache_sound(cache: &Path) -> usize {
     let chunks = cached_chunks(cache);
     for (id, chunk) in &chunks {
-        let mut sha256sum = std::process::Command::new("sha256sum")
+        let mut b3sum = std::process::Command::new("b3sum")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .expect("run sha256sum");
+            .expect("run b3sum (Debian's b3sum, which `cargo xtask setup` installs)");
         let content = chunk.content(id);
-        std::io::Write::write_all(&mut sha256sum.stdin.take().expect("its stdin"), &content)
-            .expect("feed sha256sum");
-        let output = sha256sum.wait_with_output().expect("sha256sum's answer");
+        std::io::Write::write_all(&mut b3sum.stdin.take().expect("its stdin"), &content)
+            .expect("feed b3sum");
+        let output = b3sum.wait_with_output().expect("b3sum's answer");
         let text = String::from_utf8_lossy(&output.stdout);
         assert_eq!(
             text.split_whitespace().next(),

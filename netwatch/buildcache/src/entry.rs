@@ -12,7 +12,7 @@
 //! miss, never a wrong answer.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use netwatch_transfer::Sha256;
+use netwatch_transfer::{Algorithm, Digest};
 
 /// The longest path taken as a key: ccache's keys are 30-odd characters, Bazel's 64.
 pub const MAX_KEY_PATH: usize = 1024;
@@ -23,7 +23,7 @@ const HEADER: usize = MAGIC.len() + 32 + 32 + 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Bazel's content-addressable store: the content's SHA-256 is the last component.
-    Cas(Sha256),
+    Cas(Digest),
     /// Anything else: ccache's results, Bazel's action cache.
     Opaque,
 }
@@ -32,7 +32,7 @@ pub enum Kind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryKey {
     path: String,
-    id: Sha256,
+    id: Digest,
     kind: Kind,
 }
 
@@ -70,12 +70,14 @@ impl EntryKey {
             return Err(KeyError::Component);
         }
         let kind = match components.as_slice() {
-            [.., "cas", last] => Sha256::parse(last).map_or(Kind::Opaque, Kind::Cas),
+            [.., "cas", last] => {
+                Digest::parse(Algorithm::Sha256, last).map_or(Kind::Opaque, Kind::Cas)
+            }
             _ => Kind::Opaque,
         };
         Ok(Self {
             path: path.to_string(),
-            id: Sha256::of(path.as_bytes()),
+            id: Digest::sha256(path.as_bytes()),
             kind,
         })
     }
@@ -90,7 +92,7 @@ impl EntryKey {
     }
 
     /// The SHA-256 of the path: the name the entry is stored under.
-    pub fn id(&self) -> Sha256 {
+    pub fn id(&self) -> Digest {
         self.id
     }
 
@@ -101,7 +103,7 @@ impl EntryKey {
 
     /// Seals `content` under this key, after checking a `cas` entry's digest.
     pub fn seal(&self, content: &[u8]) -> Result<Bytes, SealError> {
-        let digest = Sha256::of(content);
+        let digest = Digest::sha256(content);
         if let Kind::Cas(named) = self.kind {
             if named != digest {
                 return Err(SealError::CasMismatch {
@@ -135,7 +137,7 @@ impl EntryKey {
         if u64::from_le_bytes(len) != content.len() as u64 {
             return Err(OpenError::Length);
         }
-        if digest != Sha256::of(&content).as_bytes().as_slice() {
+        if digest != Digest::sha256(&content).as_bytes().as_slice() {
             return Err(OpenError::Digest);
         }
         Ok(content)
@@ -179,7 +181,7 @@ mod tests {
         let ccache = EntryKey::from_path("/ccache/ab/cdef0123").unwrap();
         assert_eq!(ccache.path(), "ccache/ab/cdef0123");
         assert_eq!(ccache.kind(), Kind::Opaque);
-        let digest = Sha256::of(b"hello");
+        let digest = Digest::sha256(b"hello");
         let cas = EntryKey::from_path(&format!("/bazel/cas/{digest}")).unwrap();
         assert_eq!(cas.kind(), Kind::Cas(digest));
         let ac = EntryKey::from_path(&format!("/ac/{digest}")).unwrap();
@@ -223,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_cas_entry_must_match_its_name() {
-        let digest = Sha256::of(b"right");
+        let digest = Digest::sha256(b"right");
         let key = EntryKey::from_path(&format!("/cas/{digest}")).unwrap();
         assert!(key.seal(b"right").is_ok());
         assert!(matches!(

@@ -9,7 +9,7 @@ use std::{
 };
 
 use netwatch_client::state::{EndpointStatus, Health, NetworkState, Verdict};
-use netwatch_transfer::{Access, MirrorStore, MirrorUrl, Scoreboard, Sha256};
+use netwatch_transfer::{Access, Digest, MirrorStore, MirrorUrl, Scoreboard};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::watch,
@@ -293,7 +293,7 @@ async fn bad_requests_are_refused_with_reasons() {
     let host = tempfile::tempdir().unwrap();
     let (state, _) = watch::channel(None);
     let server = start(host.path(), Vec::new(), &state).await;
-    let right = Sha256::of(b"blob");
+    let right = Digest::sha256(b"blob");
     assert_eq!(
         request(server.addr, "PUT", &format!("/cas/{right}"), b"blob")
             .await
@@ -334,8 +334,8 @@ async fn bazel_action_results_and_outputs_round_trip_through_the_mirrors() {
     );
     let (state, _) = watch::channel(None);
     let output = b"\x7fELF an output file".to_vec();
-    let output_digest = Sha256::of(&output);
-    let action_digest = Sha256::of(b"an action");
+    let output_digest = Digest::sha256(&output);
+    let action_digest = Digest::sha256(b"an action");
     let action_result = b"\x0a\x20a serialized ActionResult naming the output".to_vec();
     let cas = format!("/bazel/cas/{output_digest}");
     let ac = format!("/bazel/ac/{action_digest}");
@@ -379,7 +379,7 @@ async fn bazel_action_results_and_outputs_round_trip_through_the_mirrors() {
         (200, action_result)
     );
     assert_eq!(request(second.addr, "GET", &cas, b"").await, (200, output));
-    let other = format!("/bazel/cas/{}", Sha256::of(b"never stored"));
+    let other = format!("/bazel/cas/{}", Digest::sha256(b"never stored"));
     assert_eq!(request(second.addr, "GET", &other, b"").await.0, 404);
     // Another instance is another cache.
     assert_eq!(

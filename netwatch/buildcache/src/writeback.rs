@@ -19,7 +19,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use netwatch_transfer::{MirrorStore, Sha256};
+use netwatch_transfer::{Digest, MirrorStore};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -123,7 +123,10 @@ impl Queue {
 
 /// A mirror's directory in the queue: its name's digest, so any name is a safe file name.
 fn lane_name(mirror: &str) -> String {
-    format!("mirror-{}", &Sha256::of(mirror.as_bytes()).to_hex()[..16])
+    format!(
+        "mirror-{}",
+        &Digest::sha256(mirror.as_bytes()).to_hex()[..16]
+    )
 }
 
 struct Uploader {

@@ -49,7 +49,7 @@ pub use compress::{
     choose_level, decode, encode, measure, ChunkError, Compression, Encoding, LevelSpeed,
     CANDIDATE_LEVELS, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
 };
-pub use digest::{DigestError, Hasher, Sha256};
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::TransferError;
 pub use gc::{gc, GcError, GcOptions, GcSummary, DEFAULT_GRACE};
 pub use get::{get, Fetch};

@@ -466,7 +466,7 @@ async fn hostile_manifests_are_refused_and_nothing_is_written() {
     let good = fs::read(&manifest_file).unwrap();
     let mut tree: serde_json::Value = serde_json::from_slice(&good).unwrap();
     for (field, value, expected) in [
-        ("id", "../../../../etc/passwd", "is not a SHA-256 digest"),
+        ("id", "../../../../etc/passwd", "is not a digest"),
         ("offset", "7", "leaves a gap"),
     ] {
         let mut hostile = tree.clone();
@@ -594,7 +594,8 @@ async fn a_format_1_mirror_of_one_object_per_chunk_is_still_read() {
     let data = noise(1 << 20, 9);
     let key = key("old/format.bin");
     setup.put_new("in", &data, &key, &setup.writer("a")).await;
-    // Rewrite the mirror as format 1 wrote it: each chunk its own object, no packs.
+    // Rewrite the mirror as format 1 wrote it: each chunk its own object named by its
+    // SHA-256, no packs.
     let manifest_file = setup.path("a/manifests/old/format.bin.json");
     let mut manifest = Manifest::from_json(&fs::read(&manifest_file).unwrap(), &key).unwrap();
     for (chunk, (pack, range)) in manifest
@@ -602,12 +603,15 @@ async fn a_format_1_mirror_of_one_object_per_chunk_is_still_read() {
         .iter_mut()
         .zip(setup.stored_chunks("a", &key))
     {
+        let stored = &fs::read(&pack).unwrap()[range];
+        chunk.id = Digest::sha256(&crate::decode(stored, chunk).unwrap());
         let object = setup.path("a").join(chunk_path(chunk.id, chunk.encoding));
         fs::create_dir_all(object.parent().unwrap()).unwrap();
-        fs::write(&object, &fs::read(&pack).unwrap()[range]).unwrap();
+        fs::write(&object, stored).unwrap();
         chunk.pack = None;
     }
     manifest.packs.clear();
+    manifest.checksum = Digest::sha256(&data);
     let mut wire: serde_json::Value = serde_json::from_slice(&manifest.to_json()).unwrap();
     wire["format"] = 1.into();
     fs::write(&manifest_file, serde_json::to_vec(&wire).unwrap()).unwrap();

@@ -255,7 +255,8 @@ impl CachedChunk {
             )
         });
         let chunk = netwatch_transfer::ChunkRef {
-            id: netwatch_transfer::Sha256::parse(id).expect("a chunk id"),
+            id: netwatch_transfer::Digest::parse(netwatch_transfer::Algorithm::Blake3, id)
+                .expect("a chunk id"),
             offset: 0,
             size: self.size as u32,
             encoding: serde_json::from_value(Value::String(self.encoding.clone()))

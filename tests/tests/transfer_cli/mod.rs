@@ -12,7 +12,7 @@ use std::{
 
 use netwatch_tests::cli::{self, Ran};
 use netwatch_tests::random::Random;
-use netwatch_transfer::Sha256;
+use netwatch_transfer::Digest;
 use serde_json::Value;
 
 /// One `[[mirror]]` table.
@@ -198,14 +198,14 @@ pub fn changed(before: &BTreeMap<PathBuf, u64>, after: &BTreeMap<PathBuf, u64>) 
 }
 
 /// Checks that every file under `<cache>/chunks` is a whole chunk: named `<aa>/<id>` and
-/// holding content whose SHA-256 is the id. Returns how many there are.
+/// holding content whose BLAKE3 digest is the id. Returns how many there are.
 pub fn verify_cache(cache: &Path) -> usize {
     let chunks = netwatch_tests::mirrors::cached_chunks(cache);
     for (id, chunk) in &chunks {
         assert_eq!(
-            &Sha256::of(&chunk.content(id)).to_hex(),
+            &Digest::blake3(&chunk.content(id)).to_hex(),
             id,
-            "{} {:?} fails its SHA-256: corrupted data reached the cache",
+            "{} {:?} fails its BLAKE3 digest: corrupted data reached the cache",
             chunk.at.file.display(),
             chunk.at.range
         );

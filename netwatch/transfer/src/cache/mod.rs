@@ -26,7 +26,7 @@ use std::ops::Range;
 pub use evict::{Evicted, Usage};
 pub use seed::Seed;
 
-use super::{digest::Sha256, key::ArtifactKey, manifest::ChunkRef, pack::PackId};
+use super::{digest::Digest, key::ArtifactKey, manifest::ChunkRef, pack::PackId};
 
 /// A cache directory.
 #[derive(Clone, Debug)]
@@ -54,7 +54,7 @@ impl ChunkCache {
         &self.root
     }
 
-    fn chunk_file(&self, id: Sha256) -> PathBuf {
+    fn chunk_file(&self, id: Digest) -> PathBuf {
         let hex = id.to_hex();
         self.root.join("chunks").join(&hex[..2]).join(hex)
     }
@@ -129,7 +129,7 @@ impl ChunkCache {
     }
 
     /// Whether a file for the chunk is there (unchecked: `read` checks).
-    pub fn contains(&self, id: Sha256) -> bool {
+    pub fn contains(&self, id: Digest) -> bool {
         self.chunk_file(id).is_file()
     }
 
@@ -142,7 +142,7 @@ impl ChunkCache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.error("reading", &path)(e)),
         };
-        if data.len() == chunk.size as usize && Sha256::of(&data) == chunk.id {
+        if data.len() == chunk.size as usize && chunk.id.verifies(&data) {
             return Ok(Some(data));
         }
         tracing::warn!(path = %path.display(), "dropping a damaged chunk from the cache");
@@ -154,8 +154,8 @@ impl ChunkCache {
     }
 
     /// Stores a chunk whose content the caller has checked against `id`.
-    pub fn write(&self, id: Sha256, data: &[u8]) -> Result<(), CacheError> {
-        debug_assert_eq!(Sha256::of(data), id);
+    pub fn write(&self, id: Digest, data: &[u8]) -> Result<(), CacheError> {
+        debug_assert!(id.verifies(data));
         self.write_atomic(&self.chunk_file(id), data)
     }
 
@@ -228,7 +228,7 @@ mod tests {
 
     fn chunk(data: &[u8]) -> ChunkRef {
         ChunkRef {
-            id: Sha256::of(data),
+            id: Digest::sha256(data),
             offset: 0,
             size: data.len() as u32,
             encoding: Encoding::None,

@@ -23,7 +23,7 @@ use std::{
 };
 
 use super::ChunkCache;
-use crate::{digest::Sha256, ArtifactKey, Manifest};
+use crate::{digest::Digest, ArtifactKey, Manifest};
 
 const CURRENT: &str = "current";
 const PARTIAL: &str = "partial-";
@@ -43,7 +43,7 @@ pub struct SeedLink {
 
 impl ChunkCache {
     fn seed_dir(&self, key: &ArtifactKey) -> PathBuf {
-        let hex = Sha256::of(key.as_str().as_bytes()).to_hex();
+        let hex = Digest::sha256(key.as_str().as_bytes()).to_hex();
         self.root().join("seeds").join(&hex[..32])
     }
 
@@ -113,7 +113,7 @@ impl ChunkCache {
     /// Chunk ids some seed of `key` has written (unchecked: a get checks what it reads).
     /// An output is filled in any order from a sparse file: a chunk not written yet lies in
     /// a hole, which the file system reports (SEEK_DATA).
-    pub(super) fn seeded(&self, key: &ArtifactKey) -> std::collections::HashSet<Sha256> {
+    pub(super) fn seeded(&self, key: &ArtifactKey) -> std::collections::HashSet<Digest> {
         let mut seeded = std::collections::HashSet::new();
         for seed in self.seeds(key) {
             let Ok(file) = File::open(&seed.data) else {

@@ -63,7 +63,7 @@ impl<R: Read> Iterator for Chunker<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Sha256;
+    use crate::digest::Digest;
 
     /// Bytes that do not repeat, so that chunk boundaries fall where the content says.
     pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -94,9 +94,9 @@ mod tests {
         let data = noise(2 << 20, 2);
         let mut edited = data.clone();
         edited.splice(1_000_000..1_000_000, *b"inserted");
-        let ids = |bytes: &[u8]| -> Vec<Sha256> {
+        let ids = |bytes: &[u8]| -> Vec<Digest> {
             Chunker::new(bytes)
-                .map(|p| Sha256::of(&p.unwrap().data))
+                .map(|p| Digest::sha256(&p.unwrap().data))
                 .collect()
         };
         let (before, after) = (ids(&data), ids(&edited));

@@ -8,7 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{chunk::MAX_CHUNK, digest::Sha256, manifest::ChunkRef};
+use crate::{chunk::MAX_CHUNK, digest::Digest, manifest::ChunkRef};
 
 /// How a chunk's bytes are stored on a mirror; recorded per chunk in the manifest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -123,21 +123,21 @@ pub fn encode(data: &[u8], encoding: Encoding, level: i32) -> io::Result<Vec<u8>
 pub enum ChunkError {
     /// The body is not the length the manifest records: cut short, or padded.
     #[error("chunk {id}: the mirror sent {got} bytes, the manifest records {expected}")]
-    WrongLength { id: Sha256, got: u64, expected: u64 },
+    WrongLength { id: Digest, got: u64, expected: u64 },
     /// The bytes do not decode with the recorded encoding.
     #[error("chunk {id}: the stored bytes are not valid {encoding}")]
     Decode {
-        id: Sha256,
+        id: Digest,
         encoding: &'static str,
         #[source]
         source: io::Error,
     },
     /// Decoded, but to a different size than recorded (also: more than a chunk can hold).
     #[error("chunk {id}: decodes to {got} bytes, the manifest records {expected}")]
-    WrongSize { id: Sha256, got: u64, expected: u64 },
+    WrongSize { id: Digest, got: u64, expected: u64 },
     /// Decoded, but the content is not what the id names: corrupt or substituted.
     #[error("chunk {id}: the content's SHA-256 is {got}: corrupt or substituted data")]
-    Corrupt { id: Sha256, got: Sha256 },
+    Corrupt { id: Digest, got: Digest },
 }
 
 /// The chunk's content from its stored bytes, checked against the manifest: stored length,
@@ -188,7 +188,7 @@ pub fn decode_in_place<'a>(
             expected,
         });
     }
-    let got = Sha256::of(&data);
+    let got = id.algorithm().digest(&data);
     if got != id {
         return Err(ChunkError::Corrupt { id, got });
     }
@@ -253,7 +253,7 @@ mod tests {
 
     fn chunk_ref(data: &[u8], stored: &[u8], encoding: Encoding) -> ChunkRef {
         ChunkRef {
-            id: Sha256::of(data),
+            id: Digest::sha256(data),
             offset: 0,
             size: data.len() as u32,
             encoding,

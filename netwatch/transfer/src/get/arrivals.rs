@@ -123,11 +123,11 @@ impl<'a> Checker<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{digest::Sha256, ArtifactKey, Encoding, Manifest};
+    use crate::{digest::Digest, ArtifactKey, Encoding, Manifest};
 
     fn chunk(data: &[u8], offset: u64) -> ChunkRef {
         ChunkRef {
-            id: Sha256::of(data),
+            id: Digest::sha256(data),
             offset,
             size: data.len() as u32,
             encoding: Encoding::None,
@@ -155,7 +155,7 @@ mod tests {
         let manifest = Manifest {
             key: "t/x".parse::<ArtifactKey>().unwrap(),
             size: 1500,
-            sha256: Sha256::of(b""),
+            checksum: Digest::blake3(b""),
             created_unix_ms: 0,
             chunks: chunks.iter().map(|(c, _)| c.clone()).collect(),
             packs: Vec::new(),

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     compress::decode_in_place,
-    digest::Sha256,
+    digest::Digest,
     error::TransferError,
     fallback::{self, Failure, Served},
     manifest::Located,
@@ -29,7 +29,7 @@ pub struct Places {
     /// The mirror the manifest came from: its places are the manifest's.
     source: Option<usize>,
     /// The others': read from their own manifests when first needed.
-    own: Vec<OnceCell<HashMap<Sha256, Located>>>,
+    own: Vec<OnceCell<HashMap<Digest, Located>>>,
 }
 
 impl Places {

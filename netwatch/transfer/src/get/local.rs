@@ -10,7 +10,7 @@ use std::{
 
 use super::place::Placer;
 use crate::{
-    cache::Seed, compress::decode_in_place, digest::Sha256, error::TransferError,
+    cache::Seed, compress::decode_in_place, digest::Digest, error::TransferError,
     manifest::Located, ChunkCache, Manifest, PackId,
 };
 
@@ -102,7 +102,7 @@ pub fn place_cached(
 /// The key's seeds, open, with where each chunk lies in them.
 struct Seeds {
     seeds: Vec<(Seed, Option<File>, bool)>,
-    at: HashMap<Sha256, (usize, u64)>,
+    at: HashMap<Digest, (usize, u64)>,
     buffer: Vec<u8>,
 }
 
@@ -130,14 +130,14 @@ impl Seeds {
 
     /// The chunk's content from a seed, if one has it sound (the output it was may have been
     /// changed since, or be a killed get's, with holes).
-    fn read(&mut self, id: Sha256, size: u32) -> Option<&[u8]> {
+    fn read(&mut self, id: Digest, size: u32) -> Option<&[u8]> {
         let &(s, offset) = self.at.get(&id)?;
         let (_, file, used) = &mut self.seeds[s];
         self.buffer.resize(size as usize, 0);
         file.as_ref()?
             .read_exact_at(&mut self.buffer, offset)
             .ok()?;
-        if Sha256::of(&self.buffer) != id {
+        if !id.verifies(&self.buffer) {
             return None;
         }
         *used = true;

@@ -10,20 +10,20 @@ use std::{
     sync::Mutex,
 };
 
-use crate::{digest::Sha256, Manifest};
+use crate::{digest::Digest, Manifest};
 
 /// The output being filled, and which chunks it has.
 pub struct Placer {
     file: File,
-    offsets: HashMap<Sha256, Vec<u64>>,
-    placed: Mutex<HashSet<Sha256>>,
+    offsets: HashMap<Digest, Vec<u64>>,
+    placed: Mutex<HashSet<Digest>>,
 }
 
 impl Placer {
     /// For `manifest`'s chunks, into `file` (sized to the artifact here).
     pub fn new(file: File, manifest: &Manifest) -> io::Result<Self> {
         file.set_len(manifest.size)?;
-        let mut offsets: HashMap<Sha256, Vec<u64>> = HashMap::new();
+        let mut offsets: HashMap<Digest, Vec<u64>> = HashMap::new();
         for chunk in &manifest.chunks {
             offsets.entry(chunk.id).or_default().push(chunk.offset);
         }
@@ -35,7 +35,7 @@ impl Placer {
     }
 
     /// Writes a chunk whose content the caller checked against `id` wherever it occurs.
-    pub fn place(&self, id: Sha256, data: &[u8]) -> io::Result<()> {
+    pub fn place(&self, id: Digest, data: &[u8]) -> io::Result<()> {
         for offset in self.offsets.get(&id).into_iter().flatten() {
             self.file.write_all_at(data, *offset)?;
         }
@@ -58,7 +58,7 @@ impl Placer {
         }
     }
 
-    pub fn has(&self, id: Sha256) -> bool {
+    pub fn has(&self, id: Digest) -> bool {
         self.placed
             .lock()
             .expect("never held across a panic")

@@ -85,11 +85,11 @@ pub fn plan(chunks: Vec<Located>, limit: u64) -> Vec<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Encoding, PackSpot, Sha256};
+    use crate::{Digest, Encoding, PackSpot};
 
     fn chunk(n: u8, stored: u64) -> ChunkRef {
         ChunkRef {
-            id: Sha256::of(&[n]),
+            id: Digest::sha256(&[n]),
             offset: 0,
             size: 1,
             encoding: Encoding::None,

@@ -25,10 +25,10 @@ use crate::{
     activity::Activity,
     chunk::{Chunker, Piece, MAX_CHUNK},
     compress::{self, choose_level, encode, measure, Compression, Encoding},
-    digest::{Hasher, Sha256},
+    digest::{Algorithm, Digest},
     error::TransferError,
     fallback::{self, Failure, MirrorHealth, Served},
-    manifest::{unix_ms_now, Located},
+    manifest::{unix_ms_now, Located, DIGEST},
     measure::ensure_bandwidth_object,
     pack::{MAX_PACK_SIZE, MIN_PACK_SIZE},
     ArtifactKey, ChunkRef, Manifest, MirrorStore, PackAt, PackId, Progress, Summary,
@@ -97,7 +97,10 @@ pub async fn put(
     };
     // What the mirror has already: the chunks its current manifest of this key names (it is
     // written after them, so they are there). One request, not one per chunk.
-    let known = known_chunks(key, &shared).await?;
+    let Known {
+        chunks: known,
+        digest,
+    } = known_chunks(key, &shared).await?;
 
     // Chunking on a blocking thread, a few chunks ahead of the encoders, and the whole
     // file's digest on one of its own: the two sequential passes run side by side.
@@ -106,7 +109,7 @@ pub async fn put(
     let reader = tokio::task::spawn_blocking(move || {
         let (to_hasher, for_hasher) = std::sync::mpsc::sync_channel::<bytes::Bytes>(concurrency);
         let hasher = std::thread::spawn(move || {
-            let mut whole = Hasher::default();
+            let mut whole = digest.hasher();
             for data in for_hasher {
                 whole.update(&data);
             }
@@ -123,8 +126,8 @@ pub async fn put(
             }
         }
         drop(to_hasher);
-        let sha256 = hasher.join().expect("digesting does not panic");
-        (sha256, chunker.finish())
+        let checksum = hasher.join().expect("digesting does not panic");
+        (checksum, chunker.finish())
     });
     let pieces = stream::poll_fn(move |cx| receiver.poll_recv(cx));
     // Chunks digested several at once, in file order, and the new ones encoded; known ones
@@ -136,7 +139,7 @@ pub async fn put(
             async move {
                 let Piece { offset, data } = piece.map_err(input_error)?;
                 tokio::task::spawn_blocking(move || {
-                    let id = Sha256::of(&data);
+                    let id = digest.digest(&data);
                     if let Some(found) = known.get(&id) {
                         return Ok(Placed::Known {
                             offset,
@@ -210,13 +213,13 @@ pub async fn put(
         count_pack(&mut summary, mirror, options, uploaded?);
     }
     drop(uploads);
-    let (sha256, size) = reader.await.expect("chunking does not panic");
+    let (checksum, size) = reader.await.expect("chunking does not panic");
 
     let (chunks, packs) = number_packs(entries);
     let manifest = Manifest {
         key: key.clone(),
         size,
-        sha256,
+        checksum,
         created_unix_ms: unix_ms_now(),
         chunks,
         packs,
@@ -335,7 +338,7 @@ enum Placed {
         found: Located,
     },
     New {
-        id: Sha256,
+        id: Digest,
         offset: u64,
         size: usize,
         stored: bytes::Bytes,
@@ -347,10 +350,7 @@ enum Placed {
 /// directory: `builds/app-1.3.tar` finds `builds/app-1.2.tar`. A manifest is written after
 /// its chunks, so they are there. Two requests at most, not one per chunk. A manifest that
 /// cannot be read only means its chunks are stored again.
-async fn known_chunks(
-    key: &ArtifactKey,
-    shared: &Shared<'_>,
-) -> Result<HashMap<Sha256, Located>, TransferError> {
+async fn known_chunks(key: &ArtifactKey, shared: &Shared<'_>) -> Result<Known, TransferError> {
     let mirror = &shared.mirrors[0];
     let (base, json) = match read_manifest(key, shared).await? {
         Some(json) => (key.clone(), json),
@@ -376,11 +376,11 @@ async fn known_chunks(
                 }
             };
             let Some(base) = newest.as_deref().and_then(crate::sync_keys::key_of) else {
-                return Ok(HashMap::new());
+                return Ok(Known::none());
             };
             match read_manifest(&base, shared).await? {
                 Some(json) => (base, json),
-                None => return Ok(HashMap::new()),
+                None => return Ok(Known::none()),
             }
         }
     };
@@ -388,15 +388,35 @@ async fn known_chunks(
         Ok(manifest) => manifest,
         Err(error) => {
             tracing::warn!(mirror = mirror.name(), key = %base, %error, "the mirror's manifest is unreadable: storing every chunk again");
-            return Ok(HashMap::new());
+            return Ok(Known::none());
         }
     };
     tracing::debug!(%key, base = %base, chunks = manifest.chunks.len(), "chunks the mirror has");
-    Ok(manifest
-        .chunks
-        .iter()
-        .map(|chunk| (chunk.id, (chunk.clone(), manifest.spot(chunk))))
-        .collect())
+    Ok(Known {
+        chunks: manifest
+            .chunks
+            .iter()
+            .map(|chunk| (chunk.id, (chunk.clone(), manifest.spot(chunk))))
+            .collect(),
+        digest: manifest.checksum.algorithm(),
+    })
+}
+
+/// What the mirror already has for a put, and how its chunks are named. A put names its
+/// chunks as its base does, so an artifact first put before format 3 (SHA-256) still moves
+/// only what changed; one with no base gets the format's own digest, BLAKE3.
+struct Known {
+    chunks: HashMap<Digest, Located>,
+    digest: Algorithm,
+}
+
+impl Known {
+    fn none() -> Self {
+        Self {
+            chunks: HashMap::new(),
+            digest: DIGEST,
+        }
+    }
 }
 
 /// The mirror's manifest of `key`, unchecked; `None` if it has none.

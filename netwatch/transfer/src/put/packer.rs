@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use object_store::PutPayload;
 
-use crate::{compress::Encoding, digest::Sha256, ChunkRef, PackId, PackSpot};
+use crate::{compress::Encoding, digest::Digest, ChunkRef, PackId, PackSpot};
 
 /// The pack being filled, and where every chunk this put stored went.
 #[derive(Default)]
@@ -17,7 +17,7 @@ pub struct Packer {
     /// The artifact's bytes and the chunks in the pack being filled.
     artifact_bytes: u64,
     chunks: usize,
-    placed: HashMap<Sha256, (ChunkRef, PackSpot)>,
+    placed: HashMap<Digest, (ChunkRef, PackSpot)>,
 }
 
 /// A full pack, ready to upload.
@@ -31,14 +31,14 @@ pub struct Sealed {
 
 impl Packer {
     /// Where an earlier chunk with this id went, if this put stored it already.
-    pub fn placed(&self, id: Sha256) -> Option<&(ChunkRef, PackSpot)> {
+    pub fn placed(&self, id: Digest) -> Option<&(ChunkRef, PackSpot)> {
         self.placed.get(&id)
     }
 
     /// Appends a chunk's stored bytes; returns the chunk and its place.
     pub fn append(
         &mut self,
-        id: Sha256,
+        id: Digest,
         offset: u64,
         size: usize,
         encoding: Encoding,
@@ -95,8 +95,8 @@ mod tests {
     fn chunks_go_back_to_back_and_a_sealed_pack_starts_a_new_one() {
         let mut packer = Packer::default();
         let (a, b) = (b"first".as_slice(), b"second".as_slice());
-        let (_, at_a) = packer.append(Sha256::of(a), 0, 5, Encoding::None, a.to_vec().into());
-        let (_, at_b) = packer.append(Sha256::of(b), 5, 6, Encoding::None, b.to_vec().into());
+        let (_, at_a) = packer.append(Digest::sha256(a), 0, 5, Encoding::None, a.to_vec().into());
+        let (_, at_b) = packer.append(Digest::sha256(b), 5, 6, Encoding::None, b.to_vec().into());
         assert_eq!((at_a.offset, at_b.offset), (0, 5));
         assert_eq!(at_a.pack, at_b.pack);
         let sealed = packer.seal().unwrap();
@@ -105,7 +105,7 @@ mod tests {
         assert_eq!((sealed.artifact_bytes, sealed.chunks), (11, 2));
         assert!(packer.seal().is_none(), "an empty pack is not uploaded");
         let (_, at_c) = packer.append(
-            Sha256::of(b"c"),
+            Digest::sha256(b"c"),
             11,
             1,
             Encoding::None,
@@ -114,7 +114,7 @@ mod tests {
         assert_ne!(at_c.pack, at_a.pack);
         assert_eq!(at_c.offset, 0);
         assert!(
-            packer.placed(Sha256::of(a)).is_some(),
+            packer.placed(Digest::sha256(a)).is_some(),
             "placed chunks are remembered"
         );
     }

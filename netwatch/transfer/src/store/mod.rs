@@ -40,7 +40,7 @@ use url::MirrorUrl;
 
 use crate::{
     compress::Encoding,
-    digest::Sha256,
+    digest::Digest,
     key::ArtifactKey,
     manifest::{ChunkRef, MAX_MANIFEST_BYTES, MAX_STORED_CHUNK},
     pack::{PackId, MAX_PACK_OFFSET},
@@ -253,7 +253,7 @@ pub fn manifest_path(key: &ArtifactKey) -> String {
 }
 
 /// The object path of a chunk stored with `encoding`.
-pub fn chunk_path(id: Sha256, encoding: Encoding) -> String {
+pub fn chunk_path(id: Digest, encoding: Encoding) -> String {
     let hex = id.to_hex();
     format!("chunks/{}/{hex}{}", &hex[..2], encoding.suffix())
 }
@@ -559,7 +559,7 @@ impl MirrorStore {
 
     pub async fn put_chunk(
         &self,
-        id: Sha256,
+        id: Digest,
         encoding: Encoding,
         stored: Vec<u8>,
     ) -> Result<(), StoreError> {
@@ -732,7 +732,7 @@ impl MirrorStore {
     /// size: one HEAD request when it is stored as preferred.
     pub async fn find_chunk(
         &self,
-        id: Sha256,
+        id: Digest,
         preferred: Encoding,
     ) -> Result<Option<(Encoding, u64)>, StoreError> {
         let order =

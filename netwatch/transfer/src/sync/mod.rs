@@ -30,7 +30,7 @@ use crate::{
     sync_keys::{key_of, KeyPrefix},
     sync_plan::{self, Action, Held, Role, Version},
     sync_summary::SyncSummary,
-    ArtifactKey, ChunkRef, Encoding, Manifest, MirrorStore, Progress, Sha256, TransferOptions,
+    ArtifactKey, ChunkRef, Digest, Encoding, Manifest, MirrorStore, Progress, TransferOptions,
 };
 
 /// What a sync covers.
@@ -352,7 +352,7 @@ impl Run<'_> {
             .buffered(concurrency)
             .collect()
             .await;
-        let mut stored: HashMap<Sha256, (Encoding, u64)> = HashMap::new();
+        let mut stored: HashMap<Digest, (Encoding, u64)> = HashMap::new();
         let mut missing = Vec::new();
         for (chunk, found) in unique.iter().zip(found) {
             match found {
@@ -377,7 +377,7 @@ impl Run<'_> {
 
         // Where each source that holds this very version keeps each chunk, as its manifest says.
         let version = Version::of(manifest);
-        let located: Vec<HashMap<Sha256, &ChunkRef>> = held
+        let located: Vec<HashMap<Digest, &ChunkRef>> = held
             .iter()
             .map(|h| match h.valid() {
                 Some(m) if Version::of(m) == version => {
@@ -483,7 +483,7 @@ impl Run<'_> {
         &self,
         key: &ArtifactKey,
         chunk: &'c ChunkRef,
-        located: &[HashMap<Sha256, &ChunkRef>],
+        located: &[HashMap<Digest, &ChunkRef>],
         sources: &[usize],
         destination: usize,
     ) -> Result<(&'c ChunkRef, Encoding, u64, usize), TransferError> {

@@ -6,7 +6,7 @@
 //! larger wins), so every run and every mirror choose alike. Two with the same time and the
 //! same artifact are the same version, even if their chunks are stored differently.
 
-use crate::{digest::Sha256, manifest::Manifest};
+use crate::{digest::Digest, manifest::Manifest};
 
 /// What one mirror holds for a key.
 #[derive(Clone, Debug)]
@@ -32,14 +32,14 @@ impl Held {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Version {
     created_unix_ms: u64,
-    sha256: Sha256,
+    checksum: Digest,
 }
 
 impl Version {
     pub(crate) fn of(manifest: &Manifest) -> Self {
         Self {
             created_unix_ms: manifest.created_unix_ms,
-            sha256: manifest.sha256,
+            checksum: manifest.checksum,
         }
     }
 }
@@ -156,7 +156,7 @@ mod tests {
         Held::Valid(Manifest {
             key,
             size: 0,
-            sha256: Sha256::of(content),
+            checksum: Digest::blake3(content),
             created_unix_ms,
             chunks: Vec::new(),
             packs: Vec::new(),
@@ -189,7 +189,11 @@ mod tests {
     #[test]
     fn a_tie_in_time_goes_to_the_larger_digest_and_the_same_version_is_left_alone() {
         let (a, b) = (b"a".as_slice(), b"b".as_slice());
-        let larger = if Sha256::of(a) > Sha256::of(b) { 0 } else { 1 };
+        let larger = if Digest::sha256(a) > Digest::sha256(b) {
+            0
+        } else {
+            1
+        };
         let held = [at(10, a), at(10, b), at(10, a)];
         let plan = plan(&held, &[BOTH; 3]);
         assert_eq!(plan.winner, Some(larger));

@@ -10,7 +10,11 @@ use serde::{
 };
 
 use super::{ChunkRef, ManifestError, PackAt, MAX_CHUNKS, MAX_STORED_CHUNK};
-use crate::{chunk::MAX_CHUNK, compress::Encoding, digest::Sha256};
+use crate::{
+    chunk::MAX_CHUNK,
+    compress::Encoding,
+    digest::{Algorithm, Digest},
+};
 
 /// The chunks read so far, and the first problem found (the rest of the list is then only
 /// skipped), reported after the manifest's other fields are checked.
@@ -81,7 +85,8 @@ impl<'de> Visitor<'de> for ListVisitor {
 
 /// One entry, which must start where the previous chunk ended.
 fn check(entry: Entry, offset: u64) -> Result<ChunkRef, String> {
-    let id = Sha256::parse(&entry.id).map_err(|e| e.to_string())?;
+    // Relabelled once the manifest's format says which algorithm made the ids.
+    let id = Digest::parse(Algorithm::Sha256, &entry.id).map_err(|e| e.to_string())?;
     if entry.offset != offset {
         let what = if entry.offset < offset {
             "overlaps"

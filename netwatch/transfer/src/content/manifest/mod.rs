@@ -1,5 +1,5 @@
 //! The manifest: what an artifact is made of (its chunks in order, their sizes and stored
-//! encodings, the whole file's SHA-256) and when it was written. Written to a mirror after
+//! encodings, the whole file's digest) and when it was written. Written to a mirror after
 //! every chunk it names, so a manifest a reader can see names chunks that are there; checked
 //! on the way in, so a hostile or broken mirror cannot make a reader write outside its paths,
 //! allocate without bound, or assemble a file other than the one described.
@@ -15,14 +15,17 @@ use chunks::ChunkList;
 use super::{
     chunk::{self, MAX_CHUNK},
     compress::Encoding,
-    digest::Sha256,
+    digest::{Algorithm, Digest},
     key::ArtifactKey,
     pack::{PackId, PackSpot, MAX_PACK_OFFSET},
 };
 
-/// The format this version writes: 2, chunks in packs. It reads 2 and 1 (every chunk its own
-/// object) and refuses any other: a newer writer may have changed what a field means.
-pub const FORMAT_VERSION: u32 = 2;
+/// The format this version writes: 3, chunks in packs, named by BLAKE3 digests. It reads 3,
+/// 2 (the same, named by SHA-256 digests) and 1 (every chunk its own object, SHA-256) and
+/// refuses any other: a newer writer may have changed what a field means.
+pub const FORMAT_VERSION: u32 = 3;
+/// How the chunks and the whole file of the format written are digested.
+pub const DIGEST: Algorithm = Algorithm::Blake3;
 /// The oldest format this version reads.
 pub const OLDEST_FORMAT: u32 = 1;
 /// No manifest is read past this size: about 4 million chunks, a 256 GB artifact at the
@@ -47,8 +50,9 @@ pub struct Manifest {
     pub key: ArtifactKey,
     /// The artifact's size in bytes.
     pub size: u64,
-    /// The SHA-256 of the whole artifact.
-    pub sha256: Sha256,
+    /// The digest of the whole artifact: BLAKE3 (format 3) or SHA-256 (formats 1 and 2), as
+    /// its chunks' ids are.
+    pub checksum: Digest,
     /// When `put` wrote it (milliseconds since the Unix epoch): the newest wins in `sync`.
     pub created_unix_ms: u64,
     pub chunks: Vec<ChunkRef>,
@@ -59,7 +63,7 @@ pub struct Manifest {
 /// One chunk of an artifact, in file order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkRef {
-    pub id: Sha256,
+    pub id: Digest,
     pub offset: u64,
     /// The chunk's size, decoded.
     pub size: u32,
@@ -91,7 +95,12 @@ struct Wire<C> {
     format: u32,
     key: String,
     size: u64,
-    sha256: String,
+    /// Formats 1 and 2: the whole file's SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    /// Format 3: its BLAKE3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blake3: Option<String>,
     /// RFC 3339, for people; `created_unix_ms` is what programs compare.
     created: String,
     created_unix_ms: u64,
@@ -144,9 +153,13 @@ pub enum ManifestError {
     /// artifact).
     #[error("it names key `{found}`, not `{expected}`")]
     WrongKey { found: String, expected: String },
-    /// The whole-file digest is not a SHA-256 in hex.
-    #[error("its sha256 is invalid: {0}")]
-    Digest(#[source] super::digest::DigestError),
+    /// The whole-file digest is missing, or not one in hex.
+    #[error("its {field} is invalid: {source}")]
+    Digest {
+        field: &'static str,
+        #[source]
+        source: super::digest::DigestError,
+    },
     /// Chunks cut another way, which this version cannot use for a delta.
     #[error("its chunks were cut by {found}, not {ALGORITHM} with 16/64/256 KiB", ALGORITHM = chunk::ALGORITHM)]
     Chunker { found: String },
@@ -202,10 +215,23 @@ impl Manifest {
                 found: wire.created_unix_ms,
             });
         }
-        let sha256 = Sha256::parse(&wire.sha256).map_err(ManifestError::Digest)?;
-        let ChunkList { chunks, problem } = wire.chunks;
+        let (algorithm, field, text) = if wire.format >= 3 {
+            (Algorithm::Blake3, "blake3", wire.blake3)
+        } else {
+            (Algorithm::Sha256, "sha256", wire.sha256)
+        };
+        let checksum = Digest::parse(algorithm, text.as_deref().unwrap_or_default())
+            .map_err(|source| ManifestError::Digest { field, source })?;
+        let ChunkList {
+            mut chunks,
+            problem,
+        } = wire.chunks;
         if let Some(problem) = problem {
             return Err(problem);
+        }
+        // The list was read before the format was known: its ids are made as the file's is.
+        for chunk in &mut chunks {
+            chunk.id = chunk.id.made_by(algorithm);
         }
         let packs = packs(&wire.packs, &chunks, wire.format)?;
         let offset = chunks.last().map_or(0, |c| c.offset + u64::from(c.size));
@@ -218,7 +244,7 @@ impl Manifest {
         Ok(Self {
             key: expected.clone(),
             size: wire.size,
-            sha256,
+            checksum,
             created_unix_ms: wire.created_unix_ms,
             chunks,
             packs,
@@ -235,11 +261,15 @@ impl Manifest {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
+        // A manifest read in format 1 or 2 and written again (by `sync`) stays SHA-256: its
+        // ids name what the mirrors hold.
+        let blake3 = self.checksum.algorithm() == Algorithm::Blake3;
         let wire = Wire::<Vec<WireChunk>> {
-            format: FORMAT_VERSION,
+            format: if blake3 { FORMAT_VERSION } else { 2 },
             key: self.key.to_string(),
             size: self.size,
-            sha256: self.sha256.to_hex(),
+            sha256: (!blake3).then(|| self.checksum.to_hex()),
+            blake3: blake3.then(|| self.checksum.to_hex()),
             created: humantime::format_rfc3339_millis(
                 UNIX_EPOCH + Duration::from_millis(self.created_unix_ms),
             )
@@ -348,11 +378,11 @@ mod tests {
         Manifest {
             key: key(),
             size: 50_000,
-            sha256: Sha256::of(&whole),
+            checksum: Digest::blake3(&whole),
             created_unix_ms: 1_700_000_000_123,
             chunks: vec![
                 ChunkRef {
-                    id: Sha256::of(&a),
+                    id: Digest::blake3(&a),
                     offset: 0,
                     size: 20_000,
                     encoding: Encoding::Zstd,
@@ -363,7 +393,7 @@ mod tests {
                     }),
                 },
                 ChunkRef {
-                    id: Sha256::of(&b),
+                    id: Digest::blake3(&b),
                     offset: 20_000,
                     size: 30_000,
                     encoding: Encoding::None,
@@ -419,10 +449,48 @@ mod tests {
         assert!(std::mem::size_of::<ChunkRef>() <= 72);
     }
 
+    /// `m` as format 1 or 2 gives it: the whole file's digest under `sha256`.
+    fn as_format(m: &mut serde_json::Value, format: u32) {
+        m["format"] = format.into();
+        let object = m.as_object_mut().unwrap();
+        let digest = object.remove("blake3").unwrap();
+        object.insert("sha256".into(), digest);
+    }
+
+    #[test]
+    fn formats_1_and_2_are_sha_256_and_format_3_is_blake3() {
+        let m = manifest();
+        assert_eq!(m.checksum.algorithm(), Algorithm::Blake3);
+        let text = String::from_utf8(m.to_json()).unwrap();
+        assert!(
+            text.contains("\"format\":3") && text.contains("\"blake3\":"),
+            "{text}"
+        );
+        let old = Manifest::from_json(&edited(|m| as_format(m, 2)), &key()).unwrap();
+        assert!(old
+            .chunks
+            .iter()
+            .all(|c| c.id.algorithm() == Algorithm::Sha256));
+        assert_eq!(old.checksum.algorithm(), Algorithm::Sha256);
+        // Written again (as sync does), it stays format 2: its ids are SHA-256 digests.
+        let again = String::from_utf8(old.to_json()).unwrap();
+        assert!(
+            again.contains("\"format\":2") && again.contains("\"sha256\":"),
+            "{again}"
+        );
+        assert_eq!(Manifest::from_json(again.as_bytes(), &key()).unwrap(), old);
+        // Each format's digest field, and no other, is read.
+        let missing = edited(|m| as_format(m, 3));
+        assert_eq!(
+            refused(&missing),
+            "its blake3 is invalid: `` is not a digest: expected 64 lowercase hex digits"
+        );
+    }
+
     #[test]
     fn a_format_1_manifest_still_reads_and_its_chunks_are_objects() {
         let json = edited(|m| {
-            m["format"] = 1.into();
+            as_format(m, 1);
             m.as_object_mut().unwrap().remove("packs");
             let first = m["chunks"][0].as_object_mut().unwrap();
             first.remove("pack");
@@ -434,7 +502,7 @@ mod tests {
             .chunks
             .iter()
             .all(|c| c.pack.is_none() && old.spot(c).is_none()));
-        let with_pack = edited(|m| m["format"] = 1.into());
+        let with_pack = edited(|m| as_format(m, 1));
         assert!(refused(&with_pack).contains("format 1 has no packs"));
     }
 
@@ -469,7 +537,7 @@ mod tests {
             let json = edited(|m| m["chunks"][1]["id"] = id.into());
             let message = refused(&json);
             assert!(
-                message.starts_with("chunk 1: `") && message.contains("is not a SHA-256"),
+                message.starts_with("chunk 1: `") && message.contains("is not a digest"),
                 "{message}"
             );
         }
@@ -502,7 +570,7 @@ mod tests {
             refused(&other),
             "it names key `builds/other.tar`, not `builds/app.tar`"
         );
-        let newer = edited(|m| m["format"] = 3.into());
+        let newer = edited(|m| m["format"] = 4.into());
         assert!(refused(&newer).contains("upgrade netwatch"));
         let chunker = edited(|m| m["chunker"]["avg_size"] = 8192.into());
         assert!(refused(&chunker).contains("cut by fastcdc-2020 with 16384/8192/262144"));
