@@ -16,7 +16,7 @@ use crate::bench::report::{Facts, ScenarioReport, Table, Target};
 use crate::bench::stats::{fmt_bytes, median};
 use crate::bench::Context;
 
-const SIZE: u64 = 256 << 20;
+const SIZE: u64 = 512 << 20;
 const KEY: &str = "bench/random.bin";
 const STORE: &str = "store";
 const NETWATCH: &str = "netwatch get (8 chunks in flight)";
