@@ -728,3 +728,41 @@ async fn gc_removes_only_what_no_manifest_names_and_leaves_young_packs() {
     let error = gc(&mirror, &dry).await.unwrap_err();
     assert!(error.to_string().contains("gc removes nothing"), "{error}");
 }
+
+#[tokio::test]
+async fn a_pack_cut_short_on_a_file_mirror_keeps_what_arrived_and_the_next_mirror_gives_the_rest() {
+    let setup = Setup::new();
+    // Several MiB: the file mirror's ranges are read a MiB at a time.
+    let data = noise(6 << 20, 21);
+    let key = key("cut/short.bin");
+    setup.put_new("in", &data, &key, &setup.writer("a")).await;
+    setup.put_new("in", &data, &key, &setup.writer("b")).await;
+    let stored = setup.stored_chunks("a", &key);
+    let (pack, _) = &stored[0];
+    let last_in_pack = stored.iter().filter(|(p, _)| p == pack).count();
+    let cut_at = stored[last_in_pack / 2].1.start as u64;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(pack)
+        .unwrap()
+        .set_len(cut_at)
+        .unwrap();
+
+    let alone = setup.get_into(&key, "out", &setup.readers(&["a"])).await;
+    let message = alone.unwrap_err().to_string();
+    assert!(message.contains("mirror `a`"), "{message}");
+    assert!(!setup.path("out").exists());
+
+    let got = setup
+        .get_into(&key, "out", &setup.readers(&["a", "b"]))
+        .await
+        .unwrap();
+    assert_eq!(fs::read(setup.path("out")).unwrap(), data);
+    // The chunks before the cut came from `a` (or the cache the failed get filled), the
+    // rest from `b`.
+    assert!(got.mirrors["b"].chunks > 0, "{got:?}");
+    assert!(
+        got.chunks_moved < got.chunks || got.mirrors["a"].chunks > 0,
+        "{got:?}"
+    );
+}

@@ -285,6 +285,33 @@ fn prefixed(store: impl ObjectStore, prefix: &str) -> Arc<dyn ObjectStore> {
     }
 }
 
+/// A local file's `range`, handed to `each` a MiB at a time from one buffer: its stream
+/// would hand it over a few KiB at a time, each a wake-up of another thread, and reading it
+/// whole would fault in a buffer the range's size. Returns the bytes read (fewer at the end
+/// of the file). The reads come from the page cache or a local disk: short enough to make on
+/// this thread, with a yield between them.
+async fn read_local_range(
+    file: &std::fs::File,
+    range: Range<u64>,
+    each: &mut impl FnMut(&[u8]),
+) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt as _;
+    const PIECE: u64 = 1 << 20;
+    let mut buffer = vec![0u8; PIECE.min(range.end - range.start) as usize];
+    let mut at = range.start;
+    while at < range.end {
+        let want = (range.end - at).min(PIECE) as usize;
+        let read = file.read_at(&mut buffer[..want], at)?;
+        if read == 0 {
+            break;
+        }
+        each(&buffer[..read]);
+        at += read as u64;
+        tokio::task::yield_now().await;
+    }
+    Ok(at - range.start)
+}
+
 impl MirrorStore {
     /// Opens the mirror at `url`. Nothing is sent yet; a `file://` directory is created for
     /// writing and must exist for reading.
@@ -654,20 +681,20 @@ impl MirrorStore {
         if result.range != range {
             return Err(ignored());
         }
-        // A local file is read in one go: its stream would hand the range over a few KiB at
-        // a time, each a wake-up of another thread.
-        if matches!(result.payload, object_store::GetResultPayload::File(..)) {
-            let data = result
-                .bytes()
-                .await
-                .map_err(self.request_error("GET", &path))?;
-            if data.len() as u64 != asked {
-                return Err(short(data.len() as u64));
+        let mut stream = match result.payload {
+            object_store::GetResultPayload::File(file, _) => {
+                let got = read_local_range(&file, range.clone(), each)
+                    .await
+                    .map_err(|source| {
+                        self.request_error("GET", &path)(object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(source),
+                        })
+                    })?;
+                return if got < asked { Err(short(got)) } else { Ok(()) };
             }
-            each(&data);
-            return Ok(());
-        }
-        let mut stream = result.into_stream();
+            object_store::GetResultPayload::Stream(stream) => stream,
+        };
         let mut got = 0u64;
         while let Some(next) = stream.next().await {
             let next = next.map_err(self.request_error("GET", &path))?;
@@ -899,5 +926,32 @@ mod message_tests {
         ))
         .contains("Storage Object Admin"));
         assert_eq!(hint(&generic("connection refused")), "");
+    }
+}
+
+#[cfg(test)]
+mod local_read_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_local_range_is_read_in_pieces_and_a_short_file_gives_what_it_has() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let file = tempfile::tempfile().unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &data, 0).unwrap();
+        let mut got = Vec::new();
+        let mut pieces = 0;
+        let read = read_local_range(&file, 1000..2_500_000, &mut |piece: &[u8]| {
+            pieces += 1;
+            got.extend_from_slice(piece);
+        })
+        .await
+        .unwrap();
+        assert_eq!((read, pieces), (2_499_000, 3));
+        assert_eq!(got, data[1000..2_500_000]);
+        // Past the end: only what the file has, for the caller to call short.
+        let read = read_local_range(&file, 2_900_000..3_100_000, &mut |_: &[u8]| {})
+            .await
+            .unwrap();
+        assert_eq!(read, 100_000);
     }
 }
