@@ -1,5 +1,5 @@
 //! Owns cache-mirror transfers: artifacts cut into content-defined chunks, each stored once
-//! per mirror under its SHA-256, with a manifest per artifact; `put` uploads the chunks a
+//! per mirror under its digest (BLAKE3; SHA-256 before format 3), with a manifest per artifact; `put` uploads the chunks a
 //! mirror lacks, `get` fetches the chunks the local cache lacks, falling back across mirrors
 //! by priority and retrying with `netwatch_client::retry`, so no attempt is spent while the network
 //! is Down. See `docs/transfer.md`.

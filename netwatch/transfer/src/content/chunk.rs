@@ -15,7 +15,7 @@ pub const MAX_CHUNK: usize = 256 * 1024;
 /// Recorded in manifests: chunks cut another way would share nothing with these.
 pub const ALGORITHM: &str = "fastcdc-2020";
 
-/// One chunk of a file: where it starts, its bytes, and their SHA-256 (its id).
+/// One chunk of a file: where it starts, and its bytes (whose digest is its id).
 #[derive(Clone, Debug)]
 pub struct Piece {
     pub offset: u64,

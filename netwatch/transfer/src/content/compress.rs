@@ -136,12 +136,15 @@ pub enum ChunkError {
     #[error("chunk {id}: decodes to {got} bytes, the manifest records {expected}")]
     WrongSize { id: Digest, got: u64, expected: u64 },
     /// Decoded, but the content is not what the id names: corrupt or substituted.
-    #[error("chunk {id}: the content's SHA-256 is {got}: corrupt or substituted data")]
+    #[error(
+        "chunk {id}: the content's {} digest is {got}: corrupt or substituted data",
+        got.algorithm().as_str()
+    )]
     Corrupt { id: Digest, got: Digest },
 }
 
 /// The chunk's content from its stored bytes, checked against the manifest: stored length,
-/// decoded size (decoding stops past it, so a hostile body cannot inflate) and SHA-256.
+/// decoded size (decoding stops past it, so a hostile body cannot inflate) and digest.
 pub fn decode(stored: &[u8], chunk: &ChunkRef) -> Result<Vec<u8>, ChunkError> {
     decode_in_place(stored, chunk).map(std::borrow::Cow::into_owned)
 }

@@ -554,7 +554,7 @@ impl MirrorStore {
     /// Like [`MirrorStore::get_chunk`], but a chunk this mirror stored in another encoding
     /// than the manifest's (put and sync choose per mirror) is found too. Returns the chunk
     /// as this mirror stores it: its stored size is then the body's, and the decoded size
-    /// and SHA-256 still check it.
+    /// and digest still check it.
     pub async fn get_chunk_as_stored(
         &self,
         chunk: &ChunkRef,

@@ -1,6 +1,6 @@
 //! `sync`: copies the chunks and manifests each destination mirror lacks from the sources, so
 //! that every destination ends with the newest version of every key (last write wins by
-//! `created_unix_ms`; `sync_plan` decides). Each chunk is checked (decoded, its SHA-256
+//! `created_unix_ms`; `sync_plan` decides). Each chunk is checked (decoded, its digest
 //! against its id) before it is written, and written as it was stored, without recompressing;
 //! a destination's manifest is written after all its chunks, so no reader sees a manifest
 //! naming a missing chunk. Every request goes through the fallback ladder and the retryer,

@@ -2,7 +2,7 @@
 //! the pure part of sync, no I/O, so every case is tested directly.
 //!
 //! Last write wins: the manifest with the larger `created_unix_ms`. Two manifests written in
-//! the same millisecond with different artifacts are ordered by the artifact's SHA-256 (the
+//! the same millisecond with different artifacts are ordered by the artifact's digest (the
 //! larger wins), so every run and every mirror choose alike. Two with the same time and the
 //! same artifact are the same version, even if their chunks are stored differently.
 
