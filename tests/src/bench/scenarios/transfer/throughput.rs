@@ -45,7 +45,7 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
          full fetch, its mirror probe included), and the old ones are kept until the end \
          (deleting thousands of files slows file creation on ext4 for a minute or more). \
          Times are wall clock from process start to exit. netwatch checks each chunk's \
-         SHA-256 as it arrives, writes it into the output, which is linked into its cache (no \
+         BLAKE3 digest as it arrives, writes it into the output, which is linked into its cache (no \
          second copy), starts the disk's writeback as each range is placed, and fsyncs the \
          output before renaming it into place; curl only writes the file. Cache and outputs are \
          on {}.{}",
