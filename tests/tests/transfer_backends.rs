@@ -235,6 +235,48 @@ fn an_sftp_mirror_round_trip_is_byte_identical_and_a_wrong_key_host_key_or_path_
         .filter(|p| p.to_string_lossy().ends_with(".netwatch-partial"))
         .collect::<Vec<_>>();
     assert!(partial.is_empty(), "temporaries left behind: {partial:?}");
+    // A killed put's temporary among the packs goes with `gc` once past the grace period; a
+    // running put's (young) stays, and so does every pack a manifest names.
+    let files = |dir: &Path| walkdir(dir).into_iter().filter(|p| p.is_file()).count();
+    let packs_before = files(&stored.join("packs"));
+    let pack_dir = stored.join("packs/ab");
+    std::fs::create_dir_all(&pack_dir).unwrap();
+    let (stale, fresh) = (
+        pack_dir.join("ab01.pack.1a2b.netwatch-partial"),
+        pack_dir.join("ab02.pack.3c4d.netwatch-partial"),
+    );
+    for file in [&stale, &fresh] {
+        std::fs::write(file, vec![7u8; 4096]).unwrap();
+    }
+    // Owned as the server's user owns the mirror, as its own put would leave them.
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&stored).unwrap());
+    let group = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&stored).unwrap());
+    for path in [&pack_dir, &stale, &fresh] {
+        std::os::unix::fs::chown(path, Some(owner), Some(group)).unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let gc = cli.run(&["gc", "--grace", "1h"]);
+    assert!(gc.ok(), "{}", gc.describe());
+    assert!(
+        !stale.exists(),
+        "gc left a stale temporary: {}",
+        gc.describe()
+    );
+    assert!(
+        fresh.exists(),
+        "gc removed a young temporary: {}",
+        gc.describe()
+    );
+    std::fs::remove_file(&fresh).unwrap();
+    assert_eq!(files(&stored.join("packs")), packs_before);
+    let after = cli.get(KEY, &cli.subdir("after-gc").join("app.bin"));
+    assert!(after.ok(), "{}", after.describe());
 
     // A key the server does not know: the login is refused, and said so.
     let forged =

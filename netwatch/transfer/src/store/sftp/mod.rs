@@ -277,11 +277,16 @@ impl SftpStore {
         let mut entries = std::pin::pin!(dir.read_dir());
         while let Some(entry) = entries.next().await {
             let entry = entry.map_err(|e| failed(session, &directory, e))?;
-            // A name that is no object path (not UTF-8, `.`, `..`, a temporary) is skipped.
+            // A name that is no object path (not UTF-8, `.`, `..`, a temporary) is skipped;
+            // but a temporary among the packs and chunk objects is listed, unnamed by any
+            // manifest, so that `gc` removes a killed put's once it is past the grace period.
             let Some(name) = entry.filename().to_str() else {
                 continue;
             };
-            if name == "." || name == ".." || name.ends_with(TEMPORARY) {
+            if name == "."
+                || name == ".."
+                || (name.ends_with(TEMPORARY) && !holds_stored(&directory))
+            {
                 continue;
             }
             let path = match directory.as_str() {
@@ -300,6 +305,13 @@ impl SftpStore {
         }
         Ok(listing)
     }
+}
+
+/// Whether `directory` is under `packs/` or `chunks/`, where only `gc` lists.
+fn holds_stored(directory: &str) -> bool {
+    ["packs", "chunks"]
+        .iter()
+        .any(|top| directory == *top || directory.starts_with(&format!("{top}/")))
 }
 
 #[derive(Default)]
