@@ -1,11 +1,19 @@
 //! Content-defined chunking: FastCDC (the 2020 algorithm) over a stream, so a file is never
 //! held whole in memory and an insertion moves only the chunk boundaries near it.
+//!
+//! The stream is read in blocks of `BLOCK` bytes and each chunk handed on is a slice of its
+//! block, not a copy; blocks are recycled once every chunk of theirs is dropped (uploaded),
+//! so a put does not fault in fresh memory for every chunk. A cut is made only where the
+//! block holds `MAX_CHUNK` bytes past the chunk's start (or the stream has ended): exactly
+//! what FastCDC's own stream reader sees, so the boundaries are the same.
 
-use std::io::{self, Read};
-
-use fastcdc::v2020::StreamCDC;
+use std::{
+    io::{self, Read},
+    sync::{Arc, Mutex},
+};
 
 use bytes::Bytes;
+use fastcdc::v2020::FastCDC;
 
 /// desync's and casync's sizes: small enough that an edit costs little, large enough that a
 /// 100 MB artifact is ~1,600 chunks and its manifest ~250 KB.
@@ -14,6 +22,10 @@ pub const AVG_CHUNK: usize = 64 * 1024;
 pub const MAX_CHUNK: usize = 256 * 1024;
 /// Recorded in manifests: chunks cut another way would share nothing with these.
 pub const ALGORITHM: &str = "fastcdc-2020";
+/// How much is read at a time.
+const BLOCK: usize = 8 << 20;
+/// Blocks kept for reuse: those of the packs a put has in flight, and a few.
+const SPARE_BLOCKS: usize = 8;
 
 /// One chunk of a file: where it starts, and its bytes (whose digest is its id).
 #[derive(Clone, Debug)]
@@ -26,21 +38,47 @@ pub struct Piece {
 /// Cuts a stream into chunks, counting its bytes. Digests are the caller's: the chunks' can
 /// be computed several at once, and the whole's on a thread of its own.
 pub struct Chunker<R: Read> {
-    chunks: StreamCDC<R>,
-    size: u64,
+    source: R,
+    /// What was read and not yet cut starts at `at`.
+    block: Bytes,
+    at: usize,
+    /// The stream offset of `block[at]`.
+    offset: u64,
+    ended: bool,
+    spare: Spare,
 }
 
 impl<R: Read> Chunker<R> {
     pub fn new(source: R) -> Self {
         Self {
-            chunks: StreamCDC::new(source, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK),
-            size: 0,
+            source,
+            block: Bytes::new(),
+            at: 0,
+            offset: 0,
+            ended: false,
+            spare: Spare::default(),
         }
     }
 
     /// After the last chunk: the size of everything read.
     pub fn finish(self) -> u64 {
-        self.size
+        self.offset
+    }
+
+    /// A new block: the uncut tail of the last one, then as much of the stream as fits.
+    fn refill(&mut self) -> io::Result<()> {
+        let mut next = self.spare.take();
+        next.extend_from_slice(&self.block[self.at..]);
+        let room = (BLOCK - next.len()) as u64;
+        // Into the spare capacity, without zeroing it first.
+        let read = (&mut self.source).take(room).read_to_end(&mut next)?;
+        self.ended = (read as u64) < room;
+        self.block = Bytes::from_owner(Block {
+            data: next,
+            spare: self.spare.clone(),
+        });
+        self.at = 0;
+        Ok(())
     }
 }
 
@@ -48,15 +86,58 @@ impl<R: Read> Iterator for Chunker<R> {
     type Item = io::Result<Piece>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let chunk = match self.chunks.next()? {
-            Ok(chunk) => chunk,
-            Err(error) => return Some(Err(error.into())),
+        if self.block.len() - self.at < MAX_CHUNK && !self.ended {
+            if let Err(error) = self.refill() {
+                return Some(Err(error));
+            }
+        }
+        let remaining = self.block.len() - self.at;
+        if remaining == 0 {
+            return None;
+        }
+        let cdc = FastCDC::new(&self.block, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+        let (_, end) = cdc.cut(self.at, remaining.min(MAX_CHUNK));
+        let piece = Piece {
+            offset: self.offset,
+            data: self.block.slice(self.at..end),
         };
-        self.size += chunk.data.len() as u64;
-        Some(Ok(Piece {
-            offset: chunk.offset,
-            data: chunk.data.into(),
-        }))
+        self.offset += (end - self.at) as u64;
+        self.at = end;
+        Some(Ok(piece))
+    }
+}
+
+/// Blocks whose chunks are all gone, ready to be filled again.
+#[derive(Clone, Default)]
+struct Spare(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Spare {
+    fn take(&self) -> Vec<u8> {
+        let reused = self.0.lock().expect("never held across a panic").pop();
+        reused.unwrap_or_else(|| Vec::with_capacity(BLOCK))
+    }
+}
+
+/// A block's bytes, returned to the spares when the last chunk sharing them is dropped.
+struct Block {
+    data: Vec<u8>,
+    spare: Spare,
+}
+
+impl AsRef<[u8]> for Block {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        let mut data = std::mem::take(&mut self.data);
+        data.clear();
+        let mut spare = self.spare.0.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_BLOCKS {
+            spare.push(data);
+        }
     }
 }
 
@@ -102,6 +183,61 @@ mod tests {
         let (before, after) = (ids(&data), ids(&edited));
         let new = after.iter().filter(|id| !before.contains(id)).count();
         assert!(new <= 2, "{new} of {} chunks changed", after.len());
+    }
+
+    /// A reader that hands over at most `most` bytes a call, as pipes and sockets may.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        most: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.most).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn the_boundaries_are_those_of_fastcdcs_own_stream_reader() {
+        use fastcdc::v2020::StreamCDC;
+        for (len, most) in [
+            (0, usize::MAX),
+            (1_000, usize::MAX),
+            (MIN_CHUNK + 1, 7_000),
+            (BLOCK, usize::MAX),
+            (BLOCK - 1, 100_000),
+            (BLOCK + 1, usize::MAX),
+            (3 * BLOCK + 12_345, 1 << 20),
+        ] {
+            let data = noise(len, len as u64);
+            let theirs: Vec<(u64, usize)> =
+                StreamCDC::new(&data[..], MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+                    .map(|c| c.map(|c| (c.offset, c.length)).unwrap())
+                    .collect();
+            let mut chunker = Chunker::new(Trickle { data: &data, most });
+            let ours: Vec<(u64, usize)> = chunker
+                .by_ref()
+                .map(|p| p.map(|p| (p.offset, p.data.len())).unwrap())
+                .collect();
+            assert_eq!(ours, theirs, "{len} bytes, {most} a read");
+            assert_eq!(chunker.finish(), len as u64);
+        }
+    }
+
+    #[test]
+    fn blocks_are_reused_once_their_chunks_are_gone() {
+        let data = noise(3 * BLOCK, 5);
+        let mut chunker = Chunker::new(&data[..]);
+        let mut joined = Vec::new();
+        for piece in chunker.by_ref() {
+            joined.extend_from_slice(&piece.unwrap().data);
+        }
+        assert_eq!(joined, data);
+        // Every chunk was dropped as it went: their blocks wait to be filled again.
+        assert!(!chunker.spare.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -6,13 +6,7 @@
 
 mod packer;
 
-use std::{
-    fs::File,
-    io::{self, BufReader},
-    os::unix::fs::FileExt,
-    path::Path,
-    time::Duration,
-};
+use std::{fs::File, io, os::unix::fs::FileExt, path::Path, time::Duration};
 
 use std::collections::HashMap;
 
@@ -115,7 +109,7 @@ pub async fn put(
             }
             whole.finish()
         });
-        let mut chunker = Chunker::new(BufReader::with_capacity(MAX_CHUNK, source));
+        let mut chunker = Chunker::new(source);
         for piece in chunker.by_ref() {
             if let Ok(piece) = &piece {
                 let _ = to_hasher.send(piece.data.clone());
