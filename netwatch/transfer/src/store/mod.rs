@@ -285,13 +285,13 @@ fn prefixed(store: impl ObjectStore, prefix: &str) -> Arc<dyn ObjectStore> {
     }
 }
 
-/// A local file's `range`, handed to `each` a MiB at a time from one buffer: its stream
+/// A local file's `range`, handed to `each` a MiB at a time through one buffer: its stream
 /// would hand it over a few KiB at a time, each a wake-up of another thread, and reading it
 /// whole would fault in a buffer the range's size. Returns the bytes read (fewer at the end
-/// of the file). The reads come from the page cache or a local disk: short enough to make on
-/// this thread, with a yield between them.
+/// of the file). Each read is made on a blocking thread: a mirror on a network file system
+/// that hangs must not hold an async thread, or the stall limit could not leave it.
 async fn read_local_range(
-    file: &std::fs::File,
+    file: Arc<std::fs::File>,
     range: Range<u64>,
     each: &mut impl FnMut(&[u8]),
 ) -> std::io::Result<u64> {
@@ -301,13 +301,20 @@ async fn read_local_range(
     let mut at = range.start;
     while at < range.end {
         let want = (range.end - at).min(PIECE) as usize;
-        let read = file.read_at(&mut buffer[..want], at)?;
+        let file = Arc::clone(&file);
+        let (back, read) = tokio::task::spawn_blocking(move || {
+            let read = file.read_at(&mut buffer[..want], at);
+            (buffer, read)
+        })
+        .await
+        .expect("reading a file does not panic");
+        buffer = back;
+        let read = read?;
         if read == 0 {
             break;
         }
         each(&buffer[..read]);
         at += read as u64;
-        tokio::task::yield_now().await;
     }
     Ok(at - range.start)
 }
@@ -683,7 +690,7 @@ impl MirrorStore {
         }
         let mut stream = match result.payload {
             object_store::GetResultPayload::File(file, _) => {
-                let got = read_local_range(&file, range.clone(), each)
+                let got = read_local_range(Arc::new(file), range.clone(), each)
                     .await
                     .map_err(|source| {
                         self.request_error("GET", &path)(object_store::Error::Generic {
@@ -938,9 +945,10 @@ mod local_read_tests {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let file = tempfile::tempfile().unwrap();
         std::os::unix::fs::FileExt::write_all_at(&file, &data, 0).unwrap();
+        let file = Arc::new(file);
         let mut got = Vec::new();
         let mut pieces = 0;
-        let read = read_local_range(&file, 1000..2_500_000, &mut |piece: &[u8]| {
+        let read = read_local_range(Arc::clone(&file), 1000..2_500_000, &mut |piece: &[u8]| {
             pieces += 1;
             got.extend_from_slice(piece);
         })
@@ -949,7 +957,7 @@ mod local_read_tests {
         assert_eq!((read, pieces), (2_499_000, 3));
         assert_eq!(got, data[1000..2_500_000]);
         // Past the end: only what the file has, for the caller to call short.
-        let read = read_local_range(&file, 2_900_000..3_100_000, &mut |_: &[u8]| {})
+        let read = read_local_range(file, 2_900_000..3_100_000, &mut |_: &[u8]| {})
             .await
             .unwrap();
         assert_eq!(read, 100_000);
