@@ -281,10 +281,7 @@ async fn read(mirror: &MirrorStore, span: Span, reading: &Reading<'_>) -> Result
         () = progress.stalled(stall) => Err(stalled()),
     };
     let Checker {
-        mut got,
-        sound,
-        fatal,
-        ..
+        got, sound, fatal, ..
     } = arrivals.finish();
     if let Some(fatal) = fatal {
         return Err(fatal);
@@ -303,7 +300,6 @@ async fn read(mirror: &MirrorStore, span: Span, reading: &Reading<'_>) -> Result
         let (Some(cache), Some(buffer)) = (cache, whole) else {
             return Ok(got);
         };
-        got.sound.bytes = buffer.len() as u64;
         // Kept for the next get: the range as one file when every chunk in it checked out
         // and lies where the get's manifest says; else each sound chunk as its own file.
         let keep = |e: crate::CacheError| Failure::Fatal(e.into());
