@@ -60,6 +60,21 @@ impl<R: Read> Chunker<R> {
         }
     }
 
+    /// The next chunks in order, about `bytes` of them (at least one; none at the end).
+    /// Handed on in groups, chunks wake the threads that digest and upload them once a group,
+    /// not once a chunk: a put of 512 MiB has ~8,000 chunks.
+    pub fn next_batch(&mut self, bytes: usize) -> io::Result<Vec<Piece>> {
+        let mut batch = Vec::new();
+        let mut size = 0;
+        while size < bytes {
+            let Some(piece) = self.next() else { break };
+            let piece = piece?;
+            size += piece.data.len();
+            batch.push(piece);
+        }
+        Ok(batch)
+    }
+
     /// After the last chunk: the size of everything read.
     pub fn finish(self) -> u64 {
         self.offset
@@ -238,6 +253,29 @@ mod tests {
         assert_eq!(joined, data);
         // Every chunk was dropped as it went: their blocks wait to be filled again.
         assert!(!chunker.spare.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn batches_are_the_chunks_in_order_about_the_size_asked() {
+        let data = noise(3 << 20, 6);
+        let single: Vec<(u64, usize)> = Chunker::new(&data[..])
+            .map(|p| p.map(|p| (p.offset, p.data.len())).unwrap())
+            .collect();
+        let mut chunker = Chunker::new(&data[..]);
+        let mut batched = Vec::new();
+        loop {
+            let batch = chunker.next_batch(1 << 20).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            let size: usize = batch.iter().map(|p| p.data.len()).sum();
+            let last = batch.last().unwrap().data.len();
+            // Filled to the size asked, by less than the chunk that crossed it.
+            assert!(size - last < 1 << 20, "{size}");
+            batched.extend(batch.iter().map(|p| (p.offset, p.data.len())));
+        }
+        assert_eq!(batched, single);
+        assert_eq!(chunker.finish(), data.len() as u64);
     }
 
     #[test]

@@ -8,7 +8,9 @@ mod packer;
 
 use std::{fs::File, io, os::unix::fs::FileExt, path::Path, time::Duration};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
 
 use futures::{stream, stream::FuturesUnordered, StreamExt};
 use tokio::{sync::mpsc, time::Instant};
@@ -31,6 +33,9 @@ use crate::{
 
 /// Full packs uploading at once: each is held in memory until it is stored.
 const PACKS_IN_FLIGHT: usize = 2;
+
+/// About how many bytes of chunks are handed from the reader to the encoders at a time.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// How long writing the bandwidth object may take: past this the link is too slow for a 2 MiB
 /// object to be worth it now (under 70 KB/s); the next put tries again.
@@ -96,26 +101,31 @@ pub async fn put(
         digest,
     } = known_chunks(key, &shared).await?;
 
-    // Chunking on a blocking thread, a few chunks ahead of the encoders, and the whole
+    // Chunking on a blocking thread, a few batches ahead of the encoders, and the whole
     // file's digest on one of its own: the two sequential passes run side by side.
     let concurrency = options.concurrency.max(1);
-    let (sender, mut receiver) = mpsc::channel::<io::Result<Piece>>(concurrency);
+    let (sender, mut receiver) = mpsc::channel::<io::Result<Vec<Piece>>>(concurrency);
     let reader = tokio::task::spawn_blocking(move || {
-        let (to_hasher, for_hasher) = std::sync::mpsc::sync_channel::<bytes::Bytes>(concurrency);
+        let (to_hasher, for_hasher) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(concurrency);
         let hasher = std::thread::spawn(move || {
             let mut whole = digest.hasher();
-            for data in for_hasher {
+            for data in for_hasher.iter().flatten() {
                 whole.update(&data);
             }
             whole.finish()
         });
         let mut chunker = Chunker::new(source);
-        for piece in chunker.by_ref() {
-            if let Ok(piece) = &piece {
-                let _ = to_hasher.send(piece.data.clone());
+        loop {
+            let batch = chunker.next_batch(BATCH_BYTES);
+            match &batch {
+                Ok(pieces) if pieces.is_empty() => break,
+                Ok(pieces) => {
+                    let _ = to_hasher.send(pieces.iter().map(|p| p.data.clone()).collect());
+                }
+                Err(_) => {}
             }
-            let failed = piece.is_err();
-            if sender.blocking_send(piece).is_err() || failed {
+            let failed = batch.is_err();
+            if sender.blocking_send(batch).is_err() || failed {
                 break;
             }
         }
@@ -123,40 +133,20 @@ pub async fn put(
         let checksum = hasher.join().expect("digesting does not panic");
         (checksum, chunker.finish())
     });
-    let pieces = stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    // Chunks digested several at once, in file order, and the new ones encoded; known ones
-    // pass through.
+    let batches = stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    // Batches of chunks digested several at once, in file order, and the new chunks encoded;
+    // known ones pass through.
     let known = std::sync::Arc::new(known);
-    let mut encoded = pieces
-        .map(|piece| {
+    let mut encoded = batches
+        .map(|batch| {
             let known = std::sync::Arc::clone(&known);
             async move {
-                let Piece { offset, data } = piece.map_err(input_error)?;
+                let batch = batch.map_err(input_error)?;
                 tokio::task::spawn_blocking(move || {
-                    let id = digest.digest(&data);
-                    if let Some(found) = known.get(&id) {
-                        return Ok(Placed::Known {
-                            offset,
-                            found: found.clone(),
-                        });
-                    }
-                    let size = data.len();
-                    let stored = match encoding {
-                        // Stored as they are: the chunk's own buffer, not a copy.
-                        Encoding::None => data,
-                        _ => encode(&data, encoding, level)
-                            .map_err(|source| TransferError::Input {
-                                path: format!("chunk {id}").into(),
-                                source,
-                            })?
-                            .into(),
-                    };
-                    Ok::<_, TransferError>(Placed::New {
-                        id,
-                        offset,
-                        size,
-                        stored,
-                    })
+                    batch
+                        .into_iter()
+                        .map(|piece| digest_and_encode(piece, digest, &known, (encoding, level)))
+                        .collect::<Result<Vec<_>, _>>()
                 })
                 .await
                 .expect("digesting and encoding do not panic")
@@ -166,46 +156,51 @@ pub async fn put(
 
     let pack_size = options.pack_size.clamp(MIN_PACK_SIZE, MAX_PACK_SIZE);
     let mut packer = Packer::default();
+    let mut sealed = VecDeque::new();
     let mut uploads = FuturesUnordered::new();
     let mut entries: Vec<Located> = Vec::new();
-    // Chunks are taken while the pack being filled has room; full packs upload while the
-    // next one fills, at most `PACKS_IN_FLIGHT` at once: the disk, the CPU and the network
-    // work side by side.
+    // Chunks are taken while no full pack waits; full packs upload while the next one fills,
+    // at most `PACKS_IN_FLIGHT` at once: the disk, the CPU and the network work side by side.
     let mut chunks_done = false;
-    while !chunks_done {
-        if packer.len() >= pack_size && uploads.len() < PACKS_IN_FLIGHT {
-            if let Some(full) = packer.seal() {
-                uploads.push(upload_pack(full, key, &shared));
-            }
+    loop {
+        while uploads.len() < PACKS_IN_FLIGHT {
+            let Some(full) = sealed.pop_front() else {
+                break;
+            };
+            uploads.push(upload_pack(full, key, &shared));
         }
-        let room = packer.len() < pack_size;
+        if chunks_done && uploads.is_empty() {
+            break;
+        }
+        let room = sealed.is_empty() && !chunks_done;
         tokio::select! {
             Some(uploaded) = uploads.next(), if !uploads.is_empty() => {
                 count_pack(&mut summary, mirror, options, uploaded?);
             }
-            placed = encoded.next(), if room => {
-                let Some(placed) = placed else {
+            batch = encoded.next(), if room => {
+                let Some(batch) = batch else {
                     chunks_done = true;
+                    sealed.extend(packer.seal());
                     continue;
                 };
-                if let Some(size) = take(placed?, &mut packer, encoding, &mut summary, &mut entries) {
-                    // Already on the mirror: done too, as far as the file's progress goes.
-                    options.report(Progress::Chunk {
-                        size: u64::from(size),
-                        moved: 0,
-                        mirror: mirror.name().to_string(),
-                    });
+                for placed in batch? {
+                    if let Some(size) = take(placed, &mut packer, encoding, &mut summary, &mut entries) {
+                        // Already on the mirror: done too, as far as the file's progress goes.
+                        options.report(Progress::Chunk {
+                            size: u64::from(size),
+                            moved: 0,
+                            mirror: mirror.name().to_string(),
+                        });
+                    }
+                    // A pack is never larger than its size and one chunk.
+                    if packer.len() >= pack_size {
+                        sealed.extend(packer.seal());
+                    }
                 }
             }
         }
     }
     drop(encoded);
-    if let Some(last) = packer.seal() {
-        uploads.push(upload_pack(last, key, &shared));
-    }
-    while let Some(uploaded) = uploads.next().await {
-        count_pack(&mut summary, mirror, options, uploaded?);
-    }
     drop(uploads);
     let (checksum, size) = reader.await.expect("chunking does not panic");
 
@@ -321,6 +316,41 @@ fn choose_encoding(source: &File, options: &TransferOptions) -> io::Result<(Enco
                 }
             }
         },
+    })
+}
+
+/// A chunk's id, and what is stored for it if the mirror lacks it (`known`): its bytes as
+/// they are, or encoded.
+fn digest_and_encode(
+    piece: Piece,
+    digest: Algorithm,
+    known: &HashMap<Digest, Located>,
+    (encoding, level): (Encoding, i32),
+) -> Result<Placed, TransferError> {
+    let Piece { offset, data } = piece;
+    let id = digest.digest(&data);
+    if let Some(found) = known.get(&id) {
+        return Ok(Placed::Known {
+            offset,
+            found: found.clone(),
+        });
+    }
+    let size = data.len();
+    let stored = match encoding {
+        // Stored as they are: the chunk's own buffer, not a copy.
+        Encoding::None => data,
+        _ => encode(&data, encoding, level)
+            .map_err(|source| TransferError::Input {
+                path: format!("chunk {id}").into(),
+                source,
+            })?
+            .into(),
+    };
+    Ok(Placed::New {
+        id,
+        offset,
+        size,
+        stored,
     })
 }
 
