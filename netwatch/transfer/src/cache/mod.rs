@@ -128,6 +128,12 @@ impl ChunkCache {
         let _ = fs::remove_file(file);
     }
 
+    /// Whether the cache keeps any chunk as a file of its own: where it has none, a get looks
+    /// for none (one lookup, not one failed open per chunk).
+    pub fn has_chunk_files(&self) -> bool {
+        self.root.join("chunks").is_dir()
+    }
+
     /// Whether a file for the chunk is there (unchecked: `read` checks).
     pub fn contains(&self, id: Digest) -> bool {
         self.chunk_file(id).is_file()

@@ -52,7 +52,16 @@ impl<'a, 'c> Arrivals<'a, 'c> {
                 piece = &piece[skip as usize..];
                 continue;
             }
-            let wanted = (chunk.stored_size as usize).saturating_sub(self.body.len());
+            let stored = chunk.stored_size as usize;
+            if self.body.is_empty() && piece.len() >= stored {
+                // Whole in this piece: checked where it lies, not copied first.
+                self.checker.check(chunk, &piece[..stored]);
+                self.at += stored as u64;
+                piece = &piece[stored..];
+                self.next += 1;
+                continue;
+            }
+            let wanted = stored.saturating_sub(self.body.len());
             let part = wanted.min(piece.len());
             self.body.extend_from_slice(&piece[..part]);
             self.at += part as u64;
@@ -160,24 +169,32 @@ mod tests {
             chunks: chunks.iter().map(|(c, _)| c.clone()).collect(),
             packs: Vec::new(),
         };
-        let file = tempfile::tempfile().unwrap();
-        let placer = Placer::new(file.try_clone().unwrap(), &manifest).unwrap();
-        // Reads begin at the span's first chunk (offset 100 of the pack).
-        let mut arrivals = Arrivals::new(100, &chunks, Checker::new(&placer, "m"));
-        for piece in pack[100..].chunks(333) {
-            arrivals.take(piece);
+        // Pieces that split chunks (copied together first), and one piece with every chunk
+        // whole in it (checked where they lie).
+        for piece_size in [333, pack.len()] {
+            let file = tempfile::tempfile().unwrap();
+            let placer = Placer::new(file.try_clone().unwrap(), &manifest).unwrap();
+            // Reads begin at the span's first chunk (offset 100 of the pack).
+            let mut arrivals = Arrivals::new(100, &chunks, Checker::new(&placer, "m"));
+            for piece in pack[100..].chunks(piece_size) {
+                arrivals.take(piece);
+            }
+            let checker = arrivals.finish();
+            assert_eq!((checker.got.sound.chunks, checker.got.bad), (2, 1));
+            assert_eq!(checker.sound, vec![0, 1]);
+            assert_eq!(checker.got.sound.bytes, pack.len() as u64 - 100);
+            assert!(placer.has(chunks[0].0.id) && placer.has(chunks[1].0.id));
+            assert!(
+                !placer.has(chunks[2].0.id),
+                "a corrupted chunk stays missing"
+            );
+            let mut out = vec![0u8; 1000];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut out, 0).unwrap();
+            assert_eq!(
+                out,
+                [a.clone(), b.clone()].concat(),
+                "pieces of {piece_size}"
+            );
         }
-        let checker = arrivals.finish();
-        assert_eq!((checker.got.sound.chunks, checker.got.bad), (2, 1));
-        assert_eq!(checker.sound, vec![0, 1]);
-        assert_eq!(checker.got.sound.bytes, pack.len() as u64 - 100);
-        assert!(placer.has(chunks[0].0.id) && placer.has(chunks[1].0.id));
-        assert!(
-            !placer.has(chunks[2].0.id),
-            "a corrupted chunk stays missing"
-        );
-        let mut out = vec![0u8; 1000];
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut out, 0).unwrap();
-        assert_eq!(out, [a, b].concat());
     }
 }

@@ -32,6 +32,7 @@ pub fn place_cached(
         .collect();
     let mut missing = Vec::new();
     let mut seeds = Seeds::open(cache.seeds(&manifest.key));
+    let chunk_files = cache.has_chunk_files();
     // Packed chunks by the cached range file that holds them.
     let mut runs: HashMap<PackId, Vec<(std::ops::Range<u64>, std::path::PathBuf)>> = HashMap::new();
     let mut by_file: HashMap<std::path::PathBuf, (u64, Vec<Located>)> = HashMap::new();
@@ -60,6 +61,7 @@ pub fn place_cached(
                 .or_insert_with(|| (range.start, Vec::new()))
                 .1
                 .push((chunk, Some(spot))),
+            None if !chunk_files => missing.push((chunk, Some(spot))),
             // Fetched from another mirror's packs last time: kept as a chunk file.
             None => match cache.read(&chunk)? {
                 Some(data) => placer.place(chunk.id, &data).map_err(written)?,
