@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::site::{check_size, path_str, remove, Site};
+use super::site::{check_size, path_str, remove, settle, Site};
 use crate::bench::report::Table;
 use crate::bench::stats::fmt_bytes;
 use crate::bench::Context;
@@ -48,6 +48,7 @@ pub fn get_against_cp(
         for k in 0..METHODS.len() {
             let m = (k + round) % METHODS.len();
             let out = site.path(&format!("file-copy-{m}.bin"));
+            settle();
             let wall = if m == 0 {
                 let cache = site.path(&format!("file-get-cache-{round}"));
                 let args = ["get", key, path_str(&out)?, "--cache", path_str(&cache)?];

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use serde_json::json;
 
-use super::site::{check_size, path_str, remove, Run, Site, NGINX_PORT};
+use super::site::{check_size, path_str, remove, settle, Run, Site, NGINX_PORT};
 use super::{artifact, file_copy, paired_ratio, spread_row, SPREAD_HEADERS};
 use crate::bench::report::{Facts, ScenarioReport, Table, Target};
 use crate::bench::stats::{fmt_bytes, median};
@@ -44,7 +44,9 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
          runs every method once, in rotated order; netwatch's chunk cache is new every round (a \
          full fetch, its mirror probe included), and the old ones are kept until the end \
          (deleting thousands of files slows file creation on ext4 for a minute or more). \
-         Times are wall clock from process start to exit. netwatch checks each chunk's \
+         Times are wall clock from process start to exit; before each, the bench waits \
+         (untimed, `sync`) for the disk to write back what earlier runs left, so no method \
+         pays for another's writeback. netwatch checks each chunk's \
          BLAKE3 digest as it arrives, writes it into the output, which is linked into its cache (no \
          second copy), starts the disk's writeback as each range is placed, and fsyncs the \
          output before renaming it into place; curl only writes the file. Cache and outputs are \
@@ -76,6 +78,7 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
         let mut entry = json!({"round": round});
         for k in 0..methods.len() {
             let m = (k + round) % methods.len();
+            settle();
             let wall = match methods[m] {
                 CURL => {
                     let out = site.path("curl.bin");
@@ -245,9 +248,11 @@ fn put_against_curl(
                 site.fresh_store(&store, STORE)?;
                 let config =
                     site.config(&format!("put-{round}"), &site.store_url(NGINX_PORT, &store))?;
+                settle();
                 site.put_raw(&config, source, KEY)?.wall
             } else {
                 let url = site.plain_url(NGINX_PORT, &format!("curl-put-{round}.bin"));
+                settle();
                 let (wall, _) =
                     site.timed("curl", &["-sS", "--fail", "-T", path_str(source)?, &url])?;
                 wall
