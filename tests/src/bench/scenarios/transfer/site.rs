@@ -110,6 +110,11 @@ impl Site {
         format!("http://{}:{port}/{PLAIN}/{name}", self.pair.b_v4)
     }
 
+    /// Where [`Site::place_plain`] puts `name` (and `curl -T` to its URL writes).
+    pub fn plain_path(&self, name: &str) -> PathBuf {
+        self.nginx.root().join(PLAIN).join(name)
+    }
+
     /// Stores `file` as one plain file on nginx, for curl and aria2c.
     pub fn place_plain(&self, file: &Path, name: &str) -> Result<()> {
         let dir = self.nginx.root().join(PLAIN);

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use serde_json::json;
 
 use super::site::{check_size, path_str, remove, settle, Run, Site, NGINX_PORT};
-use super::{artifact, file_copy, paired_ratio, spread_row, SPREAD_HEADERS};
+use super::{artifact, best_ratio, file_copy, paired_ratio, spread_row, times, SPREAD_HEADERS};
 use crate::bench::report::{Facts, ScenarioReport, Table, Target};
 use crate::bench::stats::{fmt_bytes, median};
 use crate::bench::Context;
@@ -42,8 +42,9 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
          namespace. The artifact is {} of pseudo-random bytes, put with `--compression none`, \
          so netwatch and curl move the same bytes (netwatch adds its manifest, {}). Each round \
          runs every method once, in rotated order; netwatch's chunk cache is new every round (a \
-         full fetch, its mirror probe included), and the old ones are kept until the end \
-         (deleting thousands of files slows file creation on ext4 for a minute or more). \
+         full fetch, its mirror probe included) and removed after the run (untimed: a cache is \
+         a few pack ranges now, and kept ones grew the page cache onto memory the VM's host had \
+         taken back, which stalled later runs for seconds). \
          Times are wall clock from process start to exit; before each, the bench waits \
          (untimed, `sync`) for the disk to write back what earlier runs left, so no method \
          pays for another's writeback. netwatch checks each chunk's \
@@ -97,10 +98,9 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
                     let mark = site.nginx.requests().len();
                     let run = fetch(&site, &config, &dir, round)?;
                     get_requests.push(site.nginx.requests().len() - mark);
-                    if method == NETWATCH_TMPFS {
-                        // RAM, not disk: nothing to keep it for.
-                        remove(&dir.join(format!("get-cache-{round}")))?;
-                    }
+                    // Untimed. Kept caches made the page cache grow by 512 MiB a round,
+                    // onto memory this VM's host had taken back: runs stalled for seconds.
+                    remove(&dir.join(format!("get-cache-{round}")))?;
                     phases[m].push(phases_of(&run)?);
                     entry[method] = run.summary;
                     run.wall
@@ -206,6 +206,42 @@ pub fn run(cx: &mut Context, report: &mut ScenarioReport, title: &str) -> Result
         "",
     ));
     report.tables.push(copies.table);
+    let rounds_of = |ratios: &[f64]| {
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        each.join(", ")
+    };
+    report.facts.push(Facts {
+        title: "netwatch against the plain tool: each round, and each at its fastest round".into(),
+        headers: [
+            "comparison",
+            "rounds' ratios",
+            "median",
+            "fastest round against fastest round",
+        ]
+        .iter()
+        .map(|h| h.to_string())
+        .collect(),
+        rows: [
+            ("get / curl -o", &ratios, &rates[0], &rates[1]),
+            ("put / curl -T", &put_ratios, &puts.rates[0], &puts.rates[1]),
+            (
+                "get from file:// / cp",
+                &copy_ratios,
+                &copies.rates[0],
+                &copies.rates[1],
+            ),
+        ]
+        .into_iter()
+        .map(|(what, each, ours, theirs)| {
+            vec![
+                what.to_string(),
+                rounds_of(each),
+                times(median(each)),
+                times(best_ratio(ours, theirs)),
+            ]
+        })
+        .collect(),
+    });
     report.raw = json!({"artifact_bytes": SIZE, "ratios": ratios, "rounds": raw,
         "put_requests": put_requests, "get_requests": get_requests, "put_ratios": put_ratios,
         "file_get_ratios": copy_ratios});
@@ -249,12 +285,15 @@ fn put_against_curl(
                 let config =
                     site.config(&format!("put-{round}"), &site.store_url(NGINX_PORT, &store))?;
                 settle();
-                site.put_raw(&config, source, KEY)?.wall
+                let wall = site.put_raw(&config, source, KEY)?.wall;
+                remove(&site.nginx.root().join(&store))?;
+                wall
             } else {
                 let url = site.plain_url(NGINX_PORT, &format!("curl-put-{round}.bin"));
                 settle();
                 let (wall, _) =
                     site.timed("curl", &["-sS", "--fail", "-T", path_str(source)?, &url])?;
+                remove(&site.plain_path(&format!("curl-put-{round}.bin")))?;
                 wall
             };
             table.record(PUT_METHODS[m], Some(wall.as_nanos() as i64));
