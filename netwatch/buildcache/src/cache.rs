@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    budget::{Budget, Room},
     entry::{EntryKey, SealError},
     local::LocalStore,
     lookup::{Found, Lookup},
@@ -46,6 +47,8 @@ pub struct BuildCache {
     max_local: Option<u64>,
     queue_root: PathBuf,
     evicting: Arc<AtomicBool>,
+    /// The memory entries in passage may take: bodies being stored, mirrors' answers.
+    budget: Budget,
 }
 
 impl BuildCache {
@@ -70,7 +73,9 @@ impl BuildCache {
             Arc::clone(&stats),
             cancel,
         );
+        let budget = Budget::for_entries(lookup.max_entry);
         let cache = Self {
+            budget,
             local,
             queue,
             lookup,
@@ -127,6 +132,10 @@ impl BuildCache {
         self.lookup.max_entry
     }
 
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
     /// The entry's content and where it came from, or `None` for a miss.
     pub async fn get(&self, key: &EntryKey) -> Option<(Bytes, Source)> {
         Stats::count(&self.stats.lookups);
@@ -144,13 +153,14 @@ impl BuildCache {
                 tracing::warn!(%error, key = key.path(), "cannot read the local build cache; asking the mirrors")
             }
         }
-        match self.lookup.find(key, &self.stats).await {
+        match self.lookup.find(key, &self.stats, &self.budget).await {
             Found::Hit {
                 sealed,
                 content,
                 mirror,
+                room,
             } => {
-                self.keep(key, sealed);
+                self.keep(key, sealed, room);
                 Stats::count(&self.stats.mirrors[mirror].hits);
                 Some(self.served(content, Source::Mirror(mirror)))
             }
@@ -177,13 +187,15 @@ impl BuildCache {
     }
 
     /// Keeps a mirror's entry locally, in the background: the answer does not wait for it.
-    fn keep(&self, key: &EntryKey, sealed: Bytes) {
+    /// Its share of the budget (`room`) is given back once it is written.
+    fn keep(&self, key: &EntryKey, sealed: Bytes, room: Room) {
         let local = Arc::clone(&self.local);
         let key = key.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(error) = local.write(&key, &sealed) {
                 tracing::warn!(%error, key = key.path(), "cannot keep a mirror's entry locally");
             }
+            drop(room);
         });
         self.evict_if_over();
     }

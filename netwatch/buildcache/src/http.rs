@@ -29,9 +29,6 @@ const MAX_CONNECTIONS: usize = 512;
 /// A client that sends no request headers for this long (idle between requests, too) is
 /// dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Request bodies held in memory at once, in MiB (at least one entry's worth): a flood of
-/// large PUTs waits for room here instead of taking the host's memory.
-const BODY_BUDGET_MIB: u64 = 1024;
 /// Where the server's own pages live; no build tool uses this prefix.
 const STATUS: &str = "/_netwatch/status";
 const METRICS: &str = "/_netwatch/metrics";
@@ -67,9 +64,6 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let bodies = Arc::new(Semaphore::new(
-        BODY_BUDGET_MIB.max(mib(cache.max_entry()) + 1) as usize,
-    ));
     loop {
         let slot = tokio::select! {
             () = cancel.cancelled() => return Ok(()),
@@ -88,10 +82,10 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (cache, bodies) = (Arc::clone(&cache), Arc::clone(&bodies));
+        let cache = Arc::clone(&cache);
         let service = service_fn(move |request| {
-            let (cache, bodies) = (Arc::clone(&cache), Arc::clone(&bodies));
-            async move { Ok::<_, Infallible>(answer(&cache, &bodies, request).await) }
+            let cache = Arc::clone(&cache);
+            async move { Ok::<_, Infallible>(answer(&cache, request).await) }
         });
         tokio::spawn(async move {
             let connection = http1::Builder::new()
@@ -119,16 +113,7 @@ fn is_transient(error: &io::Error) -> bool {
 const ENFILE: i32 = 23;
 const EMFILE: i32 = 24;
 
-/// Whole MiB, rounded up (at least one).
-fn mib(bytes: u64) -> u64 {
-    bytes.div_ceil(1 << 20).max(1)
-}
-
-async fn answer(
-    cache: &BuildCache,
-    bodies: &Semaphore,
-    request: Request<hyper::body::Incoming>,
-) -> Answer {
+async fn answer(cache: &BuildCache, request: Request<hyper::body::Incoming>) -> Answer {
     let path = request.uri().path().to_string();
     if path == STATUS || path == METRICS {
         if request.method() != Method::GET {
@@ -185,12 +170,11 @@ async fn answer(
                 .headers()
                 .get(CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            // The room the body may take, held until it is stored; a body longer than it
-            // said is cut at what it said.
+            // The room the body may take, held until it is stored (a flood of large PUTs
+            // waits for the budget instead of taking the host's memory); a body longer than
+            // it said is cut at what it said.
             let room = declared.unwrap_or(max).min(max.saturating_add(1));
-            let Ok(_room) = bodies.acquire_many(mib(room) as u32).await else {
-                return plain(StatusCode::SERVICE_UNAVAILABLE, "text/plain", Vec::new());
-            };
+            let _room = cache.budget().room(room).await;
             let limit = usize::try_from(room.min(max)).unwrap_or(usize::MAX);
             let body = match Limited::new(request.into_body(), limit).collect().await {
                 Ok(collected) => collected.to_bytes(),

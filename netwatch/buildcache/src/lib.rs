@@ -5,6 +5,7 @@
 //! build (the tool compiles instead). Stores land locally at once and reach every mirror by
 //! write-back, queued on disk while a mirror is Down. See `docs/build-cache.md`.
 
+mod budget;
 mod cache;
 mod entry;
 mod evict;

@@ -16,7 +16,13 @@ use bytes::Bytes;
 use futures::{stream::FuturesUnordered, StreamExt};
 use netwatch_transfer::{MirrorStore, Scoreboard};
 
-use crate::{entry::SEAL_OVERHEAD, stats::Stats, verdicts::Verdicts, EntryKey};
+use crate::{
+    budget::{Budget, Room},
+    entry::SEAL_OVERHEAD,
+    stats::Stats,
+    verdicts::Verdicts,
+    EntryKey,
+};
 
 /// The shortest hedge delay: below it, scheduling noise alone would ask a second mirror.
 const MIN_HEDGE: Duration = Duration::from_millis(5);
@@ -24,14 +30,15 @@ const MIN_HEDGE: Duration = Duration::from_millis(5);
 const HEDGE_FACTOR: u32 = 4;
 
 /// What the mirrors said.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Found {
-    /// The sealed entry, its content (checked once, here) and the index of the mirror that
-    /// served it.
+    /// The sealed entry, its content (checked once, here), the index of the mirror that
+    /// served it, and the share of the memory budget the entry holds.
     Hit {
         sealed: Bytes,
         content: Bytes,
         mirror: usize,
+        room: Room,
     },
     /// No mirror had it (or none could be asked).
     Miss,
@@ -73,8 +80,10 @@ impl Lookup {
         }
     }
 
-    /// Looks `key` up, counting each mirror asked in `stats`.
-    pub async fn find(&self, key: &EntryKey, stats: &Stats) -> Found {
+    /// Looks `key` up, counting each mirror asked in `stats`. Each answer waits for its
+    /// share of `budget` before its body is read: mirrors that answer every lookup with the
+    /// largest entry allowed cannot take more memory than the budget.
+    pub async fn find(&self, key: &EntryKey, stats: &Stats, budget: &Budget) -> Found {
         let order = self.order();
         let mut waiting = order.into_iter();
         let mut asked = FuturesUnordered::new();
@@ -84,7 +93,10 @@ impl Lookup {
             let path = key.object_path();
             let limit = self.max_entry + SEAL_OVERHEAD as u64;
             let started = Instant::now();
-            async move { (index, started, mirror.read_object(&path, limit).await) }
+            async move {
+                let read = mirror.read_object_within(&path, limit, |size| budget.room(size));
+                (index, started, read.await)
+            }
         };
         let mut deadline = pin!(tokio::time::sleep(self.deadline));
         let mut hedge = pin!(tokio::time::sleep(self.hedge));
@@ -114,10 +126,10 @@ impl Lookup {
                         stats.mirrors[index].observe_answer(started.elapsed());
                     }
                     match answer {
-                        Ok(stored) => {
+                        Ok((stored, room)) => {
                             let sealed = Bytes::from(stored);
                             match key.open(&sealed) {
-                                Ok(content) => return Found::Hit { sealed, content, mirror: index },
+                                Ok(content) => return Found::Hit { sealed, content, mirror: index, room },
                                 Err(why) => tracing::warn!(mirror, key = key.path(), %why, "a mirror's build cache entry does not check out: asking the next"),
                             }
                         }

@@ -461,3 +461,37 @@ async fn write_back_holds_while_the_path_is_degraded_and_flushes_when_it_is_up()
     })
     .await;
 }
+
+/// A mirror's answer is read only once the memory budget has room for it: lookups answered
+/// with large entries wait instead of each taking memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirrors_answer_waits_for_room_in_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::EntryKey::from_path("/ccache/large").unwrap();
+    let content = vec![7u8; 3 << 20];
+    place(dir.path(), &key, &key.seal(&content).unwrap());
+    let (state, _) = watch::channel(None);
+    let lookup = Lookup {
+        mirrors: vec![file_mirror("a", dir.path())],
+        verdicts: Verdicts::from_channel(state.subscribe()),
+        board: Scoreboard::in_memory(),
+        hedge: Duration::from_secs(5),
+        deadline: Duration::from_secs(30),
+        max_entry: 4 << 20,
+    };
+    let budget = crate::budget::Budget::of_mib(5);
+    // Another entry holds 3 MiB of the 5: this one's 4 do not fit until it is gone.
+    let held = budget.room(3 << 20).await;
+    let stats = crate::Stats::new(["a".to_string()]);
+    let found = tokio::spawn({
+        let budget = budget.clone();
+        async move { lookup.find(&key, &stats, &budget).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!found.is_finished(), "read while the budget had no room");
+    drop(held);
+    match found.await.unwrap() {
+        crate::Found::Hit { content: got, .. } => assert_eq!(got, content),
+        other => panic!("expected a hit, got {other:?}"),
+    }
+}

@@ -23,6 +23,7 @@ pub mod url;
 
 use std::{
     fmt,
+    future::Future,
     ops::Range,
     path::PathBuf,
     sync::{Arc, Once},
@@ -500,25 +501,43 @@ impl MirrorStore {
 
     /// Reads an object of at most `limit` bytes.
     async fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        Ok(self.read_within(path, limit, |_| async {}).await?.0)
+    }
+
+    /// Reads an object of at most `limit` bytes, awaiting `room(size)` once its size is known
+    /// and before its body is read: what `room` returns (a share of a memory budget) is
+    /// handed back with the bytes. A body longer than the size the mirror gave is refused.
+    async fn read_within<R, Room: Future<Output = R>>(
+        &self,
+        path: &str,
+        limit: u64,
+        room: impl FnOnce(u64) -> Room,
+    ) -> Result<(Vec<u8>, R), StoreError> {
         let result = self
             .store
             .get(&object(path))
             .await
             .map_err(self.request_error("GET", path))?;
-        if result.meta.size > limit {
-            return Err(StoreError::TooLarge {
-                mirror: self.name.clone(),
-                path: path.to_string(),
-                size: result.meta.size,
-                limit,
-            });
+        let size = result.meta.size;
+        let too_large = |size| StoreError::TooLarge {
+            mirror: self.name.clone(),
+            path: path.to_string(),
+            size,
+            limit,
+        };
+        if size > limit {
+            return Err(too_large(size));
         }
+        let held = room(size).await;
         let body = result
             .bytes()
             .await
             .map_err(self.request_error("GET", path))?;
+        if body.len() as u64 > size {
+            return Err(too_large(body.len() as u64));
+        }
         // Without a copy where the body is one buffer: a manifest may be hundreds of MB.
-        Ok(Vec::from(body))
+        Ok((Vec::from(body), held))
     }
 
     /// Writes an object whole, in one request: readers see the old one or the new.
@@ -534,6 +553,18 @@ impl MirrorStore {
     /// bytes, unchecked: its reader checks it.
     pub async fn read_object(&self, path: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
         self.read(path, limit).await
+    }
+
+    /// Like [`MirrorStore::read_object`], but `room(size)` is awaited before the body is
+    /// read and its result kept with the bytes: a server that holds many objects in memory
+    /// at once (the build cache) makes each wait for its share of a budget.
+    pub async fn read_object_within<R, Room: Future<Output = R>>(
+        &self,
+        path: &str,
+        limit: u64,
+        room: impl FnOnce(u64) -> Room,
+    ) -> Result<(Vec<u8>, R), StoreError> {
+        self.read_within(path, limit, room).await
     }
 
     /// Writes an object named by another layer whole: readers see the old one or the new.
