@@ -12,6 +12,11 @@ use std::{
 pub enum ErrorClass {
     /// May well succeed next time: retry after the scheduled delay.
     Transient,
+    /// Transient, and the peer's host answered: a refused connection (a RST for the SYN, or
+    /// a port unreachable). The path works, so it is retried on the schedule even while the
+    /// network is Down: when the subject is an endpoint the agent judges by its connections,
+    /// that Down comes from these very refusals, and only the next connection can clear it.
+    Refused,
     /// Transient, and the attempt ran out of time: retried the same way, but it costs the
     /// retry budget double (it held a connection for its whole length).
     Timeout,
@@ -72,7 +77,8 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 
 /// The default classification: the first error in the source chain, outermost first, that
 /// says something decides. [`HttpStatus`] by its status; `std::io::Error` by its kind:
-/// refused, reset, aborted, unreachable, network down and broken connections are transient,
+/// refused is [`ErrorClass::Refused`]; reset, aborted, unreachable, network down and broken
+/// connections are transient,
 /// timed out is a timeout; permission denied, not found, a name too long, no space or quota
 /// left, a read-only file system and the like are permanent (a retry fails the same way),
 /// and so is a DNS
@@ -99,9 +105,10 @@ fn classify_one(error: &(dyn Error + 'static)) -> Option<ErrorClass> {
     let io = error.downcast_ref::<io::Error>()?;
     use io::ErrorKind::*;
     match io.kind() {
-        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
-        | AddrNotAvailable | NetworkUnreachable | HostUnreachable | NetworkDown | UnexpectedEof
-        | Interrupted | WouldBlock => Some(ErrorClass::Transient),
+        ConnectionRefused => Some(ErrorClass::Refused),
+        ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe | AddrNotAvailable
+        | NetworkUnreachable | HostUnreachable | NetworkDown | UnexpectedEof | Interrupted
+        | WouldBlock => Some(ErrorClass::Transient),
         TimedOut => Some(ErrorClass::Timeout),
         PermissionDenied | NotFound | InvalidFilename | StorageFull | QuotaExceeded
         | ReadOnlyFilesystem | IsADirectory | NotADirectory | FileTooLarge | InvalidInput => {
@@ -135,12 +142,19 @@ mod tests {
     #[test]
     fn connection_failures_are_transient_and_timeouts_cost_more() {
         for kind in [
-            io::ErrorKind::ConnectionRefused,
             io::ErrorKind::ConnectionReset,
             io::ErrorKind::NetworkUnreachable,
         ] {
             assert_eq!(class_of(io::Error::from(kind)), ErrorClass::Transient);
         }
+        // The peer's host answered: transient, and told apart (see `run`).
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(class_of(refused), ErrorClass::Refused);
+        // Inside an HTTP client's own error.
+        let wrapped = io::Error::other(Wrapper(Box::new(io::Error::from(
+            io::ErrorKind::ConnectionRefused,
+        ))));
+        assert_eq!(class_of(wrapped), ErrorClass::Refused);
         assert_eq!(
             class_of(io::Error::from(io::ErrorKind::TimedOut)),
             ErrorClass::Timeout

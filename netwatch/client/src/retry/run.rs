@@ -83,8 +83,12 @@ impl Retryer {
                 Err(interrupt) => return Err(run.interrupted(interrupt, Some(error))),
             };
             let health = network.as_ref().map(|(_, _, verdict)| verdict.health);
+            let refused = class == ErrorClass::Refused;
+            if refused && health == Some(Health::Down) {
+                tracing::debug!(%error, "refused by the peer's host: the path works; retrying on the schedule, not waiting for Up");
+            }
             if let Some((state, mut watch, verdict)) =
-                network.filter(|(_, _, v)| v.health == Health::Down)
+                network.filter(|(_, _, v)| v.health == Health::Down && !refused)
             {
                 // The attempt never had a chance: it does not count (gRPC's transparent retry).
                 run.report.attempts -= 1;

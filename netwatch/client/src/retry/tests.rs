@@ -429,3 +429,24 @@ impl io::Write for Writer {
         Ok(())
     }
 }
+
+/// A Down judged from refused connections clears only at the next connection: a refusal
+/// (the peer's host answered) is retried on the schedule, not waited out.
+#[tokio::test(start_paused = true)]
+async fn a_refused_connection_is_retried_on_the_schedule_even_while_down() {
+    let (_sender, watch) = channel(Health::Down);
+    let calls = Calls::default();
+    let retryer = retryer(policy(3)).with_state(watch, Subject::Host);
+    let start = Instant::now();
+    let refused = || io::Error::from(io::ErrorKind::ConnectionRefused);
+
+    let (value, report) = retryer
+        .run(failing(&calls, 3, refused))
+        .await
+        .expect("succeeds on the third call");
+
+    assert_eq!(value, 3);
+    assert_eq!((report.attempts, report.calls, report.outages), (3, 3, 0));
+    assert_eq!(report.network_wait, Duration::ZERO);
+    assert_eq!(calls.offsets(start), secs(&[0.0, 1.0, 3.0]));
+}
