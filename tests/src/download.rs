@@ -226,27 +226,9 @@ pub fn download_through_outage(
             netwatch_client::clock::monotonic_ns()
         })
     };
-    let socket = agent_socket.map(std::path::Path::to_path_buf);
-    let (result, have) = client_ns.block_on(async move {
-        let mut retryer = Retryer::new(policy).with_seed(7);
-        if let Some(path) = socket {
-            retryer = retryer.with_state(AgentSource::new(path), Subject::Host);
-        }
-        let have = tokio::sync::Mutex::new(Vec::with_capacity(size as usize));
-        let result = retryer
-            .run(|_attempt| async {
-                let mut buf = have.lock().await;
-                fetch_rest(server, &mut buf, size).await
-            })
-            .await;
-        (result, have.into_inner())
-    });
+    let watching = agent_socket.map(|socket| (socket, Subject::Host));
+    let (result, verified) = download(client_ns, server, size, watching, policy);
     let link_up_ns = cutter.join().expect("the link cutter thread");
-    let verified = have.len() as u64 == size
-        && have
-            .iter()
-            .enumerate()
-            .all(|(i, b)| *b == blob_byte(i as u64));
     match result {
         Ok(((), report)) => DownloadOutcome {
             report,
@@ -263,6 +245,39 @@ pub fn download_through_outage(
             link_up_ns,
         },
     }
+}
+
+/// Downloads `size` bytes from `server` from `client_ns`, retrying with `policy`, network
+/// aware if `watching` names the agent's socket and whose verdict to read. The run's result,
+/// and whether every byte matched the blob.
+pub fn download(
+    client_ns: &NetNs,
+    server: SocketAddr,
+    size: u64,
+    watching: Option<(&std::path::Path, Subject)>,
+    policy: RetryPolicy,
+) -> (Result<((), RetryReport), RetryError<std::io::Error>>, bool) {
+    let watching = watching.map(|(socket, subject)| (socket.to_path_buf(), subject));
+    let (result, have) = client_ns.block_on(async move {
+        let mut retryer = Retryer::new(policy).with_seed(7);
+        if let Some((socket, subject)) = watching {
+            retryer = retryer.with_state(AgentSource::new(socket), subject);
+        }
+        let have = tokio::sync::Mutex::new(Vec::with_capacity(size as usize));
+        let result = retryer
+            .run(|_attempt| async {
+                let mut buf = have.lock().await;
+                fetch_rest(server, &mut buf, size).await
+            })
+            .await;
+        (result, have.into_inner())
+    });
+    let verified = have.len() as u64 == size
+        && have
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == blob_byte(i as u64));
+    (result, verified)
 }
 
 /// The original design's comparison, for real: a pair of namespaces (B downloads from a blob
