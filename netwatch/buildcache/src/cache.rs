@@ -218,8 +218,12 @@ impl BuildCache {
         Ok(())
     }
 
-    /// Forgets the entry on this host (mirrors keep theirs).
-    pub fn remove(&self, key: &EntryKey) -> io::Result<bool> {
-        self.local.remove(key)
+    /// Forgets the entry on this host (mirrors keep theirs), on a blocking thread: an unlink
+    /// on a slow disk must not hold up the requests this thread serves.
+    pub async fn remove(&self, key: &EntryKey) -> io::Result<bool> {
+        let (local, key) = (Arc::clone(&self.local), key.clone());
+        tokio::task::spawn_blocking(move || local.remove(&key))
+            .await
+            .expect("a local remove does not panic")
     }
 }

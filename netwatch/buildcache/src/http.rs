@@ -207,7 +207,7 @@ async fn answer(cache: &BuildCache, request: Request<hyper::body::Incoming>) -> 
                 }
             }
         }
-        Method::DELETE => match cache.remove(&key) {
+        Method::DELETE => match cache.remove(&key).await {
             Ok(_) => plain(StatusCode::NO_CONTENT, "text/plain", Vec::new()),
             Err(error) => plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
