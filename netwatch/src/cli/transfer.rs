@@ -86,6 +86,13 @@ pub struct PutArgs {
     /// failed upload and less memory (two are held at once). [default: 32MiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_pack_size)]
     pub pack_size: Option<u64>,
+    /// What names the chunks and the whole file. `auto` follows the key's current manifest
+    /// (a key first put with SHA-256 keeps it, and still moves only what changed) and takes
+    /// BLAKE3 for a new key; `blake3` moves a SHA-256 key to BLAKE3 (every chunk is stored
+    /// again, once); `sha256` writes format 2, which netwatch before format 3 reads.
+    /// [default: auto]
+    #[arg(long, value_enum)]
+    pub digest: Option<DigestArg>,
     #[command(flatten)]
     pub copy: CopyArgs,
 }
@@ -111,6 +118,13 @@ pub struct GetArgs {
     pub stall_timeout: Option<Duration>,
     #[command(flatten)]
     pub copy: CopyArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DigestArg {
+    Auto,
+    Blake3,
+    Sha256,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -313,6 +327,11 @@ async fn put(args: &PutArgs, settings: &Settings) -> Result<ExitCode, TransferCo
     if let Some(pack_size) = args.pack_size {
         options.pack_size = pack_size;
     }
+    options.digest = match args.digest {
+        None | Some(DigestArg::Auto) => None,
+        Some(DigestArg::Blake3) => Some(transfer::Algorithm::Blake3),
+        Some(DigestArg::Sha256) => Some(transfer::Algorithm::Sha256),
+    };
     let mut board = scoreboard(settings);
     if options.compression == Compression::Auto {
         options.link_bytes_per_sec = options

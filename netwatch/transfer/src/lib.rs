@@ -137,6 +137,11 @@ pub struct TransferOptions {
     /// `get`: how long a mirror may send nothing during a request before the request is
     /// taken to the next mirror.
     pub stall: Duration,
+    /// `put`: what names the chunks and the whole file. `None` follows the key's current
+    /// manifest (so an artifact first put with SHA-256 still moves only what changed), and
+    /// BLAKE3 for a new key; another algorithm than the current manifest's stores every
+    /// chunk again under it (ids of one cannot name chunks of the other).
+    pub digest: Option<Algorithm>,
 }
 
 impl Default for TransferOptions {
@@ -161,6 +166,7 @@ impl Default for TransferOptions {
             pack_size: DEFAULT_PACK_SIZE,
             cache_max: Some(DEFAULT_CACHE_MAX),
             stall: DEFAULT_STALL,
+            digest: None,
         }
     }
 }

@@ -637,6 +637,51 @@ async fn a_format_1_mirror_of_one_object_per_chunk_is_still_read() {
     assert_eq!(fs::read(setup.path("out2")).unwrap(), edited);
 }
 
+#[tokio::test]
+async fn a_digest_asked_for_is_kept_by_later_puts_and_a_change_stores_every_chunk_once() {
+    let setup = Setup::new();
+    let mirror = setup.writer("a");
+    let data = noise(1 << 20, 13);
+    let key = key("digest/app.bin");
+    let file = setup.file("in", &data);
+    let manifest = || {
+        let json = fs::read(setup.path("a/manifests/digest/app.bin.json")).unwrap();
+        Manifest::from_json(&json, &key).unwrap()
+    };
+    let with = |digest| TransferOptions {
+        digest,
+        ..options()
+    };
+    // SHA-256 asked for: format 2, which netwatch before format 3 reads.
+    let first = put(&file, &key, &mirror, &with(Some(Algorithm::Sha256)))
+        .await
+        .unwrap();
+    assert_eq!(manifest().checksum.algorithm(), Algorithm::Sha256);
+    assert_eq!(first.chunks_moved, first.chunks);
+    // Nothing asked: the key's own algorithm, and nothing stored again.
+    let same = put(&file, &key, &mirror, &with(None)).await.unwrap();
+    assert_eq!(manifest().checksum.algorithm(), Algorithm::Sha256);
+    assert_eq!(same.chunks_moved, 0, "{same:?}");
+    // BLAKE3 asked for: every chunk once under it, then reused.
+    let moved = put(&file, &key, &mirror, &with(Some(Algorithm::Blake3)))
+        .await
+        .unwrap();
+    assert_eq!(moved.chunks_moved, moved.chunks, "{moved:?}");
+    let manifest = manifest();
+    assert_eq!(manifest.checksum, Digest::blake3(&data));
+    assert!(manifest
+        .chunks
+        .iter()
+        .all(|c| c.id.algorithm() == Algorithm::Blake3));
+    let again = put(&file, &key, &mirror, &with(None)).await.unwrap();
+    assert_eq!(again.chunks_moved, 0, "{again:?}");
+    setup
+        .get_into(&key, "out", &setup.readers(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(fs::read(setup.path("out")).unwrap(), data);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_cap_holds_and_a_get_survives_eviction_beside_it() {
     let setup = Setup::new();

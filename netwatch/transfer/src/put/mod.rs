@@ -99,7 +99,7 @@ pub async fn put(
     let Known {
         chunks: known,
         digest,
-    } = known_chunks(key, &shared).await?;
+    } = known_chunks(key, &shared).await?.named_by(options.digest);
 
     // Chunking on a blocking thread, a few batches ahead of the encoders, and the whole
     // file's digest on one of its own: the two sequential passes run side by side.
@@ -439,6 +439,18 @@ impl Known {
         Self {
             chunks: HashMap::new(),
             digest: DIGEST,
+        }
+    }
+
+    /// With the algorithm the caller asked for, if any: chunks named by another cannot be
+    /// reused, so a change of algorithm stores every chunk again.
+    fn named_by(self, asked: Option<Algorithm>) -> Self {
+        match asked {
+            Some(digest) if digest != self.digest => Self {
+                chunks: HashMap::new(),
+                digest,
+            },
+            _ => self,
         }
     }
 }
