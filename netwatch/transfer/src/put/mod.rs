@@ -6,9 +6,14 @@
 
 mod packer;
 
-use std::{fs::File, io, os::unix::fs::FileExt, path::Path, time::Duration};
-
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    fs::File,
+    io,
+    os::unix::fs::FileExt,
+    path::Path,
+    time::Duration,
+};
 
 use bytes::Bytes;
 
@@ -117,12 +122,11 @@ pub async fn put(
         let mut chunker = Chunker::new(source);
         loop {
             let batch = chunker.next_batch(BATCH_BYTES);
-            match &batch {
-                Ok(pieces) if pieces.is_empty() => break,
-                Ok(pieces) => {
-                    let _ = to_hasher.send(pieces.iter().map(|p| p.data.clone()).collect());
+            if let Ok(pieces) = &batch {
+                if pieces.is_empty() {
+                    break;
                 }
-                Err(_) => {}
+                let _ = to_hasher.send(pieces.iter().map(|p| p.data.clone()).collect());
             }
             let failed = batch.is_err();
             if sender.blocking_send(batch).is_err() || failed {

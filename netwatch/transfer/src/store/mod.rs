@@ -501,13 +501,15 @@ impl MirrorStore {
 
     /// Reads an object of at most `limit` bytes.
     async fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
-        Ok(self.read_within(path, limit, |_| async {}).await?.0)
+        Ok(self.read_object_within(path, limit, |_| async {}).await?.0)
     }
 
     /// Reads an object of at most `limit` bytes, awaiting `room(size)` once its size is known
     /// and before its body is read: what `room` returns (a share of a memory budget) is
-    /// handed back with the bytes. A body longer than the size the mirror gave is refused.
-    async fn read_within<R, Room: Future<Output = R>>(
+    /// handed back with the bytes, so that a server holding many objects at once (the build
+    /// cache) makes each wait for its share. A body longer than the size the mirror gave is
+    /// refused.
+    pub async fn read_object_within<R, Room: Future<Output = R>>(
         &self,
         path: &str,
         limit: u64,
@@ -553,18 +555,6 @@ impl MirrorStore {
     /// bytes, unchecked: its reader checks it.
     pub async fn read_object(&self, path: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
         self.read(path, limit).await
-    }
-
-    /// Like [`MirrorStore::read_object`], but `room(size)` is awaited before the body is
-    /// read and its result kept with the bytes: a server that holds many objects in memory
-    /// at once (the build cache) makes each wait for its share of a budget.
-    pub async fn read_object_within<R, Room: Future<Output = R>>(
-        &self,
-        path: &str,
-        limit: u64,
-        room: impl FnOnce(u64) -> Room,
-    ) -> Result<(Vec<u8>, R), StoreError> {
-        self.read_within(path, limit, room).await
     }
 
     /// Writes an object named by another layer whole: readers see the old one or the new.
